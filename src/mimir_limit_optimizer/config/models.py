@@ -1,0 +1,247 @@
+"""Typed configuration. camelCase keys in files (as the seed README documents them);
+snake_case attributes in code. Every duration is seconds; every percentage is 0-100."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic.alias_generators import to_camel
+
+from mimir_limit_optimizer.config.types import Duration
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class Mode(StrEnum):
+    DRY_RUN = "dry-run"  # compute, show, audit; never write
+    PROD = "prod"  # apply plans
+
+
+class MimirSettings(_Section):
+    namespace: str = "mimir"
+    config_map_name: str = "mimir-runtime"
+    # Flavour of the limit catalogue (only `mimir` ships today).
+    flavour: Literal["mimir"] = "mimir"
+    # Used only when `cortex_distributor_replication_factor` is absent from the source.
+    replication_factor: int = Field(3, ge=1, le=10)
+
+
+class BasicAuth(_Section):
+    username: str
+    password: SecretStr | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+class PrometheusSettings(_Section):
+    # Base URL of Prometheus, or of Mimir's query path (then set path_prefix and tenant).
+    url: str = "http://127.0.0.1:9090"
+    # Mimir serves the Prometheus API under `/prometheus`.
+    path_prefix: str = ""
+    # X-Scope-OrgID for Mimir (the meta-monitoring tenant); empty for plain Prometheus.
+    tenant: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Extra label matchers added to every query, e.g. {cluster: prod, namespace: mimir}.
+    selectors: dict[str, str] = Field(default_factory=dict)
+    bearer_token: SecretStr | None = None
+    bearer_token_file: str | None = None
+    bearer_token_env: str | None = None
+    basic_auth: BasicAuth | None = None
+    tls_verify: bool = True
+    ca_file: str | None = None
+    timeout: Duration = 30.0
+    max_concurrency: int = Field(4, ge=1, le=64)
+    retries: int = Field(3, ge=0, le=10)
+    # Resolution of range queries (seconds); 5m gives 2016 points for 7 days.
+    step: Duration = Field(300.0, gt=0)
+    # Long ranges are split into chunks of this length (Mimir's query limits apply per query).
+    chunk_length: Duration = Field(86400.0, gt=0)
+    # Window of rate() in every query; must cover at least two scrapes.
+    rate_interval: Duration = Field(300.0, gt=0)
+
+
+class SourceSettings(_Section):
+    kind: Literal["synthetic", "prometheus"] = "synthetic"
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+
+
+class TargetSettings(_Section):
+    kind: Literal["file"] = "file"
+    # The runtime overrides file to read current limits from (and, later, to write).
+    path: str | None = None
+
+
+class TenantScoping(_Section):
+    skip_list: list[str] = Field(default_factory=list)
+    include_list: list[str] = Field(default_factory=list)
+    # False: shell globs (`internal-*`); True: Python regular expressions (full match).
+    use_regex: bool = False
+
+
+class HistogramSettings(_Section):
+    """VPA-like decaying histogram."""
+
+    half_life: Duration = Field(86400.0, gt=0)
+    target_percentile: float = Field(95.0, gt=0, le=100)
+    lower_percentile: float = Field(50.0, gt=0, le=100)
+    upper_percentile: float = Field(99.0, gt=0, le=100)
+    # History (seconds) at which confidence reaches 1.
+    full_confidence_after: Duration = Field(7 * 86400.0, gt=0)
+
+
+class TrendAnalysis(_Section):
+    analysis_window: Duration = Field(7 * 86400.0, gt=0)
+    strategy: Literal["percentile", "histogram"] = "percentile"
+    percentile: float = Field(95.0, gt=0, le=100)
+    use_moving_average: bool = False
+    moving_average_window: Duration = Field(900.0, gt=0)
+    # Also cover the highest sustained (moving-average) peak, not only the percentile.
+    include_peaks: bool = False
+    # "startHour-endHour" (UTC, inclusive) -> factor on the buffered value in those hours.
+    time_of_day_buffers: dict[str, float] = Field(default_factory=dict)
+    min_history: Duration = Field(86400.0, ge=0)
+    histogram: HistogramSettings = Field(default_factory=HistogramSettings)
+
+    @field_validator("time_of_day_buffers")
+    @classmethod
+    def _hours(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, factor in value.items():
+            start, sep, end = key.partition("-")
+            if not sep or not start.isdigit() or not end.isdigit():
+                raise ValueError(f"{key!r}: use 'startHour-endHour', e.g. '9-17'")
+            if not (0 <= int(start) <= 23 and 0 <= int(end) <= 23):
+                raise ValueError(f"{key!r}: hours are 0-23")
+            if factor <= 0:
+                raise ValueError(f"{key!r}: factor must be > 0")
+        return value
+
+
+class EventSpike(_Section):
+    enabled: bool = True
+    # A point is a spike when above threshold x the moving baseline.
+    threshold: float = Field(2.0, gt=1)
+    baseline_window: Duration = Field(6 * 3600.0, gt=0)
+    # Elevations longer than this are a new level, not a spike.
+    max_duration: Duration = Field(3 * 3600.0, gt=0)
+    # Used by the fast protection loop (a later version); accepted now.
+    detection_window: Duration = 300.0
+    cooldown_period: Duration = 1800.0
+    max_spike_multiplier: float = 5.0
+
+
+class TierSettings(_Section):
+    buffer_percentage: float | None = Field(None, ge=0, le=1000)
+    # Per-limit caps for the tier (and the value of policy-only limits).
+    limits: dict[str, float] = Field(default_factory=dict)
+
+
+class LimitsSettings(_Section):
+    model_config = ConfigDict(extra="allow")  # legacy shorthand keys, see loader
+    min_limits: dict[str, float] = Field(default_factory=dict)
+    max_limits: dict[str, float] = Field(default_factory=dict)
+    tenant_tiers: dict[str, TierSettings] = Field(default_factory=dict)
+
+
+class LimitOverride(_Section):
+    # Value of the limit when a tenant has no override (Mimir's global default in your cluster),
+    # and the value to set for policy-only limits.
+    default_value: float | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    # Buffer in percent for this limit.
+    buffer_factor: float | None = Field(None, ge=0, le=1000)
+    enabled: bool = True
+
+
+DEFAULT_ENABLED_LIMITS = (
+    "ingestion_rate",
+    "ingestion_burst_size",
+    "max_global_series_per_user",
+    "max_global_exemplars_per_user",
+    "max_global_metadata_per_user",
+    "request_rate",
+    "request_burst_size",
+    "max_label_names_per_series",
+    "max_label_name_length",
+    "max_label_value_length",
+)
+
+
+class DynamicLimits(_Section):
+    enabled: bool = True
+    default_buffer: float | None = Field(None, ge=0, le=1000)
+    auto_detect: bool = True
+    enabled_limits: list[str] = Field(default_factory=lambda: list(DEFAULT_ENABLED_LIMITS))
+    limit_overrides: dict[str, LimitOverride] = Field(default_factory=dict)
+
+
+class ChangePolicy(_Section):
+    """How far one cycle may move a limit."""
+
+    # No change when the new value is within this percent of the current one.
+    deadband_percent: float = Field(5.0, ge=0, le=100)
+    # Raise fast, lower slowly.
+    max_increase_percent: float = Field(100.0, gt=0)
+    max_decrease_percent: float = Field(10.0, gt=0, le=100)
+    # Significant digits kept when rounding recommendations up (2: 12,345 -> 13,000).
+    rounding_digits: int = Field(2, ge=1, le=6)
+    # Discard-driven limits are raised by this percent when their discards are seen.
+    discard_raise_percent: float = Field(25.0, gt=0)
+
+
+class SyntheticSettings(_Section):
+    enabled: bool = True
+    tenant_count: int = Field(24, ge=1, le=100_000)
+    seed: int = 42
+    # History generated up to "now" (seconds) and its resolution.
+    history: Duration = Field(7 * 86400.0, gt=0)
+    step: Duration = Field(300.0, gt=0)
+
+
+# Sections the seed README documents that this version accepts but does not act on yet.
+UNUSED_SEED_SECTIONS = (
+    "ui",
+    "costControl",
+    "circuitBreaker",
+    "emergency",
+    "alerting",
+    "performance",
+    "metricsDiscovery",
+    "auditLog",
+    "controller",
+    "blastProtection",
+)
+
+
+class Config(_Section):
+    mode: Mode = Mode.DRY_RUN
+    buffer_percentage: float = Field(20.0, ge=0, le=1000)
+    update_interval: Duration = Field(300.0, gt=0)
+    mimir: MimirSettings = Field(default_factory=MimirSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    target: TargetSettings = Field(default_factory=TargetSettings)
+    tenant_scoping: TenantScoping = Field(default_factory=TenantScoping)
+    trend_analysis: TrendAnalysis = Field(default_factory=TrendAnalysis)
+    event_spike: EventSpike = Field(default_factory=EventSpike)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    tenant_tier_mapping: dict[str, str] = Field(default_factory=dict)
+    dynamic_limits: DynamicLimits = Field(default_factory=DynamicLimits)
+    change_policy: ChangePolicy = Field(default_factory=ChangePolicy)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    # Accepted, warned about, not used (see UNUSED_SEED_SECTIONS and docs/configuration.md).
+    ui: dict[str, Any] | None = None
+    cost_control: dict[str, Any] | None = None
+    circuit_breaker: dict[str, Any] | None = None
+    emergency: dict[str, Any] | None = None
+    alerting: dict[str, Any] | None = None
+    performance: dict[str, Any] | None = None
+    metrics_discovery: dict[str, Any] | None = None
+    audit_log: dict[str, Any] | None = None
+    controller: dict[str, Any] | None = None
+    blast_protection: dict[str, Any] | None = None

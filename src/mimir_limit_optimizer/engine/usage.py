@@ -1,0 +1,54 @@
+"""What a source hands the engine: usage per limit as tenant x time arrays.
+
+Everything past the source sees numpy arrays, never JSON or PromQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Usage of N tenants over T timestamps, and their current limits.
+
+    - `usage[limit]`: (N, T) accepted usage in the limit's base unit (samples/s, series, ...);
+      NaN where the tenant had no data at that time. Limits sharing a signal may share arrays.
+    - `discards[limit]`: (N, T) rate of samples/series rejected for the limit's discard reasons
+      (demand the limit hid); absent when the limit has no discard signal.
+    - `current[limit]`: (N,) the limit in force per tenant; NaN when unknown.
+    - `unavailable[limit]`: why a limit's signal could not be collected (then the engine
+      reports every tenant "undefined" for that limit with this reason).
+    - `tenant_problems[limit]`: (N,) per-tenant reasons (empty string = fine), for partial data.
+    """
+
+    tenants: tuple[str, ...]
+    timestamps: FloatArray  # (T,) unix seconds, ascending, evenly spaced by `step`
+    step: float  # seconds
+    usage: Mapping[str, FloatArray]
+    discards: Mapping[str, FloatArray] = field(default_factory=dict)
+    current: Mapping[str, FloatArray] = field(default_factory=dict)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    # Where each current value came from: "overrides file", "cortex_limits_overrides", ...
+    current_origin: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n, t = len(self.tenants), len(self.timestamps)
+        for name, array in (*self.usage.items(), *self.discards.items()):
+            if array.shape != (n, t):
+                raise ValueError(f"{name}: expected shape {(n, t)}, got {array.shape}")
+        for name, array in self.current.items():
+            if array.shape != (n,):
+                raise ValueError(f"current {name}: expected shape {(n,)}, got {array.shape}")
+
+    @property
+    def window(self) -> tuple[float, float]:
+        if len(self.timestamps) == 0:
+            return (0.0, 0.0)
+        return (float(self.timestamps[0]), float(self.timestamps[-1]))
