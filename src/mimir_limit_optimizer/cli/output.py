@@ -1,0 +1,159 @@
+"""Rendering recommendations and plans as table, JSON, YAML or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from ruamel.yaml import YAML
+
+from mimir_limit_optimizer.catalogue import Catalogue
+from mimir_limit_optimizer.engine.plan import Plan
+from mimir_limit_optimizer.engine.results import Recommendations, Status, render_value
+
+STATUS_STYLE = {Status.CHANGE: "yellow", Status.UNCHANGED: "green", Status.UNDEFINED: "dim"}
+
+
+def _num(value: float) -> float | int | None:
+    if not math.isfinite(value):
+        return None
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def recommendation_rows(recs: Recommendations) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for tenant, result, i in recs.rows():
+        spec = result.spec
+        rows.append(
+            {
+                "tenant": tenant,
+                "limit": spec.name,
+                "unit": spec.unit,
+                "current": _num(float(result.current[i])),
+                "recommended": _num(float(result.recommended[i])),
+                "status": result.status_of(i).value,
+                "reasons": result.reasons(i),
+                "usage": {
+                    "p50": _num(float(result.p50[i])),
+                    "p95": _num(float(result.p95[i])),
+                    "p99": _num(float(result.p99[i])),
+                    "max": _num(float(result.maximum[i])),
+                },
+                "demand": _num(float(result.demand[i])),
+                "confidence": round(float(result.confidence[i]), 3),
+            }
+        )
+    return rows
+
+
+def recommendations_document(
+    recs: Recommendations, *, source: str, skipped: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "generated_at": _iso(recs.generated_at),
+        "source": source,
+        "window": {"start": _iso(recs.window[0]), "end": _iso(recs.window[1])},
+        "skipped_tenants": [{"tenant": t, "reason": r} for t, r in skipped.items()],
+        "recommendations": recommendation_rows(recs),
+    }
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    return {
+        "changes": [
+            {
+                "tenant": c.tenant,
+                "limit": c.limit,
+                "old": _num(c.old),
+                "new": _num(c.new),
+                "reasons": list(c.reasons),
+            }
+            for c in plan.changes
+        ]
+    }
+
+
+def to_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def to_yaml(document: dict[str, Any]) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    return buffer.getvalue()
+
+
+def recommendations_csv(recs: Recommendations) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["tenant", "limit", "unit", "current", "recommended", "status", "p50", "p95", "p99",
+         "max", "demand", "confidence", "reasons"]
+    )  # fmt: skip
+    for row in recommendation_rows(recs):
+        usage = row["usage"]
+        writer.writerow(
+            [row["tenant"], row["limit"], row["unit"], row["current"], row["recommended"],
+             row["status"], usage["p50"], usage["p95"], usage["p99"], usage["max"],
+             row["demand"], row["confidence"], "; ".join(row["reasons"])]
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def plan_csv(plan: Plan) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["tenant", "limit", "old", "new", "reasons"])
+    for c in plan.changes:
+        writer.writerow([c.tenant, c.limit, _num(c.old), _num(c.new), "; ".join(c.reasons)])
+    return buffer.getvalue()
+
+
+def recommendations_table(recs: Recommendations, console: Console) -> None:
+    table = Table(title="Recommended limits", show_lines=False, expand=False)
+    for column in ("tenant", "limit", "current", "p95 usage", "demand", "recommended", "status"):
+        table.add_column(column, overflow="fold")
+    table.add_column("why", overflow="fold", max_width=60)
+    for tenant, result, i in recs.rows():
+        spec = result.spec
+        status = result.status_of(i)
+        table.add_row(
+            tenant,
+            spec.name,
+            render_value(float(result.current[i]), spec),
+            render_value(float(result.p95[i]), spec) if math.isfinite(result.p95[i]) else "",
+            render_value(float(result.demand[i]), spec) if math.isfinite(result.demand[i]) else "",
+            render_value(float(result.recommended[i]), spec),
+            f"[{STATUS_STYLE[status]}]{status.value}[/]",
+            "; ".join(result.reasons(i)),
+        )
+    console.print(table)
+
+
+def limits_table(catalogue: Catalogue, console: Console) -> None:
+    table = Table(title=f"Limit catalogue ({catalogue.flavour}, checked against "
+                  f"{catalogue.checked_against})")  # fmt: skip
+    for column in ("limit", "type", "default", "signal", "category", "checked"):
+        table.add_column(column)
+    for spec in catalogue.limits.values():
+        table.add_row(
+            spec.name,
+            spec.type.value,
+            render_value(spec.default, spec),
+            spec.signal.value,
+            spec.category,
+            spec.checked_against,
+        )
+    console.print(table)

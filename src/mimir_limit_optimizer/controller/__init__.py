@@ -1,0 +1,1 @@
+"""Wiring: builds sources from config and runs one recommendation cycle."""

@@ -1,0 +1,97 @@
+"""Post-processors: each one small step on (N,) arrays, returning the new values and a mask of
+the tenants it changed (for the reasons). Applied in order by engine/recommend.py.
+
+NaN means "undefined" and passes through every step untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from mimir_limit_optimizer.engine.usage import FloatArray
+
+BoolArray = npt.NDArray[np.bool_]
+Step = tuple[FloatArray, BoolArray]
+
+
+def add_buffer(value: FloatArray, buffer_percent: FloatArray) -> FloatArray:
+    """Headroom on top of the demand estimate: value x (1 + buffer/100)."""
+    return value * (1.0 + buffer_percent / 100.0)
+
+
+def cap(value: FloatArray, ceiling: FloatArray) -> Step:
+    """Tier caps: never above the tier's limit."""
+    hit = value > ceiling
+    return np.where(hit, ceiling, value), hit
+
+
+def clamp(value: FloatArray, minimum: float, maximum: float) -> tuple[FloatArray, BoolArray, BoolArray]:
+    """Per-limit floor and ceiling. Returns (values, raised-to-min mask, lowered-to-max mask)."""
+    low = value < minimum
+    high = value > maximum
+    return np.clip(value, minimum, maximum), low, high
+
+
+def keep_current_when_lower(value: FloatArray, current: FloatArray) -> Step:
+    """For measures that cannot see the true maximum (per-query averages): never lower."""
+    hit = np.isfinite(current) & (value < current)
+    return np.where(hit, current, value), hit
+
+
+def deadband(value: FloatArray, current: FloatArray, percent: float) -> Step:
+    """No change when the new value is within `percent` of a positive current value."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        close = (current > 0) & (np.abs(value - current) <= current * (percent / 100.0))
+    return np.where(close, current, value), close
+
+
+def limit_step(
+    value: FloatArray, current: FloatArray, max_increase_percent: float, max_decrease_percent: float
+) -> tuple[FloatArray, BoolArray, BoolArray]:
+    """Raise fast, lower slowly: bound the move from a positive current value per cycle.
+    Returns (values, raise-limited mask, lower-limited mask)."""
+    has = current > 0
+    upper = current * (1.0 + max_increase_percent / 100.0)
+    lower = current * (1.0 - max_decrease_percent / 100.0)
+    raised = has & (value > upper)
+    lowered = has & (value < lower)
+    out = np.where(raised, upper, np.where(lowered, lower, value))
+    return out, raised, lowered
+
+
+def _readable(value: FloatArray, digits: int, *, up: bool) -> FloatArray:
+    positive = np.isfinite(value) & (value > 0)
+    safe = np.where(positive, value, 1.0)
+    scale = 10.0 ** (np.floor(np.log10(safe)) - (digits - 1))
+    ratio = safe / scale
+    # Subtract/add a hair so float noise (13000.0000001) does not jump a whole unit.
+    rounded = np.ceil(ratio - 1e-9) if up else np.floor(ratio + 1e-9)
+    return np.where(positive, rounded * scale, value)
+
+
+def round_readable(
+    value: FloatArray,
+    current: FloatArray,
+    *,
+    digits: int,
+    minimum: float,
+    maximum: float,
+    toward_current: BoolArray,
+    integer: bool,
+) -> FloatArray:
+    """Round to `digits` significant digits: up (keep the buffer), except where a step limit
+    applied, which rounds toward the current value (never past the step bound). Values that
+    equal the current value are left alone. Clamps hold after rounding."""
+    changed = value != current
+    up = _readable(value, digits, up=True)
+    down = _readable(value, digits, up=False)
+    moving_up = value > current
+    toward = np.where(moving_up, down, up)
+    rounded = np.where(toward_current, toward, up)
+    rounded = np.where(changed, rounded, value)
+    if integer:
+        rounded = np.where(np.isfinite(rounded), np.ceil(rounded - 1e-9), rounded)
+        minimum, maximum = float(np.ceil(minimum)), float(np.floor(maximum))
+    clipped = np.where(np.isfinite(rounded), np.clip(rounded, minimum, maximum), rounded)
+    return np.where(changed, clipped, value)

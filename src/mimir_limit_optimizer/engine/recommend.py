@@ -1,0 +1,412 @@
+"""One recommendation pass: Observation + config + catalogue + now -> Recommendations.
+
+Per limit, vectorised over tenants, in this order (docs/engine.md explains each step):
+demand correction (accepted + discarded) -> spike exclusion -> strategy -> time-of-day factors
+-> buffer -> tier cap -> min/max -> never-lower / zero rules -> deadband -> step limit ->
+rounding. Derived limits follow their parent; discard-driven and policy-only limits have their
+own short paths. "Cannot decide" is NaN plus a reason, never 0 and never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType, SignalKind
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.engine import postprocess as pp
+from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy, tenant_tiers
+from mimir_limit_optimizer.engine.results import (
+    CHANGE,
+    UNCHANGED,
+    UNDEFINED,
+    LimitResult,
+    Reason,
+    Recommendations,
+)
+from mimir_limit_optimizer.engine.spikes import detect_spikes
+from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
+from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
+from mimir_limit_optimizer.engine.tenants import TenantMatcher
+from mimir_limit_optimizer.engine.usage import FloatArray, Observation
+
+Flags = npt.NDArray[np.int64]
+# Usage within 2% of the limit counts as "at the limit" for the saturation hint.
+_SATURATION_LEVEL = 0.98
+_SATURATION_SHARE = 0.05
+# Discard-driven limits look only at recent discards, so one old burst of discards does not
+# raise the limit again on every cycle.
+DISCARD_LOOKBACK_SECONDS = 3600.0
+
+
+def enabled_limits(config: Config, catalogue: Catalogue) -> list[LimitSpec]:
+    """Managed limits in effect: enabledLimits minus limitOverrides with enabled: false."""
+    if not config.dynamic_limits.enabled:
+        return []
+    names = list(dict.fromkeys(config.dynamic_limits.enabled_limits))
+    overrides = config.dynamic_limits.limit_overrides
+    return [
+        catalogue.limits[name]
+        for name in names
+        if name in catalogue.limits and (name not in overrides or overrides[name].enabled)
+    ]
+
+
+def _ordered(specs: Sequence[LimitSpec]) -> list[LimitSpec]:
+    """Derived limits after their parents."""
+    return sorted(specs, key=lambda s: s.signal is SignalKind.DERIVED)
+
+
+class _Pass:
+    """State shared by the limits of one pass (tenant rows, window, tiers)."""
+
+    def __init__(self, obs: Observation, config: Config, now: float) -> None:
+        self.obs = obs
+        self.config = config
+        self.now = now
+        scoping = config.tenant_scoping
+        matcher = TenantMatcher(
+            scoping.include_list, scoping.skip_list, use_regex=scoping.use_regex
+        )
+        self.rows = np.asarray(matcher.select(obs.tenants), dtype=bool)
+        self.all_rows = bool(self.rows.all())
+        self.tenants = tuple(t for t, keep in zip(obs.tenants, self.rows, strict=True) if keep)
+        ts = obs.timestamps
+        start = now - config.trend_analysis.analysis_window
+        lo = int(np.searchsorted(ts, start, side="right"))
+        hi = int(np.searchsorted(ts, now, side="right"))
+        self.window = slice(lo, hi)
+        self.timestamps = ts[self.window]
+        self.tiers = tenant_tiers(config, self.tenants)
+        self.n = len(self.tenants)
+
+    def take(self, array: FloatArray) -> FloatArray:
+        rows = array if self.all_rows else array[self.rows]
+        return rows[:, self.window] if rows.ndim == 2 else rows
+
+
+def recommend(
+    obs: Observation,
+    config: Config,
+    catalogue: Catalogue,
+    *,
+    now: float,
+    limits: Sequence[str] | None = None,
+) -> Recommendations:
+    """Recommend every enabled limit (or `limits`) for every in-scope tenant of `obs`."""
+    specs = (
+        [catalogue.limits[name] for name in limits]
+        if limits is not None
+        else enabled_limits(config, catalogue)
+    )
+    state = _Pass(obs, config, now)
+    results: dict[str, LimitResult] = {}
+    for spec in _ordered(specs):
+        results[spec.name] = _recommend_limit(state, spec, results)
+    window = (
+        (float(state.timestamps[0]), float(state.timestamps[-1]))
+        if len(state.timestamps)
+        else (now, now)
+    )
+    ordered = {spec.name: results[spec.name] for spec in specs}
+    return Recommendations(state.tenants, ordered, window, now)
+
+
+def _current(state: _Pass, spec: LimitSpec, policy: LimitPolicy) -> tuple[FloatArray, Flags]:
+    observed = state.obs.current.get(spec.name)
+    current = state.take(observed).copy() if observed is not None else np.full(state.n, np.nan)
+    missing = ~np.isfinite(current)
+    fallback = policy.default_value if policy.default_value is not None else spec.default
+    current[missing] = fallback
+    flags = np.where(missing, int(Reason.CURRENT_DEFAULT), 0).astype(np.int64)
+    return current, flags
+
+
+def _empty_result(
+    state: _Pass, spec: LimitSpec, policy: LimitPolicy, current: FloatArray, flags: Flags
+) -> LimitResult:
+    n = state.n
+    nan = np.full(n, np.nan)
+    trend = state.config.trend_analysis
+    return LimitResult(
+        spec=spec,
+        current=current,
+        recommended=nan.copy(),
+        status=np.full(n, UNDEFINED, dtype=np.int8),
+        demand=nan.copy(),
+        p50=nan.copy(),
+        p95=nan.copy(),
+        p99=nan.copy(),
+        maximum=nan.copy(),
+        confidence=np.zeros(n),
+        flags=flags,
+        undefined_reason=[None] * n,
+        buffer_percent=policy.buffer_percent,
+        spike_count=np.zeros(n, dtype=np.int64),
+        spike_ratio=nan.copy(),
+        discard_share=np.zeros(n),
+        parent_value=nan.copy(),
+        minimum=policy.minimum,
+        maximum_allowed=policy.maximum,
+        percentile=trend.percentile
+        if trend.strategy == "percentile"
+        else trend.histogram.target_percentile,
+        strategy=trend.strategy,
+    )
+
+
+def _recommend_limit(
+    state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
+) -> LimitResult:
+    policy = resolve_policy(state.config, spec, state.tiers)
+    current, flags = _current(state, spec, policy)
+    result = _empty_result(state, spec, policy, current, flags)
+    unavailable = state.obs.unavailable.get(spec.name)
+    if unavailable:
+        result.undefined_reason = [unavailable] * state.n
+        return result
+    if spec.signal is SignalKind.USAGE:
+        value = _usage_value(state, spec, policy, result)
+    elif spec.signal is SignalKind.DISCARD:
+        value = _discard_value(state, spec, result)
+    elif spec.signal is SignalKind.DERIVED:
+        value = _derived_value(state, spec, result, done)
+    else:
+        value = _policy_value(state, spec, policy, result)
+    _finish(state, spec, policy, result, value)
+    return result
+
+
+def _undefined(result: LimitResult, mask: npt.NDArray[np.bool_], reason: str) -> None:
+    for i in np.flatnonzero(mask):
+        if result.undefined_reason[i] is None:
+            result.undefined_reason[i] = reason
+
+
+def _usage_value(
+    state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
+) -> FloatArray:
+    obs, config = state.obs, state.config
+    trend = config.trend_analysis
+    usage_full = obs.usage.get(spec.name)
+    if usage_full is None:
+        _undefined(result, np.ones(state.n, bool), f"the source returned no data for {spec.name}")
+        return np.full(state.n, np.nan)
+    usage = state.take(usage_full)
+    demand = usage
+    discards_full = obs.discards.get(spec.name)
+    if discards_full is not None:
+        discards = state.take(discards_full)
+        d = np.where(np.isfinite(discards), np.maximum(discards, 0.0), 0.0)
+        demand = usage + d
+        total_d = np.where(np.isfinite(usage), d, 0.0).sum(axis=1)
+        total = np.nansum(demand, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, total_d / total, 0.0)
+        result.discard_share = share
+        result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
+
+    observed = SortedRows(usage)
+    result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+    if discards_full is None:
+        with np.errstate(invalid="ignore"):
+            at_limit = (usage >= _SATURATION_LEVEL * result.current[:, None]) & (
+                result.current[:, None] > 0
+            )
+        saturated = at_limit.mean(axis=1) > _SATURATION_SHARE if usage.shape[1] else at_limit.any(1)
+        result.flags |= np.where(saturated, int(Reason.SATURATED), 0)
+
+    history = history_seconds(usage, state.timestamps)
+    no_data = observed.counts == 0
+    short = ~no_data & (history < trend.min_history)
+    _undefined(result, no_data, "no data for this tenant in the analysis window")
+    for i in np.flatnonzero(short):
+        result.undefined_reason[i] = (
+            f"only {history[i] / 3600:.1f}h of history; at least "
+            f"{trend.min_history / 3600:g}h needed (trendAnalysis.minHistory)"
+        )
+
+    spike_cfg = config.event_spike
+    cleaned = demand
+    if spike_cfg.enabled:
+        report = detect_spikes(
+            demand,
+            step=obs.step,
+            threshold=spike_cfg.threshold,
+            baseline_window=spike_cfg.baseline_window,
+            max_duration=spike_cfg.max_duration,
+        )
+        cleaned = report.cleaned
+        result.spike_count = report.count
+        result.spike_ratio = report.max_ratio
+        result.flags |= np.where(report.count > 0, int(Reason.SPIKES_EXCLUDED), 0)
+
+    if trend.strategy == "histogram":
+        strat = histogram_strategy(
+            cleaned,
+            timestamps=state.timestamps,
+            now=state.now,
+            history=history,
+            settings=trend.histogram,
+        )
+        if strat.lower is not None and strat.upper is not None:
+            result.extra["lower_bound"] = strat.lower
+            result.extra["upper_bound"] = strat.upper
+    else:
+        strat = percentile_strategy(cleaned, step=obs.step, history=history, settings=trend)
+    value = strat.value
+    result.confidence = strat.confidence
+
+    if trend.time_of_day_buffers:
+        value = _time_of_day(state, cleaned, result.percentile)
+        result.flags |= int(Reason.TIME_OF_DAY)
+    result.demand = value.copy()
+
+    value = pp.add_buffer(value, policy.buffer_percent)
+    result.flags |= np.where(policy.buffer_percent > 0, int(Reason.BUFFER), 0)
+    value[no_data | short] = np.nan
+    return value
+
+
+def _hours(key: str) -> list[int]:
+    start, _, end = key.partition("-")
+    a, b = int(start), int(end)
+    return list(range(a, b + 1)) if a <= b else [*range(a, 24), *range(0, b + 1)]
+
+
+def _time_of_day(state: _Pass, cleaned: FloatArray, percentile: float) -> FloatArray:
+    """Max over hour ranges of (percentile in those hours x the range's factor); hours in no
+    range form one more range with factor 1 (UTC hours)."""
+    hours = ((state.timestamps % 86400) // 3600).astype(np.int64)
+    covered: set[int] = set()
+    value = np.full(state.n, np.nan)
+    for key, factor in state.config.trend_analysis.time_of_day_buffers.items():
+        chosen = _hours(key)
+        covered.update(chosen)
+        mask = np.isin(hours, chosen)
+        if mask.any():
+            value = np.fmax(value, SortedRows(cleaned[:, mask]).percentile(percentile) * factor)
+    rest = ~np.isin(hours, sorted(covered))
+    if rest.any():
+        value = np.fmax(value, SortedRows(cleaned[:, rest]).percentile(percentile))
+    return value
+
+
+def _discard_value(state: _Pass, spec: LimitSpec, result: LimitResult) -> FloatArray:
+    discards_full = state.obs.discards.get(spec.name)
+    if discards_full is None:
+        _undefined(result, np.ones(state.n, bool), f"the source returned no discards for {spec.name}")
+        return np.full(state.n, np.nan)
+    discards = state.take(discards_full)
+    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
+    window = discards[:, recent]
+    no_data = ~np.isfinite(window).any(axis=1) if window.shape[1] else np.ones(state.n, bool)
+    _undefined(result, no_data, f"no discard data for {', '.join(spec.discard_reasons)}")
+    seen = np.nansum(np.where(np.isfinite(window), window, 0.0), axis=1) > 0
+    current = result.current
+    raise_by = state.config.change_policy.discard_raise_percent / 100.0
+    value = np.where(seen & (current > 0), current * (1.0 + raise_by), current)
+    result.flags |= np.where(seen & (current > 0), int(Reason.DISCARD_RAISE), 0)
+    result.flags |= np.where(~seen & ~no_data, int(Reason.NO_DISCARDS), 0)
+    result.confidence = np.where(no_data, 0.0, 1.0)
+    return np.where(no_data, np.nan, value)
+
+
+def _derived_value(
+    state: _Pass, spec: LimitSpec, result: LimitResult, done: dict[str, LimitResult]
+) -> FloatArray:
+    parent_name = spec.derived_from or ""
+    factor = spec.derive_factor or 1.0
+    parent = done.get(parent_name)
+    if parent is not None:
+        base = parent.recommended
+        result.confidence = parent.confidence
+        _undefined(result, ~np.isfinite(base), f"{parent_name} is undefined for this tenant")
+    else:
+        observed = state.obs.current.get(parent_name)
+        base = state.take(observed) if observed is not None else np.full(state.n, np.nan)
+        result.confidence = np.where(np.isfinite(base), 1.0, 0.0)
+        _undefined(
+            result,
+            ~np.isfinite(base),
+            f"{parent_name} is not managed and its current value is unknown",
+        )
+    result.parent_value = base
+    result.extra["parent_unit"] = (
+        done[parent_name].spec.unit if parent_name in done else ""
+    )
+    result.flags |= int(Reason.DERIVED)
+    return base * factor
+
+
+def _policy_value(
+    state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
+) -> FloatArray:
+    value = policy.tier_value.copy()
+    if policy.default_value is not None:
+        value = np.where(np.isfinite(value), value, policy.default_value)
+    _undefined(
+        result,
+        ~np.isfinite(value),
+        f"policy-only limit with no value configured: set limits.tenantTiers.<tier>.limits."
+        f"{spec.name} or dynamicLimits.limitOverrides.{spec.name}.defaultValue",
+    )
+    result.flags |= np.where(np.isfinite(value), int(Reason.POLICY_VALUE), 0)
+    result.confidence = np.where(np.isfinite(value), 1.0, 0.0)
+    return value
+
+
+def _finish(
+    state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult, value: FloatArray
+) -> None:
+    change = state.config.change_policy
+    current = result.current
+    defined = np.isfinite(value)
+    flags = result.flags
+
+    value, hit = pp.cap(value, policy.cap)
+    flags |= np.where(hit & defined, int(Reason.TIER_CAP), 0)
+    value, low, high = pp.clamp(value, policy.minimum, policy.maximum)
+    flags |= np.where(low & defined, int(Reason.RAISED_TO_MIN), 0)
+    flags |= np.where(high & defined, int(Reason.LOWERED_TO_MAX), 0)
+    if not spec.may_lower:
+        value, hit = pp.keep_current_when_lower(value, current)
+        flags |= np.where(hit & defined, int(Reason.NEVER_LOWER), 0)
+
+    zero = current == 0
+    if spec.zero_means_unlimited:
+        flags |= np.where(zero & defined, int(Reason.UNLIMITED_NOW), 0)
+    elif spec.signal is not SignalKind.POLICY:
+        keep = zero & defined
+        value = np.where(keep, 0.0, value)
+        flags |= np.where(keep, int(Reason.ZERO_KEPT), 0)
+
+    toward_current = np.zeros(state.n, dtype=bool)
+    if spec.signal is not SignalKind.POLICY and spec.type is not LimitType.BOOL:
+        moved = value != current
+        value, hit = pp.deadband(value, current, change.deadband_percent)
+        flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
+        value, raised, lowered = pp.limit_step(
+            value, current, change.max_increase_percent, change.max_decrease_percent
+        )
+        flags |= np.where(raised & defined, int(Reason.RAISE_LIMITED), 0)
+        flags |= np.where(lowered & defined, int(Reason.LOWER_LIMITED), 0)
+        toward_current = raised | lowered
+    if spec.type in (LimitType.RATE, LimitType.COUNT, LimitType.BYTES):
+        value = pp.round_readable(
+            value,
+            current,
+            digits=change.rounding_digits,
+            minimum=policy.minimum,
+            maximum=policy.maximum,
+            toward_current=toward_current,
+            integer=spec.type is not LimitType.RATE,
+        )
+
+    result.flags = flags
+    result.recommended = np.where(defined, value, np.nan)
+    status = np.where(result.recommended == current, UNCHANGED, CHANGE).astype(np.int8)
+    status[~defined] = UNDEFINED
+    result.status = status

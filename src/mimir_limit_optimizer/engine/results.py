@@ -1,0 +1,170 @@
+"""Recommendation results: per limit, arrays over tenants plus reasons rendered on demand.
+
+Reasons are stored as bit flags and context arrays, and turned into sentences only when a
+row is shown: building 100k Python lists of strings would cost more than the math itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntFlag, StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mimir_limit_optimizer.catalogue import LimitSpec, LimitType
+from mimir_limit_optimizer.catalogue.units import format_duration, format_number
+from mimir_limit_optimizer.engine.usage import FloatArray
+
+
+class Status(StrEnum):
+    CHANGE = "change"
+    UNCHANGED = "unchanged"
+    UNDEFINED = "undefined"
+
+
+class Reason(IntFlag):
+    NONE = 0
+    DISCARDS_ADDED = 1 << 0  # demand = accepted + discarded
+    SPIKES_EXCLUDED = 1 << 1
+    BUFFER = 1 << 2
+    TIME_OF_DAY = 1 << 3
+    TIER_CAP = 1 << 4
+    RAISED_TO_MIN = 1 << 5
+    LOWERED_TO_MAX = 1 << 6
+    DEADBAND = 1 << 7
+    RAISE_LIMITED = 1 << 8
+    LOWER_LIMITED = 1 << 9
+    NEVER_LOWER = 1 << 10
+    DERIVED = 1 << 11
+    DISCARD_RAISE = 1 << 12
+    NO_DISCARDS = 1 << 13
+    POLICY_VALUE = 1 << 14
+    CURRENT_DEFAULT = 1 << 15
+    ZERO_KEPT = 1 << 16
+    UNLIMITED_NOW = 1 << 17
+    SATURATED = 1 << 18  # pinned at the limit without a discard signal
+
+
+@dataclass
+class LimitResult:
+    """Results of one limit for every tenant (index i = tenant i of Recommendations.tenants)."""
+
+    spec: LimitSpec
+    current: FloatArray
+    recommended: FloatArray  # NaN = undefined
+    status: npt.NDArray[np.int8]  # index into STATUS_ORDER
+    demand: FloatArray  # estimate before buffer; NaN when none
+    p50: FloatArray
+    p95: FloatArray
+    p99: FloatArray
+    maximum: FloatArray
+    confidence: FloatArray
+    flags: npt.NDArray[np.int64]
+    # Context for reasons.
+    undefined_reason: list[str | None]
+    buffer_percent: FloatArray
+    spike_count: npt.NDArray[np.int64]
+    spike_ratio: FloatArray
+    discard_share: FloatArray  # fraction of demand that was discarded (0..1)
+    parent_value: FloatArray  # derived: the parent's value used
+    minimum: float = 0.0
+    maximum_allowed: float = float("inf")
+    percentile: float = 95.0
+    strategy: str = "percentile"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def status_of(self, i: int) -> Status:
+        return STATUS_ORDER[int(self.status[i])]
+
+    def reasons(self, i: int) -> list[str]:
+        return _render_reasons(self, i)
+
+
+STATUS_ORDER = (Status.CHANGE, Status.UNCHANGED, Status.UNDEFINED)
+CHANGE, UNCHANGED, UNDEFINED = 0, 1, 2
+
+
+def render_value(value: float, spec: LimitSpec) -> str:
+    if not np.isfinite(value):
+        return "?"
+    if spec.type is LimitType.DURATION:
+        return format_duration(value)
+    if spec.type is LimitType.BOOL:
+        return "true" if value else "false"
+    return format_number(value, "bytes" if spec.type is LimitType.BYTES else spec.unit)
+
+
+def _render_reasons(r: LimitResult, i: int) -> list[str]:
+    undefined = r.undefined_reason[i]
+    if undefined:
+        return [undefined]
+    f = Reason(int(r.flags[i]))
+    spec = r.spec
+    out: list[str] = []
+    v = lambda x: render_value(float(x), spec)  # noqa: E731
+    if Reason.CURRENT_DEFAULT in f:
+        out.append(f"no override set: current is the default {v(r.current[i])}")
+    if Reason.DISCARDS_ADDED in f:
+        out.append(
+            f"throttled: {r.discard_share[i]:.0%} of demand was discarded "
+            f"({', '.join(spec.discard_reasons)}); demand = accepted + discarded"
+        )
+    if Reason.SATURATED in f:
+        out.append("usage sat at the current limit: real demand may be higher")
+    if Reason.SPIKES_EXCLUDED in f:
+        out.append(
+            f"{int(r.spike_count[i])} transient spike(s) up to {r.spike_ratio[i]:.1f}x baseline "
+            "kept out of the baseline"
+        )
+    if np.isfinite(r.demand[i]) and spec.signal.value == "usage-driven":
+        label = f"p{r.percentile:g}" if r.strategy == "percentile" else "decaying-histogram target"
+        out.append(f"demand {v(r.demand[i])} ({label} over the window)")
+    if Reason.TIME_OF_DAY in f:
+        out.append("time-of-day buffers decided the value")
+    if Reason.BUFFER in f:
+        out.append(f"+{r.buffer_percent[i]:g}% buffer")
+    if Reason.DERIVED in f:
+        parent = format_number(float(r.parent_value[i]), str(r.extra.get("parent_unit", "")))
+        out.append(f"derived: {spec.derive_factor:g} x {spec.derived_from} ({parent})")
+    if Reason.DISCARD_RAISE in f:
+        out.append(f"discards for {', '.join(spec.discard_reasons)} seen recently: raised")
+    if Reason.NO_DISCARDS in f:
+        out.append(f"no discards for {', '.join(spec.discard_reasons)} recently: kept")
+    if Reason.POLICY_VALUE in f:
+        out.append("policy-only limit: value from the tenant's tier or limitOverrides.defaultValue")
+    if Reason.TIER_CAP in f:
+        out.append("capped by the tenant's tier limit")
+    if Reason.RAISED_TO_MIN in f:
+        out.append(f"raised to the minimum {v(r.minimum)}")
+    if Reason.LOWERED_TO_MAX in f:
+        out.append(f"lowered to the maximum {v(r.maximum_allowed)}")
+    if Reason.NEVER_LOWER in f:
+        out.append("kept: this measure is an average and cannot justify lowering")
+    if Reason.ZERO_KEPT in f:
+        out.append("kept at 0: it disables the feature, and the optimizer does not enable features")
+    if Reason.UNLIMITED_NOW in f:
+        out.append("currently 0 (unlimited)")
+    if Reason.DEADBAND in f:
+        out.append("within the deadband of the current value: unchanged")
+    if Reason.RAISE_LIMITED in f:
+        out.append("raise limited by the maximum step per cycle")
+    if Reason.LOWER_LIMITED in f:
+        out.append("lowering limited by the maximum step per cycle")
+    return out
+
+
+@dataclass
+class Recommendations:
+    tenants: tuple[str, ...]
+    results: dict[str, LimitResult]
+    window: tuple[float, float]
+    generated_at: float
+
+    def rows(self) -> Iterator[tuple[str, LimitResult, int]]:
+        """(tenant, result, index) for every tenant x limit, tenants in order."""
+        for i, tenant in enumerate(self.tenants):
+            for result in self.results.values():
+                yield tenant, result, i

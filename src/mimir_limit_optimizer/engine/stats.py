@@ -1,0 +1,118 @@
+"""NaN-aware statistics over (tenants, time) arrays, vectorised over tenants.
+
+Percentiles sort a float32 copy: sorting is the hot spot of the engine and float32 sorts ~5x
+faster; 7 significant digits are far finer than the 2-digit rounding applied to limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from mimir_limit_optimizer.engine.usage import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+
+
+class SortedRows:
+    """Rows sorted ascending with NaN last, and the count of finite values per row."""
+
+    def __init__(self, values: FloatArray) -> None:
+        rows = np.asarray(values, dtype=np.float32)
+        rows = np.where(np.isfinite(rows), rows, np.float32(np.nan))
+        self.sorted = np.sort(rows, axis=1)
+        self.counts: IntArray = np.count_nonzero(np.isfinite(self.sorted), axis=1).astype(np.int64)
+
+    def percentile(self, q: float) -> FloatArray:
+        """Linear-interpolated q-th percentile (0-100) per row; NaN for empty rows."""
+        n = self.counts
+        out = np.full(n.shape, np.nan)
+        has = n > 0
+        if not has.any():
+            return out
+        pos = (q / 100.0) * (np.maximum(n, 1) - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+        frac = pos - lo
+        rows = np.arange(len(n))
+        lo_v = self.sorted[rows, lo].astype(np.float64)
+        hi_v = self.sorted[rows, hi].astype(np.float64)
+        out[has] = (lo_v + (hi_v - lo_v) * frac)[has]
+        return out
+
+    def percentiles(self, qs: Sequence[float]) -> list[FloatArray]:
+        return [self.percentile(q) for q in qs]
+
+    def maximum(self) -> FloatArray:
+        return self.percentile(100.0)
+
+
+def moving_average(values: FloatArray, window: int) -> FloatArray:
+    """Trailing NaN-aware moving average over `window` points (a point's own and earlier ones).
+
+    NaN where the window holds no finite value."""
+    if window <= 1:
+        return np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    filled = np.where(finite, values, 0.0)
+    csum = np.cumsum(filled, axis=1)
+    ccount = np.cumsum(finite, axis=1)
+    csum[:, window:] = csum[:, window:] - csum[:, :-window].copy()
+    ccount[:, window:] = ccount[:, window:] - ccount[:, :-window].copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = csum / ccount
+    out[ccount == 0] = np.nan
+    return out
+
+
+def history_seconds(values: FloatArray, timestamps: FloatArray) -> FloatArray:
+    """Span between the first and the last finite point per row, plus one step; 0 when empty."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0])
+    finite = np.isfinite(values)
+    any_finite = finite.any(axis=1)
+    first = np.argmax(finite, axis=1)
+    last = values.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
+    step = float(timestamps[1] - timestamps[0]) if len(timestamps) > 1 else 0.0
+    span = timestamps[last] - timestamps[first] + step
+    return np.where(any_finite, span, 0.0)
+
+
+def nanmean_rows(values: FloatArray) -> FloatArray:
+    finite = np.isfinite(values)
+    count = finite.sum(axis=1)
+    total = np.where(finite, values, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def block_means(values: FloatArray, block: int) -> FloatArray:
+    """Means of consecutive blocks of `block` points per row (last partial block included)."""
+    n, t = values.shape
+    nblocks = -(-t // block)
+    padded = np.full((n, nblocks * block), np.nan)
+    padded[:, :t] = values
+    shaped = padded.reshape(n, nblocks, block)
+    finite = np.isfinite(shaped)
+    count = finite.sum(axis=2)
+    total = np.where(finite, shaped, 0.0).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def rolling_nanmedian(values: FloatArray, window: int) -> FloatArray:
+    """Centred rolling median over `window` columns, ignoring NaN (NaN where all are NaN)."""
+    n, t = values.shape
+    half = window // 2
+    padded = np.full((n, t + window - 1), np.nan)
+    padded[:, half : half + t] = values
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)
+    ordered = np.sort(windows, axis=2)  # NaN last
+    count = np.isfinite(ordered).sum(axis=2)
+    lo = np.maximum((count - 1) // 2, 0)
+    hi = np.maximum(count // 2, 0)
+    lo_v = np.take_along_axis(ordered, lo[..., None], axis=2)[..., 0]
+    hi_v = np.take_along_axis(ordered, hi[..., None], axis=2)[..., 0]
+    return np.where(count > 0, (lo_v + hi_v) / 2.0, np.nan)
