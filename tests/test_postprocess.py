@@ -88,29 +88,25 @@ def test_limit_step(
 
 
 @pytest.mark.parametrize(
-    ("value", "current", "toward", "integer", "expected"),
+    ("value", "current", "integer", "expected"),
     [
-        (12345.0, 1.0, False, True, 13000.0),  # up to 2 significant digits
-        (12000.0, 1.0, False, True, 12000.0),  # already readable
-        (0.37, 1.0, False, False, 0.37),
-        (1.01, 5.0, False, False, 1.1),
-        (19999.0, 10000.0, True, True, 19000.0),  # step-limited raise rounds toward current
-        (9123.0, 10000.0, True, True, 9200.0),  # step-limited lowering rounds toward current
-        (10000.0, 10000.0, False, True, 10000.0),  # unchanged stays
-        (123456789.0, 1.0, False, True, 100000000.0),  # clamped to max after rounding
-        (NAN, 1.0, False, True, NAN),
+        (12345.0, 1.0, True, 13000.0),  # up to 2 significant digits
+        (12000.0, 1.0, True, 12000.0),  # already readable
+        (0.37, 1.0, False, 0.37),
+        (1.01, 5.0, False, 1.1),
+        (9001.0, 10000.0, True, 9100.0),  # a step-limited lowering rounds up: toward current
+        (10000.0, 10000.0, True, 10000.0),  # unchanged stays
+        (123456789.0, 1.0, True, 100000000.0),  # clamped to max after rounding
+        (NAN, 1.0, True, NAN),
     ],
 )
-def test_round_readable(
-    value: float, current: float, toward: bool, integer: bool, expected: float
-) -> None:
+def test_round_readable(value: float, current: float, integer: bool, expected: float) -> None:
     out = pp.round_readable(
         arr(value),
         arr(current),
         digits=2,
         minimum=0.0,
         maximum=1e8,
-        toward_current=np.array([toward]),
         integer=integer,
     )
     np.testing.assert_allclose(out, arr(expected), equal_nan=True)
@@ -123,7 +119,6 @@ def test_round_readable_integer_respects_fractional_bounds() -> None:
         digits=3,
         minimum=0.0,
         maximum=7.5,
-        toward_current=np.array([False]),
         integer=True,
     )
     assert out[0] == 7.0

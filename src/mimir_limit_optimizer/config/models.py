@@ -4,12 +4,12 @@ snake_case attributes in code. Every duration is seconds; every percentage is 0-
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
 
-from mimir_limit_optimizer.config.types import Duration
+from mimir_limit_optimizer.config.types import Duration, HourRange, OpaqueSection
 
 
 class _Section(BaseModel):
@@ -30,6 +30,8 @@ class MimirSettings(_Section):
     flavour: Literal["mimir"] = "mimir"
     # Used only when `cortex_distributor_replication_factor` is absent from the source.
     replication_factor: int = Field(3, ge=1, le=10)
+    # Seed option: accepted with a warning, not used (runtime overrides need no rollout).
+    trigger_rollout: bool = False
 
 
 class BasicAuth(_Section):
@@ -104,22 +106,11 @@ class TrendAnalysis(_Section):
     # Also cover the highest sustained (moving-average) peak, not only the percentile.
     include_peaks: bool = False
     # "startHour-endHour" (UTC, inclusive) -> factor on the buffered value in those hours.
-    time_of_day_buffers: dict[str, float] = Field(default_factory=dict)
+    time_of_day_buffers: dict[HourRange, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
     min_history: Duration = Field(86400.0, ge=0)
     histogram: HistogramSettings = Field(default_factory=HistogramSettings)
-
-    @field_validator("time_of_day_buffers")
-    @classmethod
-    def _hours(cls, value: dict[str, float]) -> dict[str, float]:
-        for key, factor in value.items():
-            start, sep, end = key.partition("-")
-            if not sep or not start.isdigit() or not end.isdigit():
-                raise ValueError(f"{key!r}: use 'startHour-endHour', e.g. '9-17'")
-            if not (0 <= int(start) <= 23 and 0 <= int(end) <= 23):
-                raise ValueError(f"{key!r}: hours are 0-23")
-            if factor <= 0:
-                raise ValueError(f"{key!r}: factor must be > 0")
-        return value
 
 
 class EventSpike(_Section):
@@ -129,10 +120,10 @@ class EventSpike(_Section):
     baseline_window: Duration = Field(6 * 3600.0, gt=0)
     # Elevations longer than this are a new level, not a spike.
     max_duration: Duration = Field(3 * 3600.0, gt=0)
-    # Used by the fast protection loop (a later version); accepted now.
-    detection_window: Duration = 300.0
-    cooldown_period: Duration = 1800.0
-    max_spike_multiplier: float = 5.0
+    # For the fast protection loop of a later version: accepted with a warning, not used.
+    detection_window: Duration = Field(300.0, gt=0)
+    cooldown_period: Duration = Field(1800.0, ge=0)
+    max_spike_multiplier: float = Field(5.0, gt=1)
 
 
 class TierSettings(_Section):
@@ -176,6 +167,8 @@ DEFAULT_ENABLED_LIMITS = (
 class DynamicLimits(_Section):
     enabled: bool = True
     default_buffer: float | None = Field(None, ge=0, le=1000)
+    # Seed option ("automated limit discovery"): accepted with a warning, not used; the
+    # catalogue decides which limits exist.
     auto_detect: bool = True
     enabled_limits: list[str] = Field(default_factory=lambda: list(DEFAULT_ENABLED_LIMITS))
     limit_overrides: dict[str, LimitOverride] = Field(default_factory=dict)
@@ -196,6 +189,7 @@ class ChangePolicy(_Section):
 
 
 class SyntheticSettings(_Section):
+    # Seed option: accepted with a warning, not used; `source.kind` selects the source.
     enabled: bool = True
     tenant_count: int = Field(24, ge=1, le=100_000)
     seed: int = 42
@@ -219,6 +213,18 @@ UNUSED_SEED_SECTIONS = (
 )
 
 
+# Keys of used sections that the seed documents and this version accepts but does not act on:
+# (key path, why). Each one present in a file, the environment or the CLI gives one warning.
+UNUSED_SEED_KEYS: tuple[tuple[str, str], ...] = (
+    ("mimir.triggerRollout", "Mimir reloads runtime overrides without a rollout"),
+    ("eventSpike.detectionWindow", "for the fast protection loop of a later version"),
+    ("eventSpike.cooldownPeriod", "for the fast protection loop of a later version"),
+    ("eventSpike.maxSpikeMultiplier", "for the fast protection loop of a later version"),
+    ("dynamicLimits.autoDetect", "the limit catalogue decides which limits exist"),
+    ("synthetic.enabled", "source.kind selects the synthetic source"),
+)
+
+
 class Config(_Section):
     mode: Mode = Mode.DRY_RUN
     buffer_percentage: float = Field(20.0, ge=0, le=1000)
@@ -234,14 +240,15 @@ class Config(_Section):
     dynamic_limits: DynamicLimits = Field(default_factory=DynamicLimits)
     change_policy: ChangePolicy = Field(default_factory=ChangePolicy)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
-    # Accepted, warned about, not used (see UNUSED_SEED_SECTIONS and docs/configuration.md).
-    ui: dict[str, Any] | None = None
-    cost_control: dict[str, Any] | None = None
-    circuit_breaker: dict[str, Any] | None = None
-    emergency: dict[str, Any] | None = None
-    alerting: dict[str, Any] | None = None
-    performance: dict[str, Any] | None = None
-    metrics_discovery: dict[str, Any] | None = None
-    audit_log: dict[str, Any] | None = None
-    controller: dict[str, Any] | None = None
-    blast_protection: dict[str, Any] | None = None
+    # Accepted, warned about, not used (see UNUSED_SEED_SECTIONS and docs/configuration.md);
+    # secret-looking values inside are SecretStr.
+    ui: OpaqueSection | None = None
+    cost_control: OpaqueSection | None = None
+    circuit_breaker: OpaqueSection | None = None
+    emergency: OpaqueSection | None = None
+    alerting: OpaqueSection | None = None
+    performance: OpaqueSection | None = None
+    metrics_discovery: OpaqueSection | None = None
+    audit_log: OpaqueSection | None = None
+    controller: OpaqueSection | None = None
+    blast_protection: OpaqueSection | None = None

@@ -77,19 +77,14 @@ def round_readable(
     digits: int,
     minimum: float,
     maximum: float,
-    toward_current: BoolArray,
     integer: bool,
 ) -> FloatArray:
-    """Round to `digits` significant digits: up (keep the buffer), except where a step limit
-    applied, which rounds toward the current value (never past the step bound). Values that
-    equal the current value are left alone. Clamps hold after rounding."""
+    """Round up to `digits` significant digits (keeps the buffer; monotone in the input).
+    Values equal to the current value are left alone. After a step limit, rounding up may
+    pass the step bound by less than one rounding unit: the step is a soft bound, min/max are
+    hard ones and hold after rounding."""
     changed = value != current
-    up = _readable(value, digits, up=True)
-    down = _readable(value, digits, up=False)
-    moving_up = value > current
-    toward = np.where(moving_up, down, up)
-    rounded = np.where(toward_current, toward, up)
-    rounded = np.where(changed, rounded, value)
+    rounded = _readable(value, digits, up=True)
     if integer:
         rounded = np.where(np.isfinite(rounded), np.ceil(rounded - 1e-9), rounded)
         minimum, maximum = float(np.ceil(minimum)), float(np.floor(maximum))

@@ -194,15 +194,16 @@ def _usage_value(
     if usage_full is None:
         _undefined(result, np.ones(state.n, bool), f"the source returned no data for {spec.name}")
         return np.full(state.n, np.nan)
-    usage = state.take(usage_full)
+    # float32 from here on: half the memory traffic; limits are rounded to 2 digits anyway.
+    usage = state.take(usage_full).astype(np.float32)
     demand = usage
     discards_full = obs.discards.get(spec.name)
     if discards_full is not None:
-        discards = state.take(discards_full)
-        d = np.where(np.isfinite(discards), np.maximum(discards, 0.0), 0.0)
+        discards = state.take(discards_full).astype(np.float32)
+        d = np.where(np.isfinite(discards) & np.isfinite(usage), np.maximum(discards, 0), 0)
         demand = usage + d
-        total_d = np.where(np.isfinite(usage), d, 0.0).sum(axis=1)
-        total = np.nansum(demand, axis=1)
+        total_d = d.sum(axis=1, dtype=np.float64)
+        total = np.nansum(demand, axis=1, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(total > 0, total_d / total, 0.0)
         result.discard_share = share
@@ -211,11 +212,11 @@ def _usage_value(
     observed = SortedRows(usage)
     result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
     if discards_full is None:
+        level = (_SATURATION_LEVEL * result.current).astype(np.float32)
         with np.errstate(invalid="ignore"):
-            at_limit = (usage >= _SATURATION_LEVEL * result.current[:, None]) & (
-                result.current[:, None] > 0
-            )
-        saturated = at_limit.mean(axis=1) > _SATURATION_SHARE if usage.shape[1] else at_limit.any(1)
+            at_limit = (usage >= level[:, None]).sum(axis=1)
+        share_at_limit = at_limit / np.maximum(observed.counts, 1)
+        saturated = (share_at_limit > _SATURATION_SHARE) & (result.current > 0)
         result.flags |= np.where(saturated, int(Reason.SATURATED), 0)
 
     history = history_seconds(usage, state.timestamps)
@@ -255,7 +256,13 @@ def _usage_value(
             result.extra["lower_bound"] = strat.lower
             result.extra["upper_bound"] = strat.upper
     else:
-        strat = percentile_strategy(cleaned, step=obs.step, history=history, settings=trend)
+        strat = percentile_strategy(
+            cleaned,
+            step=obs.step,
+            history=history,
+            settings=trend,
+            presorted=observed if cleaned is usage else None,
+        )
     value = strat.value
     result.confidence = strat.confidence
 
@@ -378,22 +385,26 @@ def _finish(
     zero = current == 0
     if spec.zero_means_unlimited:
         flags |= np.where(zero & defined, int(Reason.UNLIMITED_NOW), 0)
-    elif spec.signal is not SignalKind.POLICY:
-        keep = zero & defined
-        value = np.where(keep, 0.0, value)
-        flags |= np.where(keep, int(Reason.ZERO_KEPT), 0)
+    keep_zero = np.zeros(state.n, dtype=bool)
+    if not spec.zero_means_unlimited and spec.signal is not SignalKind.POLICY:
+        keep_zero = zero & defined
+        flags |= np.where(keep_zero, int(Reason.ZERO_KEPT), 0)
 
-    toward_current = np.zeros(state.n, dtype=bool)
     if spec.signal is not SignalKind.POLICY and spec.type is not LimitType.BOOL:
         moved = value != current
-        value, hit = pp.deadband(value, current, change.deadband_percent)
+        # The deadband never keeps a current value that breaks the hard min/max.
+        in_bounds = (current >= policy.minimum) & (current <= policy.maximum)
+        value, hit = pp.deadband(value, np.where(in_bounds, current, np.nan), change.deadband_percent)
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
         value, raised, lowered = pp.limit_step(
             value, current, change.max_increase_percent, change.max_decrease_percent
         )
         flags |= np.where(raised & defined, int(Reason.RAISE_LIMITED), 0)
         flags |= np.where(lowered & defined, int(Reason.LOWER_LIMITED), 0)
-        toward_current = raised | lowered
+        # min/max are hard bounds, the step a soft one: re-clamp after stepping.
+        value = np.clip(value, policy.minimum, policy.maximum)
+    # 0 that switches a feature off stays 0, whatever the clamps say.
+    value = np.where(keep_zero, 0.0, value)
     if spec.type in (LimitType.RATE, LimitType.COUNT, LimitType.BYTES):
         value = pp.round_readable(
             value,
@@ -401,7 +412,6 @@ def _finish(
             digits=change.rounding_digits,
             minimum=policy.minimum,
             maximum=policy.maximum,
-            toward_current=toward_current,
             integer=spec.type is not LimitType.RATE,
         )
 

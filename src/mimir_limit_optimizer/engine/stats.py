@@ -7,6 +7,7 @@ faster; 7 significant digits are far finer than the 2-digit rounding applied to 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,16 +15,18 @@ import numpy.typing as npt
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 IntArray = npt.NDArray[np.int64]
+F = TypeVar("F", np.float32, np.float64)
 
 
 class SortedRows:
     """Rows sorted ascending with NaN last, and the count of finite values per row."""
 
     def __init__(self, values: FloatArray) -> None:
-        rows = np.asarray(values, dtype=np.float32)
-        rows = np.where(np.isfinite(rows), rows, np.float32(np.nan))
-        self.sorted = np.sort(rows, axis=1)
-        self.counts: IntArray = np.count_nonzero(np.isfinite(self.sorted), axis=1).astype(np.int64)
+        # Sources hand over NaN for missing points (never inf); NaN sorts last.
+        self.sorted = np.sort(np.asarray(values, dtype=np.float32), axis=1)
+        self.counts: IntArray = (
+            self.sorted.shape[1] - np.isnan(self.sorted).sum(axis=1)
+        ).astype(np.int64)
 
     def percentile(self, q: float) -> FloatArray:
         """Linear-interpolated q-th percentile (0-100) per row; NaN for empty rows."""
@@ -102,17 +105,25 @@ def block_means(values: FloatArray, block: int) -> FloatArray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def rolling_nanmedian(values: FloatArray, window: int) -> FloatArray:
-    """Centred rolling median over `window` columns, ignoring NaN (NaN where all are NaN)."""
+def centred_nanmean(values: npt.NDArray[F], window: int) -> npt.NDArray[F]:
+    """Centred rolling mean over `window` (odd) columns ignoring NaN; NaN where the window
+    holds no value. Keeps the float dtype (sums accumulate in float64)."""
     n, t = values.shape
     half = window // 2
-    padded = np.full((n, t + window - 1), np.nan)
-    padded[:, half : half + t] = values
-    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)
-    ordered = np.sort(windows, axis=2)  # NaN last
-    count = np.isfinite(ordered).sum(axis=2)
-    lo = np.maximum((count - 1) // 2, 0)
-    hi = np.maximum(count // 2, 0)
-    lo_v = np.take_along_axis(ordered, lo[..., None], axis=2)[..., 0]
-    hi_v = np.take_along_axis(ordered, hi[..., None], axis=2)[..., 0]
-    return np.where(count > 0, (lo_v + hi_v) / 2.0, np.nan)
+    finite = ~np.isnan(values)
+    csum = np.zeros((n, t + 1))
+    ccount = np.zeros((n, t + 1))
+    np.cumsum(np.where(finite, values, 0), axis=1, out=csum[:, 1:])
+    np.cumsum(finite, axis=1, out=ccount[:, 1:])
+    # Edge-pad the cumulative sums so both window ends are plain slices (no gathers):
+    # window j covers [max(j-half, 0), min(j+half+1, t)).
+    def padded(c: FloatArray) -> FloatArray:
+        return np.pad(c, ((0, 0), (half, half)), mode="edge")
+
+    cs, cc = padded(csum), padded(ccount)
+    total = cs[:, 2 * half + 1 : 2 * half + 1 + t] - cs[:, :t]
+    count = cc[:, 2 * half + 1 : 2 * half + 1 + t] - cc[:, :t]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    out: npt.NDArray[F] = mean.astype(values.dtype)
+    return out

@@ -32,18 +32,26 @@ class StrategyResult:
 
 
 def percentile_strategy(
-    cleaned: FloatArray, *, step: float, history: FloatArray, settings: TrendAnalysis
+    cleaned: FloatArray,
+    *,
+    step: float,
+    history: FloatArray,
+    settings: TrendAnalysis,
+    presorted: SortedRows | None = None,
 ) -> StrategyResult:
-    series = cleaned
+    """`presorted`: `cleaned` already sorted (saves the engine's most expensive step)."""
     window = max(1, round(settings.moving_average_window / step))
     if settings.use_moving_average:
-        series = moving_average(cleaned, window)
-    value = SortedRows(series).percentile(settings.percentile)
+        rows = SortedRows(moving_average(cleaned, window))
+    else:
+        rows = presorted if presorted is not None else SortedRows(cleaned)
+    value = rows.percentile(settings.percentile)
     if settings.include_peaks:
         sustained = moving_average(cleaned, window)
         peaks = SortedRows(sustained).maximum()
         value = np.fmax(value, peaks)
-    coverage = np.isfinite(cleaned).mean(axis=1) if cleaned.shape[1] else np.zeros(len(value))
+    points = max(cleaned.shape[1], 1)
+    coverage = np.count_nonzero(np.isfinite(cleaned), axis=1) / points
     confidence = np.clip(history / settings.analysis_window, 0.0, 1.0) * coverage
     return StrategyResult(value, confidence)
 

@@ -1,0 +1,497 @@
+"""HTTP client for the Prometheus query API (Prometheus itself, or Mimir under a prefix).
+
+Owns everything about the wire: URL and credential handling (with redaction), form-encoded
+POSTs, retries with backoff and jitter, and turning every failure into a `SourceError` that
+names the redacted URL and the failing query. Parses responses into plain series; turning
+them into arrays is the caller's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import logging
+import random
+import re
+import ssl
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from pydantic import SecretStr
+
+from mimir_limit_optimizer.config.models import PrometheusSettings
+from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.sources.base import (
+    PermanentSourceError,
+    RetryableSourceError,
+)
+
+REDACTED = "<redacted>"
+# Backoff between attempts: BACKOFF_BASE * 2**attempt, capped, times a jitter in [0.5, 1].
+BACKOFF_BASE = 1.0  # seconds
+BACKOFF_CAP = 30.0  # seconds
+# A Retry-After longer than this is not waited for: the cycle gives up on that query instead
+# of stalling (the next cycle retries anyway).
+MAX_RETRY_AFTER = 60.0  # seconds
+# Characters of a response body quoted in an error message.
+BODY_EXCERPT = 300
+# Secrets shorter than this are not scrubbed from messages (it would mangle them); such
+# secrets should not exist.
+_MIN_SCRUB = 4
+
+# Prometheus `errorType`s: bad input or a query the server refuses to run (422 execution,
+# e.g. Mimir's per-tenant query limits) will fail the same way again.
+_PERMANENT_ERROR_TYPES = frozenset({"bad_data", "execution", "not_found", "not_acceptable"})
+_RETRYABLE_ERROR_TYPES = frozenset({"timeout", "canceled", "internal", "unavailable"})
+
+Sleep = Callable[[float], Awaitable[None]]
+
+# Extra headers whose values are credentials (Authorization, X-Api-Key, Cookie, ...).
+_SECRET_HEADER = re.compile(r"auth|token|key|secret|passw|cookie|credential", re.IGNORECASE)
+
+
+class SourceConfigError(PermanentSourceError):
+    """The Prometheus source settings cannot work (bad URL, unreadable token file, ...)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a query result: its labels, timestamps (unix s) and values (NaN for
+    NaN/Inf samples)."""
+
+    labels: Mapping[str, str]
+    timestamps: FloatArray
+    values: FloatArray
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    base: str  # scheme://host[:port][/path] with no credentials, no trailing slash
+    shown: str  # the same with userinfo redacted
+    username: str | None
+    password: str | None
+
+
+def _split_url(url: str) -> _Endpoint:
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceConfigError(
+            "source.prometheus.url must be an http:// or https:// URL with a host, "
+            "e.g. http://prometheus:9090 or https://mimir.example.com"
+        )
+    if parts.query or parts.fragment:
+        raise SourceConfigError(
+            "source.prometheus.url must not contain a query string or fragment; "
+            "put extra request headers in source.prometheus.headers"
+        )
+    host = parts.netloc.rpartition("@")[2]
+    path = parts.path.rstrip("/")
+    base = f"{parts.scheme}://{host}{path}"
+    username = urllib.parse.unquote(parts.username) if parts.username else None
+    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    if password is not None:
+        shown_userinfo = f"{parts.username}:{REDACTED}@"
+    elif username is not None:
+        # A lone userinfo is usually a token (https://TOKEN@host): hide it all.
+        shown_userinfo = f"{REDACTED}@"
+    else:
+        shown_userinfo = ""
+    shown = f"{parts.scheme}://{shown_userinfo}{host}{path}"
+    return _Endpoint(base=base, shown=shown, username=username, password=password)
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its userinfo (or a lone username/token) replaced."""
+    try:
+        return _split_url(url).shown
+    except SourceConfigError:
+        return REDACTED
+
+
+def _secret(
+    what: str,
+    inline: SecretStr | None,
+    file: str | None,
+    env_name: str | None,
+    env: Mapping[str, str],
+) -> str | None:
+    """Resolve a secret given inline, as a file (read now) or as an environment variable."""
+    given = [name for name, value in (("", inline), ("File", file), ("Env", env_name)) if value]
+    if len(given) > 1:
+        options = ", ".join(f"{what}{suffix}" for suffix in given)
+        raise SourceConfigError(f"set only one of {options}")
+    if inline is not None and inline.get_secret_value():
+        return inline.get_secret_value()
+    if file:
+        try:
+            value = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SourceConfigError(
+                f"{what}File: cannot read {file}: {exc.strerror or exc}; "
+                "check the path and that the file is mounted and readable"
+            ) from exc
+        if not value:
+            raise SourceConfigError(f"{what}File: {file} is empty")
+        return value
+    if env_name:
+        value = env.get(env_name, "").strip()
+        if not value:
+            raise SourceConfigError(
+                f"{what}Env: environment variable {env_name} is not set or empty"
+            )
+        return value
+    return None
+
+
+def format_time(seconds: float) -> str:
+    """Unix seconds as the API expects them: `1700000000` or `1700000000.5` (ms precision)."""
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait (delta-seconds or an HTTP date relative to the
+    response's own Date header, so no clock is read); None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    date_header = response.headers.get("date")
+    if date_header is None:
+        return None
+    try:
+        until = email.utils.parsedate_to_datetime(value)
+        now = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (until - now).total_seconds())
+
+
+class PromHTTP:
+    """The query API of one Prometheus/Mimir endpoint. Credentials are resolved (files read)
+    at construction, so a bad setting fails before the first cycle."""
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        env: Mapping[str, str],
+        sleep: Sleep,
+        rng: random.Random,
+        logger: logging.Logger,
+    ) -> None:
+        self.settings = settings
+        self._transport = transport
+        self.sleep = sleep
+        self.rng = rng
+        self.log = logger
+        endpoint = _split_url(settings.url)
+        prefix = settings.path_prefix.strip().strip("/")
+        self.prefix = f"/{prefix}" if prefix else ""
+        self.base = endpoint.base + self.prefix
+        # Redacted base + prefix: the only form of the URL that appears in messages and logs.
+        self.shown = endpoint.shown + self.prefix
+
+        token = _secret(
+            "source.prometheus.bearerToken",
+            settings.bearer_token,
+            settings.bearer_token_file,
+            settings.bearer_token_env,
+            env,
+        )
+        basic: tuple[str, str] | None = None
+        if settings.basic_auth is not None:
+            password = _secret(
+                "source.prometheus.basicAuth.password",
+                settings.basic_auth.password,
+                settings.basic_auth.password_file,
+                settings.basic_auth.password_env,
+                env,
+            )
+            basic = (settings.basic_auth.username, password or "")
+        if endpoint.username is not None:
+            if token is not None or basic is not None:
+                raise SourceConfigError(
+                    "source.prometheus.url contains credentials and bearerToken/basicAuth is "
+                    "also set; keep one of them"
+                )
+            # Sent as basic auth by us: httpx never sees userinfo, so none of its messages
+            # can quote it.
+            basic = (endpoint.username, endpoint.password or "")
+        if token is not None and basic is not None:
+            raise SourceConfigError(
+                "source.prometheus: set either a bearer token or basicAuth, not both"
+            )
+
+        # Case-insensitive: a configured `x-scope-orgid` is replaced by `tenant`, not doubled.
+        headers = httpx.Headers(
+            {"Accept": "application/json", "User-Agent": "mimir-limit-optimizer"}
+        )
+        secret_headers: list[str] = []
+        for name, value in settings.headers.items():
+            # Tolerates SecretStr values, should the settings model hold headers that way.
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            headers[name] = text
+            if _SECRET_HEADER.search(name):
+                secret_headers.append(text)
+        if settings.tenant:
+            headers["X-Scope-OrgID"] = settings.tenant
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        for name, text in headers.items():
+            if "\r" in text or "\n" in text:
+                raise SourceConfigError(
+                    f"source.prometheus: the value of header {name} contains a line break"
+                )
+        self._headers = headers
+        self._auth = httpx.BasicAuth(*basic) if basic is not None else None
+        self._verify = self._tls(settings)
+        # Scrubbed from every quoted body and library message: the token, the password, a
+        # lone URL userinfo (a token), and the base64 form a misbehaving proxy might echo.
+        secrets = [token, *secret_headers]
+        if basic is not None:
+            user, password = basic
+            secrets.append(password)
+            secrets.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
+            if endpoint.username is not None and endpoint.password is None:
+                secrets.append(endpoint.username)
+        self._secrets = sorted(
+            {s for s in secrets if s and len(s) >= _MIN_SCRUB}, key=len, reverse=True
+        )
+
+    @staticmethod
+    def _tls(settings: PrometheusSettings) -> ssl.SSLContext | bool:
+        if not settings.tls_verify:
+            return False
+        if settings.ca_file:
+            try:
+                return ssl.create_default_context(cafile=settings.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise SourceConfigError(
+                    f"source.prometheus.caFile: cannot load {settings.ca_file}: {exc}; "
+                    "it must be a readable PEM file of CA certificates"
+                ) from exc
+        return True
+
+    def scrub(self, text: str) -> str:
+        """`text` with every known secret replaced (defence in depth for quoted bodies and
+        library messages)."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[PromConnection]:
+        """An open connection pool for one collection (the caller bounds concurrency)."""
+        async with httpx.AsyncClient(
+            headers=self._headers,
+            auth=self._auth,
+            verify=self._verify,
+            timeout=httpx.Timeout(self.settings.timeout),
+            transport=self._transport,
+            follow_redirects=False,
+        ) as client:
+            yield PromConnection(self, client)
+
+
+class PromConnection:
+    """Requests over one open client, each retried on its own."""
+
+    def __init__(self, api: PromHTTP, client: httpx.AsyncClient) -> None:
+        self._api = api
+        self._client = client
+
+    async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
+        form = {
+            "query": query,
+            "start": format_time(start),
+            "end": format_time(end),
+            "step": format_time(step),
+        }
+        data = await self._post("/api/v1/query_range", form, query)
+        return _parse(data, "matrix", self._api.shown + "/api/v1/query_range", query)
+
+    async def query(self, query: str, time: float) -> list[Series]:
+        form = {"query": query, "time": format_time(time)}
+        data = await self._post("/api/v1/query", form, query)
+        return _parse(data, "vector", self._api.shown + "/api/v1/query", query)
+
+    async def _post(self, path: str, form: Mapping[str, str], query: str) -> Any:
+        api = self._api
+        url = api.base + path
+        shown = api.shown + path
+        attempts = api.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._client.post(url, data=dict(form))
+            except httpx.TimeoutException as exc:
+                failure = _Failure(
+                    f"no answer within {api.settings.timeout:g}s ({type(exc).__name__}); "
+                    "raise source.prometheus.timeout or shorten chunkLength",
+                    retryable=True,
+                )
+            except httpx.UnsupportedProtocol as exc:
+                raise SourceConfigError(
+                    f"unsupported protocol: {api.scrub(str(exc))}", url=shown, query=query
+                ) from exc
+            except httpx.TransportError as exc:
+                detail = api.scrub(str(exc)) or "no detail"
+                failure = _Failure(
+                    f"cannot connect ({type(exc).__name__}: {detail}); "
+                    "check that the server is up and the URL is right",
+                    retryable=True,
+                )
+            else:
+                outcome = self._check(response)
+                if not isinstance(outcome, _Failure):
+                    return outcome.data
+                failure = outcome
+            if not failure.retryable:
+                raise PermanentSourceError(failure.reason, url=shown, query=query)
+            if attempt == attempts:
+                tries = f"; gave up after {attempts} attempts" if attempts > 1 else ""
+                raise RetryableSourceError(failure.reason + tries, url=shown, query=query)
+            if failure.wait is not None and failure.wait > MAX_RETRY_AFTER:
+                raise RetryableSourceError(
+                    f"{failure.reason}; the server asked to retry after {failure.wait:g}s, "
+                    f"longer than the {MAX_RETRY_AFTER:g}s this source waits",
+                    url=shown,
+                    query=query,
+                )
+            delay = failure.wait if failure.wait is not None else self._backoff(attempt)
+            api.log.info(
+                "retrying %s in %.2fs (attempt %d of %d failed: %s); query: %s",
+                shown,
+                delay,
+                attempt,
+                attempts,
+                failure.reason,
+                query,
+            )
+            await api.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _backoff(self, attempt: int) -> float:
+        """Delay after failed attempt number `attempt` (1-based): exponential, capped,
+        with jitter in [50%, 100%] so that concurrent chunks do not retry in lockstep."""
+        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+        return ceiling * (0.5 + 0.5 * self._api.rng.random())
+
+    def _check(self, response: httpx.Response) -> _Success | _Failure:
+        """Classify one HTTP response of the query API."""
+        api = self._api
+        status = response.status_code
+        wait = _retry_after(response) if status in (429, 503) else None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            excerpt = api.scrub(response.text).strip()[:BODY_EXCERPT] or "empty body"
+            if status == 429 or status >= 500:
+                return _Failure(f"HTTP {status}: {excerpt}", retryable=True, wait=wait)
+            return _Failure(
+                f"HTTP {status} without a Prometheus API response ({excerpt}); {_hint(status)}",
+                retryable=False,
+            )
+        if body.get("status") == "success" and 200 <= status < 300:
+            for warning in body.get("warnings") or ():
+                api.log.warning("Prometheus warning: %s", api.scrub(str(warning)))
+            return _Success(body.get("data"))
+        error_type = str(body.get("errorType") or "")
+        detail = api.scrub(str(body.get("error") or "no error message"))[:BODY_EXCERPT]
+        text = f"HTTP {status} {error_type or 'error'}: {detail}"
+        if error_type not in _PERMANENT_ERROR_TYPES and (
+            error_type in _RETRYABLE_ERROR_TYPES or status == 429 or status >= 500
+        ):
+            return _Failure(text, retryable=True, wait=wait)
+        return _Failure(f"{text}; {_hint(status, error_type)}", retryable=False)
+
+
+@dataclass(frozen=True)
+class _Success:
+    data: Any
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+    retryable: bool
+    wait: float | None = None  # Retry-After, seconds
+
+
+def _hint(status: int, error_type: str = "") -> str:
+    if error_type == "bad_data" or status == 400:
+        return "the server rejected the query: check the catalogue template and the selectors"
+    if error_type == "execution" or status == 422:
+        return "the server refused to run the query (a query limit?): shorten chunkLength"
+    if status in (401, 403):
+        return "check the credentials (bearerToken*, basicAuth) and X-Scope-OrgID (tenant)"
+    if status == 404:
+        return "check url and pathPrefix (Mimir serves the Prometheus API under /prometheus)"
+    if 300 <= status < 400:
+        return "the server redirects: use the final URL in source.prometheus.url"
+    return "retrying will not help; check the server's logs"
+
+
+def _values(points: Any) -> tuple[FloatArray, FloatArray]:
+    """[[ts, "v"], ...] -> (timestamps, values) with NaN/+Inf/-Inf samples as NaN.
+
+    numpy parses the sample strings ("1.5", "NaN", "+Inf") itself, in one call."""
+    if not points:
+        return np.empty(0), np.empty(0)
+    pairs = np.array(points, dtype=np.float64)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"expected [timestamp, value] pairs, got shape {pairs.shape}")
+    values = pairs[:, 1].copy()
+    values[~np.isfinite(values)] = np.nan
+    return pairs[:, 0].copy(), values
+
+
+def _parse(data: Any, expected: str, shown: str, query: str) -> list[Series]:
+    try:
+        result_type = data["resultType"]
+        result = data["result"]
+    except (TypeError, KeyError) as exc:
+        raise PermanentSourceError(
+            "response has no data.resultType/data.result: is this a Prometheus query API?",
+            url=shown,
+            query=query,
+        ) from exc
+    if result_type != expected:
+        raise PermanentSourceError(
+            f"expected a {expected} result, got {result_type!r}: the query must be an "
+            "instant-vector expression aggregated `by (user)`",
+            url=shown,
+            query=query,
+        )
+    series: list[Series] = []
+    try:
+        for item in result:
+            labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+            # Native-histogram-only series carry "histograms"; they have no float samples.
+            if expected == "matrix":
+                points = item.get("values") or []
+            else:
+                points = [item["value"]] if item.get("value") else []
+            timestamps, values = _values(points)
+            series.append(Series(labels, timestamps, values))
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise PermanentSourceError(
+            f"malformed {expected} in the response ({type(exc).__name__}: {exc})",
+            url=shown,
+            query=query,
+        ) from exc
+    return series

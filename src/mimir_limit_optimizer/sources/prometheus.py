@@ -1,0 +1,391 @@
+"""Usage from a real Prometheus or Mimir, through the Prometheus HTTP query API.
+
+One range query per distinct signal for ALL tenants (the templates aggregate `by (user)`),
+split into step-aligned chunks that run concurrently; two instant queries for the limits in
+force (Mimir's overrides-exporter metrics). The load on the server grows with the number of
+enabled signals and the window, never with the number of tenants. Nothing past this module
+sees JSON or PromQL: the result is an `Observation` of (tenants x time) arrays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import httpx
+import numpy as np
+
+from mimir_limit_optimizer.catalogue import LimitSpec
+from mimir_limit_optimizer.config.models import PrometheusSettings
+from mimir_limit_optimizer.engine.usage import FloatArray, Observation
+from mimir_limit_optimizer.sources.base import (
+    PermanentSourceError,
+    ProgressCallback,
+    RetryableSourceError,
+    SourceError,
+)
+from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP, Series
+from mimir_limit_optimizer.sources.promql import TemplateRenderer
+
+__all__ = [
+    "MAX_POINTS_PER_QUERY",
+    "ORIGIN_DEFAULTS",
+    "ORIGIN_OVERRIDES",
+    "PrometheusSource",
+    "tenant_id_problem",
+    "time_grid",
+]
+
+# Prometheus refuses range queries returning more than 11,000 points per series.
+MAX_POINTS_PER_QUERY = 11_000
+# `current_origin` values; "" where the limit in force is unknown (NaN).
+ORIGIN_OVERRIDES = "cortex_limits_overrides"
+ORIGIN_DEFAULTS = "cortex_limits_defaults"
+
+# dskit tenant.ValidTenantID: at most 150 bytes of [0-9a-zA-Z!-_.*'()], not "." or "..";
+# Mimir also reserves "__mimir_cluster" for itself (docs: "About tenant IDs").
+MAX_TENANT_ID_LENGTH = 150
+_TENANT_CHARS = re.compile(r"[0-9a-zA-Z!\-_.*'()]*")
+_RESERVED_TENANTS = {
+    ".": "'.' is not a valid tenant ID (path traversal)",
+    "..": "'..' is not a valid tenant ID (path traversal)",
+    "__mimir_cluster": "'__mimir_cluster' is reserved by Mimir for its own use",
+}
+# Timestamps within this many seconds of a grid point belong to it (the API has ms precision).
+_GRID_TOLERANCE = 0.001
+
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+def tenant_id_problem(tenant: str) -> str | None:
+    """Why Mimir would reject `tenant` as a tenant ID, or None when it is valid."""
+    match = _TENANT_CHARS.match(tenant)
+    end = match.end() if match else 0
+    if end < len(tenant):
+        return (
+            f"contains unsupported character {tenant[end]!r} "
+            "(Mimir allows 0-9 a-z A-Z and ! - _ . * ' ( ))"
+        )
+    if len(tenant) > MAX_TENANT_ID_LENGTH:
+        return f"is {len(tenant)} characters long (Mimir allows at most {MAX_TENANT_ID_LENGTH})"
+    if not tenant:
+        return "is empty"
+    return _RESERVED_TENANTS.get(tenant)
+
+
+def time_grid(start: float, end: float, step: float) -> FloatArray:
+    """Multiples of `step` within [start, end] (unix seconds).
+
+    Epoch-aligned points make successive cycles line up and let Mimir's query-frontend
+    cache the results (it caches step-aligned queries only)."""
+    if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+        raise ValueError(f"invalid window: start={start}, end={end} (need start <= end)")
+    if step <= 0:
+        raise ValueError(f"step must be > 0 seconds, got {step}")
+    first = math.ceil(start / step - 1e-9)
+    last = math.floor(end / step + 1e-9)
+    if last < first:
+        raise ValueError(
+            f"window [{start}, {end}] contains no multiple of step={step}s; widen the window"
+        )
+    return np.arange(first, last + 1, dtype=np.float64) * step
+
+
+def chunk_bounds(points: int, per_chunk: int) -> list[tuple[int, int]]:
+    """Split grid indexes 0..points-1 into consecutive inclusive ranges of `per_chunk`."""
+    return [(i, min(i + per_chunk, points) - 1) for i in range(0, points, per_chunk)]
+
+
+@dataclass
+class _Signal:
+    """One distinct rendered query and the limits that read it."""
+
+    query: str
+    uses: list[tuple[str, str]] = field(default_factory=list)  # (limit, "usage"|"discards")
+    rows: dict[str, FloatArray] = field(default_factory=dict)  # tenant -> (T,)
+    error: SourceError | None = None
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{kind} of {limit}" for limit, kind in self.uses)
+
+
+@dataclass
+class _Current:
+    """Result of the two instant queries: limit -> tenant -> value, limit -> default."""
+
+    overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    defaults: dict[str, float] = field(default_factory=dict)
+    errors: list[SourceError] = field(default_factory=list)
+
+
+class PrometheusSource:
+    """A `Source` reading a Prometheus-compatible query API (Prometheus, or Mimir with
+    `path_prefix: /prometheus` and `tenant`).
+
+    Every dependency is injected: `transport` (httpx.MockTransport in tests), `env` (where
+    `bearerTokenEnv`/`passwordEnv` are looked up), `sleep` (backoff waits), `rng` (jitter).
+    After `collect`, `last_skipped_tenants` maps each dropped tenant ID to the reason Mimir
+    would reject it.
+    """
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        *,
+        replication_factor: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+        env: Mapping[str, str] = _NO_ENV,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._settings = settings
+        self._log = logger or logging.getLogger(__name__)
+        self._http = PromHTTP(
+            settings,
+            transport=transport,
+            env=env,
+            sleep=sleep,
+            rng=rng or random.Random(),
+            logger=self._log,
+        )
+        self._render = TemplateRenderer(
+            settings.selectors,
+            rate_interval=settings.rate_interval,
+            replication_factor=replication_factor,
+        )
+        self.last_skipped_tenants: dict[str, str] = {}
+
+    def describe(self) -> str:
+        tenant = self._settings.tenant
+        return f"prometheus {self._http.shown}" + (f" (X-Scope-OrgID: {tenant})" if tenant else "")
+
+    @property
+    def points_per_chunk(self) -> int:
+        """Grid points per range request: chunk_length / step, at most 11,000."""
+        per_chunk = math.floor(self._settings.chunk_length / self._settings.step + 1e-9)
+        return max(1, min(MAX_POINTS_PER_QUERY, per_chunk))
+
+    def collect(
+        self,
+        limits: Sequence[LimitSpec],
+        *,
+        start: float,
+        end: float,
+        progress: ProgressCallback | None = None,
+    ) -> Observation:
+        """Run the event loop for one collection; use `collect_async` inside a running loop."""
+        return asyncio.run(self.collect_async(limits, start=start, end=end, progress=progress))
+
+    async def collect_async(
+        self,
+        limits: Sequence[LimitSpec],
+        *,
+        start: float,
+        end: float,
+        progress: ProgressCallback | None = None,
+    ) -> Observation:
+        step = self._settings.step
+        grid = time_grid(start, end, step)
+        signals = self._signals(limits)
+        chunks = chunk_bounds(len(grid), self.points_per_chunk)
+        total = len(signals) * len(chunks) + 2
+        done = 0
+        current = _Current()
+
+        def finished(label: str) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total, label)
+
+        # A slot is held for a whole request including its retries, so a struggling server
+        # sees fewer requests while it struggles, and a signal that already failed sends
+        # none of its remaining chunks.
+        slots = asyncio.Semaphore(self._settings.max_concurrency)
+
+        async def fetch(conn: PromConnection, signal: _Signal, number: int) -> None:
+            first, last = chunks[number]
+            async with slots:
+                if signal.error is None:
+                    try:
+                        series = await conn.query_range(signal.query, grid[first], grid[last], step)
+                        self._place(signal, series, grid, first, last)
+                    except SourceError as exc:
+                        signal.error = signal.error or exc
+            finished(f"{signal.label} [{number + 1}/{len(chunks)}]")
+
+        async def fetch_current(conn: PromConnection, metric: str) -> None:
+            async with slots:
+                await self._current(conn, metric, current, end)
+            finished(f"current limits ({metric})")
+
+        try:
+            async with self._http.connect() as conn, asyncio.TaskGroup() as group:
+                for signal in signals.values():
+                    for number in range(len(chunks)):
+                        group.create_task(fetch(conn, signal, number))
+                group.create_task(fetch_current(conn, ORIGIN_OVERRIDES))
+                group.create_task(fetch_current(conn, ORIGIN_DEFAULTS))
+        except ExceptionGroup as group_error:
+            # Source errors are handled per task; anything here is a bug or a failing
+            # progress callback: surface it as itself, not wrapped in a group.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+
+        return self._assemble(limits, grid, signals, current)
+
+    def _signals(self, limits: Sequence[LimitSpec]) -> dict[str, _Signal]:
+        """Distinct rendered queries, in the order limits first need them."""
+        signals: dict[str, _Signal] = {}
+        for spec in limits:
+            for kind, template in (("usage", spec.usage_query), ("discards", spec.discard_query)):
+                if not template:
+                    continue
+                query = self._render.render(template, what=f"{kind} query of {spec.name}")
+                signals.setdefault(query, _Signal(query)).uses.append((spec.name, kind))
+        return signals
+
+    def _place(
+        self, signal: _Signal, series: list[Series], grid: FloatArray, first: int, last: int
+    ) -> None:
+        """Copy one chunk's series into the signal's per-tenant rows."""
+        step = self._settings.step
+        seen: set[str] = set()
+        for item in series:
+            tenant = item.labels.get("user")
+            if tenant is None:
+                # Series of components without a tenant: not anyone's usage.
+                self._log.debug("ignoring a series without a `user` label: %s", item.labels)
+                continue
+            if tenant in seen:
+                raise PermanentSourceError(
+                    f"the query returned more than one series for tenant {tenant!r}; "
+                    "its template must aggregate `by (user)`",
+                    url=self._http.shown + "/api/v1/query_range",
+                    query=signal.query,
+                )
+            seen.add(tenant)
+            index = np.rint((item.timestamps - grid[0]) / step).astype(np.int64)
+            inside = (index >= first) & (index <= last)
+            index, values, stamps = index[inside], item.values[inside], item.timestamps[inside]
+            on_grid = np.abs(grid[index] - stamps) <= _GRID_TOLERANCE
+            row = signal.rows.get(tenant)
+            if row is None:
+                row = signal.rows[tenant] = np.full(len(grid), np.nan)
+            row[index[on_grid]] = values[on_grid]
+
+    async def _current(
+        self, conn: PromConnection, metric: str, current: _Current, at: float
+    ) -> None:
+        """Limits in force from one overrides-exporter metric (durations in seconds, bools
+        1/0, as the exporter writes them); a missing metric leaves NaN."""
+        is_override = metric == ORIGIN_OVERRIDES
+        by = "user, limit_name" if is_override else "limit_name"
+        query = f"max by ({by}) ({self._render.selector(metric)})"
+        try:
+            result = await conn.query(query, at)
+        except SourceError as exc:
+            current.errors.append(exc)
+            self._log.warning("current limits unknown (NaN): %s", exc)
+            return
+        for item in result:
+            name = item.labels.get("limit_name")
+            if name is None or len(item.values) == 0:
+                continue
+            value = float(item.values[0])
+            if not is_override:
+                current.defaults[name] = value
+            elif (tenant := item.labels.get("user")) is not None:
+                current.overrides.setdefault(name, {})[tenant] = value
+
+    def _assemble(
+        self,
+        limits: Sequence[LimitSpec],
+        grid: FloatArray,
+        signals: Mapping[str, _Signal],
+        current: _Current,
+    ) -> Observation:
+        failed = [s for s in signals.values() if s.error is not None]
+        if len(failed) == len(signals) and len(current.errors) == 2:
+            self._raise_all_failed([s.error for s in failed if s.error] + current.errors)
+
+        seen: set[str] = set()
+        for signal in signals.values():
+            if signal.error is None:
+                seen.update(signal.rows)
+        for by_tenant in current.overrides.values():
+            seen.update(by_tenant)
+        skipped: dict[str, str] = {}
+        tenants: list[str] = []
+        for tenant in sorted(seen):
+            problem = tenant_id_problem(tenant)
+            if problem is None:
+                tenants.append(tenant)
+            else:
+                skipped[tenant] = f"tenant ID {problem}; dropped from the observation"
+        if skipped:
+            self._log.warning(
+                "dropped %d tenant IDs Mimir would reject: %s", len(skipped), sorted(skipped)
+            )
+        self.last_skipped_tenants = skipped
+        row_of = {tenant: i for i, tenant in enumerate(tenants)}
+
+        arrays: dict[str, FloatArray] = {}
+        usage: dict[str, FloatArray] = {}
+        discards: dict[str, FloatArray] = {}
+        reasons: dict[str, list[str]] = {}
+        for signal in signals.values():
+            if signal.error is not None:
+                for limit, kind in signal.uses:
+                    reasons.setdefault(limit, []).append(f"{kind} query failed: {signal.error}")
+                continue
+            array = arrays[signal.query] = np.full((len(tenants), len(grid)), np.nan)
+            for tenant, row in signal.rows.items():
+                if tenant in row_of:
+                    array[row_of[tenant]] = row
+            for limit, kind in signal.uses:
+                (usage if kind == "usage" else discards)[limit] = array
+
+        in_force: dict[str, FloatArray] = {}
+        origins: dict[str, list[str]] = {}
+        for spec in limits:
+            values = np.full(len(tenants), np.nan)
+            origin = [""] * len(tenants)
+            default = current.defaults.get(spec.name)
+            by_tenant = current.overrides.get(spec.name, {})
+            for i, tenant in enumerate(tenants):
+                if tenant in by_tenant:
+                    values[i], origin[i] = by_tenant[tenant], ORIGIN_OVERRIDES
+                elif default is not None:
+                    values[i], origin[i] = default, ORIGIN_DEFAULTS
+            in_force[spec.name] = values
+            origins[spec.name] = origin
+
+        return Observation(
+            tenants=tuple(tenants),
+            timestamps=grid,
+            step=self._settings.step,
+            usage=usage,
+            discards=discards,
+            current=in_force,
+            unavailable={limit: "; ".join(texts) for limit, texts in reasons.items()},
+            current_origin=origins,
+        )
+
+    def _raise_all_failed(self, errors: Sequence[SourceError]) -> None:
+        """Nothing at all could be read: one error, retryable if any failure was."""
+        kind: type[SourceError] = (
+            RetryableSourceError if any(e.retryable for e in errors) else PermanentSourceError
+        )
+        raise kind(
+            f"all {len(errors)} queries to {self._http.shown} failed; first failure: {errors[0]}"
+        ) from errors[0]
