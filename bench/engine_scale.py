@@ -37,8 +37,12 @@ def _setup(tenants: int):
     specs = []
     for k in range(LIMITS):  # reuse usage-driven specs under new names if fewer than 10
         base = usage_specs[k % len(usage_specs)]
-        specs.append(base if k < len(usage_specs) else dataclasses.replace(base, name=f"{base.name}_{k}"))
-    catalogue = dataclasses.replace(catalogue, limits={**catalogue.limits, **{s.name: s for s in specs}})
+        specs.append(
+            base if k < len(usage_specs) else dataclasses.replace(base, name=f"{base.name}_{k}")
+        )
+    catalogue = dataclasses.replace(
+        catalogue, limits={**catalogue.limits, **{s.name: s for s in specs}}
+    )
     rng = np.random.default_rng(7)
     ts = NOW - STEP * np.arange(POINTS)[::-1]
     level = rng.lognormal(8, 2, size=(tenants, 1))
@@ -85,7 +89,12 @@ def child(tenants: int, naive: bool) -> dict[str, float]:
         assert len(recs.tenants) == tenants
     seconds = time.perf_counter() - start
     peak = _rss_mb()
-    return {"tenants": tenants, "seconds": seconds, "peak_rss_mb": peak, "above_input_mb": peak - before}
+    return {
+        "tenants": tenants,
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "above_input_mb": peak - before,
+    }
 
 
 def run_child(tenants: int, naive: bool) -> dict[str, float]:
@@ -96,9 +105,13 @@ def run_child(tenants: int, naive: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
-    parser.add_argument("--naive-max", type=int, default=10000, help="largest size for the naive baseline")
+    parser.add_argument(
+        "--naive-max", type=int, default=10000, help="largest size for the naive baseline"
+    )
     parser.add_argument("--child", type=int)
     parser.add_argument("--naive", action="store_true")
     args = parser.parse_args()
@@ -106,7 +119,10 @@ def main() -> None:
         print(json.dumps(child(args.child, args.naive)))
         return
     print(f"engine: tenants x {LIMITS} limits x {POINTS} points, one core (child process per run)")
-    print(f"{'tenants':>8} {'ours s':>8} {'peak MB':>8} {'engine MB':>9} {'naive s':>8} {'naive/ours':>10}")
+    print(
+        f"{'tenants':>8} {'ours s':>8} {'peak MB':>8} {'engine MB':>9} "
+        f"{'naive s':>8} {'naive/ours':>10}"
+    )
     for size in args.sizes:
         ours = run_child(size, naive=False)
         naive_s = ratio = "-"

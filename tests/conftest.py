@@ -20,3 +20,6 @@ def require_binary(name: str, install_hint: str) -> str:
     if os.environ.get(REQUIRE_REAL_ENV) == "1":
         pytest.fail(f"{message} ({REQUIRE_REAL_ENV}=1 forbids skipping)")
     pytest.skip(message)
+
+
+from tests.promserver import prometheus_factory  # noqa: E402, F401

@@ -127,11 +127,13 @@ def test_no_data_is_undefined_never_zero() -> None:
 
 
 def test_unavailable_signal_makes_every_tenant_undefined_with_the_source_reason() -> None:
-    obs = observe({"ingestion_rate": [flat(1.0), flat(2.0)]},
-                  unavailable={"ingestion_rate": "HTTP 503 from http://prom (query: x)"})  # fmt: skip
+    reason = "HTTP 503 from http://prom (query: x)"
+    obs = observe(
+        {"ingestion_rate": [flat(1.0), flat(2.0)]}, unavailable={"ingestion_rate": reason}
+    )
     result = run(obs).results["ingestion_rate"]
     assert [result.status_of(i) for i in range(2)] == [Status.UNDEFINED] * 2
-    assert result.reasons(1) == ["HTTP 503 from http://prom (query: x)"]
+    assert result.reasons(1) == [reason]
 
 
 def test_transient_spike_never_raises_the_limit_and_is_reported() -> None:
@@ -308,16 +310,44 @@ def test_histogram_strategy_weighs_recent_usage_more() -> None:
 
 
 @pytest.mark.parametrize("zero_means_unlimited", [True, False])
-def test_zero_current_value(zero_means_unlimited: bool) -> None:
-    """0 as "unlimited" may be tightened; 0 as "feature off" is never turned on."""
+def test_zero_current_value_is_kept_by_default(zero_means_unlimited: bool) -> None:
+    """0 as "feature off" is never turned on; 0 as "unlimited" is only tightened on request."""
     name = "max_global_series_per_user"
     spec = dataclasses.replace(CATALOGUE.limits[name], zero_means_unlimited=zero_means_unlimited)
     catalogue = dataclasses.replace(CATALOGUE, limits={**CATALOGUE.limits, name: spec})
     obs = observe({name: [flat(1000000.0)]}, current={name: [0.0]})
     result = recommend(obs, config(), catalogue, now=NOW, limits=[name]).results[name]
+    assert result.recommended[0] == 0.0
+    assert result.status_of(0) is Status.UNCHANGED
     if zero_means_unlimited:
-        assert result.recommended[0] == 1200000.0
-        assert any("unlimited" in r for r in result.reasons(0))
+        assert any("would be 1.2M" in r and "tightenUnlimited" in r for r in result.reasons(0))
     else:
-        assert result.recommended[0] == 0.0
-        assert result.status_of(0) is Status.UNCHANGED
+        assert any("does not enable features" in r for r in result.reasons(0))
+
+
+def test_unlimited_is_tightened_when_asked() -> None:
+    name = "max_global_series_per_user"
+    spec = dataclasses.replace(CATALOGUE.limits[name], zero_means_unlimited=True)
+    catalogue = dataclasses.replace(CATALOGUE, limits={**CATALOGUE.limits, name: spec})
+    obs = observe({name: [flat(1000000.0)]}, current={name: [0.0]})
+    cfg = config(changePolicy={"tightenUnlimited": True})
+    result = recommend(obs, cfg, catalogue, now=NOW, limits=[name]).results[name]
+    assert result.recommended[0] == 1200000.0
+    assert any("unlimited" in r for r in result.reasons(0))
+
+
+def test_a_tenant_throttled_now_is_never_lowered() -> None:
+    """Over the week the tenant used little, but in the last hour it hit the limit: lowering
+    it now would cut it off harder."""
+    usage = flat(1000.0)
+    usage[-12:] = 10000.0  # the last hour at the limit
+    discards = np.zeros(T)
+    discards[-12:] = 5000.0
+    obs = observe(
+        {"ingestion_rate": [usage]},
+        discards={"ingestion_rate": [discards]},
+        current={"ingestion_rate": [10000.0]},
+    )
+    result = run(obs).results["ingestion_rate"]
+    assert result.recommended[0] == 10000.0
+    assert any("never lowered" in r for r in result.reasons(0))

@@ -74,7 +74,12 @@ def test_recommendations_respect_min_and_max(usages, current, bounds) -> None:
     minimum, span = bounds
     maximum = minimum * (1 + span)
     config = Config.model_validate(
-        {"limits": {"minLimits": {"ingestion_rate": minimum}, "maxLimits": {"ingestion_rate": maximum}}}
+        {
+            "limits": {
+                "minLimits": {"ingestion_rate": minimum},
+                "maxLimits": {"ingestion_rate": maximum},
+            }
+        }
     )
     obs = _observation(usages, current[: len(usages)])
     result = recommend(obs, config, CATALOGUE, now=NOW, limits=["ingestion_rate"]).results[

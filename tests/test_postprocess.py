@@ -62,7 +62,9 @@ def test_keep_current_when_lower() -> None:
         (5.0, 0.0, 5.0, 5.0, False),  # current 0: no relative band
     ],
 )
-def test_deadband(value: float, current: float, percent: float, expected: float, kept: bool) -> None:
+def test_deadband(
+    value: float, current: float, percent: float, expected: float, kept: bool
+) -> None:
     out, hit = pp.deadband(arr(value), arr(current), percent)
     assert out[0] == expected
     assert bool(hit[0]) is kept

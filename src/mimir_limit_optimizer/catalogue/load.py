@@ -94,9 +94,11 @@ def _check(catalogue: Catalogue) -> None:
 def load_catalogue(flavour: str = "mimir") -> Catalogue:
     """The shipped catalogue of `flavour` (only `mimir` today; `cortex` would be one more file)."""
     try:
-        text = resources.files("mimir_limit_optimizer.catalogue").joinpath(
-            f"data/{flavour}.yaml"
-        ).read_text(encoding="utf-8")
+        text = (
+            resources.files("mimir_limit_optimizer.catalogue")
+            .joinpath(f"data/{flavour}.yaml")
+            .read_text(encoding="utf-8")
+        )
     except FileNotFoundError as exc:
         raise CatalogueError(f"no catalogue for flavour {flavour!r}") from exc
     return parse_catalogue(text)

@@ -20,7 +20,9 @@ _UNIT_SECONDS: dict[str, float] = {
     "ms": 0.001,
 }
 _ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
 
 
 class DurationError(ValueError):

@@ -19,7 +19,12 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
 from mimir_limit_optimizer.cli import output
-from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, load_config, render_config
+from mimir_limit_optimizer.config.loader import (
+    ConfigError,
+    LoadedConfig,
+    load_config,
+    render_config,
+)
 from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
 from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
@@ -65,7 +70,9 @@ SourceOpt = Annotated[
 ]
 PromUrlOpt = Annotated[
     str | None,
-    typer.Option("--prometheus-url", help="Prometheus (or Mimir query) URL; implies --source prometheus."),
+    typer.Option(
+        "--prometheus-url", help="Prometheus (or Mimir query) URL; implies --source prometheus."
+    ),
 ]
 OverridesOpt = Annotated[
     Path | None,
@@ -74,7 +81,8 @@ OverridesOpt = Annotated[
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")]
 TenantsOpt = Annotated[
-    list[str] | None, typer.Option("--tenants", help="Only tenants matching this glob (repeatable).")
+    list[str] | None,
+    typer.Option("--tenants", help="Only tenants matching this glob (repeatable)."),
 ]
 LimitsOpt = Annotated[
     str | None, typer.Option("--limits", help="Comma-separated limits (default: enabledLimits).")

@@ -186,6 +186,9 @@ class ChangePolicy(_Section):
     rounding_digits: int = Field(2, ge=1, le=6)
     # Discard-driven limits are raised by this percent when their discards are seen.
     discard_raise_percent: float = Field(25.0, gt=0)
+    # When a limit is 0 and 0 means "unlimited", recommend a finite limit (a tightening nobody
+    # asked for). Off by default: the reasons still show the value it would recommend.
+    tighten_unlimited: bool = False
 
 
 class SyntheticSettings(_Section):

@@ -75,9 +75,7 @@ def run_cycle(
     limits: list[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Cycle:
-    specs = (
-        [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
-    )
+    specs = [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
     document, _ = read_overrides(config.target.path)
     start = now - config.trend_analysis.analysis_window
     collected = signals_needed(specs, catalogue)

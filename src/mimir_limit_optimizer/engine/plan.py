@@ -64,9 +64,9 @@ def apply_plan(document: OverridesDocument, plan: Plan, catalogue: Catalogue) ->
 def render_plan(plan: Plan, catalogue: Catalogue, *, with_reasons: bool = True) -> str:
     """A readable diff, grouped by tenant:
 
-        tenant-a
-          ~ ingestion_rate: 10K samples/s -> 13K samples/s (+30%)
-              throttled: 12% of demand was discarded ...
+    tenant-a
+      ~ ingestion_rate: 10K samples/s -> 13K samples/s (+30%)
+          throttled: 12% of demand was discarded ...
     """
     if not plan.changes:
         return "No changes: every managed limit is where it should be.\n"

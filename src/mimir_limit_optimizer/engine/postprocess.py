@@ -26,7 +26,9 @@ def cap(value: FloatArray, ceiling: FloatArray) -> Step:
     return np.where(hit, ceiling, value), hit
 
 
-def clamp(value: FloatArray, minimum: float, maximum: float) -> tuple[FloatArray, BoolArray, BoolArray]:
+def clamp(
+    value: FloatArray, minimum: float, maximum: float
+) -> tuple[FloatArray, BoolArray, BoolArray]:
     """Per-limit floor and ceiling. Returns (values, raised-to-min mask, lowered-to-max mask)."""
     low = value < minimum
     high = value > maximum

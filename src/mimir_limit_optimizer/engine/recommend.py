@@ -30,7 +30,7 @@ from mimir_limit_optimizer.engine.spikes import detect_spikes
 from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
 from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
 from mimir_limit_optimizer.engine.tenants import TenantMatcher
-from mimir_limit_optimizer.engine.usage import FloatArray, Observation
+from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray, Observation
 
 Flags = npt.NDArray[np.int64]
 # Usage within 2% of the limit counts as "at the limit" for the saturation hint.
@@ -157,9 +157,7 @@ def _empty_result(
     )
 
 
-def _recommend_limit(
-    state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
-) -> LimitResult:
+def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]) -> LimitResult:
     policy = resolve_policy(state.config, spec, state.tiers)
     current, flags = _current(state, spec, policy)
     result = _empty_result(state, spec, policy, current, flags)
@@ -208,6 +206,8 @@ def _usage_value(
             share = np.where(total > 0, total_d / total, 0.0)
         result.discard_share = share
         result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
+        recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
+        result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
 
     observed = SortedRows(usage)
     result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
@@ -283,7 +283,7 @@ def _hours(key: str) -> list[int]:
     return list(range(a, b + 1)) if a <= b else [*range(a, 24), *range(0, b + 1)]
 
 
-def _time_of_day(state: _Pass, cleaned: FloatArray, percentile: float) -> FloatArray:
+def _time_of_day(state: _Pass, cleaned: AnyFloatArray, percentile: float) -> FloatArray:
     """Max over hour ranges of (percentile in those hours x the range's factor); hours in no
     range form one more range with factor 1 (UTC hours)."""
     hours = ((state.timestamps % 86400) // 3600).astype(np.int64)
@@ -304,12 +304,14 @@ def _time_of_day(state: _Pass, cleaned: FloatArray, percentile: float) -> FloatA
 def _discard_value(state: _Pass, spec: LimitSpec, result: LimitResult) -> FloatArray:
     discards_full = state.obs.discards.get(spec.name)
     if discards_full is None:
-        _undefined(result, np.ones(state.n, bool), f"the source returned no discards for {spec.name}")
+        _undefined(
+            result, np.ones(state.n, bool), f"the source returned no discards for {spec.name}"
+        )
         return np.full(state.n, np.nan)
     discards = state.take(discards_full)
     recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
     window = discards[:, recent]
-    no_data = ~np.isfinite(window).any(axis=1) if window.shape[1] else np.ones(state.n, bool)
+    no_data = np.asarray(~np.isfinite(window).any(axis=1), dtype=bool)
     _undefined(result, no_data, f"no discard data for {', '.join(spec.discard_reasons)}")
     seen = np.nansum(np.where(np.isfinite(window), window, 0.0), axis=1) > 0
     current = result.current
@@ -341,9 +343,7 @@ def _derived_value(
             f"{parent_name} is not managed and its current value is unknown",
         )
     result.parent_value = base
-    result.extra["parent_unit"] = (
-        done[parent_name].spec.unit if parent_name in done else ""
-    )
+    result.extra["parent_unit"] = done[parent_name].spec.unit if parent_name in done else ""
     result.flags |= int(Reason.DERIVED)
     return base * factor
 
@@ -382,19 +382,32 @@ def _finish(
         value, hit = pp.keep_current_when_lower(value, current)
         flags |= np.where(hit & defined, int(Reason.NEVER_LOWER), 0)
 
+    throttled = result.extra.get("throttled_now")
+    if throttled is not None:
+        hit = throttled & defined & (value < current)
+        value = np.where(hit, current, value)
+        flags |= np.where(hit, int(Reason.THROTTLED_NOW), 0)
+
     zero = current == 0
-    if spec.zero_means_unlimited:
-        flags |= np.where(zero & defined, int(Reason.UNLIMITED_NOW), 0)
     keep_zero = np.zeros(state.n, dtype=bool)
-    if not spec.zero_means_unlimited and spec.signal is not SignalKind.POLICY:
+    if spec.signal is not SignalKind.POLICY:
         keep_zero = zero & defined
-        flags |= np.where(keep_zero, int(Reason.ZERO_KEPT), 0)
+        if not spec.zero_means_unlimited:
+            flags |= np.where(keep_zero, int(Reason.ZERO_KEPT), 0)
+        elif change.tighten_unlimited:
+            keep_zero[:] = False
+            flags |= np.where(zero & defined, int(Reason.UNLIMITED_NOW), 0)
+        else:
+            result.extra["would_be"] = np.where(keep_zero, value, np.nan)
+            flags |= np.where(keep_zero, int(Reason.UNLIMITED_KEPT), 0)
 
     if spec.signal is not SignalKind.POLICY and spec.type is not LimitType.BOOL:
         moved = value != current
         # The deadband never keeps a current value that breaks the hard min/max.
         in_bounds = (current >= policy.minimum) & (current <= policy.maximum)
-        value, hit = pp.deadband(value, np.where(in_bounds, current, np.nan), change.deadband_percent)
+        value, hit = pp.deadband(
+            value, np.where(in_bounds, current, np.nan), change.deadband_percent
+        )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
         value, raised, lowered = pp.limit_step(
             value, current, change.max_increase_percent, change.max_decrease_percent

@@ -46,6 +46,8 @@ class Reason(IntFlag):
     ZERO_KEPT = 1 << 16
     UNLIMITED_NOW = 1 << 17
     SATURATED = 1 << 18  # pinned at the limit without a discard signal
+    THROTTLED_NOW = 1 << 19  # discards in the last hour: never lowered
+    UNLIMITED_KEPT = 1 << 20  # 0 = unlimited kept (changePolicy.tightenUnlimited is off)
 
 
 @dataclass
@@ -104,7 +106,10 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
     f = Reason(int(r.flags[i]))
     spec = r.spec
     out: list[str] = []
-    v = lambda x: render_value(float(x), spec)  # noqa: E731
+
+    def v(x: float) -> str:
+        return render_value(float(x), spec)
+
     if Reason.CURRENT_DEFAULT in f:
         out.append(f"no override set: current is the default {v(r.current[i])}")
     if Reason.DISCARDS_ADDED in f:
@@ -147,6 +152,14 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         out.append("kept at 0: it disables the feature, and the optimizer does not enable features")
     if Reason.UNLIMITED_NOW in f:
         out.append("currently 0 (unlimited)")
+    if Reason.UNLIMITED_KEPT in f:
+        would = r.extra.get("would_be")
+        hint = f" (would be {v(would[i])})" if would is not None and np.isfinite(would[i]) else ""
+        out.append(
+            f"kept at 0 (unlimited){hint}: set changePolicy.tightenUnlimited to recommend a limit"
+        )
+    if Reason.THROTTLED_NOW in f:
+        out.append("discards in the last hour: a throttled tenant is never lowered")
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:

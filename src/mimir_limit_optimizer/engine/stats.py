@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
 IntArray = npt.NDArray[np.int64]
 F = TypeVar("F", np.float32, np.float64)
@@ -21,12 +21,12 @@ F = TypeVar("F", np.float32, np.float64)
 class SortedRows:
     """Rows sorted ascending with NaN last, and the count of finite values per row."""
 
-    def __init__(self, values: FloatArray) -> None:
+    def __init__(self, values: AnyFloatArray) -> None:
         # Sources hand over NaN for missing points (never inf); NaN sorts last.
         self.sorted = np.sort(np.asarray(values, dtype=np.float32), axis=1)
-        self.counts: IntArray = (
-            self.sorted.shape[1] - np.isnan(self.sorted).sum(axis=1)
-        ).astype(np.int64)
+        self.counts: IntArray = (self.sorted.shape[1] - np.isnan(self.sorted).sum(axis=1)).astype(
+            np.int64
+        )
 
     def percentile(self, q: float) -> FloatArray:
         """Linear-interpolated q-th percentile (0-100) per row; NaN for empty rows."""
@@ -52,12 +52,13 @@ class SortedRows:
         return self.percentile(100.0)
 
 
-def moving_average(values: FloatArray, window: int) -> FloatArray:
+def moving_average(values: AnyFloatArray, window: int) -> FloatArray:
     """Trailing NaN-aware moving average over `window` points (a point's own and earlier ones).
 
     NaN where the window holds no finite value."""
     if window <= 1:
-        return np.asarray(values, dtype=np.float64)
+        same: FloatArray = np.asarray(values, dtype=np.float64)
+        return same
     finite = np.isfinite(values)
     filled = np.where(finite, values, 0.0)
     csum = np.cumsum(filled, axis=1)
@@ -65,12 +66,12 @@ def moving_average(values: FloatArray, window: int) -> FloatArray:
     csum[:, window:] = csum[:, window:] - csum[:, :-window].copy()
     ccount[:, window:] = ccount[:, window:] - ccount[:, :-window].copy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = csum / ccount
+        out: FloatArray = np.asarray(csum / ccount, dtype=np.float64)
     out[ccount == 0] = np.nan
     return out
 
 
-def history_seconds(values: FloatArray, timestamps: FloatArray) -> FloatArray:
+def history_seconds(values: AnyFloatArray, timestamps: FloatArray) -> FloatArray:
     """Span between the first and the last finite point per row, plus one step; 0 when empty."""
     if values.shape[1] == 0:
         return np.zeros(values.shape[0])
@@ -115,6 +116,7 @@ def centred_nanmean(values: npt.NDArray[F], window: int) -> npt.NDArray[F]:
     ccount = np.zeros((n, t + 1))
     np.cumsum(np.where(finite, values, 0), axis=1, out=csum[:, 1:])
     np.cumsum(finite, axis=1, out=ccount[:, 1:])
+
     # Edge-pad the cumulative sums so both window ends are plain slices (no gathers):
     # window j covers [max(j-half, 0), min(j+half+1, t)).
     def padded(c: FloatArray) -> FloatArray:

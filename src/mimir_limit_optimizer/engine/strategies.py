@@ -15,7 +15,7 @@ import numpy as np
 
 from mimir_limit_optimizer.config.models import HistogramSettings, TrendAnalysis
 from mimir_limit_optimizer.engine.stats import SortedRows, moving_average
-from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
 # Histogram buckets grow by 5% (VPA uses the same ratio): values within a bucket differ by
 # less than the deadband, and 1e-3..1e13 fits in ~740 buckets.
@@ -32,7 +32,7 @@ class StrategyResult:
 
 
 def percentile_strategy(
-    cleaned: FloatArray,
+    cleaned: AnyFloatArray,
     *,
     step: float,
     history: FloatArray,
@@ -64,7 +64,7 @@ def _bucket_values(count: int) -> FloatArray:
 
 
 def histogram_strategy(
-    cleaned: FloatArray,
+    cleaned: AnyFloatArray,
     *,
     timestamps: FloatArray,
     now: float,

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+# float32 or float64: the engine computes in float32 after the source boundary.
+AnyFloatArray = npt.NDArray[np.floating[Any]]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,436 @@
+"""Mimir's runtime overrides file as an editable document: text in, text out.
+
+```yaml
+overrides:
+  tenant-a:
+    ingestion_rate: 50000
+    compactor_blocks_retention_period: 30d
+```
+
+The file is edited in ruamel.yaml's round-trip mode: comments, key order, quoting, blank
+lines, tenants and keys the optimizer does not manage all survive an edit, and a document
+nobody edited renders as the exact input text. Values are written in the type Mimir's strict
+decoder expects (see `limit_yaml_value`); numbers inside the optimizer are in base units
+(per second, count, bytes, seconds, 1.0/0.0 for booleans) as in `catalogue.model.LimitSpec`.
+
+A tenant inherits every limit it does not set from the global `limits` block: this module
+reports only what the file says (NaN / None when it says nothing).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+from mimir_limit_optimizer.catalogue.model import LimitSpec, LimitType
+from mimir_limit_optimizer.catalogue.units import format_duration, parse_duration
+from mimir_limit_optimizer.engine.overrides_comments import (
+    append_item,
+    attach_after_empty,
+    remove_item,
+    replace_item,
+)
+from mimir_limit_optimizer.engine.overrides_validate import format_problems, validate_overrides
+from mimir_limit_optimizer.engine.overrides_yaml import (
+    OVERRIDES_KEY,
+    YAML11_FALSE,
+    YAML11_TRUE,
+    Indent,
+    OverridesParseError,
+    Problem,
+    dump,
+    make_yaml,
+    own_keys,
+    scan,
+    value_problem,
+    yaml_bool,
+)
+from mimir_limit_optimizer.engine.tenants import tenant_id_problem
+
+__all__ = [
+    "OverridesDocument",
+    "OverridesEditError",
+    "OverridesParseError",
+    "OverridesValueError",
+    "Problem",
+    "current_limits",
+    "format_problems",
+    "limit_yaml_value",
+    "parse_overrides",
+    "validate_overrides",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+_MAX_INT64 = 2**63 - 1
+_YAML11_BOOLS = YAML11_TRUE | YAML11_FALSE
+
+
+class OverridesValueError(ValueError):
+    """A value in the file that Mimir would not accept for its limit, met while reading it."""
+
+    def __init__(
+        self, source_name: str, line: int | None, tenant: str, limit: str, message: str
+    ) -> None:
+        self.source_name = source_name
+        self.line = line
+        self.tenant = tenant
+        self.limit = limit
+        self.message = message
+        where = source_name if line is None else f"{source_name}:{line}"
+        super().__init__(f"{where}: overrides.{tenant}.{limit}: {message}")
+
+
+class OverridesEditError(ValueError):
+    """An edit this model refuses because it would change more than the asked-for value."""
+
+
+def limit_yaml_value(value: float, spec: LimitSpec) -> int | float | str | bool:
+    """`value` (base units) as the YAML value Mimir expects for `spec`'s limit.
+
+    - rate: an int when integral (`50000`, not `50000.0`), else the shortest float that
+      round-trips (`2.5`, `0.37`);
+    - count, bytes: an int; a fractional value is rounded UP (a limit never ends below what
+      was asked for), except float noise within 1e-9 relative of an integer, which is rounded;
+    - duration: `format_duration` (`30d`, `1h30m`, `0s`; millisecond precision);
+    - bool: true for any non-zero value.
+
+    Raises ValueError for NaN, infinities and negative numbers: Mimir has no such limits.
+    """
+    if spec.type is LimitType.BOOL:
+        return value != 0
+    value = float(value)  # callers pass ints and numpy scalars too
+    if not math.isfinite(value):
+        raise ValueError(f"{spec.name}: cannot write {value!r}; limits must be finite")
+    if value < 0:
+        raise ValueError(f"{spec.name}: cannot write {value!r}; limits are never negative")
+    if spec.type is LimitType.DURATION:
+        return format_duration(value)
+    if spec.type is LimitType.RATE:
+        if value.is_integer() and value <= _MAX_INT64:
+            return int(value)
+        return float(value)
+    nearest = round(value)
+    integer = nearest if abs(value - nearest) <= 1e-9 * max(1.0, value) else math.ceil(value)
+    if integer > _MAX_INT64:
+        raise ValueError(f"{spec.name}: {integer} does not fit Mimir's 64-bit integers")
+    return int(integer)
+
+
+def _number(raw: Any, spec: LimitSpec) -> float:
+    """Base-unit value of a raw YAML value that passed `value_problem` (null: 0, as yaml.v2
+    decodes null into the Go zero value)."""
+    if raw is None:
+        return 0.0
+    if spec.type is LimitType.BOOL:
+        return 1.0 if yaml_bool(raw) else 0.0
+    if spec.type is LimitType.DURATION:
+        return parse_duration(str(raw))
+    if spec.type in (LimitType.COUNT, LimitType.BYTES):
+        return float(math.trunc(raw))  # what yaml.v2 does to 1.5 for an int field
+    return float(raw)
+
+
+class OverridesDocument:
+    """One runtime overrides file, parsed for reading and comment-preserving edits.
+
+    Build it with `parse_overrides`. Tenant ids are the strings Mimir sees: `123:` is tenant
+    "123". Edits never reorder: new tenants and keys go after the existing ones."""
+
+    def __init__(
+        self,
+        *,
+        data: CommentedMap | None,
+        original: str,
+        source_name: str,
+        indent: Indent,
+        raw_tenant_keys: dict[tuple[int, int], str],
+    ) -> None:
+        self.source_name = source_name
+        self._original = original
+        self._yaml = make_yaml(indent)
+        self._changed = False
+        self._prefix, self._suffix = _frame(original, empty=data is None)
+        self._root: CommentedMap = data if data is not None else CommentedMap()
+        self._tenant_keys: dict[str, Any] = {}
+        # Tenants whose entry is an alias of an earlier one (`b: *a`): copied before an edit.
+        self._aliases: set[str] = set()
+        overrides = self._overrides()
+        if overrides is not None:
+            entries: set[int] = set()
+            for key in own_keys(overrides):
+                text = key if isinstance(key, str) else None
+                if text is None:
+                    position = _position(overrides, key)
+                    fallback = str(key).lower() if isinstance(key, bool) else str(key)
+                    text = raw_tenant_keys.get(position, fallback) if position else fallback
+                self._tenant_keys.setdefault(text, key)
+                entry = overrides[key]
+                if isinstance(entry, CommentedMap):
+                    if id(entry) in entries:
+                        self._aliases.add(text)
+                    entries.add(id(entry))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        """True once an edit changed a value (`render()` then re-serialises the document)."""
+        return self._changed
+
+    def _overrides(self) -> CommentedMap | None:
+        value = self._root.get(OVERRIDES_KEY)
+        return value if isinstance(value, CommentedMap) else None
+
+    def _entry(self, tenant: str) -> CommentedMap | None:
+        overrides = self._overrides()
+        key = self._tenant_keys.get(tenant)
+        if overrides is None or key is None:
+            return None
+        entry = overrides.get(key)
+        return entry if isinstance(entry, CommentedMap) else None
+
+    def tenants(self) -> list[str]:
+        """Tenant ids in file order (including entries with invalid ids or no limits)."""
+        return list(self._tenant_keys)
+
+    def limits_of(self, tenant: str) -> list[str]:
+        """Keys the tenant's entry sets (own and merged through `<<`), in file order."""
+        entry = self._entry(tenant)
+        return [] if entry is None else [str(k) for k in entry]
+
+    def get(self, tenant: str, limit: str) -> Any | None:
+        """The raw YAML value of `limit` for `tenant` (a ruamel scalar, list or map), or None
+        when the file does not set it. A key written as null also reads as None."""
+        entry = self._entry(tenant)
+        return None if entry is None else entry.get(limit)
+
+    def line_of(self, tenant: str, limit: str) -> int | None:
+        """1-based line of `limit`'s value for `tenant`; None if absent or added by an edit."""
+        entry = self._entry(tenant)
+        if entry is None or limit not in entry:
+            return None
+        position = _position(entry, limit, value=True)
+        return None if position is None else position[0] + 1
+
+    def number(self, tenant: str, spec: LimitSpec) -> float | None:
+        """The limit in base units (seconds for durations, 1.0/0.0 for booleans), or None when
+        the file does not set it. An explicit null reads as 0 (what Mimir does with it).
+
+        Raises OverridesValueError when the value is of a type Mimir rejects: then Mimir is
+        not running this file at all (it keeps its last good one)."""
+        entry = self._entry(tenant)
+        if entry is None or spec.name not in entry:
+            return None
+        raw = entry[spec.name]
+        if raw is not None:
+            problem = value_problem(raw, spec.value_kind)
+            if problem is not None:
+                raise OverridesValueError(
+                    self.source_name, self.line_of(tenant, spec.name), tenant, spec.name, problem[0]
+                )
+        return _number(raw, spec)
+
+    # -- editing ------------------------------------------------------------------------------
+
+    def set(self, tenant: str, limit: str, value: float, spec: LimitSpec) -> bool:
+        """Set `tenant`'s `limit` to `value` (base units), written as `limit_yaml_value`.
+
+        Creates the `overrides` map and the tenant entry when absent (appended after the
+        existing ones). Returns False, leaving the text untouched, when the file already says
+        the same thing (`50000.0` for 50000, `720h` for 30 days): no churn, no reload."""
+        if limit != spec.name:
+            raise ValueError(f"limit {limit!r} does not match its spec {spec.name!r}")
+        problem = tenant_id_problem(tenant)
+        if problem is not None:
+            raise ValueError(f"cannot write tenant {tenant!r}: {problem}")
+        new = limit_yaml_value(value, spec)
+        entry = self._writable_entry(tenant)
+        if entry is not None and limit in entry:
+            old = entry[limit]
+            same_type = old is not None and value_problem(old, spec.value_kind) is None
+            if same_type and _number(old, spec) == _number(new, spec):
+                return False
+            if isinstance(old, DoubleQuotedScalarString | SingleQuotedScalarString) and isinstance(
+                new, str
+            ):
+                new = type(old)(new)  # keep the file's quoting style
+            replace_item(entry, limit, new)
+        elif entry is not None:
+            append_item(entry, limit, new, self._tenant_slot(tenant))
+        else:
+            self._add_tenant(tenant, CommentedMap([(limit, new)]))
+        self._changed = True
+        return True
+
+    def remove(self, tenant: str, limit: str) -> bool:
+        """Stop overriding `limit` for `tenant` (it then inherits the global default). A tenant
+        entry left empty is dropped. Returns False when there was nothing to remove."""
+        entry = self._entry(tenant)
+        if entry is None or limit not in entry:
+            return False
+        if limit not in own_keys(entry):
+            raise OverridesEditError(
+                f"overrides.{tenant}.{limit} comes from a YAML merge key (<<: *anchor); "
+                "removing it means editing the anchored entry: do it by hand"
+            )
+        entry = self._writable_entry(tenant)
+        assert entry is not None
+        leftover = remove_item(entry, limit)
+        if len(entry) == 0:
+            overrides = self._overrides()
+            assert overrides is not None
+            leftover = remove_item(overrides, self._tenant_keys.pop(tenant), leftover)
+        if leftover is not None:
+            attach_after_empty(self._root, OVERRIDES_KEY, leftover)
+        self._changed = True
+        return True
+
+    def _tenant_slot(self, tenant: str) -> tuple[Any, Any]:
+        return (self._overrides(), self._tenant_keys[tenant])
+
+    def _writable_entry(self, tenant: str) -> CommentedMap | None:
+        """The tenant's own mapping, safe to edit without touching another tenant; a null
+        entry becomes an empty mapping; None when the tenant has no entry."""
+        overrides = self._overrides()
+        key = self._tenant_keys.get(tenant)
+        if overrides is None or key is None:
+            return None
+        entry = overrides[key]
+        if entry is None:
+            entry = CommentedMap()
+            replace_item(overrides, key, entry)
+            return entry
+        if not isinstance(entry, CommentedMap):
+            raise OverridesEditError(f"overrides.{tenant} is not a mapping: fix the file first")
+        if tenant in self._aliases:
+            # An alias (`tenant-b: *a`): give this tenant its own copy, leave the anchor alone.
+            entry = copy.deepcopy(entry)
+            entry.anchor.value = None
+            overrides[key] = entry
+            self._aliases.discard(tenant)
+        elif entry.anchor.value is not None:
+            raise OverridesEditError(
+                f"overrides.{tenant} is a YAML anchor (&{entry.anchor.value}) that other entries "
+                "may reuse; editing it would change them too: give the tenant its own entry"
+            )
+        return entry
+
+    def _add_tenant(self, tenant: str, entry: CommentedMap) -> None:
+        # `yes:` / `off:` are strings to Mimir's decoder but booleans to YAML 1.1 tools that
+        # may handle the file on its way (Helm, sigs.k8s.io/yaml): quote them.
+        key: str = SingleQuotedScalarString(tenant) if tenant in _YAML11_BOOLS else tenant
+        overrides = self._root.get(OVERRIDES_KEY)
+        if OVERRIDES_KEY not in self._root:
+            append_item(self._root, OVERRIDES_KEY, CommentedMap([(key, entry)]), None)
+        elif overrides is None:
+            replace_item(self._root, OVERRIDES_KEY, CommentedMap([(key, entry)]))
+        elif isinstance(overrides, CommentedMap):
+            append_item(overrides, key, entry, (self._root, OVERRIDES_KEY))
+        else:
+            raise OverridesEditError("`overrides` is not a mapping: fix the file first")
+        self._tenant_keys[tenant] = key
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def render(self) -> str:
+        """The file's text: the input itself while nothing changed, else the edited document
+        (stable: rendering a re-parsed rendering gives the same text)."""
+        if not self._changed:
+            return self._original
+        body = dump(self._yaml, self._root) if len(self._root) else ""
+        return self._prefix + body + self._suffix
+
+
+def _position(mapping: CommentedMap, key: Any, *, value: bool = False) -> tuple[int, int] | None:
+    """0-based (line, column) ruamel recorded for a key (or its value); None for new keys."""
+    try:
+        line, column = mapping.lc.value(key) if value else mapping.lc.key(key)
+    except (KeyError, TypeError):
+        return None
+    return int(line), int(column)
+
+
+def _frame(text: str, *, empty: bool) -> tuple[str, str]:
+    """Text ruamel drops on a dump: what precedes an explicit `---` (and the marker itself),
+    a trailing `...` end marker with what follows it, and, for a file without data, all its
+    comments."""
+    lines = text.splitlines(keepends=True)
+    if empty:
+        kept = [
+            line
+            for line in lines
+            if line.strip() in ("", "---") or line.lstrip().startswith(("#", "%"))
+        ]
+        prefix = "".join(kept)
+        return (prefix if not prefix or prefix.endswith("\n") else prefix + "\n"), ""
+    prefix = ""
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("---") and (stripped == "---" or stripped[3:4] in " #"):
+            rest = stripped[3:].strip()
+            if rest == "" or rest.startswith("#"):
+                prefix = "".join(lines[: index + 1])
+            break
+        if stripped and not stripped.startswith(("#", "%")):
+            break
+    suffix = ""
+    for index in range(len(lines) - 1, -1, -1):
+        stripped = lines[index].strip()
+        if stripped == "..." or stripped.startswith("... #"):
+            suffix = "".join(lines[index:])
+            break
+        if stripped and not stripped.startswith("#"):
+            break
+    if prefix and not prefix.endswith("\n"):
+        prefix += "\n"
+    return prefix, suffix
+
+
+def parse_overrides(text: str, *, source_name: str = "<overrides>") -> OverridesDocument:
+    """Parse a runtime overrides file for reading and editing.
+
+    Raises OverridesParseError (with the 1-based line) for what makes the file unusable:
+    invalid YAML, more than one document, a top level that is not a mapping, `overrides` or a
+    tenant entry that is not a mapping, duplicate keys (message names both lines). A null
+    `overrides:` or tenant entry is accepted as empty (Mimir treats it the same). Unknown keys
+    and wrong value types are not parse errors: `validate_overrides` reports them."""
+    result = scan(text)
+    if result.problems:
+        first = min(result.problems)
+        raise OverridesParseError(source_name, first.line, _with_path(first))
+    return OverridesDocument(
+        data=result.data,
+        original=text,
+        source_name=source_name,
+        indent=result.indent,
+        raw_tenant_keys=result.raw_tenant_keys,
+    )
+
+
+def _with_path(problem: Problem) -> str:
+    return f"{problem.key_path}: {problem.message}" if problem.key_path else problem.message
+
+
+def current_limits(
+    doc: OverridesDocument, tenants: Sequence[str], specs: Sequence[LimitSpec]
+) -> dict[str, FloatArray]:
+    """Per limit, an (N,) float64 array of what the file sets for each of `tenants`, in base
+    units; NaN where the tenant does not set it (it inherits the global default, which the
+    caller fills in). Raises OverridesValueError on a value of the wrong type."""
+    out: dict[str, FloatArray] = {}
+    for spec in specs:
+        values = np.full(len(tenants), np.nan, dtype=np.float64)
+        for index, tenant in enumerate(tenants):
+            number = doc.number(tenant, spec)
+            if number is not None:
+                values[index] = number
+        out[spec.name] = values
+    return out
