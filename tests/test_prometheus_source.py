@@ -362,8 +362,8 @@ def test_selectors_and_replication_factor_are_rendered_into_every_template() -> 
     )
     instants = sorted(c.query for c in fake.calls if c.path.endswith(INSTANT))
     assert instants == [
-        f"max by (limit_name) (cortex_limits_defaults{{{sel}}})",
-        f"max by (user, limit_name) (cortex_limits_overrides{{{sel}}})",
+        f"max by (limit_name) (last_over_time(cortex_limits_defaults{{{sel}}}[15m]))",
+        f"max by (user, limit_name) (last_over_time(cortex_limits_overrides{{{sel}}}[15m]))",
     ]
 
 

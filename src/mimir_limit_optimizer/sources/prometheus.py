@@ -290,7 +290,10 @@ class PrometheusSource:
         1/0, as the exporter writes them); a missing metric leaves NaN."""
         is_override = metric == ORIGIN_OVERRIDES
         by = "user, limit_name" if is_override else "limit_name"
-        query = f"max by ({by}) ({self._render.selector(metric)})"
+        # last_over_time: a scrape gap (or data that ends a few minutes before `at`) must not
+        # turn known limits into "unknown"; 15m is short enough that a removed override
+        # stops counting soon after the exporter drops its series.
+        query = f"max by ({by}) (last_over_time({self._render.selector(metric)}[15m]))"
         try:
             result = await conn.query(query, at)
         except SourceError as exc:
