@@ -172,7 +172,9 @@ def mlo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     command = [sys.executable, "-m", "mimir_limit_optimizer.cli.app", *args]
     full_env = {k: v for k, v in os.environ.items() if k not in ("MODE", "MLO_CONFIG")}
     full_env.update(env or {})
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=120)
+    return subprocess.run(
+        command, check=False, capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def test_cli_recommend_json_against_prometheus(loaded: Loaded, tmp_path: Path) -> None:

@@ -33,9 +33,9 @@ from mimir_limit_optimizer.engine.tenants import TenantMatcher
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray, Observation
 
 Flags = npt.NDArray[np.int64]
-# Usage within 2% of the limit counts as "at the limit" for the saturation hint.
+# Usage within 2% of the limit counts as "at the limit"; more than 5% of the window there
+# (p95 at the limit) earns the saturation hint.
 _SATURATION_LEVEL = 0.98
-_SATURATION_SHARE = 0.05
 # Discard-driven limits look only at recent discards, so one old burst of discards does not
 # raise the limit again on every cycle.
 DISCARD_LOOKBACK_SECONDS = 3600.0
@@ -212,14 +212,12 @@ def _usage_value(
     observed = SortedRows(usage)
     result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
     if discards_full is None:
-        level = (_SATURATION_LEVEL * result.current).astype(np.float32)
+        # More than 5% of points at the limit <=> the 95th percentile reaches it.
         with np.errstate(invalid="ignore"):
-            at_limit = (usage >= level[:, None]).sum(axis=1)
-        share_at_limit = at_limit / np.maximum(observed.counts, 1)
-        saturated = (share_at_limit > _SATURATION_SHARE) & (result.current > 0)
+            saturated = (result.p95 >= _SATURATION_LEVEL * result.current) & (result.current > 0)
         result.flags |= np.where(saturated, int(Reason.SATURATED), 0)
 
-    history = history_seconds(usage, state.timestamps)
+    history = history_seconds(usage, state.timestamps, observed.counts)
     no_data = observed.counts == 0
     short = ~no_data & (history < trend.min_history)
     _undefined(result, no_data, "no data for this tenant in the analysis window")

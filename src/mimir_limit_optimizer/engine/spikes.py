@@ -56,6 +56,8 @@ def _robust_level(hourly: Float32Array, window: int, threshold: float) -> Float3
     for _ in range(3):
         with np.errstate(invalid="ignore"):
             outlier = hourly > level * np.float32(threshold)
+        if not outlier.any():  # the common case: nothing to pull down
+            break
         level = centred_nanmean(np.where(outlier, level, hourly), window)
     return level
 

@@ -22,11 +22,15 @@ class SortedRows:
     """Rows sorted ascending with NaN last, and the count of finite values per row."""
 
     def __init__(self, values: AnyFloatArray) -> None:
-        # Sources hand over NaN for missing points (never inf); NaN sorts last.
+        # Sources hand over NaN for missing points (never inf); NaN sorts last, so only rows
+        # whose last element is NaN need counting (most rows have no gap at all).
         self.sorted = np.sort(np.asarray(values, dtype=np.float32), axis=1)
-        self.counts: IntArray = (self.sorted.shape[1] - np.isnan(self.sorted).sum(axis=1)).astype(
-            np.int64
-        )
+        n, t = self.sorted.shape
+        self.counts: IntArray = np.full(n, t, dtype=np.int64)
+        if t:
+            gappy = np.flatnonzero(np.isnan(self.sorted[:, -1]))
+            if len(gappy):
+                self.counts[gappy] = t - np.isnan(self.sorted[gappy]).sum(axis=1)
 
     def percentile(self, q: float) -> FloatArray:
         """Linear-interpolated q-th percentile (0-100) per row; NaN for empty rows."""
@@ -71,61 +75,48 @@ def moving_average(values: AnyFloatArray, window: int) -> FloatArray:
     return out
 
 
-def history_seconds(values: AnyFloatArray, timestamps: FloatArray) -> FloatArray:
-    """Span between the first and the last finite point per row, plus one step; 0 when empty."""
-    if values.shape[1] == 0:
-        return np.zeros(values.shape[0])
+def history_seconds(
+    values: AnyFloatArray, timestamps: FloatArray, counts: IntArray | None = None
+) -> FloatArray:
+    """Span between the first and the last finite point per row, plus one step; 0 when empty.
+
+    `counts` (finite points per row, e.g. SortedRows.counts) lets full rows skip the scan."""
+    n, t = values.shape
+    if t == 0:
+        return np.zeros(n)
+    step = float(timestamps[1] - timestamps[0]) if t > 1 else 0.0
+    if counts is not None:
+        out = np.full(n, float(timestamps[-1] - timestamps[0]) + step)
+        partial = np.flatnonzero(counts < t)
+        if len(partial):
+            out[partial] = history_seconds(values[partial], timestamps)
+        return out
     finite = np.isfinite(values)
     any_finite = finite.any(axis=1)
     first = np.argmax(finite, axis=1)
-    last = values.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
-    step = float(timestamps[1] - timestamps[0]) if len(timestamps) > 1 else 0.0
+    last = t - 1 - np.argmax(finite[:, ::-1], axis=1)
     span = timestamps[last] - timestamps[first] + step
-    return np.where(any_finite, span, 0.0)
-
-
-def nanmean_rows(values: FloatArray) -> FloatArray:
-    finite = np.isfinite(values)
-    count = finite.sum(axis=1)
-    total = np.where(finite, values, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def block_means(values: FloatArray, block: int) -> FloatArray:
-    """Means of consecutive blocks of `block` points per row (last partial block included)."""
-    n, t = values.shape
-    nblocks = -(-t // block)
-    padded = np.full((n, nblocks * block), np.nan)
-    padded[:, :t] = values
-    shaped = padded.reshape(n, nblocks, block)
-    finite = np.isfinite(shaped)
-    count = finite.sum(axis=2)
-    total = np.where(finite, shaped, 0.0).sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    result: FloatArray = np.where(any_finite, span, 0.0)
+    return result
 
 
 def centred_nanmean(values: npt.NDArray[F], window: int) -> npt.NDArray[F]:
     """Centred rolling mean over `window` (odd) columns ignoring NaN; NaN where the window
-    holds no value. Keeps the float dtype (sums accumulate in float64)."""
+    holds no value. Keeps the float dtype. Sums `window` shifted slices: for the small
+    windows used here (hours of a baseline) that beats cumulative sums and needs no gathers."""
     n, t = values.shape
     half = window // 2
     finite = ~np.isnan(values)
-    csum = np.zeros((n, t + 1))
-    ccount = np.zeros((n, t + 1))
-    np.cumsum(np.where(finite, values, 0), axis=1, out=csum[:, 1:])
-    np.cumsum(finite, axis=1, out=ccount[:, 1:])
-
-    # Edge-pad the cumulative sums so both window ends are plain slices (no gathers):
-    # window j covers [max(j-half, 0), min(j+half+1, t)).
-    def padded(c: FloatArray) -> FloatArray:
-        return np.pad(c, ((0, 0), (half, half)), mode="edge")
-
-    cs, cc = padded(csum), padded(ccount)
-    total = cs[:, 2 * half + 1 : 2 * half + 1 + t] - cs[:, :t]
-    count = cc[:, 2 * half + 1 : 2 * half + 1 + t] - cc[:, :t]
+    filled = np.zeros((n, t + 2 * half), dtype=values.dtype)
+    filled[:, half : half + t] = np.where(finite, values, 0)
+    counts = np.zeros((n, t + 2 * half), dtype=values.dtype)
+    counts[:, half : half + t] = finite
+    total = filled[:, :t].copy()
+    count = counts[:, :t].copy()
+    for k in range(1, window):
+        total += filled[:, k : k + t]
+        count += counts[:, k : k + t]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    out: npt.NDArray[F] = mean.astype(values.dtype)
+    out: npt.NDArray[F] = mean.astype(values.dtype, copy=False)
     return out

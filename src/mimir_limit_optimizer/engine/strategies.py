@@ -51,7 +51,10 @@ def percentile_strategy(
         peaks = SortedRows(sustained).maximum()
         value = np.fmax(value, peaks)
     points = max(cleaned.shape[1], 1)
-    coverage = np.count_nonzero(np.isfinite(cleaned), axis=1) / points
+    finite = presorted.counts if presorted is not None else None
+    if finite is None:
+        finite = np.count_nonzero(np.isfinite(cleaned), axis=1)
+    coverage = finite / points
     confidence = np.clip(history / settings.analysis_window, 0.0, 1.0) * coverage
     return StrategyResult(value, confidence)
 
