@@ -161,6 +161,13 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue, *, quiet: bool) -> tuple[
     return cycle, description
 
 
+def _wide_console() -> Console:
+    """The terminal's width; 200 columns when piped (a log, `make run`), where Rich would
+    otherwise squeeze the reasons column into 80."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def _emit(text: str, output_file: Path | None) -> None:
     if output_file is None:
         sys.stdout.write(text)
@@ -200,7 +207,7 @@ def recommend(
     cycle, description = _cycle(loaded, catalogue, quiet=fmt is not OutputFormat.TABLE)
     recs = cycle.recommendations
     if fmt is OutputFormat.TABLE and output_file is None:
-        output.recommendations_table(recs, Console())
+        output.recommendations_table(recs, _wide_console())
     elif fmt is OutputFormat.CSV:
         _emit(output.recommendations_csv(recs), output_file)
     else:
@@ -273,7 +280,7 @@ def list_limits(fmt: FormatOpt = OutputFormat.TABLE) -> None:
     """List the limit catalogue: every managed limit, its type, default and signal."""
     catalogue = load_catalogue()
     if fmt is OutputFormat.TABLE:
-        output.limits_table(catalogue, Console())
+        output.limits_table(catalogue, _wide_console())
         return
     rows = [
         {

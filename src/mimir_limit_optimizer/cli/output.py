@@ -123,20 +123,31 @@ def plan_csv(plan: Plan) -> str:
 
 def recommendations_table(recs: Recommendations, console: Console) -> None:
     table = Table(title="Recommended limits", show_lines=False, expand=False)
-    for column in ("tenant", "limit", "current", "p95 usage", "demand", "recommended", "status"):
-        table.add_column(column, overflow="fold")
-    table.add_column("why", overflow="fold", max_width=60)
+    for column in ("tenant", "limit", "unit"):
+        table.add_column(column, no_wrap=True)
+    for column in ("current", "p95 usage", "demand", "recommended"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("conf.", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
     for tenant, result, i in recs.rows():
         spec = result.spec
         status = result.status_of(i)
+        def cell(value: float, blank_if_nan: bool = True) -> str:
+            if blank_if_nan and not math.isfinite(value):
+                return ""
+            return render_value(value, spec, unit=False)  # noqa: B023 (called right here)
+
         table.add_row(
             tenant,
             spec.name,
-            render_value(float(result.current[i]), spec),
-            render_value(float(result.p95[i]), spec) if math.isfinite(result.p95[i]) else "",
-            render_value(float(result.demand[i]), spec) if math.isfinite(result.demand[i]) else "",
-            render_value(float(result.recommended[i]), spec),
+            "" if spec.type.value in ("bytes", "duration", "bool") else spec.unit,
+            cell(float(result.current[i])),
+            cell(float(result.p95[i])),
+            cell(float(result.demand[i])),
+            cell(float(result.recommended[i]), blank_if_nan=False),
             f"[{STATUS_STYLE[status]}]{status.value}[/]",
+            f"{result.confidence[i]:.2f}",
             "; ".join(result.reasons(i)),
         )
     console.print(table)

@@ -89,14 +89,18 @@ STATUS_ORDER = (Status.CHANGE, Status.UNCHANGED, Status.UNDEFINED)
 CHANGE, UNCHANGED, UNDEFINED = 0, 1, 2
 
 
-def render_value(value: float, spec: LimitSpec) -> str:
+def render_value(value: float, spec: LimitSpec, *, unit: bool = True) -> str:
+    """`value` in the limit's unit for people: 1.5K samples/s, 64 MiB, 30d, true; "?" when
+    undefined. `unit=False` leaves out a count's unit (tables show it once per row)."""
     if not np.isfinite(value):
         return "?"
     if spec.type is LimitType.DURATION:
         return format_duration(value)
     if spec.type is LimitType.BOOL:
         return "true" if value else "false"
-    return format_number(value, "bytes" if spec.type is LimitType.BYTES else spec.unit)
+    if spec.type is LimitType.BYTES:
+        return format_number(value, "bytes")
+    return format_number(value, spec.unit if unit else "")
 
 
 def _render_reasons(r: LimitResult, i: int) -> list[str]:
@@ -147,7 +151,7 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
     if Reason.LOWERED_TO_MAX in f:
         out.append(f"lowered to the maximum {v(r.maximum_allowed)}")
     if Reason.NEVER_LOWER in f:
-        out.append("kept: this measure is an average and cannot justify lowering")
+        out.append("kept: this measure cannot show the true maximum, so it never justifies lowering")
     if Reason.ZERO_KEPT in f:
         out.append("kept at 0: it disables the feature, and the optimizer does not enable features")
     if Reason.UNLIMITED_NOW in f:
