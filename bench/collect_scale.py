@@ -28,13 +28,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimir_limit_optimizer.catalogue import load_catalogue  # noqa: E402
-from mimir_limit_optimizer.catalogue.units import format_duration  # noqa: E402
-from mimir_limit_optimizer.config.models import PrometheusSettings, SyntheticSettings  # noqa: E402
-from mimir_limit_optimizer.sources.prometheus import PrometheusSource  # noqa: E402
-from mimir_limit_optimizer.sources.promql import TemplateRenderer  # noqa: E402
-from mimir_limit_optimizer.sources.synthetic import generate_cluster, write_openmetrics  # noqa: E402
-from tests.promserver import PromServer, start_prometheus  # noqa: E402
+from tests.promserver import PromServer, start_prometheus
+
+from mimir_limit_optimizer.catalogue import load_catalogue
+from mimir_limit_optimizer.catalogue.units import format_duration
+from mimir_limit_optimizer.config.models import PrometheusSettings, SyntheticSettings
+from mimir_limit_optimizer.sources.prometheus import PrometheusSource
+from mimir_limit_optimizer.sources.promql import TemplateRenderer
+from mimir_limit_optimizer.sources.synthetic import generate_cluster, write_openmetrics
 
 # Only the families the benchmarked queries read: keeps the backfill small.
 FAMILIES = (

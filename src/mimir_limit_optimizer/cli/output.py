@@ -133,6 +133,7 @@ def recommendations_table(recs: Recommendations, console: Console) -> None:
     for tenant, result, i in recs.rows():
         spec = result.spec
         status = result.status_of(i)
+
         def cell(value: float, blank_if_nan: bool = True) -> str:
             if blank_if_nan and not math.isfinite(value):
                 return ""

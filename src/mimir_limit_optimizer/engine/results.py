@@ -151,7 +151,9 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
     if Reason.LOWERED_TO_MAX in f:
         out.append(f"lowered to the maximum {v(r.maximum_allowed)}")
     if Reason.NEVER_LOWER in f:
-        out.append("kept: this measure cannot show the true maximum, so it never justifies lowering")
+        out.append(
+            "kept: this measure cannot show the true maximum, so it never justifies lowering"
+        )
     if Reason.ZERO_KEPT in f:
         out.append("kept at 0: it disables the feature, and the optimizer does not enable features")
     if Reason.UNLIMITED_NOW in f:
