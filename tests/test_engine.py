@@ -62,12 +62,13 @@ def run(obs: Observation, cfg: Config | None = None, limits: list[str] | None = 
     return recommend(obs, cfg or config(), CATALOGUE, now=NOW, limits=limits or ["ingestion_rate"])
 
 
-def test_flat_usage_gets_buffer_and_readable_rounding() -> None:
+def test_a_raise_is_step_limited_then_rounded() -> None:
     recs = run(observe({"ingestion_rate": [flat(1000.0)]}, current={"ingestion_rate": [500.0]}))
     result = recs.results["ingestion_rate"]
-    # p95 1000 x 1.2 buffer = 1200, within the +100% step from 500.
-    assert result.recommended[0] == 1000.0 or result.recommended[0] == pytest.approx(1000.0)
+    # Demand 1000 x 1.2 buffer = 1200, but one cycle may at most double 500.
+    assert result.recommended[0] == 1000.0
     assert result.status_of(0) is Status.CHANGE
+    assert any("raise limited" in r for r in result.reasons(0))
 
 
 def test_buffer_applies_without_step_limit() -> None:
@@ -193,8 +194,10 @@ def test_tier_buffer_cap_and_mapping() -> None:
     )
     result = run(obs, cfg).results["ingestion_rate"]
     assert result.recommended[0] == 1500.0  # 50% tier buffer
-    assert result.recommended[1] == 1000.0  # 1100 capped at the tier's 1050 -> deadband of 1000
-    assert any("tier" in r for r in result.reasons(1)) or result.status_of(1) is Status.UNCHANGED
+    # 1000 x 1.1 = 1100, capped at the tier's 1050, within the deadband of 1000: unchanged.
+    assert result.recommended[1] == 1000.0
+    assert any("tier" in r for r in result.reasons(1))
+    assert result.status_of(1) is Status.UNCHANGED
 
 
 def test_min_max_precedence_limit_overrides_beat_limits_section() -> None:
@@ -259,6 +262,11 @@ def test_policy_only_limit_is_undefined_unless_configured() -> None:
     result = run(obs, limits=[name]).results[name]
     assert result.status_of(0) is Status.UNDEFINED
     assert "tenantTiers" in result.reasons(0)[0]
+    # The cluster's default (limitOverrides.defaultValue) is not a value to write.
+    with_default = config(dynamicLimits={"limitOverrides": {name: {"defaultValue": 30 * 86400}}})
+    result = run(obs, with_default, limits=[name]).results[name]
+    assert result.status_of(0) is Status.UNDEFINED
+    assert result.current[0] == 30 * 86400
     cfg = config(
         limits={"tenantTiers": {"gold": {"limits": {name: 90 * 86400}}}},
         tenantTierMapping={"gold-*": "gold"},
@@ -351,3 +359,46 @@ def test_a_tenant_throttled_now_is_never_lowered() -> None:
     result = run(obs).results["ingestion_rate"]
     assert result.recommended[0] == 10000.0
     assert any("never lowered" in r for r in result.reasons(0))
+
+
+def test_a_throttled_tenants_burst_is_not_lowered_either() -> None:
+    usage = flat(1000.0)
+    usage[-12:] = 10000.0
+    discards = np.zeros(T)
+    discards[-12:] = 5000.0
+    obs = observe(
+        {"ingestion_rate": [usage]},
+        discards={"ingestion_rate": [discards]},
+        current={"ingestion_rate": [10000.0], "ingestion_burst_size": [400000.0]},
+    )
+    burst = run(obs, limits=["ingestion_rate", "ingestion_burst_size"]).results[
+        "ingestion_burst_size"
+    ]
+    assert burst.recommended[0] == 400000.0  # 20 x 10000 would lower it: kept
+    assert any("never lowered" in r for r in burst.reasons(0))
+
+
+def test_time_of_day_factors_never_go_below_the_strategy() -> None:
+    obs = observe({"ingestion_rate": [flat(1000.0)]}, current={"ingestion_rate": [1200.0]})
+    cfg = config(trendAnalysis={"timeOfDayBuffers": {"0-23": 0.5}})
+    assert run(obs, cfg).results["ingestion_rate"].demand[0] == pytest.approx(1000.0)
+
+
+def test_discard_driven_limit_with_unknown_current_is_undefined() -> None:
+    recent = np.zeros(T)
+    recent[-3:] = 2.0
+    name = "max_label_names_per_series"
+    obs = observe({}, discards={name: [recent]})  # no current value from anywhere
+    result = run(obs, limits=[name]).results[name]
+    assert result.status_of(0) is Status.UNDEFINED
+    assert "defaultValue" in result.reasons(0)[0]
+    cfg = config(dynamicLimits={"limitOverrides": {name: {"defaultValue": 40}}})
+    assert run(obs, cfg, limits=[name]).results[name].recommended[0] == 50.0
+
+
+def test_fractional_rates_are_rounded_without_float_noise() -> None:
+    name = "ingestion_rate"
+    cfg = config(limits={"minLimits": {name: 0}})
+    obs = observe({name: [flat(2.8)]}, current={name: [3.0]})
+    value = run(obs, cfg).results[name].recommended[0]
+    assert value == 3.4 and repr(float(value)) == "3.4"

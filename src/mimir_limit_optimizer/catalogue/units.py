@@ -64,19 +64,6 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-def ceil_readable(value: float, significant: int = 2) -> float:
-    """Round up to `significant` significant digits (12_345 -> 13_000; 0.37 -> 0.37).
-
-    Rounding up keeps the buffer the engine asked for; 2 digits keeps numbers readable while
-    adding at most 10% (1 -> 1.1 at the worst edge of a decade)."""
-    if value <= 0 or not math.isfinite(value):
-        return value
-    exponent = math.floor(math.log10(value)) - (significant - 1)
-    scale = 10.0**exponent
-    # Divide first and subtract a hair so that 13000.000000001 (float noise) stays 13000.
-    return math.ceil(value / scale - 1e-9) * scale
-
-
 def format_number(value: float, unit: str = "") -> str:
     """Human rendering for tables: 1.5M samples/s, 150K series, 64 MiB."""
     if not math.isfinite(value):

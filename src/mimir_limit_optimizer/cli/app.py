@@ -6,12 +6,14 @@ configuration or usage.
 
 from __future__ import annotations
 
+import difflib
+import io
 import os
 import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,19 +21,32 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
 from mimir_limit_optimizer.cli import output
-from mimir_limit_optimizer.config.loader import (
-    ConfigError,
-    LoadedConfig,
-    load_config,
-    render_config,
+from mimir_limit_optimizer.cli.common import (
+    ConfigOpt,
+    FormatOpt,
+    LimitsOpt,
+    ModeOpt,
+    OutputFormat,
+    OutputOpt,
+    OverridesOpt,
+    PromUrlOpt,
+    SourceOpt,
+    TenantsOpt,
+    emit,
+    fail,
+    load,
+    wide_console,
 )
+from mimir_limit_optimizer.config.loader import LoadedConfig, render_config
 from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
 from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
+    OverridesValueError,
     format_problems,
+    parse_overrides,
     validate_overrides,
 )
-from mimir_limit_optimizer.engine.plan import render_plan
+from mimir_limit_optimizer.engine.plan import apply_plan, render_plan
 from mimir_limit_optimizer.engine.results import UNDEFINED
 from mimir_limit_optimizer.sources.base import SourceError
 
@@ -44,93 +59,22 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 
 
-class OutputFormat(StrEnum):
+class PlanFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     YAML = "yaml"
     CSV = "csv"
+    PATCH = "patch"
+    FILE = "file"
 
 
-class ModeOption(StrEnum):
-    DRY_RUN = "dry-run"
-    PROD = "prod"
-
-
-class SourceOption(StrEnum):
-    SYNTHETIC = "synthetic"
-    PROMETHEUS = "prometheus"
-
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (YAML).", envvar="MLO_CONFIG")
-]
-ModeOpt = Annotated[ModeOption | None, typer.Option("--mode", help="dry-run (default) or prod.")]
-SourceOpt = Annotated[
-    SourceOption | None, typer.Option("--source", help="synthetic (default) or prometheus.")
-]
-PromUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--prometheus-url", help="Prometheus (or Mimir query) URL; implies --source prometheus."
-    ),
-]
-OverridesOpt = Annotated[
-    Path | None,
-    typer.Option("--overrides-file", help="Runtime overrides file holding the current limits."),
-]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")]
-TenantsOpt = Annotated[
-    list[str] | None,
-    typer.Option("--tenants", help="Only tenants matching this glob (repeatable)."),
-]
-LimitsOpt = Annotated[
-    str | None, typer.Option("--limits", help="Comma-separated limits (default: enabledLimits).")
-]
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _load(
-    config: Path | None,
-    *,
-    mode: ModeOption | None = None,
-    source: SourceOption | None = None,
-    prometheus_url: str | None = None,
-    overrides_file: Path | None = None,
-    limits: str | None = None,
-    tenants: list[str] | None = None,
-) -> tuple[LoadedConfig, Catalogue]:
-    catalogue = load_catalogue()
-    cli: dict[str, Any] = {}
-    if mode is not None:
-        cli["mode"] = mode.value
-    if prometheus_url is not None:
-        cli["source.prometheus.url"] = prometheus_url
-        cli["source.kind"] = "prometheus"
-    if source is not None:
-        cli["source.kind"] = source.value
-    if overrides_file is not None:
-        cli["target.path"] = str(overrides_file)
-    if limits:
-        cli["dynamicLimits.enabledLimits"] = [n.strip() for n in limits.split(",") if n.strip()]
-    if tenants:
-        cli["tenantScoping.includeList"] = list(tenants)
-    try:
-        loaded = load_config(config, env=dict(os.environ), cli=cli, catalogue=catalogue)
-    except ConfigError as exc:
-        _fail(str(exc))
-    err = Console(stderr=True)
-    for warning in loaded.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    return loaded, catalogue
-
-
-def _cycle(loaded: LoadedConfig, catalogue: Catalogue, *, quiet: bool) -> tuple[Cycle, str]:
+def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
+    """Collect and recommend, with a progress bar on stderr (shown on terminals only)."""
     config = loaded.config
+    path = config.target.path
+    if path and not Path(path).is_file():
+        what = "is not a file" if Path(path).exists() else "does not exist"
+        fail(f"overrides file {path} {what} (--overrides-file / target.path)")
     now = time.time()
     source = build_source(config, now=now, env=dict(os.environ))
     description = source.describe()
@@ -142,7 +86,6 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue, *, quiet: bool) -> tuple[
             TextColumn("{task.completed}/{task.total}"),
             console=err,
             transient=True,
-            disable=quiet,
         ) as progress:
             task = progress.add_task(f"querying {description}", total=None)
 
@@ -151,28 +94,16 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue, *, quiet: bool) -> tuple[
 
             cycle = run_cycle(config, catalogue, source, now=now, progress=report)
     except SourceError as exc:
-        _fail(f"could not collect usage: {exc}", code=1)
-    except OverridesParseError as exc:
-        _fail(f"{exc}\nThe overrides file was not changed.", code=2)
+        fail(f"could not collect usage: {exc}", code=1)
+    except (OverridesParseError, OverridesValueError) as exc:
+        fail(f"{exc}\nThe overrides file was not changed.", code=2)
+    except OSError as exc:
+        fail(f"cannot read the overrides file {path}: {exc.strerror}", code=2)
     for tenant, reason in cycle.skipped_tenants.items():
         err.print(f"[yellow]skipped tenant[/] {tenant!r}: {reason}", highlight=False)
     for name, reason in cycle.observation.unavailable.items():
         err.print(f"[yellow]{name} undefined:[/] {reason}", highlight=False)
     return cycle, description
-
-
-def _wide_console() -> Console:
-    """The terminal's width; 200 columns when piped (a log, `make run`), where Rich would
-    otherwise squeeze the reasons column into 80."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
-
-
-def _emit(text: str, output_file: Path | None) -> None:
-    if output_file is None:
-        sys.stdout.write(text)
-    else:
-        output_file.write_text(text, encoding="utf-8")
 
 
 def _nothing_computed(cycle: Cycle) -> bool:
@@ -195,7 +126,7 @@ def recommend(
     limits: LimitsOpt = None,
 ) -> None:
     """Recommend limits per tenant: current, usage, demand, recommended value and why."""
-    loaded, catalogue = _load(
+    loaded, catalogue = load(
         config,
         mode=mode,
         source=source,
@@ -204,20 +135,24 @@ def recommend(
         limits=limits,
         tenants=tenants,
     )
-    cycle, description = _cycle(loaded, catalogue, quiet=fmt is not OutputFormat.TABLE)
+    cycle, description = _cycle(loaded, catalogue)
     recs = cycle.recommendations
     if fmt is OutputFormat.TABLE and output_file is None:
-        output.recommendations_table(recs, _wide_console())
+        output.recommendations_table(recs, wide_console())
+    elif fmt is OutputFormat.TABLE:
+        recorder = Console(record=True, width=200, file=io.StringIO())
+        output.recommendations_table(recs, recorder)
+        emit(recorder.export_text(), output_file)
     elif fmt is OutputFormat.CSV:
-        _emit(output.recommendations_csv(recs), output_file)
+        emit(output.recommendations_csv(recs), output_file)
     else:
         document = output.recommendations_document(
             recs, source=description, skipped=cycle.skipped_tenants
         )
         text = output.to_yaml(document) if fmt is OutputFormat.YAML else output.to_json(document)
-        _emit(text, output_file)
+        emit(text, output_file)
     if _nothing_computed(cycle):
-        _fail("no recommendation could be computed (see the reasons above)", code=1)
+        fail("no recommendation could be computed (see the reasons above)", code=1)
 
 
 @app.command()
@@ -227,13 +162,21 @@ def plan(
     source: SourceOpt = None,
     prometheus_url: PromUrlOpt = None,
     overrides_file: OverridesOpt = None,
-    fmt: FormatOpt = OutputFormat.TABLE,
+    fmt: Annotated[
+        PlanFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (readable diff), json, yaml, csv; patch (unified diff of the overrides "
+            "file) or file (the full rendered file) for GitOps.",
+        ),
+    ] = PlanFormat.TABLE,
     output_file: OutputOpt = None,
     tenants: TenantsOpt = None,
     limits: LimitsOpt = None,
 ) -> None:
-    """Show the changes the recommendations ask for, as a readable diff (nothing is written)."""
-    loaded, catalogue = _load(
+    """Show the changes the recommendations ask for (nothing is written to any target)."""
+    loaded, catalogue = load(
         config,
         mode=mode,
         source=source,
@@ -242,17 +185,44 @@ def plan(
         limits=limits,
         tenants=tenants,
     )
-    cycle, _ = _cycle(loaded, catalogue, quiet=fmt is not OutputFormat.TABLE)
-    if fmt is OutputFormat.TABLE:
-        _emit(render_plan(cycle.plan, catalogue), output_file)
-    elif fmt is OutputFormat.CSV:
-        _emit(output.plan_csv(cycle.plan), output_file)
+    cycle, _ = _cycle(loaded, catalogue)
+    if fmt in (PlanFormat.PATCH, PlanFormat.FILE):
+        emit(_rendered_plan(cycle, loaded, catalogue, patch=fmt is PlanFormat.PATCH), output_file)
+    elif fmt is PlanFormat.TABLE:
+        emit(render_plan(cycle.plan, catalogue), output_file)
+    elif fmt is PlanFormat.CSV:
+        emit(output.plan_csv(cycle.plan), output_file)
     else:
         document = output.plan_document(cycle.plan)
-        text = output.to_yaml(document) if fmt is OutputFormat.YAML else output.to_json(document)
-        _emit(text, output_file)
+        text = output.to_yaml(document) if fmt is PlanFormat.YAML else output.to_json(document)
+        emit(text, output_file)
     if _nothing_computed(cycle):
-        _fail("no recommendation could be computed (see the reasons above)", code=1)
+        fail("no recommendation could be computed (see the reasons above)", code=1)
+
+
+def _rendered_plan(cycle: Cycle, loaded: LoadedConfig, catalogue: Catalogue, *, patch: bool) -> str:
+    """The overrides file with the plan applied (or the unified diff to it), for teams that
+    apply by pull request. Comments, order and unmanaged keys are kept."""
+    path = loaded.config.target.path or "overrides.yaml"
+    before = ""
+    if Path(path).exists():
+        before = Path(path).read_text(encoding="utf-8")
+    document = parse_overrides(before, source_name=path)
+    apply_plan(document, cycle.plan, catalogue)
+    after = document.render()
+    problems = validate_overrides(after, catalogue, source_name=path)
+    if problems:
+        fail("the rendered file would be rejected by Mimir:\n" + format_problems(problems, path))
+    if not patch:
+        return after
+    name = path.lstrip("/")
+    diff = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"a/{name}",
+        tofile=f"b/{name}",
+    )
+    return "".join(diff)
 
 
 @app.command()
@@ -264,7 +234,7 @@ def validate(
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror}")
+        fail(f"cannot read {file}: {exc.strerror}")
     problems = validate_overrides(text, catalogue, source_name=str(file))
     if problems:
         sys.stdout.write(format_problems(problems, str(file)).rstrip("\n") + "\n")
@@ -280,29 +250,11 @@ def list_limits(fmt: FormatOpt = OutputFormat.TABLE) -> None:
     """List the limit catalogue: every managed limit, its type, default and signal."""
     catalogue = load_catalogue()
     if fmt is OutputFormat.TABLE:
-        output.limits_table(catalogue, _wide_console())
+        output.limits_table(catalogue, wide_console())
         return
-    rows = [
-        {
-            "name": s.name,
-            "type": s.type.value,
-            "default": s.default,
-            "unit": s.unit,
-            "signal": s.signal.value,
-            "category": s.category,
-            "discard_reasons": list(s.discard_reasons),
-            "checked_against": s.checked_against,
-        }
-        for s in catalogue.limits.values()
-    ]
+    rows = output.limit_rows(catalogue)
     if fmt is OutputFormat.CSV:
-        lines = ["name,type,default,unit,signal,category,checked_against"]
-        lines += [
-            f"{r['name']},{r['type']},{r['default']},{r['unit']},{r['signal']},"
-            f"{r['category']},{r['checked_against']}"
-            for r in rows
-        ]
-        sys.stdout.write("\n".join(lines) + "\n")
+        output.emit_rows(rows, "csv")
         return
     doc = {"flavour": catalogue.flavour, "limits": rows}
     sys.stdout.write(output.to_yaml(doc) if fmt is OutputFormat.YAML else output.to_json(doc))
@@ -320,8 +272,8 @@ def config_show(
     """Print the effective configuration (defaults < file < environment < flags), secrets
     redacted."""
     if fmt not in ("yaml", "json"):
-        _fail("--format must be yaml or json")
-    loaded, _ = _load(
+        fail("--format must be yaml or json")
+    loaded, _ = load(
         config,
         mode=mode,
         source=source,

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ def _num(value: float) -> float | int | None:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -60,9 +61,9 @@ def recommendations_document(
     recs: Recommendations, *, source: str, skipped: dict[str, str]
 ) -> dict[str, Any]:
     return {
-        "generated_at": _iso(recs.generated_at),
+        "generated_at": iso(recs.generated_at),
         "source": source,
-        "window": {"start": _iso(recs.window[0]), "end": _iso(recs.window[1])},
+        "window": {"start": iso(recs.window[0]), "end": iso(recs.window[1])},
         "skipped_tenants": [{"tenant": t, "reason": r} for t, r in skipped.items()],
         "recommendations": recommendation_rows(recs),
     }
@@ -99,16 +100,41 @@ def recommendations_csv(recs: Recommendations) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ["tenant", "limit", "unit", "current", "recommended", "status", "p50", "p95", "p99",
-         "max", "demand", "confidence", "reasons"]
-    )  # fmt: skip
+        [
+            "tenant",
+            "limit",
+            "unit",
+            "current",
+            "recommended",
+            "status",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "demand",
+            "confidence",
+            "reasons",
+        ]
+    )
     for row in recommendation_rows(recs):
         usage = row["usage"]
         writer.writerow(
-            [row["tenant"], row["limit"], row["unit"], row["current"], row["recommended"],
-             row["status"], usage["p50"], usage["p95"], usage["p99"], usage["max"],
-             row["demand"], row["confidence"], "; ".join(row["reasons"])]
-        )  # fmt: skip
+            [
+                row["tenant"],
+                row["limit"],
+                row["unit"],
+                row["current"],
+                row["recommended"],
+                row["status"],
+                usage["p50"],
+                usage["p95"],
+                usage["p99"],
+                usage["max"],
+                row["demand"],
+                row["confidence"],
+                "; ".join(row["reasons"]),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -155,9 +181,10 @@ def recommendations_table(recs: Recommendations, console: Console) -> None:
 
 
 def limits_table(catalogue: Catalogue, console: Console) -> None:
-    table = Table(title=f"Limit catalogue ({catalogue.flavour}, checked against "
-                  f"{catalogue.checked_against})")  # fmt: skip
-    for column in ("limit", "type", "default", "signal", "category", "checked"):
+    table = Table(
+        title=f"Limit catalogue ({catalogue.flavour}, checked against {catalogue.checked_against})"
+    )
+    for column in ("limit", "type", "default", "signal", "discard reasons", "checked"):
         table.add_column(column)
     for spec in catalogue.limits.values():
         table.add_row(
@@ -165,7 +192,59 @@ def limits_table(catalogue: Catalogue, console: Console) -> None:
             spec.type.value,
             render_value(spec.default, spec),
             spec.signal.value,
-            spec.category,
+            ", ".join(spec.discard_reasons),
             spec.checked_against,
         )
     console.print(table)
+
+
+def compact(details: Any) -> str:
+    """Audit details on one line for tables."""
+    return json.dumps(details, separators=(",", ":"), default=str)
+
+
+def emit_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Rows as json, yaml or csv on stdout (nested values as JSON in csv cells)."""
+    if fmt == "json":
+        sys.stdout.write(to_json({"items": rows}))
+    elif fmt == "yaml":
+        sys.stdout.write(to_yaml({"items": rows}))
+    else:
+        buffer = io.StringIO()
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(
+                [
+                    compact(row.get(c)) if isinstance(row.get(c), dict | list) else row.get(c)
+                    for c in columns
+                ]
+            )
+        sys.stdout.write(buffer.getvalue())
+
+
+def limit_rows(catalogue: Catalogue) -> list[dict[str, Any]]:
+    """The catalogue as rows: everything a reviewer needs to check an entry."""
+    return [
+        {
+            "name": s.name,
+            "type": s.type.value,
+            "default": _num(s.default),
+            "unit": s.unit,
+            "signal": s.signal.value,
+            "category": s.category,
+            "zero_means_unlimited": s.zero_means_unlimited,
+            "usage_query": s.usage_query,
+            "discard_query": s.discard_query,
+            "discard_reasons": list(s.discard_reasons),
+            "derived_from": s.derived_from,
+            "derive_factor": s.derive_factor,
+            "buffer_percent": s.buffer_percent,
+            "min": _num(s.min_value),
+            "max": _num(s.max_value),
+            "may_lower": s.may_lower,
+            "checked_against": s.checked_against,
+        }
+        for s in catalogue.limits.values()
+    ]

@@ -18,6 +18,10 @@ class _Section(BaseModel):
     )
 
 
+# A limit value in base units (per second, count, bytes, seconds): Mimir has no negative limits.
+LimitValue = Annotated[float, Field(ge=0)]
+
+
 class Mode(StrEnum):
     DRY_RUN = "dry-run"  # compute, show, audit; never write
     PROD = "prod"  # apply plans
@@ -73,10 +77,86 @@ class SourceSettings(_Section):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
 
 
+class ConfigMapTarget(_Section):
+    """The optimizer's own ConfigMap (listed second in Mimir's -runtime-config.file), or a key
+    of Mimir's runtime ConfigMap (then a `helm upgrade` may overwrite it: see MIMIR_FACTS)."""
+
+    namespace: str = "mimir"
+    name: str = "mimir-limit-optimizer-overrides"
+    key: str = "overrides.yaml"
+    create_if_missing: bool = True
+    # Auth: in-cluster service account when running in a pod, else this kubeconfig (or
+    # $KUBECONFIG / ~/.kube/config) and context.
+    kubeconfig: str | None = None
+    context: str | None = None
+    # Attempts on 409 Conflict (re-read, re-plan, retry with backoff).
+    conflict_retries: int = Field(5, ge=0, le=50)
+
+
 class TargetSettings(_Section):
-    kind: Literal["file"] = "file"
-    # The runtime overrides file to read current limits from (and, later, to write).
+    kind: Literal["file", "configmap"] = "file"
+    # The runtime overrides file: current limits are read from it and, in prod, written to it.
+    # Empty with the synthetic source: <dataDir>/overrides.yaml.
     path: str | None = None
+    # Seconds to wait for the write lock held by another writer.
+    lock_timeout: Duration = Field(10.0, gt=0)
+    config_map: ConfigMapTarget = Field(default_factory=ConfigMapTarget)
+
+
+class VerifySettings(_Section):
+    """After a write, prove Mimir loaded it (skipped when `mimirUrl` is empty)."""
+
+    # Base URL of a Mimir (or Cortex) component serving /runtime_config and /metrics.
+    mimir_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    # How long to wait for the new values to appear (Mimir reloads every 10 s by default).
+    timeout: Duration = Field(60.0, gt=0)
+    poll_interval: Duration = Field(2.0, gt=0)
+    # Restore the previous revision when verification fails.
+    rollback_on_failure: bool = True
+
+
+class SafetySettings(_Section):
+    """Caps on what one cycle may apply (dry-run reports what they would hold back)."""
+
+    max_tenants_per_cycle: int = Field(50, ge=0)
+    # Changes moving a limit by more than this percent are held back (engine steps are
+    # usually smaller; this is the last line).
+    max_change_percent: float = Field(200.0, gt=0)
+    # Pause applying entirely (plans are still computed and audited).
+    freeze: bool = False
+    # Tenants (globs) the optimizer never touches.
+    pinned_tenants: list[str] = Field(default_factory=list)
+
+
+class StoreSettings(_Section):
+    # SQLAlchemy URL: sqlite:///path (default <dataDir>/mlo.db) or postgresql://...
+    url: str | None = None
+    audit_max_entries: int = Field(100_000, ge=1)
+    audit_max_age: Duration = Field(90 * 86400.0, gt=0)
+
+
+class ServerSettings(_Section):
+    """HTTP endpoints; loopback unless configured otherwise."""
+
+    host: str = "127.0.0.1"
+    metrics_port: int = Field(8080, ge=0, le=65535)  # /metrics
+    health_port: int = Field(8081, ge=0, le=65535)  # /healthz, /readyz
+    ui_port: int = Field(8082, ge=0, le=65535)
+    enabled: bool = True
+
+
+class LeaderElectionSettings(_Section):
+    """Kubernetes Lease (coordination.k8s.io/v1), timings as client-go's defaults."""
+
+    enabled: bool = False
+    namespace: str = "mimir"
+    lease_name: str = "mimir-limit-optimizer"
+    # Defaults to the hostname (the pod name in Kubernetes).
+    identity: str | None = None
+    lease_duration: Duration = Field(15.0, gt=0)
+    renew_deadline: Duration = Field(10.0, gt=0)
+    retry_period: Duration = Field(2.0, gt=0)
 
 
 class TenantScoping(_Section):
@@ -129,22 +209,22 @@ class EventSpike(_Section):
 class TierSettings(_Section):
     buffer_percentage: float | None = Field(None, ge=0, le=1000)
     # Per-limit caps for the tier (and the value of policy-only limits).
-    limits: dict[str, float] = Field(default_factory=dict)
+    limits: dict[str, LimitValue] = Field(default_factory=dict)
 
 
 class LimitsSettings(_Section):
     model_config = ConfigDict(extra="allow")  # legacy shorthand keys, see loader
-    min_limits: dict[str, float] = Field(default_factory=dict)
-    max_limits: dict[str, float] = Field(default_factory=dict)
+    min_limits: dict[str, LimitValue] = Field(default_factory=dict)
+    max_limits: dict[str, LimitValue] = Field(default_factory=dict)
     tenant_tiers: dict[str, TierSettings] = Field(default_factory=dict)
 
 
 class LimitOverride(_Section):
-    # Value of the limit when a tenant has no override (Mimir's global default in your cluster),
-    # and the value to set for policy-only limits.
-    default_value: float | None = None
-    min_value: float | None = None
-    max_value: float | None = None
+    # The limit a tenant without an override gets: your cluster's global default (Mimir's
+    # `limits` block). Read as the current value; never written (tiers set policy values).
+    default_value: LimitValue | None = None
+    min_value: LimitValue | None = None
+    max_value: LimitValue | None = None
     # Buffer in percent for this limit.
     buffer_factor: float | None = Field(None, ge=0, le=1000)
     enabled: bool = True
@@ -189,6 +269,9 @@ class ChangePolicy(_Section):
     # When a limit is 0 and 0 means "unlimited", recommend a finite limit (a tightening nobody
     # asked for). Off by default: the reasons still show the value it would recommend.
     tighten_unlimited: bool = False
+    # A tenant x limit changed less than this long ago is not changed again (no flapping; a
+    # second run right after an apply changes nothing).
+    cooldown: Duration = Field(1800.0, ge=0)
 
 
 class SyntheticSettings(_Section):
@@ -243,6 +326,13 @@ class Config(_Section):
     dynamic_limits: DynamicLimits = Field(default_factory=DynamicLimits)
     change_policy: ChangePolicy = Field(default_factory=ChangePolicy)
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    # Where local state lives by default (SQLite store, overrides file of the embedded default).
+    data_dir: str = ".data"
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     # Accepted, warned about, not used (see UNUSED_SEED_SECTIONS and docs/configuration.md);
     # secret-looking values inside are SecretStr.
     ui: OpaqueSection | None = None

@@ -69,7 +69,10 @@ def _readable(value: FloatArray, digits: int, *, up: bool) -> FloatArray:
     ratio = safe / scale
     # Subtract/add a hair so float noise (13000.0000001) does not jump a whole unit.
     rounded = np.ceil(ratio - 1e-9) if up else np.floor(ratio + 1e-9)
-    return np.where(positive, rounded * scale, value)
+    # Divide by 10**-e for negative exponents: 34 * 0.1 is 3.4000000000000004, 34 / 10 is 3.4.
+    exponent = np.floor(np.log10(safe)) - (digits - 1)
+    exact = np.where(exponent >= 0, rounded * scale, rounded / 10.0 ** (-exponent))
+    return np.where(positive, exact, value)
 
 
 def round_readable(

@@ -161,6 +161,8 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     policy = resolve_policy(state.config, spec, state.tiers)
     current, flags = _current(state, spec, policy)
     result = _empty_result(state, spec, policy, current, flags)
+    if policy.default_value is None:  # the catalogue's Mimir default stood in: a guess
+        result.extra["current_guessed"] = (flags & int(Reason.CURRENT_DEFAULT)) != 0
     unavailable = state.obs.unavailable.get(spec.name)
     if unavailable:
         result.undefined_reason = [unavailable] * state.n
@@ -197,11 +199,16 @@ def _usage_value(
     demand = usage
     discards_full = obs.discards.get(spec.name)
     if discards_full is not None:
-        discards = state.take(discards_full).astype(np.float32)
-        d = np.where(np.isfinite(discards) & np.isfinite(usage), np.maximum(discards, 0), 0)
+        # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
+        d = np.fmax(state.take(discards_full).astype(np.float32), np.float32(0))
         demand = usage + d
+        gaps = np.isnan(demand)
+        if gaps.any():
+            d[gaps] = 0
+            total = np.where(gaps, np.float32(0), demand).sum(axis=1, dtype=np.float64)
+        else:
+            total = demand.sum(axis=1, dtype=np.float64)
         total_d = d.sum(axis=1, dtype=np.float64)
-        total = np.nansum(demand, axis=1, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(total > 0, total_d / total, 0.0)
         result.discard_share = share
@@ -265,7 +272,8 @@ def _usage_value(
     result.confidence = strat.confidence
 
     if trend.time_of_day_buffers:
-        value = _time_of_day(state, cleaned, result.percentile)
+        # Factors refine the strategy's estimate hour by hour; they never take it below it.
+        value = np.fmax(value, _time_of_day(state, cleaned, result.percentile))
         result.flags |= int(Reason.TIME_OF_DAY)
     result.demand = value.copy()
 
@@ -313,6 +321,16 @@ def _discard_value(state: _Pass, spec: LimitSpec, result: LimitResult) -> FloatA
     _undefined(result, no_data, f"no discard data for {', '.join(spec.discard_reasons)}")
     seen = np.nansum(np.where(np.isfinite(window), window, 0.0), axis=1) > 0
     current = result.current
+    # +25% of a guessed value could lower a throttled tenant: the value in force must be known.
+    guessed = np.asarray(result.extra.get("current_guessed", np.zeros(state.n, bool)))
+    _undefined(
+        result,
+        guessed & seen,
+        "discards seen, but the limit in force is unknown (no overrides file entry, no "
+        f"overrides-exporter metric): set dynamicLimits.limitOverrides.{spec.name}."
+        "defaultValue to the cluster's default",
+    )
+    no_data = no_data | (guessed & seen)
     raise_by = state.config.change_policy.discard_raise_percent / 100.0
     value = np.where(seen & (current > 0), current * (1.0 + raise_by), current)
     result.flags |= np.where(seen & (current > 0), int(Reason.DISCARD_RAISE), 0)
@@ -330,6 +348,8 @@ def _derived_value(
     if parent is not None:
         base = parent.recommended
         result.confidence = parent.confidence
+        if "throttled_now" in parent.extra:  # a throttled parent's burst is not lowered either
+            result.extra["throttled_now"] = parent.extra["throttled_now"]
         _undefined(result, ~np.isfinite(base), f"{parent_name} is undefined for this tenant")
     else:
         observed = state.obs.current.get(parent_name)
@@ -349,14 +369,13 @@ def _derived_value(
 def _policy_value(
     state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
 ) -> FloatArray:
+    # Only a tier's explicit value is a recommendation; limitOverrides.defaultValue describes
+    # the cluster's global default (what an unset tenant gets), never a value to write.
     value = policy.tier_value.copy()
-    if policy.default_value is not None:
-        value = np.where(np.isfinite(value), value, policy.default_value)
     _undefined(
         result,
         ~np.isfinite(value),
-        f"policy-only limit with no value configured: set limits.tenantTiers.<tier>.limits."
-        f"{spec.name} or dynamicLimits.limitOverrides.{spec.name}.defaultValue",
+        f"policy-only limit: no tier sets it (limits.tenantTiers.<tier>.limits.{spec.name})",
     )
     result.flags |= np.where(np.isfinite(value), int(Reason.POLICY_VALUE), 0)
     result.confidence = np.where(np.isfinite(value), 1.0, 0.0)

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import math
 import random
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +22,7 @@ import numpy as np
 
 from mimir_limit_optimizer.catalogue import LimitSpec
 from mimir_limit_optimizer.config.models import PrometheusSettings
+from mimir_limit_optimizer.engine.tenants import tenant_id_problem
 from mimir_limit_optimizer.engine.usage import FloatArray, Observation
 from mimir_limit_optimizer.sources.base import (
     PermanentSourceError,
@@ -38,7 +38,6 @@ __all__ = [
     "ORIGIN_DEFAULTS",
     "ORIGIN_OVERRIDES",
     "PrometheusSource",
-    "tenant_id_problem",
     "time_grid",
 ]
 
@@ -48,35 +47,10 @@ MAX_POINTS_PER_QUERY = 11_000
 ORIGIN_OVERRIDES = "cortex_limits_overrides"
 ORIGIN_DEFAULTS = "cortex_limits_defaults"
 
-# dskit tenant.ValidTenantID: at most 150 bytes of [0-9a-zA-Z!-_.*'()], not "." or "..";
-# Mimir also reserves "__mimir_cluster" for itself (docs: "About tenant IDs").
-MAX_TENANT_ID_LENGTH = 150
-_TENANT_CHARS = re.compile(r"[0-9a-zA-Z!\-_.*'()]*")
-_RESERVED_TENANTS = {
-    ".": "'.' is not a valid tenant ID (path traversal)",
-    "..": "'..' is not a valid tenant ID (path traversal)",
-    "__mimir_cluster": "'__mimir_cluster' is reserved by Mimir for its own use",
-}
 # Timestamps within this many seconds of a grid point belong to it (the API has ms precision).
 _GRID_TOLERANCE = 0.001
 
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
-
-
-def tenant_id_problem(tenant: str) -> str | None:
-    """Why Mimir would reject `tenant` as a tenant ID, or None when it is valid."""
-    match = _TENANT_CHARS.match(tenant)
-    end = match.end() if match else 0
-    if end < len(tenant):
-        return (
-            f"contains unsupported character {tenant[end]!r} "
-            "(Mimir allows 0-9 a-z A-Z and ! - _ . * ' ( ))"
-        )
-    if len(tenant) > MAX_TENANT_ID_LENGTH:
-        return f"is {len(tenant)} characters long (Mimir allows at most {MAX_TENANT_ID_LENGTH})"
-    if not tenant:
-        return "is empty"
-    return _RESERVED_TENANTS.get(tenant)
 
 
 def time_grid(start: float, end: float, step: float) -> FloatArray:
@@ -229,6 +203,9 @@ class PrometheusSource:
 
         try:
             async with self._http.connect() as conn, asyncio.TaskGroup() as group:
+                # One cheap query first: an unreachable or misconfigured server fails here,
+                # once (with its retries), instead of once per signal and chunk.
+                await conn.query("vector(1)", end)
                 for signal in signals.values():
                     for number in range(len(chunks)):
                         group.create_task(fetch(conn, signal, number))
@@ -334,7 +311,7 @@ class PrometheusSource:
             if problem is None:
                 tenants.append(tenant)
             else:
-                skipped[tenant] = f"tenant ID {problem}; dropped from the observation"
+                skipped[tenant] = f"{problem}; dropped from the observation"
         if skipped:
             self._log.warning(
                 "dropped %d tenant IDs Mimir would reject: %s", len(skipped), sorted(skipped)

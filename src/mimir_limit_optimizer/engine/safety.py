@@ -1,0 +1,88 @@
+"""Safety caps on a plan: what one cycle may apply. Pure: plan, config, last-change times and
+`now` in; the allowed plan and the held-back changes (each with its reason) out.
+
+Order: pinned tenants, cooldown, maximum relative change, then the maximum number of tenants
+(raises first, so throttled tenants get their room before anyone is lowered; then the largest
+moves). A freeze holds back everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.engine.plan import Change, Plan
+from mimir_limit_optimizer.engine.tenants import TenantMatcher
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    change: Change
+    reason: str
+
+
+@dataclass(frozen=True)
+class SafetyResult:
+    allowed: Plan
+    held_back: tuple[HeldBack, ...]
+
+
+def apply_safety(
+    plan: Plan,
+    config: Config,
+    *,
+    last_changed: Mapping[tuple[str, str], float],
+    now: float,
+) -> SafetyResult:
+    """`last_changed[(tenant, limit)]`: unix time of the last applied change of that limit."""
+    safety = config.safety
+    cooldown = config.change_policy.cooldown
+    held: list[HeldBack] = []
+    if safety.freeze:
+        held = [HeldBack(c, "frozen: safety.freeze is on") for c in plan.changes]
+        return SafetyResult(Plan(()), tuple(held))
+    pinned = TenantMatcher(safety.pinned_tenants) if safety.pinned_tenants else None
+    candidates: list[Change] = []
+    for change in plan.changes:
+        when = last_changed.get((change.tenant, change.limit))
+        if pinned is not None and pinned.matches(change.tenant):
+            held.append(HeldBack(change, "pinned: listed in safety.pinnedTenants"))
+        elif when is not None and now - when < cooldown:
+            ago = (now - when) / 60
+            held.append(
+                HeldBack(change, f"cooldown: changed {ago:.0f} min ago (changePolicy.cooldown)")
+            )
+        elif change.relative is not None and abs(change.relative) * 100 > safety.max_change_percent:
+            held.append(
+                HeldBack(
+                    change,
+                    f"a {change.relative:+.0%} move exceeds safety.maxChangePercent "
+                    f"({safety.max_change_percent:g}%)",
+                )
+            )
+        else:
+            candidates.append(change)
+
+    # Tenants ranked: any raise first, then by their largest relative move.
+    def rank(tenant: str) -> tuple[int, float]:
+        moves = [c for c in candidates if c.tenant == tenant]
+        raises = any(c.new > c.old for c in moves)
+        biggest = max(abs(c.relative) if c.relative is not None else 1.0 for c in moves)
+        return (0 if raises else 1, -biggest)
+
+    tenants = sorted(dict.fromkeys(c.tenant for c in candidates), key=rank)
+    allowed_tenants = set(tenants[: safety.max_tenants_per_cycle])
+    allowed: list[Change] = []
+    for change in candidates:
+        if change.tenant in allowed_tenants:
+            allowed.append(change)
+        else:
+            held.append(
+                HeldBack(
+                    change,
+                    f"more than safety.maxTenantsPerCycle ({safety.max_tenants_per_cycle}) "
+                    "tenants changing this cycle: next cycle",
+                )
+            )
+    return SafetyResult(Plan(tuple(allowed)), tuple(held))
