@@ -3,6 +3,27 @@
 # install when it cannot. Tests that need a missing component are skipped with that reason,
 # unless MLO_REQUIRE_REAL_COMPONENTS=1 (CI), which turns such a skip into a failure.
 set -u
+
+# PostgreSQL (Debian package 'postgresql'): tests/pgserver.py runs its own throwaway server
+# from initdb and pg_ctl, which Debian keeps under /usr/lib/postgresql/<version>/bin (off
+# PATH). The package's own cluster and service are not used, so they are stopped.
+have_postgres() { ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
+if ! have_postgres; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian package 'postgresql' (for: initdb, pg_ctl)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop postgresql 2>/dev/null || true; fi
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+      for cluster in /etc/postgresql/*/*; do
+        [ -d "$cluster" ] && pg_ctlcluster "$(basename "$(dirname "$cluster")")" "$(basename "$cluster")" stop 2>/dev/null
+      done
+    fi
+  fi
+  have_postgres || echo "missing PostgreSQL server binaries: install with" \
+    "'sudo apt-get install -y postgresql'; tests that need a real PostgreSQL will be skipped" >&2
+fi
+
 missing=()
 for binary in prometheus promtool; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("$binary")

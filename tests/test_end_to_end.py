@@ -169,7 +169,7 @@ def test_query_count_does_not_grow_with_tenants(tmp_path: Path) -> None:
 
 
 def mlo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mimir_limit_optimizer.cli.app", *args]
+    command = [sys.executable, "-m", "mimir_limit_optimizer.cli", *args]
     full_env = {k: v for k, v in os.environ.items() if k not in ("MODE", "MLO_CONFIG")}
     full_env.update(env or {})
     return subprocess.run(

@@ -281,11 +281,3 @@ def config_show(
         overrides_file=overrides_file,
     )
     sys.stdout.write(render_config(loaded.config, fmt))  # type: ignore[arg-type]
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from mimir_limit_optimizer.cli.main import main
+
+main()

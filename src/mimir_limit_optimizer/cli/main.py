@@ -1,0 +1,13 @@
+"""Entry point of `mlo` / `mimir-limit-optimizer` (and `python -m mimir_limit_optimizer.cli`):
+imports every command module so that each registers its commands on the one Typer app."""
+
+from __future__ import annotations
+
+from mimir_limit_optimizer.cli import service_cmds
+from mimir_limit_optimizer.cli.app import app
+
+COMMAND_MODULES = (service_cmds,)
+
+
+def main() -> None:
+    app()

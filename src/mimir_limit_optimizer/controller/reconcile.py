@@ -1,0 +1,257 @@
+"""One reconcile cycle of the service: collect, recommend, plan, guard, then audit (dry-run)
+or apply (prod). Never applies from a failed or partial collection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mimir_limit_optimizer.catalogue import Catalogue
+from mimir_limit_optimizer.config.models import Config, Mode
+from mimir_limit_optimizer.controller.apply import Applier, ApplyError
+from mimir_limit_optimizer.controller.oneshot import signals_needed
+from mimir_limit_optimizer.engine.current import merge_current
+from mimir_limit_optimizer.engine.overrides import (
+    OverridesParseError,
+    current_limits,
+    parse_overrides,
+)
+from mimir_limit_optimizer.engine.plan import Plan, build_plan
+from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
+from mimir_limit_optimizer.engine.results import Recommendations
+from mimir_limit_optimizer.engine.safety import SafetyResult, apply_safety
+from mimir_limit_optimizer.engine.usage import Observation
+from mimir_limit_optimizer.observability.health import HealthState
+from mimir_limit_optimizer.observability.metrics import ControllerMetrics
+from mimir_limit_optimizer.sources.base import Source, SourceError
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
+from mimir_limit_optimizer.targets.base import Content, TargetError
+
+
+@dataclass
+class CycleResult:
+    ok: bool
+    planned: int = 0
+    applied: int = 0
+    held_back: int = 0
+    detail: str = ""
+    recommendations: Recommendations | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    """Everything injected; `run_once(config, now)` is one cycle."""
+
+    def __init__(
+        self,
+        *,
+        catalogue: Catalogue,
+        source_factory: Callable[[Config, float], Source],
+        applier: Applier,
+        store: Store,
+        audit: AuditLog,
+        metrics: ControllerMetrics,
+        health: HealthState,
+        logger: logging.Logger,
+    ) -> None:
+        self.catalogue = catalogue
+        self.source_factory = source_factory
+        self.applier = applier
+        self.store = store
+        self.audit = audit
+        self.metrics = metrics
+        self.health = health
+        self.log = logger
+
+    def _event(
+        self,
+        now: float,
+        action: str,
+        *,
+        level: str = "info",
+        category: str = "system",
+        tenant: str | None = None,
+        component: str = "controller",
+        **details: object,
+    ) -> None:
+        self.audit.record(
+            AuditEvent(now, level, category, component, action, tenant, dict(details))
+        )
+
+    def _last_changed(self, since: float) -> dict[tuple[str, str], float]:
+        """When each tenant x limit was last changed on this target (from the revisions)."""
+        out: dict[tuple[str, str], float] = {}
+        for revision in self.store.revisions(self.applier.name, limit=200):
+            if revision.created_at < since:
+                break
+            if revision.kind != "apply":
+                continue
+            for row in revision.plan:
+                key = (str(row["tenant"]), str(row["limit"]))
+                out.setdefault(key, revision.created_at)
+        return out
+
+    def _plan(
+        self, config: Config, observation: Observation, content: Content, now: float
+    ) -> tuple[Recommendations, SafetyResult]:
+        specs = enabled_limits(config, self.catalogue)
+        collected = signals_needed(specs, self.catalogue)
+        document = parse_overrides(content.text, source_name=self.applier.name)
+        merged = merge_current(
+            observation, current_limits(document, observation.tenants, collected)
+        )
+        with self.metrics.phase("recommend"):
+            recs = recommend(
+                merged, config, self.catalogue, now=now, limits=[s.name for s in specs]
+            )
+        with self.metrics.phase("plan"):
+            plan = build_plan(recs)
+            since = now - config.change_policy.cooldown
+            guarded = apply_safety(plan, config, last_changed=self._last_changed(since), now=now)
+        return recs, guarded
+
+    def run_once(self, config: Config, *, now: float, leader: bool = True) -> CycleResult:
+        with self.metrics.phase("total"):
+            result = self._run(config, now=now, leader=leader)
+        self.metrics.reconcile_total.labels(result="success" if result.ok else "failure").inc()
+        if result.ok:
+            self.metrics.last_reconcile_timestamp.set(now)
+        self.health.cycle_finished(ok=result.ok, now=now, detail=result.detail)
+        self.metrics.health_status.set(1 if result.ok else 0)
+        return result
+
+    def _run(self, config: Config, *, now: float, leader: bool) -> CycleResult:
+        source = self.source_factory(config, now)
+        specs = signals_needed(enabled_limits(config, self.catalogue), self.catalogue)
+        start = now - config.trend_analysis.analysis_window
+        try:
+            with self.metrics.phase("collect"):
+                observation = source.collect(specs, start=start, end=now)
+        except SourceError as exc:
+            self.health.set_source_reachable(False, str(exc))
+            self.metrics.errors_total.labels(component="source", reason="collect_failed").inc()
+            self._event(now, "collection_failed", level="error", component="source", error=str(exc))
+            return CycleResult(False, detail=f"collection failed, nothing applied: {exc}")
+        self.health.set_source_reachable(True, source.describe())
+        try:
+            content = self.applier.target.read()
+            recs, guarded = self._plan(config, observation, content, now)
+        except (TargetError, OverridesParseError) as exc:
+            self.metrics.errors_total.labels(component="target", reason="read_failed").inc()
+            self._event(
+                now, "target_read_failed", level="error", component="target", error=str(exc)
+            )
+            return CycleResult(False, detail=f"cannot read {self.applier.name}: {exc}")
+        self.metrics.observe_recommendations(recs)
+        spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
+        if spikes:
+            self.metrics.spikes_detected_total.inc(spikes)
+        result = CycleResult(
+            True,
+            planned=len(guarded.allowed) + len(guarded.held_back),
+            held_back=len(guarded.held_back),
+            recommendations=recs,
+        )
+        for held in guarded.held_back:
+            c = held.change
+            self._event(
+                now,
+                "change_held_back",
+                tenant=c.tenant,
+                limit=c.limit,
+                old=c.old,
+                new=c.new,
+                reason=held.reason,
+                mode=config.mode.value,
+            )
+        partial = dict(observation.unavailable)
+        if config.mode is Mode.DRY_RUN or not leader or partial or not guarded.allowed.changes:
+            why = (
+                "dry-run mode"
+                if config.mode is Mode.DRY_RUN
+                else "not the leader"
+                if not leader
+                else f"partial collection ({', '.join(sorted(partial))} unavailable)"
+                if partial
+                else "no change needed"
+            )
+            action = "would_update_limits" if config.mode is Mode.DRY_RUN else "skipped_update"
+            for c in guarded.allowed.changes:
+                self._event(
+                    now,
+                    action,
+                    tenant=c.tenant,
+                    limit=c.limit,
+                    old=c.old,
+                    new=c.new,
+                    reasons=list(c.reasons),
+                    mode=config.mode.value,
+                    why=why,
+                )
+            result.detail = f"{len(guarded.allowed)} change(s) not applied: {why}"
+            return result
+        return self._apply(config, guarded.allowed, observation, result, now=now)
+
+    def _apply(
+        self,
+        config: Config,
+        allowed: Plan,
+        observation: Observation,
+        result: CycleResult,
+        *,
+        now: float,
+    ) -> CycleResult:
+        first = True
+
+        def replan(content: Content) -> Plan:
+            nonlocal first
+            if first:  # the plan was made against this very read
+                first = False
+                return allowed
+            return self._plan(config, observation, content, now)[1].allowed
+
+        try:
+            with self.metrics.phase("apply"):
+                outcome = self.applier.apply(replan, now=now)
+        except (ApplyError, TargetError, OverridesParseError) as exc:
+            self.metrics.errors_total.labels(component="target", reason="write_failed").inc()
+            self._event(
+                now,
+                "update_limits_failed",
+                level="error",
+                component="target",
+                error=str(exc),
+                changes=len(allowed),
+            )
+            result.ok, result.detail = False, f"apply failed, previous content intact: {exc}"
+            return result
+        if outcome.rolled_back:
+            self.metrics.errors_total.labels(component="verify", reason="reload_failed").inc()
+            self._event(
+                now,
+                "rollback",
+                level="error",
+                component="verify",
+                revision=outcome.revision.id if outcome.revision else None,
+                detail=outcome.detail,
+            )
+            result.ok, result.detail = False, outcome.detail
+            return result
+        if outcome.applied:
+            for c in allowed.changes:
+                self._event(
+                    now,
+                    "update_limits",
+                    tenant=c.tenant,
+                    limit=c.limit,
+                    old=c.old,
+                    new=c.new,
+                    reasons=list(c.reasons),
+                    mode=config.mode.value,
+                    revision=outcome.revision.id if outcome.revision else None,
+                )
+            self.metrics.limits_applied_total.inc(len(allowed))
+            result.applied = len(allowed)
+        result.detail = outcome.detail
+        return result

@@ -1,0 +1,241 @@
+"""`mlo run`: the long-running service. A reconcile loop every updateInterval, config hot
+reload, HTTP endpoints, optional leader election, graceful stop (never mid-write: a stop
+request is only looked at between cycles, and every write is atomic anyway)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from mimir_limit_optimizer.catalogue import Catalogue
+from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, redacted_dump
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.config_provider import ConfigProvider
+from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler
+from mimir_limit_optimizer.controller.wiring import (
+    build_target,
+    build_verifier,
+    open_store,
+    source_factory,
+)
+from mimir_limit_optimizer.observability.health import HealthState
+from mimir_limit_optimizer.observability.metrics import ControllerMetrics
+from mimir_limit_optimizer.store import AuditEvent, AuditLog
+from mimir_limit_optimizer.web.server import Servers, start_servers
+
+# Hooks for the fast protection loop (blast protection, panic mode: a later version); each is
+# called with (config, now) every `fast_interval` seconds while this replica leads.
+FastHook = Callable[[Config, float], None]
+
+
+@dataclass
+class ServiceOptions:
+    once: bool = False
+    fast_interval: float = 15.0
+    fast_hooks: list[FastHook] = field(default_factory=list)
+
+
+class Service:
+    def __init__(
+        self,
+        provider: ConfigProvider,
+        catalogue: Catalogue,
+        *,
+        logger: logging.Logger,
+        clock: Callable[[], float] = time.time,
+        options: ServiceOptions | None = None,
+    ) -> None:
+        self.provider = provider
+        self.catalogue = catalogue
+        self.log = logger
+        self.clock = clock
+        self.options = options or ServiceOptions()
+        config = provider.config
+        self.registry = CollectorRegistry()
+        self.metrics = ControllerMetrics(self.registry)
+        self.health = HealthState(stall_after=max(3 * config.update_interval, 60.0))
+        self.store = open_store(config)
+        self.audit = AuditLog(self.store, logger=logging.getLogger("mimir_limit_optimizer.audit"))
+        self.target = build_target(config)
+        self.applier = Applier(
+            self.target,
+            self.store,
+            catalogue,
+            verifier=build_verifier(config),
+            rollback_on_failure=config.verify.rollback_on_failure,
+            conflict_retries=config.target.config_map.conflict_retries,
+            sleep=time.sleep,
+            logger=logger,
+        )
+        self.reconciler = Reconciler(
+            catalogue=catalogue,
+            source_factory=source_factory(),
+            applier=self.applier,
+            store=self.store,
+            audit=self.audit,
+            metrics=self.metrics,
+            health=self.health,
+            logger=logger,
+        )
+        provider._on_failure = self._config_failed
+        provider._on_reload = self._config_reloaded
+        self.servers: Servers | None = None
+        self.elector: object | None = None
+        self._leader = threading.Event()
+
+    # --- config reload callbacks -------------------------------------------------------
+    def _config_failed(self, error: ConfigError) -> None:
+        now = self.clock()
+        self.log.error("config reload failed, keeping the last good config: %s", error)
+        self.metrics.config_reloads_total.labels(result="failure").inc()
+        self.metrics.config_last_reload_successful.set(0)
+        self.audit.record(
+            AuditEvent(
+                now,
+                "error",
+                "system",
+                "config",
+                "config_reload_failed",
+                None,
+                {"error": str(error)},
+            )
+        )
+
+    def _config_reloaded(self, loaded: LoadedConfig) -> None:
+        now = self.clock()
+        self.log.info("config reloaded: mode %s", loaded.config.mode.value)
+        self.metrics.config_reloads_total.labels(result="success").inc()
+        self.metrics.config_last_reload_successful.set(1)
+        self.audit.record(
+            AuditEvent(
+                now,
+                "info",
+                "system",
+                "config",
+                "config_reloaded",
+                None,
+                {"mode": loaded.config.mode.value},
+            )
+        )
+
+    # --- lifecycle -------------------------------------------------------------------
+    def startup_line(self) -> str:
+        config = self.provider.config
+        source = "synthetic" if config.source.kind == "synthetic" else "prometheus"
+        return json.dumps(
+            {
+                "msg": "starting mimir-limit-optimizer",
+                "mode": config.mode.value,
+                "source": source,
+                "target": self.target.describe(),
+                "config": redacted_dump(config),
+            },
+            default=str,
+        )
+
+    def _start_leader_election(self, stop: threading.Event) -> None:
+        settings = self.provider.config.leader_election
+        if not settings.enabled:
+            self._leader.set()
+            self.health.set_role("standalone")
+            return
+        from mimir_limit_optimizer.k8s.client import KubeApi
+        from mimir_limit_optimizer.k8s.lease import LeaderElector
+
+        cm = self.provider.config.target.config_map
+        identity = settings.identity or socket.gethostname()
+        elector = LeaderElector(
+            KubeApi.from_settings(cm.kubeconfig, cm.context),
+            namespace=settings.namespace,
+            name=settings.lease_name,
+            identity=identity,
+            lease_duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+            on_started_leading=lambda: self._set_leader(True),
+            on_stopped_leading=lambda: self._set_leader(False),
+        )
+        self.elector = elector
+        self.health.set_role("follower")
+        threading.Thread(
+            target=elector.run, args=(stop,), name="leader-election", daemon=True
+        ).start()
+
+    def _set_leader(self, leading: bool) -> None:
+        if leading:
+            self._leader.set()
+            self.health.set_role("leader")
+        else:
+            self._leader.clear()  # stop applying at once
+            self.health.set_role("follower")
+
+    def is_leader(self) -> bool:
+        elector = self.elector
+        if elector is not None and not getattr(elector, "is_leader", False):
+            return False
+        return self._leader.is_set()
+
+    def cycle(self) -> CycleResult:
+        now = self.clock()
+        self.provider.reload_if_changed()
+        result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
+        self.store.prune_audit(
+            max_entries=self.provider.config.store.audit_max_entries,
+            max_age=self.provider.config.store.audit_max_age,
+            now=now,
+        )
+        level = logging.INFO if result.ok else logging.ERROR
+        self.log.log(level, "cycle %s: %s", "ok" if result.ok else "failed", result.detail)
+        return result
+
+    def run(self, stop: threading.Event) -> int:
+        """Run until `stop` is set (or one cycle with options.once); exit status 0 when the
+        last cycle succeeded."""
+        self.log.info(self.startup_line())
+        config = self.provider.config
+        try:
+            if config.server.enabled and not self.options.once:
+                self.servers = start_servers(
+                    config.server, registry=self.registry, health=self.health
+                )
+                self.log.info(
+                    "metrics on http://%s:%d/metrics, health on http://%s:%d/healthz",
+                    config.server.host,
+                    self.servers.metrics_port,
+                    config.server.host,
+                    self.servers.health_port,
+                )
+            self._start_leader_election(stop)
+            if self.options.once:
+                self.health.heartbeat(self.clock())
+                return 0 if self.cycle().ok else 1
+            return self._loop(stop)
+        finally:
+            if self.servers is not None:
+                self.servers.stop()
+            self.store.close()
+
+    def _loop(self, stop: threading.Event) -> int:
+        last: CycleResult | None = None
+        next_cycle = self.clock()
+        next_fast = self.clock()
+        while not stop.is_set():
+            now = self.clock()
+            self.health.heartbeat(now)
+            if now >= next_cycle:
+                last = self.cycle()
+                next_cycle = now + self.provider.config.update_interval
+            if self.options.fast_hooks and now >= next_fast and self.is_leader():
+                for hook in self.options.fast_hooks:
+                    hook(self.provider.config, now)
+                next_fast = now + self.options.fast_interval
+            stop.wait(min(1.0, max(0.0, next_cycle - self.clock())))
+        return 0 if last is None or last.ok else 1

@@ -1,0 +1,74 @@
+"""Builds the service's parts from config: store, target, verifier, source factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.controller.oneshot import build_source
+from mimir_limit_optimizer.sources.base import Source
+from mimir_limit_optimizer.store import Store
+from mimir_limit_optimizer.targets.base import Target
+from mimir_limit_optimizer.targets.file import FileTarget
+from mimir_limit_optimizer.targets.verify import MimirVerifier
+
+
+def overrides_path(config: Config) -> str | None:
+    """The file target's path: configured, or the embedded default's local file."""
+    if config.target.path:
+        return config.target.path
+    if config.source.kind == "synthetic":
+        return str(Path(config.data_dir) / "overrides.yaml")
+    return None
+
+
+def store_url(config: Config) -> str:
+    if config.store.url:
+        return config.store.url
+    return f"sqlite:///{Path(config.data_dir) / 'mlo.db'}"
+
+
+def open_store(config: Config) -> Store:
+    return Store.open(store_url(config))
+
+
+class WiringError(ValueError):
+    """The configuration does not name a usable target."""
+
+
+def build_target(config: Config) -> Target:
+    if config.target.kind == "configmap":
+        from mimir_limit_optimizer.k8s.client import KubeApi
+        from mimir_limit_optimizer.targets.configmap import ConfigMapTarget
+
+        cm = config.target.config_map
+        api = KubeApi.from_settings(cm.kubeconfig, cm.context)
+        return ConfigMapTarget(
+            api,
+            namespace=cm.namespace,
+            name=cm.name,
+            key=cm.key,
+            create_if_missing=cm.create_if_missing,
+        )
+    path = overrides_path(config)
+    if path is None:
+        raise WiringError(
+            "no target: set target.path (or --overrides-file) to the runtime overrides file, "
+            "or target.kind: configmap"
+        )
+    return FileTarget(Path(path).resolve(), lock_timeout=config.target.lock_timeout)
+
+
+def build_verifier(config: Config) -> MimirVerifier | None:
+    return MimirVerifier(config.verify) if config.verify.mimir_url else None
+
+
+def source_factory(env: Mapping[str, str] | None = None) -> Callable[[Config, float], Source]:
+    environment = dict(env if env is not None else os.environ)
+
+    def make(config: Config, now: float) -> Source:
+        return build_source(config, now=now, env=environment)
+
+    return make

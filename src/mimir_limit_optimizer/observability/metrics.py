@@ -1,0 +1,261 @@
+"""The optimizer's own Prometheus metrics, all registered on an injected registry.
+
+Names follow the seed README (`mimir_limit_optimizer_*`). Counters and histograms are updated
+by the controller as things happen; per-tenant gauges are derived from the latest
+recommendations when Prometheus scrapes, by a collector (so they never go stale piecemeal
+and a tenant that disappears from one cycle to the next disappears from the scrape).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from mimir_limit_optimizer.engine.results import Recommendations
+from mimir_limit_optimizer.engine.usage import FloatArray
+
+PREFIX = "mimir_limit_optimizer"
+
+# Label values created at construction so that dashboards see 0, not "no data", before the
+# first event. Other values are accepted (the label sets stay small and code-defined).
+RECONCILE_RESULTS = ("success", "failure", "skipped")
+PHASES = ("collect", "recommend", "plan", "apply", "verify", "total")
+RELOAD_RESULTS = ("success", "failure")
+
+# Seconds. A cycle over many tenants can take minutes; a single PromQL query, milliseconds.
+RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ControllerMetrics:
+    """Every metric of the controller, registered on `registry` (no global registry).
+
+    `timer` is a monotonic clock in seconds used for durations (injected so tests can
+    control it).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._timer = timer
+        self.reconcile_total = Counter(
+            f"{PREFIX}_reconcile_total",
+            "Reconcile cycles by result (success, failure, skipped).",
+            ["result"],
+            registry=registry,
+        )
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Duration of each phase of a reconcile cycle; phase=total is the whole cycle.",
+            ["phase"],
+            buckets=RECONCILE_BUCKETS,
+            registry=registry,
+        )
+        self.last_reconcile_timestamp = Gauge(
+            f"{PREFIX}_last_reconcile_timestamp",
+            "Unix time (seconds) at which the last successful reconcile cycle finished.",
+            registry=registry,
+        )
+        self.errors_total = Counter(
+            f"{PREFIX}_errors_total",
+            "Errors by the component that saw them and a short machine-readable reason.",
+            ["component", "reason"],
+            registry=registry,
+        )
+        self.limits_applied_total = Counter(
+            f"{PREFIX}_limits_applied_total",
+            "Tenant limit values written to the target (one per tenant x limit changed).",
+            registry=registry,
+        )
+        self.spikes_detected_total = Counter(
+            f"{PREFIX}_spikes_detected_total",
+            "Transient usage spikes detected and kept out of the baseline.",
+            registry=registry,
+        )
+        self.health_status = Gauge(
+            f"{PREFIX}_health_status",
+            "1 when the optimizer is healthy, 0 when not.",
+            registry=registry,
+        )
+        self.source_queries_total = Counter(
+            f"{PREFIX}_source_queries_total",
+            "Queries to the usage source by source and result (success, failure).",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.source_query_duration = Histogram(
+            f"{PREFIX}_source_query_duration_seconds",
+            "Duration of queries to the usage source.",
+            ["source"],
+            buckets=QUERY_BUCKETS,
+            registry=registry,
+        )
+        self.config_reloads_total = Counter(
+            f"{PREFIX}_config_reloads_total",
+            "Configuration reload attempts by result (success, failure).",
+            ["result"],
+            registry=registry,
+        )
+        self.config_last_reload_successful = Gauge(
+            f"{PREFIX}_config_last_reload_successful",
+            "1 when the last configuration (re)load succeeded, 0 when the last good config "
+            "is kept because a reload failed.",
+            registry=registry,
+        )
+        for result in RECONCILE_RESULTS:
+            self.reconcile_total.labels(result=result)
+        for name in PHASES:
+            self.reconcile_duration.labels(phase=name)
+        for result in RELOAD_RESULTS:
+            self.config_reloads_total.labels(result=result)
+        # The service only starts with a valid configuration: the initial load succeeded.
+        self.config_last_reload_successful.set(1)
+        self._recommendations = RecommendationsCollector()
+        registry.register(self._recommendations)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the body into reconcile_duration{phase=name}, also when it raises."""
+        start = self._timer()
+        try:
+            yield
+        finally:
+            self.reconcile_duration.labels(phase=name).observe(max(0.0, self._timer() - start))
+
+    @contextmanager
+    def source_query(self, source: str) -> Iterator[None]:
+        """Time one source query and count it: result=failure when the body raises (the
+        exception propagates), success otherwise."""
+        start = self._timer()
+        try:
+            yield
+        except Exception:
+            self.source_queries_total.labels(source=source, result="failure").inc()
+            raise
+        else:
+            self.source_queries_total.labels(source=source, result="success").inc()
+        finally:
+            elapsed = max(0.0, self._timer() - start)
+            self.source_query_duration.labels(source=source).observe(elapsed)
+
+    def cycle_finished(self, result: str, *, now: float) -> None:
+        """Count a cycle; a successful one also sets last_reconcile_timestamp to `now`."""
+        if result not in RECONCILE_RESULTS:
+            raise ValueError(f"reconcile result must be one of {RECONCILE_RESULTS}, not {result!r}")
+        self.reconcile_total.labels(result=result).inc()
+        if result == "success":
+            self.last_reconcile_timestamp.set(now)
+
+    def config_reloaded(self, *, ok: bool) -> None:
+        """Count a reload attempt and set config_last_reload_successful."""
+        self.config_reloads_total.labels(result="success" if ok else "failure").inc()
+        self.config_last_reload_successful.set(1 if ok else 0)
+
+    def observe_recommendations(self, recs: Recommendations) -> None:
+        """Remember `recs` as the state the per-tenant gauges show from the next scrape on."""
+        self._recommendations.update(recs)
+
+
+@dataclass(frozen=True)
+class _LimitSnapshot:
+    name: str
+    current: FloatArray
+    recommended: FloatArray
+    spike_ratio: FloatArray  # NaN where the window had no spike
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    tenants: tuple[str, ...]
+    limits: tuple[_LimitSnapshot, ...]
+
+
+class RecommendationsCollector(Collector):
+    """Per-tenant gauges computed at scrape time from the latest recommendations.
+
+    Nothing is exported before the first observation (0 tenants would be a false statement).
+    Non-finite values (undefined recommendations, unknown current limits) are omitted.
+    The snapshot is replaced as one reference, so a scrape sees one observation or the
+    next, never a mix; arrays are copied so later changes by the caller do not leak in.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: _Snapshot | None = None
+
+    def update(self, recs: Recommendations) -> None:
+        limits = tuple(
+            _LimitSnapshot(
+                name=name,
+                current=np.array(result.current, dtype=np.float64),
+                recommended=np.array(result.recommended, dtype=np.float64),
+                spike_ratio=np.where(
+                    np.asarray(result.spike_count) > 0,
+                    np.asarray(result.spike_ratio, dtype=np.float64),
+                    np.nan,
+                ),
+            )
+            for name, result in recs.results.items()
+        )
+        self._snapshot = _Snapshot(tenants=tuple(recs.tenants), limits=limits)
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only, for the registry's duplicate check; samples come from collect().
+        return list(_families())
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self._snapshot
+        if snapshot is None:
+            return []
+        monitored, current, recommended, spikes = _families()
+        monitored.add_metric([], len(snapshot.tenants))
+        for limit in snapshot.limits:
+            _add_finite(current, snapshot.tenants, limit.name, limit.current)
+            _add_finite(recommended, snapshot.tenants, limit.name, limit.recommended)
+            _add_finite(spikes, snapshot.tenants, limit.name, limit.spike_ratio)
+        return [monitored, current, recommended, spikes]
+
+
+def _families() -> tuple[
+    GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
+]:
+    labels = ["user", "limit_name"]
+    return (
+        GaugeMetricFamily(
+            f"{PREFIX}_tenants_monitored_total",
+            "Tenants in the latest recommendation cycle.",
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_tenant_current_limits",
+            "The limit in force per tenant, in the limit's base unit (0 may mean unlimited).",
+            labels=labels,
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_tenant_recommended_limits",
+            "The recommended limit per tenant; absent when the recommendation is undefined.",
+            labels=labels,
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_spike_multiplier",
+            "Largest spike-to-baseline ratio in the latest window, where spikes were found.",
+            labels=labels,
+        ),
+    )
+
+
+def _add_finite(
+    family: GaugeMetricFamily, tenants: tuple[str, ...], limit: str, values: FloatArray
+) -> None:
+    (index,) = np.nonzero(np.isfinite(values))
+    for i, value in zip(index.tolist(), values[index].tolist(), strict=True):
+        family.add_metric([tenants[i], limit], value)
