@@ -8,17 +8,20 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: run test lint system-deps bench clean
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-## run: the main job on the embedded default (a synthetic Mimir cluster): recommendations, then the plan.
+## run: the service on the embedded default: a synthetic Mimir cluster, dry-run, the overrides
+## file and SQLite store under .data/, /metrics on 127.0.0.1:8080, /healthz and /readyz on :8081.
+## It prints the plan first, then runs the loop until Ctrl-C.
 run: $(STAMP)
-	$(BIN)/mlo recommend
 	$(BIN)/mlo plan
+	$(BIN)/mlo run
 
 ## test: lint, types, layer contract, then the whole test suite (real Prometheus included).
-test: $(STAMP) system-deps lint
+test: system-deps $(STAMP) lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -32,6 +35,7 @@ system-deps:
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_scale.py
+	$(BIN)/python bench/collect_scale.py --tenants 1000 --days 7 --step 3600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,44 +1,49 @@
 #!/usr/bin/env bash
-# Installs the real components the tests use (Debian packages), or says exactly what to
-# install when it cannot. Tests that need a missing component are skipped with that reason,
-# unless MLO_REQUIRE_REAL_COMPONENTS=1 (CI), which turns such a skip into a failure.
+# Installs the real components the tests use (Debian packages), or says exactly what to install
+# when it cannot (not root, no apt-get). Tests that need a missing component are skipped with
+# that reason, unless MLO_REQUIRE_REAL_COMPONENTS=1 (CI): then this script fails instead.
+#
+#   prometheus, promtool   package prometheus   (tests backfill and query a real Prometheus)
+#   initdb, pg_ctl         package postgresql   (tests run a throwaway PostgreSQL server;
+#                                                Debian keeps them in /usr/lib/postgresql/*/bin)
+#   python3 -m venv        package python3-venv (make creates .venv)
 set -u
 
-# PostgreSQL (Debian package 'postgresql'): tests/pgserver.py runs its own throwaway server
-# from initdb and pg_ctl, which Debian keeps under /usr/lib/postgresql/<version>/bin (off
-# PATH). The package's own cluster and service are not used, so they are stopped.
+have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
-if ! have_postgres; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian package 'postgresql' (for: initdb, pg_ctl)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
-    if command -v systemctl >/dev/null 2>&1; then systemctl stop postgresql 2>/dev/null || true; fi
-    if command -v pg_ctlcluster >/dev/null 2>&1; then
-      for cluster in /etc/postgresql/*/*; do
-        [ -d "$cluster" ] && pg_ctlcluster "$(basename "$(dirname "$cluster")")" "$(basename "$cluster")" stop 2>/dev/null
-      done
-    fi
-  fi
-  have_postgres || echo "missing PostgreSQL server binaries: install with" \
-    "'sudo apt-get install -y postgresql'; tests that need a real PostgreSQL will be skipped" >&2
-fi
+have_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 
-missing=()
-for binary in prometheus promtool; do
-  command -v "$binary" >/dev/null 2>&1 || missing+=("$binary")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
+packages=()
+have_prometheus || packages+=(prometheus)
+have_postgres || packages+=(postgresql)
+have_venv || packages+=(python3-venv)
+[ ${#packages[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian package 'prometheus' (for: ${missing[*]})"
+  echo "installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
-  # The package enables a service; the tests start their own servers on 127.0.0.1.
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus 2>/dev/null || true; fi
-  command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && exit 0
-  echo "apt-get could not install prometheus" >&2
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  # The packages start their own services; the tests start private servers on 127.0.0.1.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl stop prometheus postgresql 2>/dev/null || true
+  fi
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    for cluster in /etc/postgresql/*/*; do
+      [ -d "$cluster" ] && pg_ctlcluster "$(basename "$(dirname "$cluster")")" "$(basename "$cluster")" stop 2>/dev/null
+    done
+  fi
+  pkill -x prometheus 2>/dev/null || true  # started by an init script without systemd
 fi
-echo "missing ${missing[*]}: install with 'sudo apt-get install -y prometheus';" \
-     "tests that need a real Prometheus will be skipped" >&2
+
+still=()
+have_prometheus || still+=(prometheus)
+have_postgres || still+=(postgresql)
+have_venv || still+=(python3-venv)
+[ ${#still[@]} -eq 0 ] && exit 0
+echo "missing Debian packages: ${still[*]}; install with: sudo apt-get install -y ${still[*]}" >&2
+if [ "${MLO_REQUIRE_REAL_COMPONENTS:-0}" = "1" ]; then
+  echo "MLO_REQUIRE_REAL_COMPONENTS=1: refusing to run the tests without them" >&2
+  exit 1
+fi
+echo "tests that need them will be skipped" >&2
 exit 0

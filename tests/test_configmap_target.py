@@ -218,9 +218,11 @@ def test_unreachable_api_server_is_retryable() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with KubeApi.for_url(f"http://127.0.0.1:{port}", request_timeout=2.0) as api:
-        with pytest.raises(TargetError) as info:
-            make_target(api).read()
+    with (
+        KubeApi.for_url(f"http://127.0.0.1:{port}", request_timeout=2.0) as api,
+        pytest.raises(TargetError) as info,
+    ):
+        make_target(api).read()
     assert type(info.value) is TargetError
     assert info.value.retryable
 
@@ -282,9 +284,11 @@ def test_fake_rejects_stale_put_and_duplicate_post_with_status_objects(api: Kube
 def test_fake_rejects_a_body_whose_name_differs_from_the_url(api: KubeApi) -> None:
     seed(api, {"a": "1"})
     body = V1ConfigMap(metadata=V1ObjectMeta(name="other"), data={"a": "2"})
-    with pytest.raises(KubeInvalidError, match="does not match the name on the URL"):
-        with kube_call("update", "configmaps", NS, NAME):
-            api.core.replace_namespaced_config_map(NAME, NS, body)
+    with (
+        pytest.raises(KubeInvalidError, match="does not match the name on the URL"),
+        kube_call("update", "configmaps", NS, NAME),
+    ):
+        api.core.replace_namespaced_config_map(NAME, NS, body)
 
 
 def test_fake_merge_patch_with_resource_version_precondition(

@@ -78,7 +78,7 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     now = time.time()
     source = build_source(config, now=now, env=dict(os.environ))
     description = source.describe()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -106,11 +106,19 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     return cycle, description
 
 
-def _nothing_computed(cycle: Cycle) -> bool:
+def _nothing_computed(cycle: Cycle, description: str) -> str | None:
+    """Why no recommendation at all could be computed (exit 1), or None."""
+    if not cycle.observation.tenants:
+        return (
+            f"{description} returned no tenant (no series with a `user` label): check the URL, "
+            "pathPrefix, tenant (X-Scope-OrgID) and selectors, and that Mimir is scraped"
+        )
+    if not cycle.recommendations.tenants:
+        return "no tenant matches --tenants / tenantScoping"
     results = cycle.recommendations.results.values()
-    return bool(cycle.recommendations.tenants) is False or all(
-        bool((r.status == UNDEFINED).all()) for r in results
-    )
+    if all(bool((r.status == UNDEFINED).all()) for r in results):
+        return "every recommendation is undefined (see the reasons above)"
+    return None
 
 
 @app.command()
@@ -151,8 +159,8 @@ def recommend(
         )
         text = output.to_yaml(document) if fmt is OutputFormat.YAML else output.to_json(document)
         emit(text, output_file)
-    if _nothing_computed(cycle):
-        fail("no recommendation could be computed (see the reasons above)", code=1)
+    if (why := _nothing_computed(cycle, description)) is not None:
+        fail(f"no recommendation could be computed: {why}", code=1)
 
 
 @app.command()
@@ -185,7 +193,7 @@ def plan(
         limits=limits,
         tenants=tenants,
     )
-    cycle, _ = _cycle(loaded, catalogue)
+    cycle, description = _cycle(loaded, catalogue)
     if fmt in (PlanFormat.PATCH, PlanFormat.FILE):
         emit(_rendered_plan(cycle, loaded, catalogue, patch=fmt is PlanFormat.PATCH), output_file)
     elif fmt is PlanFormat.TABLE:
@@ -196,8 +204,8 @@ def plan(
         document = output.plan_document(cycle.plan)
         text = output.to_yaml(document) if fmt is PlanFormat.YAML else output.to_json(document)
         emit(text, output_file)
-    if _nothing_computed(cycle):
-        fail("no recommendation could be computed (see the reasons above)", code=1)
+    if (why := _nothing_computed(cycle, description)) is not None:
+        fail(f"no recommendation could be computed: {why}", code=1)
 
 
 def _rendered_plan(cycle: Cycle, loaded: LoadedConfig, catalogue: Catalogue, *, patch: bool) -> str:
@@ -238,11 +246,13 @@ def validate(
     problems = validate_overrides(text, catalogue, source_name=str(file))
     if problems:
         sys.stdout.write(format_problems(problems, str(file)).rstrip("\n") + "\n")
-        Console(stderr=True).print(
+        Console(stderr=True, soft_wrap=True).print(
             f"[red]{len(problems)} problem(s):[/] Mimir would reject this file.", highlight=False
         )
         raise typer.Exit(1)
-    Console(stderr=True).print(f"[green]ok:[/] {file} is a valid {catalogue.flavour} runtime file")
+    Console(stderr=True, soft_wrap=True).print(
+        f"[green]ok:[/] {file} is a valid {catalogue.flavour} runtime file"
+    )
 
 
 @app.command("limits")

@@ -62,7 +62,7 @@ LimitsOpt = Annotated[
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -133,7 +133,7 @@ def load(
             loaded = attempt(use_regex=True)
     except ConfigError as exc:
         fail(str(exc))
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     return loaded, catalogue

@@ -192,7 +192,7 @@ def rollback(
             {"target": name, "to_revision": chosen.id, "new_revision": restored.id},
         )
     )
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         f"restored revision {chosen.id} of {name} (sha256 {chosen.sha256[:12]})"
     )
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,11 @@ def build_source(config: Config, *, now: float, env: Mapping[str, str]) -> Sourc
             replication_factor=config.mimir.replication_factor,
             env=env,
         )
+    # Step-aligned end: the same cluster (and the same recommendations) within one step.
+    step = config.synthetic.step
+    end = math.floor(now / step) * step
     return SyntheticSource(
-        config.synthetic, end=now, replication_factor=config.mimir.replication_factor
+        config.synthetic, end=end, replication_factor=config.mimir.replication_factor
     )
 
 
