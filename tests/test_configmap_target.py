@@ -1,20 +1,22 @@
 """The ConfigMap target reads and compare-and-swap writes one key against a fake API server
 that speaks the real Kubernetes protocol: create when absent, read-modify-write keeps other
 keys, labels and annotations, every API failure (stale version, 409 storm, deletion under us,
-5xx, 422, 403, refused connection) becomes the right TargetError. The last tests pin the
-fake's own protocol behaviour that those tests rely on.
+5xx, 422, 403, refused connection) becomes the right TargetError. Then: KubeApi finds its
+credentials (kubeconfig file and context, $KUBECONFIG, in-cluster) or says what is missing;
+and the fake's own protocol behaviour that the tests rely on.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client import V1ConfigMap, V1ObjectMeta
 
-from mimir_limit_optimizer.k8s import KubeApi, KubeConflictError, KubeInvalidError
+from mimir_limit_optimizer.k8s import KubeApi, KubeConfigError, KubeConflictError, KubeInvalidError
 from mimir_limit_optimizer.k8s.errors import kube_call
 from mimir_limit_optimizer.targets.base import (
     ConflictError,
@@ -51,6 +53,7 @@ def seed(api: KubeApi, data: dict[str, str], **meta: Any) -> str:
     """Create the ConfigMap as another writer (a Helm chart, a human) would."""
     body = V1ConfigMap(metadata=V1ObjectMeta(name=NAME, **meta), data=data)
     created = api.core.create_namespaced_config_map(NS, body)
+    assert created.metadata is not None
     return str(created.metadata.resource_version)
 
 
@@ -264,6 +267,64 @@ def test_key_held_in_binary_data_is_permanent(api: KubeApi) -> None:
         make_target(api).read()
 
 
+# --- client construction ----------------------------------------------------------------
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster: {{server: "{url}"}}
+- name: elsewhere
+  cluster: {{server: "http://127.0.0.1:9"}}
+contexts:
+- name: fake
+  context: {{cluster: fake, user: nobody}}
+- name: elsewhere
+  context: {{cluster: elsewhere, user: nobody}}
+current-context: elsewhere
+users:
+- name: nobody
+  user: {{}}
+"""
+
+
+def test_from_settings_uses_the_kubeconfig_file_and_context(
+    server: FakeKubeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG.format(url=server.url))
+    with KubeApi.from_settings(str(path), "fake") as api:
+        assert api.host == server.url
+        assert not make_target(api).read().exists
+    monkeypatch.setenv("KUBECONFIG", str(path))  # no explicit file: $KUBECONFIG
+    with KubeApi.from_settings(None, None) as api:
+        assert api.host == "http://127.0.0.1:9"  # its current-context
+
+
+def test_from_settings_explains_missing_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    missing = tmp_path / "nope"
+    with pytest.raises(KubeConfigError, match=r"targets\.configMap\.kubeconfig") as info:
+        KubeApi.from_settings(str(missing), None)
+    assert str(missing) in str(info.value)
+    assert not info.value.retryable
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG.format(url="http://127.0.0.1:9"))
+    with pytest.raises(KubeConfigError, match="context 'absent'"):
+        KubeApi.from_settings(str(path), "absent")
+
+
+def test_from_settings_in_a_pod_without_a_token_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    with pytest.raises(KubeConfigError, match="service account"):
+        KubeApi.from_settings(None, None)
+
+
 # --- the fake's own protocol, as the tests above rely on it -----------------------------
 
 
@@ -274,6 +335,7 @@ def test_fake_rejects_stale_put_and_duplicate_post_with_status_objects(api: Kube
     assert conflict.value.reason == "AlreadyExists"
     current = api.core.read_namespaced_config_map(NAME, NS)
     api.core.replace_namespaced_config_map(NAME, NS, current)  # bumps the version
+    assert current.metadata is not None
     current.metadata.resource_version = version
     with pytest.raises(KubeConflictError) as stale, kube_call("update", "configmaps", NS, NAME):
         api.core.replace_namespaced_config_map(NAME, NS, current)
@@ -297,9 +359,10 @@ def test_fake_merge_patch_with_resource_version_precondition(
     version = seed(api, {"a": "1", "b": "2"}, labels={"x": "y"})
     patched = api.core.patch_namespaced_config_map(NAME, NS, {"data": {"a": None, "c": "3"}})
     assert patched.data == {"b": "2", "c": "3"}
+    assert patched.metadata is not None
     assert patched.metadata.labels == {"x": "y"}
     stale_patch = {"metadata": {"resourceVersion": version}, "data": {"b": "9"}}
     with pytest.raises(KubeConflictError), kube_call("patch", "configmaps", NS, NAME):
         api.core.patch_namespaced_config_map(NAME, NS, stale_patch)
     assert server.requests[-1].status == 409
-    assert int(patched.metadata.resource_version) > int(version)
+    assert int(str(patched.metadata.resource_version)) > int(version)

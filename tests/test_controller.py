@@ -223,3 +223,19 @@ def test_config_hot_reload_keeps_the_last_good_config(tmp_path: Path) -> None:
     assert len(failures) == 1 and f"{file}:3" in failures[0]
     assert not provider.reload_if_changed()  # a broken file is reported once
     assert len(failures) == 1
+
+
+def test_each_cycle_leaves_a_checkpoint_a_restart_can_read(tmp_path: Path) -> None:
+    from mimir_limit_optimizer.controller.reconcile import last_checkpoint
+
+    rig = Rig(tmp_path)
+    assert last_checkpoint(rig.store) is None
+    rig.reconciler.run_once(config(), now=NOW)
+    reopened = Store.open(f"sqlite:///{tmp_path / 'mlo.db'}")  # as after a restart
+    checkpoint = last_checkpoint(reopened)
+    assert checkpoint is not None and checkpoint["at"] == NOW
+    current, recommended, status = checkpoint["limits"]["ingestion_rate"]["throttled-001"]
+    assert status == "change" and recommended > current
+    assert rig.registry.get_sample_value(
+        "mimir_limit_optimizer_source_queries_total", {"source": "synthetic", "result": "success"}
+    ) == 1.0

@@ -117,3 +117,32 @@ def test_sigkill_during_applies_never_leaves_a_partial_file(tmp_path: Path) -> N
             assert text.endswith("\n") and "tenant-001" in text
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
     assert seen_new > 0  # some kills came after the write: both outcomes were exercised
+
+
+def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
+    settings = tmp_path / "mlo.yaml"
+    settings.write_text(
+        f"updateInterval: 1s\ndataDir: {tmp_path}\nsynthetic:\n  tenantCount: 6\n"
+        "server:\n  metricsPort: 0\n  healthPort: 0\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MODE", "MLO_CONFIG")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mimir_limit_optimizer.cli", "run", "--config", str(settings)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # bounded: wait for the first cycle
+        line = process.stderr.readline()
+        lines.append(line)
+        if "cycle ok" in line or not line:
+            break
+    assert any("cycle ok" in line for line in lines), "".join(lines[-20:])
+    first = json.loads(lines[0].split("mimir_limit_optimizer: ", 1)[1])
+    assert first["mode"] == "dry-run" and first["source"] == "synthetic"
+    assert first["target"].startswith("file ") and "config" in first
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    rest = process.stderr.read()
+    assert "received SIGTERM" in rest

@@ -3,7 +3,9 @@ or apply (prod). Never applies from a failed or partial collection."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +29,19 @@ from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
 from mimir_limit_optimizer.targets.base import Content, TargetError
+
+
+CHECKPOINT_KEY = "last_cycle"
+
+
+def _plain(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def last_checkpoint(store: Store) -> dict[str, object] | None:
+    """The last cycle's results saved by `Reconciler` (None before the first cycle)."""
+    raw = store.load_checkpoint(CHECKPOINT_KEY)
+    return None if raw is None else dict(json.loads(raw))
 
 
 @dataclass
@@ -79,6 +94,19 @@ class Reconciler:
             AuditEvent(now, level, category, component, action, tenant, dict(details))
         )
 
+    def _checkpoint(self, recs: Recommendations, now: float) -> None:
+        """The last cycle's results, so a restart knows where it stood. (Usage history itself
+        lives in Prometheus: every cycle rebuilds its percentiles and histograms from there.)"""
+        limits = {
+            name: {
+                tenant: [_plain(r.current[i]), _plain(r.recommended[i]), r.status_of(i).value]
+                for i, tenant in enumerate(recs.tenants)
+            }
+            for name, r in recs.results.items()
+        }
+        payload = {"at": now, "window": list(recs.window), "limits": limits}
+        self.store.save_checkpoint(CHECKPOINT_KEY, json.dumps(payload).encode(), at=now)
+
     def _last_changed(self, since: float) -> dict[tuple[str, str], float]:
         """When each tenant x limit was last changed on this target (from the revisions)."""
         out: dict[tuple[str, str], float] = {}
@@ -126,7 +154,7 @@ class Reconciler:
         specs = signals_needed(enabled_limits(config, self.catalogue), self.catalogue)
         start = now - config.trend_analysis.analysis_window
         try:
-            with self.metrics.phase("collect"):
+            with self.metrics.phase("collect"), self.metrics.source_query(config.source.kind):
                 observation = source.collect(specs, start=start, end=now)
         except SourceError as exc:
             self.health.set_source_reachable(False, str(exc))
@@ -144,6 +172,7 @@ class Reconciler:
             )
             return CycleResult(False, detail=f"cannot read {self.applier.name}: {exc}")
         self.metrics.observe_recommendations(recs)
+        self._checkpoint(recs, now)
         spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
         if spikes:
             self.metrics.spikes_detected_total.inc(spikes)

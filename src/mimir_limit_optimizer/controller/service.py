@@ -19,7 +19,7 @@ from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, redac
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.config_provider import ConfigProvider
-from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler
+from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler, last_checkpoint
 from mimir_limit_optimizer.controller.wiring import (
     build_target,
     build_verifier,
@@ -200,6 +200,9 @@ class Service:
         """Run until `stop` is set (or one cycle with options.once); exit status 0 when the
         last cycle succeeded."""
         self.log.info(self.startup_line())
+        checkpoint = last_checkpoint(self.store)
+        if checkpoint is not None:
+            self.log.info("resuming: the last cycle ran at %s", checkpoint.get("at"))
         config = self.provider.config
         try:
             if config.server.enabled and not self.options.once:
