@@ -236,6 +236,10 @@ def test_each_cycle_leaves_a_checkpoint_a_restart_can_read(tmp_path: Path) -> No
     assert checkpoint is not None and checkpoint["at"] == NOW
     current, recommended, status = checkpoint["limits"]["ingestion_rate"]["throttled-001"]
     assert status == "change" and recommended > current
-    assert rig.registry.get_sample_value(
-        "mimir_limit_optimizer_source_queries_total", {"source": "synthetic", "result": "success"}
-    ) == 1.0
+    assert (
+        rig.registry.get_sample_value(
+            "mimir_limit_optimizer_source_queries_total",
+            {"source": "synthetic", "result": "success"},
+        )
+        == 1.0
+    )

@@ -30,7 +30,6 @@ from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
-
 CHECKPOINT_KEY = "last_cycle"
 
 
