@@ -22,20 +22,15 @@ from rich.progress import BarColumn, Progress, TextColumn
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
 from mimir_limit_optimizer.cli import output
 from mimir_limit_optimizer.cli.common import (
-    ConfigOpt,
+    CommonOptions,
     FormatOpt,
-    LimitsOpt,
-    ModeOpt,
     OutputFormat,
     OutputOpt,
-    OverridesOpt,
-    PromUrlOpt,
-    SourceOpt,
-    TenantsOpt,
     emit,
     fail,
     load,
     wide_console,
+    with_common_options,
 )
 from mimir_limit_optimizer.config.loader import LoadedConfig, render_config
 from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
@@ -122,27 +117,14 @@ def _nothing_computed(cycle: Cycle, description: str) -> str | None:
 
 
 @app.command()
+@with_common_options
 def recommend(
-    config: ConfigOpt = None,
-    mode: ModeOpt = None,
-    source: SourceOpt = None,
-    prometheus_url: PromUrlOpt = None,
-    overrides_file: OverridesOpt = None,
+    opts: CommonOptions,
     fmt: FormatOpt = OutputFormat.TABLE,
     output_file: OutputOpt = None,
-    tenants: TenantsOpt = None,
-    limits: LimitsOpt = None,
 ) -> None:
     """Recommend limits per tenant: current, usage, demand, recommended value and why."""
-    loaded, catalogue = load(
-        config,
-        mode=mode,
-        source=source,
-        prometheus_url=prometheus_url,
-        overrides_file=overrides_file,
-        limits=limits,
-        tenants=tenants,
-    )
+    loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
     recs = cycle.recommendations
     if fmt is OutputFormat.TABLE and output_file is None:
@@ -164,12 +146,9 @@ def recommend(
 
 
 @app.command()
+@with_common_options
 def plan(
-    config: ConfigOpt = None,
-    mode: ModeOpt = None,
-    source: SourceOpt = None,
-    prometheus_url: PromUrlOpt = None,
-    overrides_file: OverridesOpt = None,
+    opts: CommonOptions,
     fmt: Annotated[
         PlanFormat,
         typer.Option(
@@ -180,19 +159,9 @@ def plan(
         ),
     ] = PlanFormat.TABLE,
     output_file: OutputOpt = None,
-    tenants: TenantsOpt = None,
-    limits: LimitsOpt = None,
 ) -> None:
     """Show the changes the recommendations ask for (nothing is written to any target)."""
-    loaded, catalogue = load(
-        config,
-        mode=mode,
-        source=source,
-        prometheus_url=prometheus_url,
-        overrides_file=overrides_file,
-        limits=limits,
-        tenants=tenants,
-    )
+    loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
     if fmt in (PlanFormat.PATCH, PlanFormat.FILE):
         emit(_rendered_plan(cycle, loaded, catalogue, patch=fmt is PlanFormat.PATCH), output_file)
@@ -271,23 +240,14 @@ def list_limits(fmt: FormatOpt = OutputFormat.TABLE) -> None:
 
 
 @config_app.command("show")
+@with_common_options
 def config_show(
-    config: ConfigOpt = None,
-    mode: ModeOpt = None,
-    source: SourceOpt = None,
-    prometheus_url: PromUrlOpt = None,
-    overrides_file: OverridesOpt = None,
+    opts: CommonOptions,
     fmt: Annotated[str, typer.Option("--format", "-f", help="yaml or json.")] = "yaml",
 ) -> None:
     """Print the effective configuration (defaults < file < environment < flags), secrets
     redacted."""
     if fmt not in ("yaml", "json"):
         fail("--format must be yaml or json")
-    loaded, _ = load(
-        config,
-        mode=mode,
-        source=source,
-        prometheus_url=prometheus_url,
-        overrides_file=overrides_file,
-    )
+    loaded, _ = load(opts)
     sys.stdout.write(render_config(loaded.config, fmt))  # type: ignore[arg-type]

@@ -21,19 +21,16 @@ from mimir_limit_optimizer.catalogue.units import DurationError, parse_duration
 from mimir_limit_optimizer.cli import output
 from mimir_limit_optimizer.cli.app import app
 from mimir_limit_optimizer.cli.common import (
+    CommonOptions,
     ConfigOpt,
     FormatOpt,
-    LimitsOpt,
-    ModeOpt,
     OutputFormat,
     OverridesOpt,
-    PromUrlOpt,
-    SourceOpt,
-    TenantsOpt,
     cli_overrides,
     fail,
     load,
     wide_console,
+    with_common_options,
 )
 from mimir_limit_optimizer.config.loader import ConfigError
 from mimir_limit_optimizer.controller.apply import Applier
@@ -54,14 +51,9 @@ def _logging() -> logging.Logger:
 
 
 @app.command()
+@with_common_options
 def run(
-    config: ConfigOpt = None,
-    mode: ModeOpt = None,
-    source: SourceOpt = None,
-    prometheus_url: PromUrlOpt = None,
-    overrides_file: OverridesOpt = None,
-    tenants: TenantsOpt = None,
-    limits: LimitsOpt = None,
+    opts: CommonOptions,
     once: Annotated[
         bool, typer.Option("--once", help="Run exactly one cycle; exit 0 if it succeeded.")
     ] = False,
@@ -70,16 +62,11 @@ def run(
     with /metrics, /healthz and /readyz on 127.0.0.1."""
     log = _logging()
     catalogue = load_catalogue()
-    cli, _flags = cli_overrides(
-        mode=mode,
-        source=source,
-        prometheus_url=prometheus_url,
-        overrides_file=overrides_file,
-        limits=limits,
-        tenants=tenants,
-    )
+    cli, flags = cli_overrides(opts)
     try:
-        provider = ConfigProvider(config, env=dict(os.environ), cli=cli, catalogue=catalogue)
+        provider = ConfigProvider(
+            opts.config, env=dict(os.environ), cli=cli, cli_flags=flags, catalogue=catalogue
+        )
     except ConfigError as exc:
         fail(str(exc))
     for warning in provider.loaded.warnings:
@@ -102,7 +89,7 @@ def run(
 def _store_and_applier(
     config: Path | None, overrides_file: Path | None
 ) -> tuple[Store, Applier, str]:
-    loaded, catalogue = load(config, overrides_file=overrides_file)
+    loaded, catalogue = load(CommonOptions(config=config, overrides_file=overrides_file))
     try:
         target = build_target(loaded.config)
         store = open_store(loaded.config)
@@ -230,7 +217,7 @@ def audit(
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Query the audit log (newest first); export as json or csv."""
-    loaded, _ = load(config)
+    loaded, _ = load(CommonOptions(config=config))
     try:
         store = open_store(loaded.config)
     except StoreError as exc:

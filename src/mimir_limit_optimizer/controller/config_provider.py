@@ -24,16 +24,24 @@ class ConfigProvider:
         env: Mapping[str, str],
         cli: Mapping[str, Any],
         catalogue: Catalogue,
+        cli_flags: Mapping[str, str] | None = None,
         on_reload: Callable[[LoadedConfig], None] | None = None,
         on_failure: Callable[[ConfigError], None] | None = None,
     ) -> None:
         self.path = Path(path) if path else None
         self._env, self._cli, self._catalogue = dict(env), dict(cli), catalogue
+        self._flags = dict(cli_flags or {})
         self._on_reload, self._on_failure = on_reload, on_failure
         self._digest = self._file_digest()
         # The first load fails loudly (ConfigError): a bad config is rejected at start-up.
-        self.loaded = load_config(self.path, env=self._env, cli=self._cli, catalogue=catalogue)
+        self.loaded = self._load()
         self._failed_digest: str | None = None
+
+    def _load(self) -> LoadedConfig:
+        return load_config(
+            self.path, env=self._env, cli=self._cli, catalogue=self._catalogue,
+            cli_flags=self._flags,
+        )  # fmt: skip
 
     @property
     def config(self) -> Config:
@@ -53,7 +61,7 @@ class ConfigProvider:
         if digest in (self._digest, self._failed_digest):
             return False
         try:
-            loaded = load_config(self.path, env=self._env, cli=self._cli, catalogue=self._catalogue)
+            loaded = self._load()
         except ConfigError as exc:
             self._failed_digest = digest  # report a broken file once, not every cycle
             if self._on_failure is not None:
