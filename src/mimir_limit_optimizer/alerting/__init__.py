@@ -1,0 +1,1 @@
+"""Alerting: the alert model, routing, channels and fault-tolerant delivery."""

@@ -1,0 +1,1 @@
+"""Backtests: replay history against recommendation strategies and score them."""
