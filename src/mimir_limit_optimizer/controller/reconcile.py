@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mimir_limit_optimizer.catalogue import Catalogue
@@ -31,6 +31,11 @@ from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
 CHECKPOINT_KEY = "last_cycle"
+
+# A guard sees the plan the recommendations ask for and returns the plan to go ahead with.
+# Guards (blast protection, budgets) may only tighten: keep a change, drop it, or replace its
+# new value with a lower one, each with a reason in the change's reasons.
+PlanGuard = Callable[[Plan, Recommendations, Config, float], Plan]
 
 
 def _plain(value: float) -> float | None:
@@ -68,7 +73,9 @@ class Reconciler:
         metrics: ControllerMetrics,
         health: HealthState,
         logger: logging.Logger,
+        guards: Sequence[PlanGuard] = (),
     ) -> None:
+        self.guards: list[PlanGuard] = list(guards)
         self.catalogue = catalogue
         self.source_factory = source_factory
         self.applier = applier
@@ -134,6 +141,8 @@ class Reconciler:
             )
         with self.metrics.phase("plan"):
             plan = build_plan(recs)
+            for guard in self.guards:  # protection, budgets: they may only tighten the plan
+                plan = guard(plan, recs, config, now)
             since = now - config.change_policy.cooldown
             guarded = apply_safety(plan, config, last_changed=self._last_changed(since), now=now)
         return recs, guarded
