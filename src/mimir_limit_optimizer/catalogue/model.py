@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class LimitType(StrEnum):
@@ -39,13 +40,15 @@ class ValueKind(StrEnum):
     ANY = "any"
 
 
-_KIND_OF_TYPE = {
-    LimitType.RATE: ValueKind.FLOAT,
-    LimitType.COUNT: ValueKind.INT,
-    LimitType.BYTES: ValueKind.INT,
-    LimitType.DURATION: ValueKind.DURATION,
-    LimitType.BOOL: ValueKind.BOOL,
-}
+_KIND_OF_TYPE = MappingProxyType(
+    {
+        LimitType.RATE: ValueKind.FLOAT,
+        LimitType.COUNT: ValueKind.INT,
+        LimitType.BYTES: ValueKind.INT,
+        LimitType.DURATION: ValueKind.DURATION,
+        LimitType.BOOL: ValueKind.BOOL,
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 # Seconds per unit, as Prometheus' model.ParseDuration defines them (y = 365d, w = 7d).
-_UNIT_SECONDS: dict[str, float] = {
-    "y": 365 * 86400.0,
-    "w": 7 * 86400.0,
-    "d": 86400.0,
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 0.001,
-}
+_UNIT_SECONDS: Mapping[str, float] = MappingProxyType(
+    {
+        "y": 365 * 86400.0,
+        "w": 7 * 86400.0,
+        "d": 86400.0,
+        "h": 3600.0,
+        "m": 60.0,
+        "s": 1.0,
+        "ms": 0.001,
+    }
+)
+
 _ORDER = ["y", "w", "d", "h", "m", "s", "ms"]
 _DURATION_RE = re.compile(
     r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
@@ -40,7 +45,7 @@ def parse_duration(text: str) -> float:
             f"{text!r} is not a duration: use a number with units ms, s, m, h, d, w, y, "
             "largest first (for example 30s, 5m, 1h30m, 30d)"
         )
-    return sum(
+    return math.fsum(
         int(group) * _UNIT_SECONDS[unit]
         for group, unit in zip(match.groups(), _ORDER, strict=True)
         if group

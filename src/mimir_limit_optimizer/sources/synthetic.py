@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -83,32 +84,38 @@ def _reasons(cluster: SyntheticCluster, spec: LimitSpec) -> FloatArray:
     return total
 
 
-USAGE: Mapping[str, _Mirror] = {
-    "ingestion_rate": _Mirror(
-        frozenset({_SAMPLES, _EXEMPLARS}), lambda c, _: c.samples_accepted + c.exemplars_received
-    ),
-    "request_rate": _Mirror(frozenset({_REQUESTS}), lambda c, _: c.requests),
-    "max_global_series_per_user": _Mirror(_SERIES, lambda c, _: c.series),
-    "max_global_metadata_per_user": _Mirror(_METADATA, lambda c, _: c.metadata),
-    "max_global_exemplars_per_user": _Mirror(
-        frozenset({"cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage"}),
-        lambda c, _: c.exemplar_series(),
-    ),
-}
+USAGE: Mapping[str, _Mirror] = MappingProxyType(
+    {
+        "ingestion_rate": _Mirror(
+            frozenset({_SAMPLES, _EXEMPLARS}),
+            lambda c, _: c.samples_accepted + c.exemplars_received,
+        ),
+        "request_rate": _Mirror(frozenset({_REQUESTS}), lambda c, _: c.requests),
+        "max_global_series_per_user": _Mirror(_SERIES, lambda c, _: c.series),
+        "max_global_metadata_per_user": _Mirror(_METADATA, lambda c, _: c.metadata),
+        "max_global_exemplars_per_user": _Mirror(
+            frozenset({"cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage"}),
+            lambda c, _: c.exemplar_series(),
+        ),
+    }
+)
+
 # Discard queries that read none of the emitted discard counters match no series: zero for
 # every existing tenant (no mirror needed).
-DISCARDS: Mapping[str, _Mirror] = {
-    "ingestion_rate": _Mirror(
-        _DISCARD_COUNTERS,
-        lambda c, _: c.discards["rate_limited"] + c.exemplars_rate_limited(),
-    ),
-    "max_global_series_per_user": _Mirror(
-        _SERIES | {_DISCARDED_SAMPLES, _SAMPLES}, _series_discards
-    ),
-    "max_label_names_per_series": _Mirror(frozenset({_DISCARDED_SAMPLES}), _reasons),
-    "max_label_name_length": _Mirror(frozenset({_DISCARDED_SAMPLES}), _reasons),
-    "max_label_value_length": _Mirror(frozenset({_DISCARDED_SAMPLES}), _reasons),
-}
+DISCARDS: Mapping[str, _Mirror] = MappingProxyType(
+    {
+        "ingestion_rate": _Mirror(
+            _DISCARD_COUNTERS,
+            lambda c, _: c.discards["rate_limited"] + c.exemplars_rate_limited(),
+        ),
+        "max_global_series_per_user": _Mirror(
+            _SERIES | {_DISCARDED_SAMPLES, _SAMPLES}, _series_discards
+        ),
+        "max_label_names_per_series": _Mirror(frozenset({_DISCARDED_SAMPLES}), _reasons),
+        "max_label_name_length": _Mirror(frozenset({_DISCARDED_SAMPLES}), _reasons),
+        "max_label_value_length": _Mirror(frozenset({_DISCARDED_SAMPLES}), _reasons),
+    }
+)
 
 
 def reads(query: str) -> frozenset[str]:
