@@ -470,7 +470,7 @@ def test_cli_flag_names_are_used_when_given(catalogue: Catalogue) -> None:
 @pytest.mark.parametrize(
     ("in_file", "env", "cli", "expected"),
     [
-        (False, {}, {}, 20.0),
+        (False, {}, {}, None),
         (True, {}, {}, 30.0),
         (True, {"BUFFER_PERCENTAGE": "40"}, {}, 40.0),
         (True, {"BUFFER_PERCENTAGE": "40"}, {"bufferPercentage": 50.0}, 50.0),
@@ -486,7 +486,7 @@ def test_precedence(
     in_file: bool,
     env: dict[str, str],
     cli: dict[str, Any],
-    expected: float,
+    expected: float | None,
 ) -> None:
     path = write(tmp_path, "bufferPercentage: 30\n") if in_file else None
     assert load(catalogue, path, env, cli).config.buffer_percentage == expected
@@ -583,12 +583,12 @@ def test_empty_file_and_empty_sections_are_defaults(
         ({}, {"bufferPercentage": 20}, True),
     ],
 )
-def test_fields_set_records_what_was_given(
+def test_buffer_percentage_is_unset_unless_given(
     catalogue: Catalogue, *, env: dict[str, str], cli: dict[str, Any], given: bool
 ) -> None:
-    # The engine uses bufferPercentage only when given; otherwise each limit's catalogue buffer.
+    # Unset: each limit uses its catalogue buffer; `config show` fed back keeps it unset.
     config = load(catalogue, env=env, cli=cli).config
-    assert ("buffer_percentage" in config.model_fields_set) is given
+    assert (config.buffer_percentage is not None) is given
 
 
 # --- durations ------------------------------------------------------------------------------

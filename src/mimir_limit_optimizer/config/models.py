@@ -313,7 +313,8 @@ UNUSED_SEED_KEYS: tuple[tuple[str, str], ...] = (
 
 class Config(_Section):
     mode: Mode = Mode.DRY_RUN
-    buffer_percentage: float = Field(20.0, ge=0, le=1000)
+    # Unset: each limit uses its catalogue buffer (20% for most); set: this buffer for all.
+    buffer_percentage: float | None = Field(None, ge=0, le=1000)
     update_interval: Duration = Field(300.0, gt=0)
     mimir: MimirSettings = Field(default_factory=MimirSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)

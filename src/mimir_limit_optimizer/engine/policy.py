@@ -45,7 +45,7 @@ def resolve_policy(config: Config, spec: LimitSpec, tiers: Sequence[str | None])
         base_buffer = override.buffer_factor
     elif config.dynamic_limits.default_buffer is not None:
         base_buffer = config.dynamic_limits.default_buffer
-    elif "buffer_percentage" in config.model_fields_set:
+    elif config.buffer_percentage is not None:
         base_buffer = config.buffer_percentage
     else:
         base_buffer = spec.buffer_percent
