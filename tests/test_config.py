@@ -691,7 +691,7 @@ def test_unused_seed_keys_are_accepted_with_one_warning_each(
     path = write(
         tmp_path,
         "mimir:\n  triggerRollout: false\nsynthetic:\n  enabled: true\n"
-        "costControl:\n  enabled: true\n  globalBudget: {daily: 1000}\n"
+        "ui:\n  enabled: true\n  port: 8082\n"
         "eventSpike:\n  cooldownPeriod: 45m\ncontroller:\n  mode: prod\n",
     )
     loaded = load(catalogue, path)
@@ -699,12 +699,12 @@ def test_unused_seed_keys_are_accepted_with_one_warning_each(
     assert list(keyed) == [
         "mimir.triggerRollout",
         "synthetic.enabled",
-        "costControl",
+        "ui",
         "eventSpike.cooldownPeriod",
         "controller",
     ]
     assert all(NOT_USED in w for w in loaded.warnings)
-    assert keyed["costControl"] == f"{path}:5: costControl: {NOT_USED}"
+    assert keyed["ui"] == f"{path}:5: ui: {NOT_USED}"
     # Accepted is not acted on: `controller.mode` is not `mode`.
     assert loaded.config.mode is Mode.DRY_RUN
     assert loaded.config.event_spike.cooldown_period == 2700.0
@@ -778,10 +778,10 @@ def test_seed_example_loads_once_its_mistakes_are_fixed(
     unused = [w.split(": ")[1] for w in loaded.warnings if NOT_USED in w]
     assert unused == [
         "ui",
-        "costControl",
-        "circuitBreaker",
-        "emergency",
-        "alerting",
+        "circuitBreaker.failureThreshold",  # circuitBreaker and emergency are typed
+        "circuitBreaker.requestVolumeThreshold",  # (config/protection.py); these seed keys
+        "circuitBreaker.rateLimit",  # of a request-level breaker are accepted, not used
+        "circuitBreaker.blastProtection.autoEmergencyShutdown",
         "performance",
         "dynamicLimits.autoDetect",
         "metricsDiscovery",
@@ -807,8 +807,8 @@ def test_seed_example_loads_once_its_mistakes_are_fixed(
         "max_global_series_per_user",
         *extra,
     ]
-    assert config.alerting is not None
-    webhook = config.alerting["slack"]["webhookURL"]
+    assert config.alerting.slack is not None  # alerting is typed (config/alerting.py)
+    webhook = config.alerting.slack.webhook_url
     assert isinstance(webhook, SecretStr)
     assert webhook.get_secret_value().startswith("https://hooks.slack.com/")
     assert "hooks.slack.com" not in render_config(config)
@@ -834,7 +834,8 @@ alerting:
   pagerduty:
     integrationKey: pd-abc
   webhooks:
-    - url: https://alice:tok-123@hooks.example/x
+    ops:
+      url: https://alice:tok-123@hooks.example/x
 """
 
 
@@ -857,12 +858,13 @@ def test_redacted_dump_masks_secrets_and_keeps_the_rest(
     assert prometheus["url"] == "https://reader:***@mimir.example/prometheus?token=***"
     assert prometheus["headers"] == {"Authorization": "***", "X-Scope-OrgID": "meta"}
     assert prometheus["basicAuth"]["password"] == "***"
-    assert dump["alerting"]["slack"] == {"webhookURL": "***", "channel": "#mimir-alerts"}
-    assert dump["alerting"]["pagerduty"] == {"integrationKey": "***"}
-    # In free-form sections a URL with credentials is a secret as a whole.
-    assert dump["alerting"]["webhooks"] == [{"url": "***"}]
+    slack, pagerduty = dump["alerting"]["slack"], dump["alerting"]["pagerduty"]
+    assert (slack["webhookURL"], slack["channel"]) == ("***", "#mimir-alerts")
+    assert pagerduty["integrationKey"] == "***"
+    # A webhook URL is a secret as a whole.
+    assert dump["alerting"]["webhooks"]["ops"]["url"] == "***"
     assert dump["updateInterval"] == "5m"
-    assert "costControl" not in dump  # unused sections that are not set are left out
+    assert "ui" not in dump  # unused sections that are not set are left out
     # The typed config keeps the values usable.
     assert config.source.prometheus.basic_auth is not None
     password = config.source.prometheus.basic_auth.password

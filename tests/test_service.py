@@ -97,6 +97,13 @@ def test_sigkill_during_applies_never_leaves_a_partial_file(tmp_path: Path) -> N
     target = tmp_path / "runtime.yaml"
     rng = random.Random(7)
     seen_new = 0
+    # How long one apply takes here (start-up included): kills are spread around it, so that
+    # some land before, some during and some after the write, on a fast or a slow machine.
+    target.write_text(HAND_WRITTEN)
+    started = time.monotonic()
+    timed = mlo("run", "--once", "--mode", "prod", "--overrides-file", str(target), cwd=tmp_path)
+    duration = time.monotonic() - started
+    assert timed.returncode == 0, timed.stderr[-2000:]
     for attempt in range(12):
         target.write_text(HAND_WRITTEN)
         settings = tmp_path / f"mlo-{attempt}.yaml"  # a fresh store: every run really applies
@@ -107,7 +114,7 @@ def test_sigkill_during_applies_never_leaves_a_partial_file(tmp_path: Path) -> N
              "prod", "--config", str(settings), "--overrides-file", str(target)],
             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        time.sleep(rng.uniform(0.3, 1.6))
+        time.sleep(rng.uniform(0.3, 1.3) * duration)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         text = target.read_text()

@@ -5,7 +5,7 @@ they emit into. Emitting never blocks and never raises: delivery is the alerting
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -41,6 +41,16 @@ class Alert:
     tenant: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     status: AlertStatus = AlertStatus.FIRING
+
+    @property
+    def id(self) -> str:
+        """The seed's alert id: type and creation time in milliseconds
+        ("cost_violation-1642248600123"); for logs, not for deduplication."""
+        return f"{self.type}-{round(self.timestamp * 1000)}"
+
+    def resolved(self, timestamp: float) -> Alert:
+        """The resolved notification of this alert (same dedup key), at `timestamp`."""
+        return replace(self, status=AlertStatus.RESOLVED, timestamp=timestamp)
 
 
 class AlertSink(Protocol):

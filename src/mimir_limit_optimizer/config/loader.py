@@ -23,6 +23,7 @@ from mimir_limit_optimizer.config.normalize import (
     warn_unused,
 )
 from mimir_limit_optimizer.config.overlay import ENVIRONMENT_VARIABLES, apply_cli, apply_environment
+from mimir_limit_optimizer.config.protection import move_blast_protection
 from mimir_limit_optimizer.config.render import redacted_dump, render_config
 from mimir_limit_optimizer.config.validate import check_config, drop_empty_sections, validate_config
 from mimir_limit_optimizer.config.yaml_file import RawDocument, parse_yaml
@@ -73,6 +74,7 @@ def load_config(
 
     drop_empty_sections(data)
     apply_file_aliases(data, findings)
+    move_blast_protection(data, findings)
     apply_environment(data, env, findings)
     apply_cli(data, cli, findings, cli_flags or {})
     normalize_limit_names(data, catalogue, findings)

@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
 
+from mimir_limit_optimizer.config.alerting import AlertingSettings
+from mimir_limit_optimizer.config.cost import CostControlSettings
+from mimir_limit_optimizer.config.protection import CircuitBreakerSettings, EmergencySettings
 from mimir_limit_optimizer.config.types import Duration, HourRange, OpaqueSection
 
 
@@ -200,7 +203,8 @@ class EventSpike(_Section):
     baseline_window: Duration = Field(6 * 3600.0, gt=0)
     # Elevations longer than this are a new level, not a spike.
     max_duration: Duration = Field(3 * 3600.0, gt=0)
-    # For the fast protection loop of a later version: accepted with a warning, not used.
+    # Seed options of the fast loop: accepted with a warning, not used (the fast loop has
+    # its own: circuitBreaker.detectionWindow, cooldown, autoConfig.limitMultipliers).
     detection_window: Duration = Field(300.0, gt=0)
     cooldown_period: Duration = Field(1800.0, ge=0)
     max_spike_multiplier: float = Field(5.0, gt=1)
@@ -287,15 +291,10 @@ class SyntheticSettings(_Section):
 # Sections the seed README documents that this version accepts but does not act on yet.
 UNUSED_SEED_SECTIONS = (
     "ui",
-    "costControl",
-    "circuitBreaker",
-    "emergency",
-    "alerting",
     "performance",
     "metricsDiscovery",
     "auditLog",
     "controller",
-    "blastProtection",
 )
 
 
@@ -303,11 +302,27 @@ UNUSED_SEED_SECTIONS = (
 # (key path, why). Each one present in a file, the environment or the CLI gives one warning.
 UNUSED_SEED_KEYS: tuple[tuple[str, str], ...] = (
     ("mimir.triggerRollout", "Mimir reloads runtime overrides without a rollout"),
-    ("eventSpike.detectionWindow", "for the fast protection loop of a later version"),
-    ("eventSpike.cooldownPeriod", "for the fast protection loop of a later version"),
-    ("eventSpike.maxSpikeMultiplier", "for the fast protection loop of a later version"),
+    (
+        "eventSpike.detectionWindow",
+        "the fast loop uses circuitBreaker.detectionWindow, cooldown and limitMultipliers",
+    ),
+    (
+        "eventSpike.cooldownPeriod",
+        "the fast loop uses circuitBreaker.detectionWindow, cooldown and limitMultipliers",
+    ),
+    (
+        "eventSpike.maxSpikeMultiplier",
+        "the fast loop uses circuitBreaker.detectionWindow, cooldown and limitMultipliers",
+    ),
     ("dynamicLimits.autoDetect", "the limit catalogue decides which limits exist"),
     ("synthetic.enabled", "source.kind selects the synthetic source"),
+    ("circuitBreaker.failureThreshold", "a request-level breaker needs the data path"),
+    ("circuitBreaker.requestVolumeThreshold", "a request-level breaker needs the data path"),
+    ("circuitBreaker.rateLimit", "the optimizer cannot rate-limit requests itself"),
+    (
+        "circuitBreaker.blastProtection.autoEmergencyShutdown",
+        "the optimizer cannot shut Mimir down; levels follow cluster pressure",
+    ),
 )
 
 
@@ -337,12 +352,15 @@ class Config(_Section):
     # Accepted, warned about, not used (see UNUSED_SEED_SECTIONS and docs/configuration.md);
     # secret-looking values inside are SecretStr.
     ui: OpaqueSection | None = None
-    cost_control: OpaqueSection | None = None
-    circuit_breaker: OpaqueSection | None = None
-    emergency: OpaqueSection | None = None
-    alerting: OpaqueSection | None = None
+    # Costs, budgets and their enforcement (config/cost.py); used, not opaque.
+    cost_control: CostControlSettings = Field(default_factory=CostControlSettings)
+    # Blast protection and panic mode (config/protection.py); used, not opaque. A top-level
+    # `blastProtection` is read as circuitBreaker.blastProtection (with a warning).
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    emergency: EmergencySettings = Field(default_factory=EmergencySettings)
+    # Channels, routing and delivery (config/alerting.py); used, not opaque.
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     performance: OpaqueSection | None = None
     metrics_discovery: OpaqueSection | None = None
     audit_log: OpaqueSection | None = None
     controller: OpaqueSection | None = None
-    blast_protection: OpaqueSection | None = None

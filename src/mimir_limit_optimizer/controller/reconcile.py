@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
@@ -74,8 +75,10 @@ class Reconciler:
         health: HealthState,
         logger: logging.Logger,
         guards: Sequence[PlanGuard] = (),
+        alerts: AlertSink | None = None,
     ) -> None:
         self.guards: list[PlanGuard] = list(guards)
+        self.alerts = alerts  # where alerts go (never blocks, never raises); None: nowhere
         self.catalogue = catalogue
         self.source_factory = source_factory
         self.applier = applier
@@ -99,6 +102,37 @@ class Reconciler:
         self.audit.record(
             AuditEvent(now, level, category, component, action, tenant, dict(details))
         )
+
+    def _alert(
+        self,
+        now: float,
+        kind: str,
+        key: str,
+        level: tuple[Priority, Severity],
+        summary: str = "",
+        *,
+        component: str = "controller",
+        resolved: bool = False,
+        **details: object,
+    ) -> None:
+        """Emit an alert (or, `resolved`, the end of the incident `key`: channels that were
+        notified of it hear it is over; the others hear nothing)."""
+        if self.alerts is not None:
+            priority, severity = level
+            status = AlertStatus.RESOLVED if resolved else AlertStatus.FIRING
+            self.alerts.emit(
+                Alert(
+                    kind,
+                    priority,
+                    severity,
+                    summary or kind,
+                    component,
+                    key,
+                    now,
+                    details=details,
+                    status=status,
+                )
+            )
 
     def _checkpoint(self, recs: Recommendations, now: float) -> None:
         """The last cycle's results, so a restart knows where it stood. (Usage history itself
@@ -168,8 +202,25 @@ class Reconciler:
             self.health.set_source_reachable(False, str(exc))
             self.metrics.errors_total.labels(component="source", reason="collect_failed").inc()
             self._event(now, "collection_failed", level="error", component="source", error=str(exc))
+            self._alert(
+                now,
+                "collection_failed",
+                f"collection_failed:{config.source.kind}",
+                (Priority.P2, Severity.ERROR),
+                f"collecting usage failed: {exc}",
+                component="source",
+                error=str(exc),
+            )
             return CycleResult(False, detail=f"collection failed, nothing applied: {exc}")
         self.health.set_source_reachable(True, source.describe())
+        self._alert(
+            now,
+            "collection_failed",
+            f"collection_failed:{config.source.kind}",
+            (Priority.P2, Severity.ERROR),
+            component="source",
+            resolved=True,
+        )
         try:
             content = self.applier.target.read()
             recs, guarded = self._plan(config, observation, content, now)
@@ -262,6 +313,17 @@ class Reconciler:
                 changes=len(allowed),
             )
             result.ok, result.detail = False, f"apply failed, previous content intact: {exc}"
+            self._alert(
+                now,
+                "apply_failed",
+                f"apply_failed:{self.applier.name}",
+                (Priority.P1, Severity.ERROR),
+                f"applying {len(allowed)} limit change(s) to "
+                f"{self.applier.name} failed, previous content intact: {exc}",
+                component="target",
+                error=str(exc),
+                changes=len(allowed),
+            )
             return result
         if outcome.rolled_back:
             self.metrics.errors_total.labels(component="verify", reason="reload_failed").inc()
@@ -274,7 +336,26 @@ class Reconciler:
                 detail=outcome.detail,
             )
             result.ok, result.detail = False, outcome.detail
+            self._alert(
+                now,
+                "rollback",
+                f"rollback:{self.applier.name}",
+                (Priority.P1, Severity.ERROR),
+                f"Mimir did not load the new limits of "
+                f"{self.applier.name}; rolled back: {outcome.detail}",
+                component="verify",
+                detail=outcome.detail,
+            )
             return result
+        for kind in ("apply_failed", "rollback"):
+            self._alert(
+                now,
+                kind,
+                f"{kind}:{self.applier.name}",
+                (Priority.P1, Severity.ERROR),
+                component="target",
+                resolved=True,
+            )
         if outcome.applied:
             for c in allowed.changes:
                 self._event(
@@ -290,5 +371,22 @@ class Reconciler:
                 )
             self.metrics.limits_applied_total.inc(len(allowed))
             result.applied = len(allowed)
+            revision = outcome.revision.id if outcome.revision else None
+            changes = [
+                {"tenant": c.tenant, "limit": c.limit, "old": c.old, "new": c.new}
+                for c in allowed.changes[:20]
+            ]
+            self._alert(
+                now,
+                "limits_applied",
+                f"limits_applied:{self.applier.name}:{revision}",
+                (Priority.P3, Severity.INFO),
+                f"{len(allowed)} limit change(s) applied to "
+                f"{self.applier.name} (revision {revision})",
+                component="target",
+                revision=revision,
+                count=len(allowed),
+                changes=changes,
+            )
         result.detail = outcome.detail
         return result

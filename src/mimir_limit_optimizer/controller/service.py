@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -14,11 +15,17 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from mimir_limit_optimizer.alerting import Alert, AlertingManager, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, redacted_dump
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.config_provider import ConfigProvider
+from mimir_limit_optimizer.controller.cost import build_cost_control
+from mimir_limit_optimizer.controller.protection import (
+    build_protection,
+    default_fast_source_factory,
+)
 from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler, last_checkpoint
 from mimir_limit_optimizer.controller.wiring import (
     build_target,
@@ -29,6 +36,7 @@ from mimir_limit_optimizer.controller.wiring import (
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.store import AuditEvent, AuditLog
+from mimir_limit_optimizer.web.protection_api import build_protection_router
 from mimir_limit_optimizer.web.server import Servers, start_servers
 
 # Hooks for the fast protection loop (blast protection, panic mode: a later version); each is
@@ -75,7 +83,44 @@ class Service:
             sleep=time.sleep,
             logger=logger,
         )
+        # Alerts are queued in the store; the worker starts with run() (docs/alerting.md).
+        self.alerting = AlertingManager(
+            config.alerting,
+            queue=self.store,
+            registry=self.registry,
+            logger=logging.getLogger("mimir_limit_optimizer.alerting"),
+            clock=clock,
+            active=self.is_leader,  # several replicas on one store: only the leader sends
+        )
+        # Protection (fast loop + guard) and cost control (guard + after each cycle) may only
+        # tighten the slow cycle's plan (docs/protection.md, docs/cost.md).
+        self.protection = build_protection(
+            config,
+            catalogue=catalogue,
+            applier=self.applier,
+            store=self.store,
+            audit=self.audit,
+            alerts=self.alerting,
+            registry=self.registry,
+            source_factory=default_fast_source_factory(catalogue, os.environ),
+            clock=clock,
+            logger=logging.getLogger("mimir_limit_optimizer.protection"),
+        )
+        self.cost = build_cost_control(
+            config,
+            store=self.store,
+            audit=self.audit,
+            alerts=self.alerting,
+            registry=self.registry,
+            clock=clock,
+            catalogue=catalogue,
+            logger=logging.getLogger("mimir_limit_optimizer.cost"),
+            is_leader=self.is_leader,
+        )
+        self.options.fast_hooks.append(self.protection.fast_hook)
+        self.options.fast_interval = config.circuit_breaker.fast_loop.interval
         self.reconciler = Reconciler(
+            guards=[self.protection.guard, self.cost.guard],
             catalogue=catalogue,
             source_factory=source_factory(),
             applier=self.applier,
@@ -84,6 +129,7 @@ class Service:
             metrics=self.metrics,
             health=self.health,
             logger=logger,
+            alerts=self.alerting,
         )
         provider._on_failure = self._config_failed
         provider._on_reload = self._config_reloaded
@@ -95,6 +141,7 @@ class Service:
     def _config_failed(self, error: ConfigError) -> None:
         now = self.clock()
         self.log.error("config reload failed, keeping the last good config: %s", error)
+        self.alerting.emit(self._reload_alert(now, f"config reload failed: {error}"))
         self.metrics.config_reloads_total.labels(result="failure").inc()
         self.metrics.config_last_reload_successful.set(0)
         self.audit.record(
@@ -109,9 +156,22 @@ class Service:
             )
         )
 
+    def _reload_alert(self, now: float, summary: str) -> Alert:
+        return Alert(
+            "config_reload_failed",
+            Priority.P2,
+            Severity.ERROR,
+            summary,
+            "config",
+            "config_reload_failed",
+            now,
+        )
+
     def _config_reloaded(self, loaded: LoadedConfig) -> None:
         now = self.clock()
         self.log.info("config reloaded: mode %s", loaded.config.mode.value)
+        self.alerting.configure(loaded.config.alerting)  # channels recover without a restart
+        self.alerting.emit(self._reload_alert(now, "config reloaded").resolved(now))
         self.metrics.config_reloads_total.labels(result="success").inc()
         self.metrics.config_last_reload_successful.set(1)
         self.audit.record(
@@ -187,6 +247,8 @@ class Service:
         now = self.clock()
         self.provider.reload_if_changed()
         result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
+        if result.recommendations is not None:
+            self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
         self.store.prune_audit(
             max_entries=self.provider.config.store.audit_max_entries,
             max_age=self.provider.config.store.audit_max_age,
@@ -204,10 +266,15 @@ class Service:
         if checkpoint is not None:
             self.log.info("resuming: the last cycle ran at %s", checkpoint.get("at"))
         config = self.provider.config
+        self.alerting.start()
         try:
             if config.server.enabled and not self.options.once:
                 self.servers = start_servers(
-                    config.server, registry=self.registry, health=self.health
+                    config.server,
+                    registry=self.registry,
+                    health=self.health,
+                    alerting_status=self.alerting.status,
+                    routers=[build_protection_router(self.protection)],
                 )
                 self.log.info(
                     "metrics on http://%s:%d/metrics, health on http://%s:%d/healthz",
@@ -224,6 +291,7 @@ class Service:
         finally:
             if self.servers is not None:
                 self.servers.stop()
+            self.alerting.stop(flush=5.0)  # queued alerts are stored before the store closes
             self.store.close()
 
     def _loop(self, stop: threading.Event) -> int:

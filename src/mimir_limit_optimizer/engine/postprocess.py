@@ -20,6 +20,25 @@ def add_buffer(value: FloatArray, buffer_percent: FloatArray) -> FloatArray:
     return value * (1.0 + buffer_percent / 100.0)
 
 
+def recent_floor(value: FloatArray, recent: FloatArray, buffer_percent: FloatArray) -> Step:
+    """At least the last day's level plus the buffer (NaN levels change nothing)."""
+    floor = recent * (1.0 + buffer_percent / 100.0)
+    with np.errstate(invalid="ignore"):
+        hit = floor > value
+    return np.where(hit, floor, value), hit
+
+
+def throttle_floor(
+    value: FloatArray, sending: FloatArray, throttled: BoolArray, buffer_percent: FloatArray
+) -> Step:
+    """A tenant throttled now gets at least what it sends now plus its buffer: a window
+    percentile notices a new level only once it fills 5% of the window (8 hours of a week)."""
+    floor = sending * (1.0 + buffer_percent / 100.0)
+    with np.errstate(invalid="ignore"):
+        hit = throttled & (floor > value)
+    return np.where(hit, floor, value), hit
+
+
 def cap(value: FloatArray, ceiling: FloatArray) -> Step:
     """Tier caps: never above the tier's limit."""
     hit = value > ceiling
@@ -87,11 +106,15 @@ def round_readable(
     """Round up to `digits` significant digits (keeps the buffer; monotone in the input).
     Values equal to the current value are left alone. After a step limit, rounding up may
     pass the step bound by less than one rounding unit: the step is a soft bound, min/max are
-    hard ones and hold after rounding."""
+    hard ones and hold after rounding. Rounding up never turns a lowering into a raise: a
+    value below the current one rounds up to at most the current one (which keeps the result
+    monotone in the input when a higher input stayed at the current value)."""
     changed = value != current
     rounded = _readable(value, digits, up=True)
     if integer:
         rounded = np.where(np.isfinite(rounded), np.ceil(rounded - 1e-9), rounded)
+    with np.errstate(invalid="ignore"):
+        rounded = np.where(value < current, np.minimum(rounded, current), rounded)
         minimum, maximum = float(np.ceil(minimum)), float(np.floor(maximum))
     clipped = np.where(np.isfinite(rounded), np.clip(rounded, minimum, maximum), rounded)
     return np.where(changed, clipped, value)

@@ -36,6 +36,16 @@ Flags = npt.NDArray[np.int64]
 # Usage within 2% of the limit counts as "at the limit"; more than 5% of the window there
 # (p95 at the limit) earns the saturation hint.
 _SATURATION_LEVEL = 0.98
+# A day holds a whole daily cycle: the shortest window whose percentile describes the level a
+# tenant runs at now (the percentile strategy raises to it when it is above the window's), and
+# how long a throttled tenant is protected from being lowered again.
+RECENT_LEVEL_SECONDS = 86400.0
+# Share of the buffer kept as standing headroom when the limit has a discard signal. The
+# engine then sees throttling in the discards and answers it within one cycle with the full
+# buffer on top of what the tenant sends (and never lowers it for a day), so the headroom a
+# tenant that is not throttled carries only has to cover the minutes until the next cycle,
+# not days of unseen change. Without a discard signal the full buffer stands.
+STANDING_BUFFER_SHARE = 0.5
 # Discard-driven limits look only at recent discards, so one old burst of discards does not
 # raise the limit again on every cycle.
 DISCARD_LOOKBACK_SECONDS = 3600.0
@@ -215,6 +225,8 @@ def _usage_value(
         result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
         recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
         result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
+        last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
+        result.extra["throttled_recently"] = d[:, last_day].sum(axis=1) > 0
 
     observed = SortedRows(usage)
     result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
@@ -228,11 +240,6 @@ def _usage_value(
     no_data = observed.counts == 0
     short = ~no_data & (history < trend.min_history)
     _undefined(result, no_data, "no data for this tenant in the analysis window")
-    for i in np.flatnonzero(short):
-        result.undefined_reason[i] = (
-            f"only {history[i] / 3600:.1f}h of history; at least "
-            f"{trend.min_history / 3600:g}h needed (trendAnalysis.minHistory)"
-        )
 
     spike_cfg = config.event_spike
     cleaned = demand
@@ -270,6 +277,12 @@ def _usage_value(
         )
     value = strat.value
     result.confidence = strat.confidence
+    recent_level = None
+    last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
+    if trend.strategy == "percentile" and 0 < np.count_nonzero(last_day) < len(last_day):
+        # A week's percentile lags a tenant that grew or moved to a new level; the last
+        # day's percentile does not. Raise-only: a quiet day never lowers the week's value.
+        recent_level = SortedRows(cleaned[:, last_day]).percentile(result.percentile)
 
     if trend.time_of_day_buffers:
         # Factors refine the strategy's estimate hour by hour; they never take it below it.
@@ -277,10 +290,62 @@ def _usage_value(
         result.flags |= int(Reason.TIME_OF_DAY)
     result.demand = value.copy()
 
-    value = pp.add_buffer(value, policy.buffer_percent)
+    standing = policy.buffer_percent
+    if discards_full is not None:
+        standing = policy.buffer_percent * STANDING_BUFFER_SHARE
+        result.extra["standing_percent"] = standing
+        result.flags |= np.where(standing > 0, int(Reason.STANDING_BUFFER), 0)
+    value = pp.add_buffer(value, standing)
     result.flags |= np.where(policy.buffer_percent > 0, int(Reason.BUFFER), 0)
-    value[no_data | short] = np.nan
+    if recent_level is not None:
+        value, raised = pp.recent_floor(value, recent_level, standing)
+        result.extra["recent_level"] = recent_level
+        result.flags |= np.where(raised, int(Reason.RECENT_LEVEL), 0)
+    value, rescued = _react_to_throttling(
+        state, policy, result, value, cleaned=cleaned, short=short
+    )
+    for i in np.flatnonzero(short & ~rescued):
+        result.undefined_reason[i] = (
+            f"only {history[i] / 3600:.1f}h of history; at least "
+            f"{trend.min_history / 3600:g}h needed (trendAnalysis.minHistory)"
+        )
+    result.extra["history_seconds"] = history
+    value[no_data | (short & ~rescued)] = np.nan
     return value
+
+
+def _react_to_throttling(
+    state: _Pass,
+    policy: LimitPolicy,
+    result: LimitResult,
+    value: FloatArray,
+    *,
+    cleaned: AnyFloatArray,
+    short: npt.NDArray[np.bool_],
+) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """What the discards say beyond the window's percentile. Returns the values and the
+    short-history tenants that get a value anyway (they were throttled)."""
+    rescued = np.zeros(state.n, dtype=bool)
+    throttled = result.extra.get("throttled_now")
+    if throttled is None:  # no discard signal: nothing to react to
+        return value, rescued
+    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
+    if throttled.any() and recent.any():
+        # Throttled right now: cover what the tenant sends now (spikes excluded) plus the
+        # full buffer. A week's percentile notices a new level only once it fills 5% of the
+        # window (8 hours), and the last day's only after an hour or so.
+        sending = np.fmax.reduce(cleaned[:, recent], axis=1).astype(np.float64)
+        value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
+        result.extra["sending_now"] = sending
+        result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)
+    # Discards are evidence even in a short history: a tenant throttled during it is raised
+    # to what it asked for (never lowered), not left undefined at a limit that keeps
+    # rejecting it.
+    rescued = short & (result.discard_share > 0) & np.isfinite(value)
+    if rescued.any():
+        value = np.where(rescued, np.fmax(value, result.current), value)
+        result.flags |= np.where(rescued, int(Reason.SHORT_BUT_THROTTLED), 0)
+    return value, rescued
 
 
 def _hours(key: str) -> list[int]:
@@ -348,8 +413,9 @@ def _derived_value(
     if parent is not None:
         base = parent.recommended
         result.confidence = parent.confidence
-        if "throttled_now" in parent.extra:  # a throttled parent's burst is not lowered either
-            result.extra["throttled_now"] = parent.extra["throttled_now"]
+        for key in ("throttled_now", "throttled_recently"):  # nor is a throttled one's burst
+            if key in parent.extra:
+                result.extra[key] = parent.extra[key]
         _undefined(result, ~np.isfinite(base), f"{parent_name} is undefined for this tenant")
     else:
         observed = state.obs.current.get(parent_name)
@@ -399,7 +465,7 @@ def _finish(
         value, hit = pp.keep_current_when_lower(value, current)
         flags |= np.where(hit & defined, int(Reason.NEVER_LOWER), 0)
 
-    throttled = result.extra.get("throttled_now")
+    throttled = result.extra.get("throttled_recently", result.extra.get("throttled_now"))
     if throttled is not None:
         hit = throttled & defined & (value < current)
         value = np.where(hit, current, value)

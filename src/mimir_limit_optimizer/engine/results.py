@@ -46,8 +46,12 @@ class Reason(IntFlag):
     ZERO_KEPT = 1 << 16
     UNLIMITED_NOW = 1 << 17
     SATURATED = 1 << 18  # pinned at the limit without a discard signal
-    THROTTLED_NOW = 1 << 19  # discards in the last hour: never lowered
+    THROTTLED_NOW = 1 << 19  # discards in the last day: never lowered
     UNLIMITED_KEPT = 1 << 20  # 0 = unlimited kept (changePolicy.tightenUnlimited is off)
+    THROTTLE_FLOOR = 1 << 21  # throttled now: at least what it sends now + buffer
+    SHORT_BUT_THROTTLED = 1 << 22  # short history, but discards seen: raised, never lowered
+    RECENT_LEVEL = 1 << 23  # the last day's percentile is above the window's: raised to it
+    STANDING_BUFFER = 1 << 24  # discard signal: part of the buffer stands, all on throttling
 
 
 @dataclass
@@ -133,7 +137,13 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         out.append(f"demand {v(r.demand[i])} ({label} over the window)")
     if Reason.TIME_OF_DAY in f:
         out.append("time-of-day buffers decided the value")
-    if Reason.BUFFER in f:
+    standing = r.extra.get("standing_percent")
+    if Reason.BUFFER in f and Reason.STANDING_BUFFER in f and standing is not None:
+        out.append(
+            f"+{standing[i]:g}% standing buffer (of {r.buffer_percent[i]:g}%: throttling shows "
+            "in the discards and gets the full buffer within a cycle)"
+        )
+    elif Reason.BUFFER in f:
         out.append(f"+{r.buffer_percent[i]:g}% buffer")
     if Reason.DERIVED in f:
         parent = format_number(float(r.parent_value[i]), str(r.extra.get("parent_unit", "")))
@@ -164,8 +174,22 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         out.append(
             f"kept at 0 (unlimited){hint}: set changePolicy.tightenUnlimited to recommend a limit"
         )
+    if Reason.RECENT_LEVEL in f:
+        level = r.extra.get("recent_level")
+        shown = f" ({v(level[i])})" if level is not None else ""
+        out.append(f"the last day ran above the window{shown}: raised to it + buffer")
+    if Reason.SHORT_BUT_THROTTLED in f:
+        seconds = r.extra.get("history_seconds")
+        hours = f"{seconds[i] / 3600:.1f}h" if seconds is not None else "a short"
+        out.append(
+            f"only {hours} of history, but it was throttled: raised to its demand, never lowered"
+        )
+    if Reason.THROTTLE_FLOOR in f:
+        sending = r.extra.get("sending_now")
+        now = f" ({v(sending[i])})" if sending is not None else ""
+        out.append(f"throttled now: raised to cover what it sends now{now} + buffer")
     if Reason.THROTTLED_NOW in f:
-        out.append("discards in the last hour: a throttled tenant is never lowered")
+        out.append("discards in the last day: a throttled tenant is never lowered")
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:

@@ -17,8 +17,10 @@ LEVELS = ("info", "warning", "error")
 # The seed's audit categories: user actions, system actions, cost, security, performance.
 CATEGORIES = ("user", "system", "cost", "security", "performance")
 REVISION_KINDS = ("apply", "rollback", "baseline")
-# pending: waiting for (another) delivery attempt at next_attempt_at; sent and failed are final.
-ALERT_STATUSES = ("pending", "sent", "failed")
+# pending: waiting for (another) delivery attempt at next_attempt_at; sent, failed (dead
+# letter) and cancelled (made moot before delivery, e.g. resolved during its escalation delay)
+# are final.
+ALERT_STATUSES = ("pending", "sent", "failed", "cancelled")
 
 
 def plain_json(value: Any, *, where: str) -> Any:
@@ -166,7 +168,7 @@ class QueuedAlert:
     dedup_key: str
     channel: str
     payload: Mapping[str, Any]
-    status: str  # "pending" | "sent" | "failed"
+    status: str  # "pending" | "sent" | "failed" | "cancelled"
     attempts: int
     next_attempt_at: float | None  # unix seconds; due when <= now and pending
     last_error: str | None

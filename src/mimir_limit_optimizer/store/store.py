@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -272,10 +272,17 @@ class Store:
     # Alert queue
 
     def enqueue_alert(
-        self, *, dedup_key: str, channel: str, payload: Mapping[str, Any], created_at: float
+        self,
+        *,
+        dedup_key: str,
+        channel: str,
+        payload: Mapping[str, Any],
+        created_at: float,
+        due_at: float | None = None,
     ) -> int:
-        """Queue an alert for `channel`, due at once; return its id. While an alert with the
-        same `dedup_key` and `channel` is pending, return that one's id and change nothing."""
+        """Queue an alert for `channel`, due at `due_at` (default: at once); return its id.
+        While an alert with the same `dedup_key` and `channel` is pending, return that one's id
+        and change nothing."""
         table = self._tables.alerts
         values = {
             "dedup_key": dedup_key,
@@ -283,7 +290,7 @@ class Store:
             "payload": plain_json(payload, where=f"payload of alert {dedup_key!r}"),
             "status": "pending",
             "attempts": 0,
-            "next_attempt_at": float(created_at),
+            "next_attempt_at": float(created_at if due_at is None else due_at),
             "last_error": None,
             "created_at": float(created_at),
         }
@@ -308,8 +315,11 @@ class Store:
                 )
             return int(alert_id)
 
-    def due_alerts(self, *, now: float, limit: int = 100) -> list[QueuedAlert]:
-        """Pending alerts whose next attempt is due at `now`, the longest-waiting first."""
+    def due_alerts(
+        self, *, now: float, limit: int = 100, channel: str | None = None
+    ) -> list[QueuedAlert]:
+        """Pending alerts (of `channel`, or of all channels) whose next attempt is due at
+        `now`, the longest-waiting first."""
         table = self._tables.alerts
         query = (
             select(table)
@@ -317,8 +327,62 @@ class Store:
             .order_by(table.c.next_attempt_at, table.c.id)
             .limit(limit)
         )
+        if channel is not None:
+            query = query.where(table.c.channel == channel)
         with self._transaction("reading due alerts") as conn:
             return [_alert(row) for row in conn.execute(query)]
+
+    def latest_alert(
+        self, dedup_key: str, channel: str, *, statuses: Sequence[str] = ALERT_STATUSES
+    ) -> QueuedAlert | None:
+        """The most recently queued alert with `dedup_key` for `channel` whose status is one
+        of `statuses` (None if there is none)."""
+        table = self._tables.alerts
+        query = (
+            select(table)
+            .where(
+                table.c.dedup_key == dedup_key,
+                table.c.channel == channel,
+                table.c.status.in_(list(statuses)),
+            )
+            .order_by(table.c.id.desc())
+            .limit(1)
+        )
+        with self._transaction(f"reading the latest alert {dedup_key!r}") as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _alert(row)
+
+    def alert_counts(self) -> dict[str, tuple[int, int]]:
+        """Pending alerts per channel: (never attempted, attempted at least once)."""
+        table = self._tables.alerts
+        retrying = table.c.attempts > 0
+        query = (
+            select(table.c.channel, retrying, func.count())
+            .where(table.c.status == "pending")
+            .group_by(table.c.channel, retrying)
+        )
+        counts: dict[str, tuple[int, int]] = {}
+        with self._transaction("counting pending alerts") as conn:
+            for channel, tried, count in conn.execute(query):
+                fresh, retried = counts.get(channel, (0, 0))
+                counts[channel] = (fresh, retried + count) if tried else (fresh + count, retried)
+        return counts
+
+    def expire_alerts(self, *, created_before: float, last_error: str) -> list[QueuedAlert]:
+        """Mark every pending alert queued before `created_before` as failed (dead letter)
+        with `last_error`; return them as they were before."""
+        table = self._tables.alerts
+        stale = and_(table.c.status == "pending", table.c.created_at < created_before)
+        with self._transaction("expiring old alerts", write=True) as conn:
+            rows = [_alert(row) for row in conn.execute(select(table).where(stale))]
+            if rows:
+                ids = [row.id for row in rows]
+                conn.execute(
+                    update(table)
+                    .where(table.c.id.in_(ids))
+                    .values(status="failed", next_attempt_at=None, last_error=last_error)
+                )
+        return rows
 
     def alert(self, alert_id: int) -> QueuedAlert | None:
         table = self._tables.alerts

@@ -6,9 +6,10 @@ registry or waiting on the health lock never blocks the server's event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -20,15 +21,27 @@ def build_app(
     registry: CollectorRegistry | None = None,
     health: HealthState | None = None,
     clock: Callable[[], float],
+    alerting_status: Callable[[], Mapping[str, Any]] | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """An app serving GET /metrics when `registry` is given and GET /healthz, /readyz when
     `health` is given (200 when ok, 503 otherwise, JSON body either way). `/health` and
-    `/ready` are aliases, the paths the seed README also names."""
+    `/ready` are aliases, the paths the seed README also names. GET /debug/alerting/status
+    when `alerting_status` is given: its JSON (channels, breakers, queues; no secrets)."""
     app = FastAPI(title="Mimir Limit Optimizer", docs_url=None, redoc_url=None, openapi_url=None)
     if registry is not None:
         _add_metrics(app, registry)
     if health is not None:
         _add_health(app, health, clock)
+    if alerting_status is not None:
+        provider = alerting_status
+
+        def alerting() -> JSONResponse:
+            return JSONResponse(dict(provider()))
+
+        app.add_api_route("/debug/alerting/status", alerting, methods=["GET"])
+    for router in routers:  # the REST API (e.g. /api/v1/circuit-breaker/*)
+        app.include_router(router)
     return app
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
 from mimir_limit_optimizer.config.models import ServerSettings
@@ -76,6 +77,8 @@ def start_servers(
     health: HealthState,
     clock: Callable[[], float] = time.time,
     start_timeout: float = START_TIMEOUT,
+    alerting_status: Callable[[], Mapping[str, Any]] | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> Servers:
     """Serve GET /metrics on `settings.host:metrics_port` and GET /healthz, /readyz on
     `settings.host:health_port`; one server for all paths when the two ports are equal and
@@ -90,7 +93,13 @@ def start_servers(
                 "metrics+health",
                 settings.metrics_port,
                 "server.metricsPort and server.healthPort",
-                lambda: build_app(registry=registry, health=health, clock=clock),
+                lambda: build_app(
+                    registry=registry,
+                    health=health,
+                    clock=clock,
+                    alerting_status=alerting_status,
+                    routers=routers,
+                ),
             )
         ]
     else:
@@ -99,13 +108,13 @@ def start_servers(
                 "metrics",
                 settings.metrics_port,
                 "server.metricsPort",
-                lambda: build_app(registry=registry, clock=clock),
+                lambda: build_app(registry=registry, clock=clock, routers=routers),
             ),
             (
                 "health",
                 settings.health_port,
                 "server.healthPort",
-                lambda: build_app(health=health, clock=clock),
+                lambda: build_app(health=health, clock=clock, alerting_status=alerting_status),
             ),
         ]
     running: list[_Running] = []

@@ -1,0 +1,80 @@
+"""Quality backtest: the repository's scenario suite (bench/scenarios) replayed against our
+engine (default config) and the baselines, in the same run, with `mlo backtest`'s code.
+
+Prints the per-scenario and total tables, the Pareto verdicts and the wall time; optionally
+writes the JSON document and the PNG plot.
+
+    .venv/bin/python bench/quality.py                                  # the suite
+    .venv/bin/python bench/quality.py --json q.json --plot q.png --check
+    .venv/bin/python bench/quality.py --smoke                          # seconds-long (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from mimir_limit_optimizer.backtest.generate import build_case
+from mimir_limit_optimizer.backtest.plot import plot_png
+from mimir_limit_optimizer.backtest.scenario import load_scenarios
+from mimir_limit_optimizer.backtest.strategies import default_strategies
+from mimir_limit_optimizer.backtest.suite import run_suite, suite_document
+from mimir_limit_optimizer.catalogue import load_catalogue
+from mimir_limit_optimizer.cli.backtest_cmd import render_tables
+from mimir_limit_optimizer.config.models import Config
+
+SUITE = Path(__file__).resolve().parent / "scenarios"
+# --smoke: every scenario of the suite, with a one-day evaluation and a cycle every 3 hours.
+SMOKE_EVALUATION = 86400.0
+SMOKE_CYCLE = 3 * 3600.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scenarios", type=Path, nargs="+", default=[SUITE])
+    parser.add_argument("--json", type=Path, help="write the JSON document here")
+    parser.add_argument("--plot", type=Path, help="write the PNG plot here")
+    parser.add_argument("--smoke", action="store_true", help="1-day evaluations, 3h cycles")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 unless ours dominates seed and krr"
+    )
+    args = parser.parse_args()
+
+    catalogue = load_catalogue()
+    scenarios = load_scenarios(args.scenarios, catalogue)
+    if args.smoke:
+        scenarios = [
+            s.model_copy(update={"evaluation": SMOKE_EVALUATION, "cycle": SMOKE_CYCLE})
+            for s in scenarios
+        ]
+    t0 = time.perf_counter()
+    cases = [build_case(s, catalogue) for s in scenarios]
+    result = run_suite(cases, default_strategies(Config(), catalogue))
+    seconds = time.perf_counter() - t0
+
+    render_tables(result, Console(width=160, soft_wrap=True))
+    tenants = sum(c.tenants for c in result.cases)
+    cycles = sum(c.cycles for c in result.cases)
+    print(
+        f"{len(result.cases)} scenarios, {tenants} tenants, {cycles} cycles per strategy, "
+        f"{len(result.strategies)} strategies: {seconds:.1f}s"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(suite_document(result), indent=2) + "\n")
+    if args.plot:
+        args.plot.write_bytes(plot_png(result))
+    if args.check and not all(result.dominance().values()):
+        print("ours does not Pareto-dominate every baseline", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,719 @@
+"""Blast protection and panic mode in the service: the fast loop, the plan guard, runtime
+control and status.
+
+`Protection.fast_hook(config, now)` is one fast-loop tick: read the fast signals (one query per
+signal for all tenants), advance the pure state machines (engine.protection), then
+- prod, enabled: write the caps (and recovery steps, restores) through the Applier as a plan
+  of changes with reasons: compare-and-swap, validation, revision, verify, rollback;
+- dry-run, or disabled at runtime: audit and alert the same as "would ..." and write nothing
+  (in prod a runtime disable restores the values protection had written);
+and persist the state in a store checkpoint, so a restart resumes open breakers and caps.
+
+`Protection.guard` is a PlanGuard for the slow cycle: it holds every active cap in the
+recommender's plan (a change may only end at or below the cap), so the slow cycle never undoes
+protection. Only values protection wrote itself are ever raised back (recovery, restore);
+a value someone else changed meanwhile is left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from mimir_limit_optimizer.alerting.model import AlertSink, AlertStatus, Priority, Severity
+from mimir_limit_optimizer.catalogue import Catalogue
+from mimir_limit_optimizer.config.models import Config, Mode
+from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
+from mimir_limit_optimizer.controller.apply import Applier, ApplyError
+from mimir_limit_optimizer.controller.protection_report import (
+    COMPONENT,
+    ProtectionMetrics,
+    ProtectionReporter,
+)
+from mimir_limit_optimizer.engine.overrides import (
+    OverridesDocument,
+    OverridesParseError,
+    OverridesValueError,
+    parse_overrides,
+)
+from mimir_limit_optimizer.engine.plan import Change, Plan
+from mimir_limit_optimizer.engine.protection import (
+    KINDS,
+    BreakerState,
+    FastObservation,
+    Level,
+    ProtectionState,
+    StepResult,
+    TenantPolicy,
+    breaker_summary,
+    resolve_policy,
+    settle,
+    step,
+    tenant_states,
+)
+from mimir_limit_optimizer.engine.protection.clamps import effective
+from mimir_limit_optimizer.engine.results import Recommendations
+from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.sources.base import SourceError
+from mimir_limit_optimizer.sources.fast_signals import FastSource, PrometheusFastSource
+from mimir_limit_optimizer.sources.fast_synthetic import (
+    Blast,
+    SyntheticFastSource,
+    scenario_from_cluster,
+)
+from mimir_limit_optimizer.sources.synthetic_model import generate_cluster
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
+from mimir_limit_optimizer.targets.base import Content, TargetError
+
+__all__ = ["CHECKPOINT_KEY", "Protection", "build_protection", "default_fast_source_factory"]
+
+CHECKPOINT_KEY = "protection"
+RUNTIME_KEY = "protection_runtime"
+ACTOR = "protection"
+# Consecutive failed ticks before the "fast loop failing" alert.
+FAILURES_BEFORE_ALERT = 4
+# The state is checkpointed when something changed, and at least this often (seconds).
+CHECKPOINT_EVERY = 60.0
+# After this many fast-loop intervals without a tick, the checkpoint is re-read first.
+STALE_AFTER = 4
+FastSourceFactory = Callable[[Config, float], FastSource]
+
+
+# --- the default fast source ---------------------------------------------------------------
+def default_fast_source_factory(
+    catalogue: Catalogue, env: Mapping[str, str] | None = None
+) -> FastSourceFactory:
+    """Prometheus fast signals for `source.kind: prometheus`; for the embedded synthetic
+    cluster, its steady state with a demo blast of its first `blast-*` tenant for 15 minutes
+    every 6 hours (so the embedded default shows protection at work in dry-run)."""
+    environment = dict(env or {})
+
+    def make(config: Config, now: float) -> FastSource:
+        if config.source.kind == "prometheus":
+            return PrometheusFastSource(
+                config.source.prometheus,
+                config.circuit_breaker.fast_loop,
+                catalogue,
+                replication_factor=config.mimir.replication_factor,
+                env=environment,
+            )
+        step_s = config.synthetic.step
+        end = math.floor(now / step_s) * step_s
+        cluster = generate_cluster(
+            config.synthetic, end=end, replication_factor=config.mimir.replication_factor
+        )
+        blasting = cluster.archetypes.get("blast", ())
+        blasts: list[Blast] = []
+        if blasting:
+            period, first = 6 * 3600.0, math.floor(now / (6 * 3600.0)) * 6 * 3600.0
+            blasts = [
+                Blast(blasting[0], start, start + 900.0, series_factor=3.0, ingestion_factor=3.0)
+                for start in (first + k * period for k in range(-1, 60))  # 15 days
+            ]
+        return SyntheticFastSource(scenario_from_cluster(cluster, blasts=blasts))
+
+    return make
+
+
+# --- the service part -----------------------------------------------------------------------
+class Protection:
+    """Fast loop, plan guard, runtime switch and status. Thread-safe: the service loop calls
+    `fast_hook` and `guard`, the API thread `status`, `enable`, `disable`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        catalogue: Catalogue,
+        applier: Applier,
+        store: Store,
+        audit: AuditLog,
+        alerts: AlertSink,
+        registry: CollectorRegistry,
+        source_factory: FastSourceFactory,
+        clock: Callable[[], float],
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.applier = applier
+        self.store = store
+        self.audit = audit
+        self.alerts = alerts
+        self.source_factory = source_factory
+        self.clock = clock
+        self.log = logger or logging.getLogger("mimir_limit_optimizer.protection")
+        self.metrics = ProtectionMetrics(registry)
+        self.report = ProtectionReporter(
+            audit=audit, alerts=alerts, metrics=self.metrics, logger=self.log
+        )
+        self._lock = threading.RLock()
+        self._config = config
+        self._source: FastSource | None = None
+        self._source_config: Config | None = None
+        self._policy_cache: tuple[int, tuple[str, ...], TenantPolicy] | None = None
+        self._doc_cache: tuple[str, OverridesDocument] | None = None
+        self._limits_cache: tuple[str, dict[str, dict[str, float]]] | None = None
+        self._last: StepResult | None = None
+        self._failures = 0
+        self._last_error: str | None = None
+        self._last_saved = -math.inf
+        self._override: bool | None = None
+        self._override_base: bool | None = None
+        self.state = self._load_state()
+        self._load_runtime()
+
+    # -- persistence ------------------------------------------------------------------------
+    def _load_state(self) -> ProtectionState:
+        raw = self.store.load_checkpoint(CHECKPOINT_KEY)
+        if raw is None:
+            return ProtectionState()
+        try:
+            state = ProtectionState.from_json(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.log.warning("protection checkpoint unreadable, starting afresh: %s", exc)
+            return ProtectionState()
+        self.log.info(
+            "protection resumed: %d tenants, %d clamps, level %s",
+            len(state.tenants),
+            len(state.clamps),
+            Level(state.pressure.level).label,
+        )
+        return state
+
+    def _save(self, now: float, *, force: bool) -> None:
+        if not force and now - self._last_saved < CHECKPOINT_EVERY:
+            return
+        data = json.dumps(self.state.to_json(), separators=(",", ":")).encode()
+        self.store.save_checkpoint(CHECKPOINT_KEY, data, at=now)
+        self._last_saved = now
+
+    def _load_runtime(self) -> None:
+        raw = self.store.load_checkpoint(RUNTIME_KEY)
+        if raw is None:
+            return
+        try:
+            data = json.loads(raw)
+            self._override = bool(data["enabled"])
+            self._override_base = bool(data["config_value"])
+        except (ValueError, KeyError, TypeError):
+            self.log.warning("protection runtime switch checkpoint unreadable; using the config")
+
+    # -- runtime switch ---------------------------------------------------------------------
+    def runtime_enabled(self, config: Config | None = None) -> tuple[bool, str]:
+        """(enabled, where from): the API's last word, until the config file's
+        runtimeEnabled changes (then the file's value wins: the latest change wins)."""
+        config = config or self._config
+        configured = config.circuit_breaker.runtime_enabled
+        if self._override is not None and self._override_base == configured:
+            return self._override, "api"
+        return configured, "config"
+
+    def acting(self, config: Config | None = None) -> bool:
+        """Protection writes: prod, enabled at runtime, and not under safety.freeze."""
+        config = config or self._config
+        return (
+            config.mode is Mode.PROD
+            and self.runtime_enabled(config)[0]
+            and not config.safety.freeze
+        )
+
+    def _switch(self, enabled: bool, actor: str) -> dict[str, Any]:
+        with self._lock:
+            now = self.clock()
+            before = self.runtime_enabled()
+            self._override = enabled
+            self._override_base = self._config.circuit_breaker.runtime_enabled
+            payload = {"enabled": enabled, "config_value": self._override_base, "at": now}
+            self.store.save_checkpoint(RUNTIME_KEY, json.dumps(payload).encode(), at=now)
+            self.audit.record(
+                AuditEvent(
+                    now,
+                    "warning" if not enabled else "info",
+                    "user",
+                    COMPONENT,
+                    "circuit_breaker_enabled" if enabled else "circuit_breaker_disabled",
+                    None,
+                    {"actor": actor, "before": before[0], "after": enabled, "mode": self._mode()},
+                )
+            )
+            self.metrics.circuit_breaker_enabled.set(1 if self.acting() else 0)
+            return self.status()
+
+    def enable(self, *, actor: str = "api") -> dict[str, Any]:
+        """Let protection write again (in prod); the next tick applies the open caps."""
+        return self._switch(True, actor)
+
+    def disable(self, *, actor: str = "api") -> dict[str, Any]:
+        """Stop protective writes; in prod the next tick restores what protection wrote.
+        Detection and "would" reports go on."""
+        return self._switch(False, actor)
+
+    def api_token(self) -> SecretStr | None:
+        """The bearer token of the mutating API endpoints (apiToken, or apiTokenFile read
+        now so that a rotated file is picked up); None when unset."""
+        settings = self._config.circuit_breaker
+        if settings.api_token is not None:
+            return settings.api_token if settings.api_token.get_secret_value() else None
+        if settings.api_token_file:
+            try:
+                text = Path(settings.api_token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                self.log.error("circuitBreaker.apiTokenFile unreadable: %s", exc.strerror)
+                return None
+            return SecretStr(text) if text else None
+        return None
+
+    def _mode(self, config: Config | None = None) -> str:
+        return (config or self._config).mode.value
+
+    # -- the fast loop ----------------------------------------------------------------------
+    def fast_hook(self, config: Config, now: float) -> None:
+        """One fast-loop tick (a ServiceOptions.fast_hooks entry)."""
+        with self._lock:
+            self._config = config
+            started = time.perf_counter()
+            ok = self._tick(config, now)
+            self.metrics.fast_loop_total.labels(result="success" if ok else "failure").inc()
+            self.metrics.fast_loop_duration.observe(max(0.0, time.perf_counter() - started))
+
+    def _source_for(self, config: Config, now: float) -> FastSource:
+        if self._source is None or self._source_config is not config:
+            self._source = self.source_factory(config, now)
+            self._source_config = config
+        return self._source
+
+    def _policy(self, config: Config, tenants: Sequence[str]) -> TenantPolicy:
+        key = (id(config), tuple(tenants))
+        cached = self._policy_cache
+        if cached is not None and cached[0] == key[0] and cached[1] == key[1]:
+            return cached[2]
+        policy = resolve_policy(config, tenants)
+        self._policy_cache = (key[0], key[1], policy)
+        return policy
+
+    def _document(self, content: Content) -> OverridesDocument:
+        digest = hashlib.sha256(content.text.encode()).hexdigest()
+        if self._doc_cache is None or self._doc_cache[0] != digest:
+            self._doc_cache = (digest, parse_overrides(content.text, source_name=self.applier.name))
+        return self._doc_cache[1]
+
+    def _file_value(self, doc: OverridesDocument | None, tenant: str, limit: str) -> float | None:
+        if doc is None:
+            return None
+        try:
+            return doc.number(tenant, self.catalogue.limits[limit])
+        except OverridesValueError:
+            return None
+
+    def _file_limits(self, doc: OverridesDocument | None) -> dict[str, dict[str, float]]:
+        """tenant -> protected limit -> value the file sets (cached per parsed document)."""
+        out: dict[str, dict[str, float]] = {}
+        if doc is None:
+            return out
+        parsed = self._doc_cache
+        digest = parsed[0] if parsed is not None and parsed[1] is doc else None
+        cached = self._limits_cache
+        if digest is not None and cached is not None and cached[0] == digest:
+            return cached[1]
+        for tenant in doc.tenants():
+            for limit in PROTECTED_LIMITS:
+                value = self._file_value(doc, tenant, limit)
+                if value is not None:
+                    out.setdefault(tenant, {})[limit] = value
+        if digest is not None:
+            self._limits_cache = (digest, out)
+        return out
+
+    def _default(self, config: Config, limit: str) -> float:
+        override = config.dynamic_limits.limit_overrides.get(limit)
+        if override is not None and override.default_value is not None:
+            return float(override.default_value)
+        return float(self.catalogue.limits[limit].default)
+
+    def _in_force(
+        self, config: Config, obs: FastObservation, file_limits: Mapping[str, Mapping[str, float]]
+    ) -> dict[str, FloatArray]:
+        """Per protected limit, (N,) aligned to obs.tenants: the overrides file, else what
+        the source reported, else the configured default, else Mimir's."""
+        out: dict[str, FloatArray] = {}
+        for limit in PROTECTED_LIMITS:
+            reported = obs.limits.get(limit)
+            values = (
+                reported.astype(np.float64, copy=True)
+                if reported is not None
+                else np.full(len(obs.tenants), np.nan)
+            )
+            values[np.isnan(values)] = self._default(config, limit)
+            for i, tenant in enumerate(obs.tenants):
+                own = file_limits.get(tenant, {}).get(limit)
+                if own is not None:
+                    values[i] = own
+            out[limit] = values
+        return out
+
+    def _tick(self, config: Config, now: float) -> bool:
+        idle = now - self.state.last_tick
+        if math.isnan(idle) or idle > STALE_AFTER * config.circuit_breaker.fast_loop.interval:
+            # Not ticking for a while (a follower that now leads, a paused process): another
+            # replica may have acted meanwhile; its checkpoint is the truth.
+            fresh = self._load_state()
+            if not fresh.last_tick < self.state.last_tick:
+                self.state = fresh
+        content: Content | None = None
+        doc: OverridesDocument | None = None
+        try:
+            content = self.applier.target.read()
+            doc = self._document(content)
+        except (TargetError, OverridesParseError) as exc:
+            self.log.error("protection cannot read %s: %s", self.applier.name, exc)
+            content = None
+        file_limits = self._file_limits(doc)
+        adaptation = config.circuit_breaker.auto_config.realtime_adaptation
+        warmup = adaptation.warmup_window if not self.state.has_baselines else 0.0
+        try:
+            source = self._source_for(config, now)
+            obs = source.read(
+                now, warmup=warmup, percentile=adaptation.percentile, limits_in_force=file_limits
+            )
+        except SourceError as exc:
+            self._failed(now, f"fast signals unavailable: {exc}")
+            return False
+        result = step(
+            self.state,
+            obs,
+            self._in_force(config, obs, file_limits),
+            config,
+            self.catalogue,
+            now=now,
+            policy=self._policy,
+        )
+        self._last = result
+        acting = self.acting(config)
+        for event in result.events:
+            self.report.record(event, config, now, acting=acting, why=self._why_not_acting(config))
+        wrote = False
+        # Prod writes caps (acting) or restores them (switched off); safety.freeze: nothing.
+        if config.mode is Mode.PROD and not config.safety.freeze and content is not None:
+            wrote = self._write(config, content, now, acting=acting)
+        if not acting:
+            self._report_would(config, now, doc)
+        settle(self.state)
+        self._publish(acting)
+        self._recovered(now)
+        try:
+            self._save(now, force=bool(result.events) or wrote or result.adapted)
+        except StoreError as exc:
+            self.log.error("protection state not checkpointed: %s", exc)
+        return True
+
+    def _failed(self, now: float, error: str) -> None:
+        self._failures += 1
+        self._last_error = error
+        self.log.error("protection fast loop: %s", error)
+        if self._failures == FAILURES_BEFORE_ALERT:
+            self.report.alert(
+                "protection_fast_loop_failing",
+                Priority.P2,
+                Severity.WARNING,
+                f"Protection is blind: {self._failures} fast-loop ticks failed ({error})",
+                dedup_key="protection:fast_loop",
+                now=now,
+            )
+
+    def _recovered(self, now: float) -> None:
+        if self._failures >= FAILURES_BEFORE_ALERT:
+            self.report.alert(
+                "protection_fast_loop_failing",
+                Priority.P2,
+                Severity.INFO,
+                "Protection reads its fast signals again",
+                dedup_key="protection:fast_loop",
+                now=now,
+                status=AlertStatus.RESOLVED,
+            )
+        self._failures = 0
+        self._last_error = None
+
+    # -- writing ----------------------------------------------------------------------------
+    def _changes(self, content: Content, *, acting: bool) -> list[tuple[tuple[str, str], Change]]:
+        """The changes the clamps ask of `content`: tightenings (acting), and raises of
+        values protection wrote itself (recovery steps, restores)."""
+        doc = self._document(content)
+        out: list[tuple[tuple[str, str], Change]] = []
+        for key, clamp in sorted(self.state.clamps.items()):
+            tenant, limit = key
+            file_value = self._file_value(doc, tenant, limit)
+            in_force = file_value if file_value is not None else clamp.target
+            ours = clamp.written is not None and file_value == clamp.written
+            if clamp.active and acting:
+                want = clamp.desired()
+                tighter = effective(want, limit, self.catalogue) < effective(
+                    in_force, limit, self.catalogue
+                )
+                if not (tighter or (ours and want != in_force)):
+                    continue
+                why = tuple(clamp.reasons) or ("protection",)
+            else:
+                if clamp.written is None:
+                    continue
+                if not ours:  # someone else changed it meanwhile: theirs now
+                    clamp.written = None
+                    continue
+                want = clamp.target
+                if want == in_force:
+                    clamp.written = None
+                    continue
+                why = (
+                    "protection released: back to the value in force before it"
+                    if acting
+                    else "protection disabled at runtime: restoring the value in force before it",
+                )
+            out.append((key, Change(tenant, limit, in_force, want, why)))
+        return out
+
+    def _write(self, config: Config, content: Content, now: float, *, acting: bool) -> bool:
+        if not self._changes(content, acting=acting):
+            return False  # nothing to write: no second read of the target
+        planned: list[tuple[tuple[str, str], Change]] = []
+
+        def replan(content: Content) -> Plan:
+            nonlocal planned
+            planned = self._changes(content, acting=acting)
+            return Plan(tuple(change for _, change in planned))
+
+        try:
+            outcome = self.applier.apply(replan, now=now, actor=ACTOR)
+        except (ApplyError, TargetError, OverridesParseError, StoreError) as exc:
+            self.report.event(now, "protection_write_failed", None, {"error": str(exc)}, "error")
+            return False
+        if outcome.rolled_back:
+            self.report.event(
+                now, "protection_write_rolled_back", None, {"detail": outcome.detail}, "error"
+            )
+            return False
+        if not outcome.applied:
+            return False
+        revision = outcome.revision.id if outcome.revision else None
+        for key, change in planned:
+            clamp = self.state.clamps.get(key)
+            if clamp is None:
+                continue
+            tightening = effective(change.new, change.limit, self.catalogue) < effective(
+                change.old, change.limit, self.catalogue
+            )
+            clamp.written = change.new if clamp.active and acting else None
+            action = "clamp_limits" if tightening else "restore_limits"
+            if tightening:
+                self.metrics.throttled_requests_total.labels(
+                    limit=change.limit, mode=config.mode.value
+                ).inc()
+            self.report.event(
+                now,
+                action,
+                change.tenant,
+                {
+                    "limit": change.limit,
+                    "old": change.old,
+                    "new": change.new,
+                    "reasons": list(change.reasons),
+                    "mode": config.mode.value,
+                    "revision": revision,
+                },
+                "warning" if tightening else "info",
+            )
+        return True
+
+    def _report_would(
+        self,
+        config: Config,
+        now: float,
+        doc: OverridesDocument | None,
+    ) -> None:
+        """Not acting: every cap whose value changed since it was last reported is audited
+        as `would_clamp_limits` / `would_restore_limits` (before/after values)."""
+        for (tenant, limit), clamp in sorted(self.state.clamps.items()):
+            want = clamp.desired() if clamp.active else None
+            if want == clamp.reported:
+                continue
+            in_force = self._file_value(doc, tenant, limit)
+            old = in_force if in_force is not None else clamp.target
+            if want is None:
+                action, new = "would_restore_limits", clamp.target
+            else:
+                action, new = "would_clamp_limits", want
+                self.metrics.throttled_requests_total.labels(
+                    limit=limit, mode=config.mode.value
+                ).inc()
+            clamp.reported = want
+            self.report.event(
+                now,
+                action,
+                tenant,
+                {
+                    "limit": limit,
+                    "old": old,
+                    "new": new,
+                    "reasons": list(clamp.reasons),
+                    "mode": config.mode.value,
+                    "why": self._why_not_acting(config),
+                },
+                "info",
+            )
+
+    def _why_not_acting(self, config: Config) -> str:
+        if config.mode is Mode.DRY_RUN:
+            return "dry-run mode"
+        enabled, origin = self.runtime_enabled(config)
+        if not enabled:
+            return f"disabled at runtime ({origin})"
+        return "safety.freeze is on" if config.safety.freeze else "acting"
+
+    def _publish(self, acting: bool) -> None:
+        self.metrics.states.update(self.state.tenants, tenant_states(self.state).tolist())
+        for resource, value in self.state.pressure.last.items():
+            if math.isfinite(value):
+                self.metrics.resource_usage_percent.labels(resource=resource).set(value)
+        self.metrics.emergency_level.set(self.state.pressure.level)
+        self.metrics.circuit_breaker_enabled.set(1 if acting else 0)
+
+    # -- the plan guard ---------------------------------------------------------------------
+    def guard(self, plan: Plan, recs: Recommendations, config: Config, now: float) -> Plan:
+        """PlanGuard: hold every active cap in the slow cycle's plan. A change may end at or
+        below the cap (never above it); one that would end where the limit already is goes."""
+        del recs, now
+        if not self.acting(config):
+            return plan
+        with self._lock:
+            caps = {
+                key: (clamp.desired(), clamp.reasons)
+                for key, clamp in self.state.clamps.items()
+                if clamp.active
+            }
+        if not caps:
+            return plan
+        kept: list[Change] = []
+        for change in plan.changes:
+            held = caps.get((change.tenant, change.limit))
+            if held is None:
+                kept.append(change)
+                continue
+            cap, reasons = held
+            if effective(change.new, change.limit, self.catalogue) <= effective(
+                cap, change.limit, self.catalogue
+            ):
+                kept.append(change)
+                continue
+            if cap == change.old:
+                continue  # the limit stays at the cap: no change at all
+            why = f"held at {cap:g} by protection" + (f" ({reasons[-1]})" if reasons else "")
+            kept.append(dataclasses.replace(change, new=cap, reasons=(*change.reasons, why)))
+        return Plan(tuple(kept))
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What the API shows: switch, mode, breakers that are not closed, level, caps."""
+        with self._lock:
+            config = self._config
+            enabled, origin = self.runtime_enabled(config)
+            state = self.state
+            last = self._last
+            breakers = []
+            for kind in KINDS:
+                table = state.breakers[kind.value]
+                for i in np.flatnonzero(table.state != BreakerState.CLOSED).tolist():
+                    value = threshold = math.nan
+                    if last is not None and i < len(last.demand[kind.value]):
+                        value = float(last.demand[kind.value][i])
+                        threshold = float(last.thresholds[kind].value[i])
+                    breakers.append(
+                        {
+                            "tenant": state.tenants[i],
+                            "kind": kind.value,
+                            "state": BreakerState(int(table.state[i])).name.lower(),
+                            "openedAt": _plain(float(table.opened_at[i])),
+                            "relapses": int(table.relapses[i]),
+                            "value": _plain(value),
+                            "threshold": _plain(threshold),
+                        }
+                    )
+            return {
+                "mode": config.mode.value,
+                "enabled": enabled,
+                "enabledSource": origin,
+                "acting": config.mode is Mode.PROD and enabled,
+                "lastTick": _plain(state.last_tick),
+                "lastError": self._last_error,
+                "circuitBreaker": {
+                    "enabled": config.circuit_breaker.enabled,
+                    "mode": config.circuit_breaker.mode,
+                    "tenants": breaker_summary(state),
+                    "breakers": breakers,
+                },
+                "emergency": {
+                    "enabled": config.emergency.enabled,
+                    "level": Level(state.pressure.level).label,
+                    "since": _plain(state.pressure.level_since),
+                    "pressure": {
+                        k: _plain(v) for k, v in state.pressure.last.items() if math.isfinite(v)
+                    },
+                },
+                "clamps": [
+                    {
+                        "tenant": tenant,
+                        "limit": limit,
+                        "target": clamp.target,
+                        "breaker": clamp.breaker,
+                        "emergency": clamp.emergency,
+                        "desired": clamp.desired(),
+                        "written": clamp.written,
+                        "reasons": list(clamp.reasons),
+                    }
+                    for (tenant, limit), clamp in sorted(state.clamps.items())
+                ],
+            }
+
+
+def _plain(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def build_protection(
+    config: Config,
+    *,
+    catalogue: Catalogue,
+    applier: Applier,
+    store: Store,
+    audit: AuditLog,
+    alerts: AlertSink,
+    registry: CollectorRegistry,
+    source_factory: FastSourceFactory,
+    clock: Callable[[], float],
+    logger: logging.Logger | None = None,
+) -> Protection:
+    """The service's protection: pass `protection.fast_hook` in ServiceOptions.fast_hooks
+    (with fast_interval = config.circuit_breaker.fast_loop.interval), `protection.guard` in
+    the Reconciler's guards, and mount `build_protection_router(protection)`."""
+    return Protection(
+        config,
+        catalogue=catalogue,
+        applier=applier,
+        store=store,
+        audit=audit,
+        alerts=alerts,
+        registry=registry,
+        source_factory=source_factory,
+        clock=clock,
+        logger=logger,
+    )

@@ -1,0 +1,65 @@
+"""The benchmarks still run: seconds-long versions of bench/quality.py, bench/engine_scale.py
+and bench/collect_scale.py (against a real Prometheus) print the tables docs/benchmarks.md
+describes. Only the shape of their output is checked, never a timing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"[0-9][0-9.,]*"
+
+
+def bench(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_quality_smoke_prints_the_tables_and_writes_json(tmp_path: Path) -> None:
+    document = tmp_path / "quality.json"
+    out = bench("quality.py", "--smoke", "--json", str(document))
+    assert "Backtest per scenario" in out and "Totals over 11 scenario(s)" in out
+    for strategy in ("ours", "seed", "krr", "mimir-defaults", "keep-current"):
+        assert re.search(rf"│ +│ {re.escape(strategy)} +│ +{NUMBER} │", out), strategy
+    assert "ours Pareto-dominates seed" in out and "ours Pareto-dominates krr" in out
+    assert re.search(rf"11 scenarios, {NUMBER} tenants, {NUMBER} cycles per strategy, 5 ", out)
+    data = json.loads(document.read_text())
+    assert len(data["results"]) == 55 and len(data["totals"]) == 5
+
+
+def test_engine_scale_smoke_prints_one_row_per_size() -> None:
+    out = bench("engine_scale.py", "--sizes", "300", "--naive-max", "300")
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("engine: tenants x 10 limits x 2016 points")
+    assert lines[1].split() == ["tenants", "ours", "s", "peak", "MB", "engine", "MB", "naive",
+                                "s", "naive/ours"]  # fmt: skip
+    row = lines[2].split()
+    assert row[0] == "300" and len(row) == 6
+    assert all(re.fullmatch(NUMBER, cell) for cell in row[:5]) and row[5].endswith("x")
+
+
+@pytest.mark.prometheus
+def test_collect_scale_smoke_against_a_real_prometheus() -> None:
+    from tests.conftest import require_binary
+
+    require_binary("prometheus", "apt-get install -y prometheus")
+    require_binary("promtool", "apt-get install -y prometheus")
+    out = bench("collect_scale.py", "--tenants", "20", "--days", "0.25", "--naive-tenants", "5")
+    assert "backfill: 20 tenants x 0.25 days" in out
+    for method in ("ours", "plain", "naive"):
+        assert re.search(rf"^{method} +{NUMBER} +{NUMBER}", out, re.M), method
+    assert re.search(rf"ours / plain = {NUMBER} +naive / ours = {NUMBER}x", out)
