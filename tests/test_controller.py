@@ -243,3 +243,86 @@ def test_each_cycle_leaves_a_checkpoint_a_restart_can_read(tmp_path: Path) -> No
         )
         == 1.0
     )
+
+
+def test_a_replica_that_lost_the_lease_writes_nothing(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.applier.is_leader = lambda: False  # lost between planning and writing
+    rig.path.write_text(HAND_WRITTEN)
+    result = rig.reconciler.run_once(config(mode="prod"), now=NOW)
+    assert not result.ok and "not the leader" in result.detail
+    assert rig.text() == HAND_WRITTEN
+
+
+def test_a_failed_rollback_is_reported_not_hidden(tmp_path: Path) -> None:
+    from mimir_limit_optimizer.targets.base import TargetError
+
+    other = tmp_path / "not-the-target.yaml"
+    other.write_text("overrides: {}\n")
+
+    class RollbackFails(FileTarget):
+        writes = 0
+
+        def write(self, text: str, *, expected_version: str | None) -> str:
+            RollbackFails.writes += 1
+            if RollbackFails.writes > 1:  # the rollback write
+                raise TargetError("cannot write: disk full")
+            return super().write(text, expected_version=expected_version)
+
+    with FakeMimir([other], CATALOGUE, period=0.05) as mimir:
+        settings = config(verify={"mimirUrl": mimir.url, "timeout": "1s", "pollInterval": "100ms"})
+        rig = Rig(tmp_path, verifier=MimirVerifier(settings.verify))
+        rig.applier.target = RollbackFails(rig.path)
+        rig.path.write_text(HAND_WRITTEN)
+        result = rig.reconciler.run_once(config(mode="prod"), now=NOW)
+    assert not result.ok
+    assert "rollback failed" in result.detail and "new content is live" in result.detail
+    assert rig.text() != HAND_WRITTEN  # said as it is: the new content stayed
+    assert "update_unverified" in rig.actions()
+
+
+def test_a_rollback_holds_changes_for_the_cooldown(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.path.write_text(HAND_WRITTEN)
+    assert rig.reconciler.run_once(config(mode="prod"), now=NOW).applied > 0
+    baseline = rig.store.revisions(rig.applier.name)[-1]
+    rig.applier.restore(baseline, now=NOW + 60, actor="operator")
+    later = rig.reconciler.run_once(config(mode="prod"), now=NOW + 120)
+    assert later.applied == 0 and rig.text() == HAND_WRITTEN  # not re-applied at once
+    held = rig.store.audit(action="change_held_back", since=NOW + 120)
+    assert held and "rollback" in held[0].details["reason"]
+    after = rig.reconciler.run_once(config(mode="prod"), now=NOW + 60 + 1801)
+    assert after.applied > 0  # after the cooldown the optimizer acts again
+
+
+def test_a_file_it_cannot_edit_is_reported_and_left_alone(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    # tenant-002 is an alias of tenant-001's entry: editing one would silently edit both.
+    anchored = "overrides:\n  tenant-001: &std\n    ingestion_rate: 1000\n  tenant-002: *std\n"
+    rig.path.write_text(anchored)
+    result = rig.reconciler.run_once(config(mode="prod"), now=NOW)
+    assert not result.ok and "cannot edit" in result.detail
+    assert rig.text() == anchored
+    assert "update_limits_failed" in rig.actions()
+
+
+def test_the_service_loop_survives_a_crashing_turn(tmp_path: Path) -> None:
+    from mimir_limit_optimizer.controller.service import Service
+
+    file = tmp_path / "mlo.yaml"
+    file.write_text(f"dataDir: {tmp_path}\nserver:\n  enabled: false\n")
+    service = Service(ConfigProvider(file, env={}, cli={}, catalogue=CATALOGUE), CATALOGUE,
+                      logger=LOG)  # fmt: skip
+
+    def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    assert service._guarded("cycle", boom) is None
+    assert (
+        service.registry.get_sample_value(
+            "mimir_limit_optimizer_errors_total", {"component": "cycle", "reason": "RuntimeError"}
+        )
+        == 1.0
+    )
+    assert [e.action for e in service.store.audit()] == ["cycle_crashed"]
+    assert service._guarded("cycle", lambda: 42) == 42

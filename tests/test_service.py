@@ -39,7 +39,7 @@ def test_the_loop_serves_health_and_metrics_and_stops(tmp_path: Path) -> None:
     file = tmp_path / "mlo.yaml"
     file.write_text(
         f"updateInterval: 1s\ndataDir: {tmp_path}\nsynthetic:\n  tenantCount: 6\n"
-        "server:\n  metricsPort: 0\n  healthPort: 0\n"
+        "server:\n  metricsPort: 0\n  healthPort: 0\n  uiPort: 0\n"
     )
     provider = ConfigProvider(file, env={}, cli={}, catalogue=CATALOGUE)
     service = Service(provider, CATALOGUE, logger=logging.getLogger("test-service"))
@@ -60,6 +60,14 @@ def test_the_loop_serves_health_and_metrics_and_stops(tmp_path: Path) -> None:
     assert httpx.get(f"{health}/healthz").status_code == 200
     text = httpx.get(metrics).text
     assert 'mimir_limit_optimizer_reconcile_total{result="success"}' in text
+    # The REST API runs on its own server; a mutation without the token is refused.
+    api = f"http://127.0.0.1:{service.servers.api_port}/api/v1/circuit-breaker"
+    assert service.servers.api_port not in (None, service.servers.metrics_port)
+    assert httpx.get(f"{api}/status").status_code == 200
+    assert httpx.post(f"{api}/disable").status_code in (401, 403)
+    assert (
+        httpx.get(f"{metrics[: -len('/metrics')]}/api/v1/circuit-breaker/status").status_code == 404
+    )
     assert "mimir_limit_optimizer_tenant_recommended_limits{" in text
     stop.set()
     thread.join(timeout=30)
@@ -130,7 +138,7 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
     settings = tmp_path / "mlo.yaml"
     settings.write_text(
         f"updateInterval: 1s\ndataDir: {tmp_path}\nsynthetic:\n  tenantCount: 6\n"
-        "server:\n  metricsPort: 0\n  healthPort: 0\n"
+        "server:\n  metricsPort: 0\n  healthPort: 0\n  uiPort: 0\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("MODE", "MLO_CONFIG")}
     process = subprocess.Popen(

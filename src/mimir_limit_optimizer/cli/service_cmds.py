@@ -192,10 +192,12 @@ def diff(
     overrides_file: OverridesOpt = None,
 ) -> None:
     """Unified diff between two revisions."""
-    store, _, _ = _store_and_applier(config, overrides_file)
+    store, _, name = _store_and_applier(config, overrides_file)
     a, b = store.revision(rev1), store.revision(rev2)
-    if a is None or b is None:
-        fail(f"unknown revision {rev1 if a is None else rev2}; see `mlo history`")
+    for wanted, found in ((rev1, a), (rev2, b)):
+        if found is None or found.target != name:
+            fail(f"no revision {wanted} for {name}; see `mlo history`")
+    assert a is not None and b is not None
     lines = difflib.unified_diff(
         a.content.splitlines(keepends=True),
         b.content.splitlines(keepends=True),

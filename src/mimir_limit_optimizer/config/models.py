@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
 
-from mimir_limit_optimizer.config.alerting import AlertingSettings
+from mimir_limit_optimizer.config.alerting import AlertingSettings, Headers
 from mimir_limit_optimizer.config.cost import CostControlSettings
 from mimir_limit_optimizer.config.protection import CircuitBreakerSettings, EmergencySettings
 from mimir_limit_optimizer.config.types import Duration, HourRange, OpaqueSection
@@ -111,7 +111,8 @@ class VerifySettings(_Section):
 
     # Base URL of a Mimir (or Cortex) component serving /runtime_config and /metrics.
     mimir_url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Values under secret-looking names (Authorization, X-Api-Key) are SecretStr: redacted.
+    headers: Headers = Field(default_factory=dict)
     # How long to wait for the new values to appear (Mimir reloads every 10 s by default).
     timeout: Duration = Field(60.0, gt=0)
     poll_interval: Duration = Field(2.0, gt=0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.engine.overrides import (
+    OverridesEditError,
     format_problems,
     parse_overrides,
     validate_overrides,
@@ -27,6 +28,10 @@ from mimir_limit_optimizer.targets.verify import MimirVerifier
 class ApplyOutcome:
     applied: bool
     revision: Revision | None = None
+    # The plan actually written (after conflicts it may differ from the one first proposed).
+    plan: Plan | None = None
+    # Written, but Mimir did not confirm it and it was not rolled back.
+    unverified: bool = False
     rolled_back: bool = False
     detail: str = ""
     errors: list[str] = field(default_factory=list)
@@ -53,7 +58,10 @@ def render_plan_onto(content: Content, plan: Plan, catalogue: Catalogue, source_
     """The target's text with `plan` applied; raises ApplyError when the result would not be a
     file Mimir accepts (it is never written then)."""
     document = parse_overrides(content.text, source_name=source_name)
-    apply_plan(document, plan, catalogue)
+    try:
+        apply_plan(document, plan, catalogue)
+    except (OverridesEditError, ValueError) as exc:  # e.g. a value behind a YAML anchor
+        raise ApplyError(f"cannot edit {source_name}: {exc}") from exc
     text = document.render()
     problems = validate_overrides(text, catalogue, source_name=source_name)
     if problems:
@@ -76,7 +84,9 @@ class Applier:
         conflict_retries: int = 5,
         sleep: Callable[[float], None],
         logger: logging.Logger,
+        is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.is_leader = is_leader
         self.target = target
         self.store = store
         self.catalogue = catalogue
@@ -114,6 +124,8 @@ class Applier:
                     kind="baseline",
                     note="content before the first apply",
                 )
+            if not self.is_leader():  # the lease may have been lost while planning
+                raise ApplyError(f"not the leader any more: nothing written to {self.name}")
             try:
                 version = self.target.write(text, expected_version=content.version)
             except ConflictError as exc:
@@ -123,7 +135,9 @@ class Applier:
                 )
                 self.sleep(delay)
                 continue
-            return self._after_write(content, text, version, plan, now=now, actor=actor)
+            outcome = self._after_write(content, text, version, plan, now=now, actor=actor)
+            outcome.plan = plan
+            return outcome
         raise ApplyError(
             f"gave up after {self.conflict_retries + 1} conflicting writes to {self.name}"
         )
@@ -151,8 +165,23 @@ class Applier:
         if result.ok:
             return ApplyOutcome(True, revision, detail=f"Mimir loaded it: {result.detail}")
         if not self.rollback_on_failure:
-            return ApplyOutcome(True, revision, detail=f"verification failed: {result.detail}")
-        self.target.write(before.text, expected_version=back.version)
+            return ApplyOutcome(
+                True, revision, unverified=True, detail=f"verification failed: {result.detail}"
+            )
+        if not self.is_leader():
+            return ApplyOutcome(
+                True, revision, unverified=True,
+                detail=f"verification failed, and no longer the leader to roll "
+                f"back: the new content is live ({result.detail})",
+            )  # fmt: skip
+        try:
+            self.target.write(before.text, expected_version=back.version)
+        except TargetError as exc:
+            return ApplyOutcome(
+                True, revision, unverified=True,
+                detail=f"verification failed and the rollback failed ({exc}): the new content "
+                f"is live; restore it with `mlo rollback` ({result.detail})",
+            )  # fmt: skip
         rollback = self.store.add_revision(
             target=self.name,
             content=before.text,

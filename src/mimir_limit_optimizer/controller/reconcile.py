@@ -32,6 +32,8 @@ from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
 CHECKPOINT_KEY = "last_cycle"
+# Marker in `last_changed` for "a rollback happened within the cooldown" (see engine/safety.py).
+ROLLED_BACK = ("*", "*")
 
 # A guard sees the plan the recommendations ask for and returns the plan to go ahead with.
 # Guards (blast protection, budgets) may only tighten: keep a change, drop it, or replace its
@@ -153,6 +155,9 @@ class Reconciler:
         for revision in self.store.revisions(self.applier.name, limit=200):
             if revision.created_at < since:
                 break
+            if revision.kind == "rollback":
+                out[ROLLED_BACK] = revision.created_at  # a recent rollback holds every change
+                continue
             if revision.kind != "apply":
                 continue
             for row in revision.plan:
@@ -192,10 +197,10 @@ class Reconciler:
         return result
 
     def _run(self, config: Config, *, now: float, leader: bool) -> CycleResult:
-        source = self.source_factory(config, now)
         specs = signals_needed(enabled_limits(config, self.catalogue), self.catalogue)
         start = now - config.trend_analysis.analysis_window
         try:
+            source = self.source_factory(config, now)  # may read token files: a source error
             with self.metrics.phase("collect"), self.metrics.source_query(config.source.kind):
                 observation = source.collect(specs, start=start, end=now)
         except SourceError as exc:
@@ -356,8 +361,9 @@ class Reconciler:
                 component="target",
                 resolved=True,
             )
+        written = outcome.plan if outcome.plan is not None else allowed  # after any re-plan
         if outcome.applied:
-            for c in allowed.changes:
+            for c in written.changes:
                 self._event(
                     now,
                     "update_limits",
@@ -369,24 +375,38 @@ class Reconciler:
                     mode=config.mode.value,
                     revision=outcome.revision.id if outcome.revision else None,
                 )
-            self.metrics.limits_applied_total.inc(len(allowed))
-            result.applied = len(allowed)
+            self.metrics.limits_applied_total.inc(len(written))
+            result.applied = len(written)
             revision = outcome.revision.id if outcome.revision else None
             changes = [
                 {"tenant": c.tenant, "limit": c.limit, "old": c.old, "new": c.new}
-                for c in allowed.changes[:20]
+                for c in written.changes[:20]
             ]
             self._alert(
                 now,
                 "limits_applied",
                 f"limits_applied:{self.applier.name}:{revision}",
                 (Priority.P3, Severity.INFO),
-                f"{len(allowed)} limit change(s) applied to "
+                f"{len(written)} limit change(s) applied to "
                 f"{self.applier.name} (revision {revision})",
                 component="target",
                 revision=revision,
-                count=len(allowed),
+                count=len(written),
                 changes=changes,
             )
         result.detail = outcome.detail
+        if outcome.unverified:  # written, Mimir did not confirm it, and no rollback happened
+            result.ok = False
+            self.metrics.errors_total.labels(component="verify", reason="unverified").inc()
+            self._event(now, "update_unverified", level="error", component="verify",
+                        detail=outcome.detail)  # fmt: skip
+            self._alert(
+                now,
+                "rollback",
+                f"rollback:{self.applier.name}",
+                (Priority.P1, Severity.ERROR),
+                f"{self.applier.name}: {outcome.detail}",
+                component="verify",
+                detail=outcome.detail,
+            )
         return result

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -38,6 +39,8 @@ from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.store import AuditEvent, AuditLog
 from mimir_limit_optimizer.web.protection_api import build_protection_router
 from mimir_limit_optimizer.web.server import Servers, start_servers
+
+T = TypeVar("T")
 
 # Hooks for the fast protection loop (blast protection, panic mode: a later version); each is
 # called with (config, now) every `fast_interval` seconds while this replica leads.
@@ -82,6 +85,7 @@ class Service:
             conflict_retries=config.target.config_map.conflict_retries,
             sleep=time.sleep,
             logger=logger,
+            is_leader=self.is_leader,  # checked right before every write
         )
         # Alerts are queued in the store; the worker starts with run() (docs/alerting.md).
         self.alerting = AlertingManager(
@@ -229,6 +233,16 @@ class Service:
             target=elector.run, args=(stop,), name="leader-election", daemon=True
         ).start()
 
+    def _await_election(self, stop: threading.Event) -> None:
+        """--once with leader election: give the election one lease duration to settle, so the
+        single cycle runs as leader when this replica can lead (a follower still only audits)."""
+        settings = self.provider.config.leader_election
+        if not settings.enabled:
+            return
+        deadline = time.monotonic() + settings.lease_duration + settings.retry_period
+        while not self.is_leader() and time.monotonic() < deadline and not stop.is_set():
+            stop.wait(0.05)
+
     def _set_leader(self, leading: bool) -> None:
         if leading:
             self._leader.set()
@@ -276,15 +290,16 @@ class Service:
                     alerting_status=self.alerting.status,
                     routers=[build_protection_router(self.protection)],
                 )
+                host = config.server.host
                 self.log.info(
-                    "metrics on http://%s:%d/metrics, health on http://%s:%d/healthz",
-                    config.server.host,
-                    self.servers.metrics_port,
-                    config.server.host,
-                    self.servers.health_port,
-                )
+                    "metrics on http://%s:%d/metrics, health on http://%s:%d/healthz, "
+                    "API on http://%s:%s/api/v1",
+                    host, self.servers.metrics_port, host, self.servers.health_port,
+                    host, self.servers.api_port,
+                )  # fmt: skip
             self._start_leader_election(stop)
             if self.options.once:
+                self._await_election(stop)
                 self.health.heartbeat(self.clock())
                 return 0 if self.cycle().ok else 1
             return self._loop(stop)
@@ -294,6 +309,26 @@ class Service:
             self.alerting.stop(flush=5.0)  # queued alerts are stored before the store closes
             self.store.close()
 
+    def _guarded(self, component: str, step: Callable[[], T]) -> T | None:
+        """Run one cycle or fast-loop turn; an unexpected error fails that turn (logged with
+        its traceback, counted, audited when the store works) instead of ending the service:
+        the next turn runs as usual."""
+        try:
+            return step()
+        except Exception as exc:  # the loop must outlive any one turn's failure
+            self.log.exception("%s failed; the service goes on", component)
+            self.metrics.errors_total.labels(component=component, reason=type(exc).__name__).inc()
+            self.metrics.health_status.set(0)
+            try:
+                event = AuditEvent(
+                    self.clock(), "error", "system", component, f"{component}_crashed", None,
+                    {"error": str(exc)},
+                )  # fmt: skip
+                self.audit.record(event)
+            except Exception:  # the store may be what failed; the log line above stands
+                self.log.warning("could not audit the %s failure", component)
+            return None
+
     def _loop(self, stop: threading.Event) -> int:
         last: CycleResult | None = None
         next_cycle = self.clock()
@@ -302,11 +337,11 @@ class Service:
             now = self.clock()
             self.health.heartbeat(now)
             if now >= next_cycle:
-                last = self.cycle()
+                last = self._guarded("cycle", self.cycle) or CycleResult(False, detail="crashed")
                 next_cycle = now + self.provider.config.update_interval
             if self.options.fast_hooks and now >= next_fast and self.is_leader():
                 for hook in self.options.fast_hooks:
-                    hook(self.provider.config, now)
+                    self._guarded("fast_loop", lambda h=hook, at=now: h(self.provider.config, at))
                 next_fast = now + self.options.fast_interval
             stop.wait(min(1.0, max(0.0, next_cycle - self.clock())))
         return 0 if last is None or last.ok else 1

@@ -35,13 +35,20 @@ def apply_safety(
     last_changed: Mapping[tuple[str, str], float],
     now: float,
 ) -> SafetyResult:
-    """`last_changed[(tenant, limit)]`: unix time of the last applied change of that limit."""
+    """`last_changed[(tenant, limit)]`: unix time of the last applied change of that limit;
+    the key ("*", "*") marks a rollback, which holds every change for the cooldown (the plan
+    that was rolled back would otherwise come straight back)."""
     safety = config.safety
     cooldown = config.change_policy.cooldown
     held: list[HeldBack] = []
     if safety.freeze:
         held = [HeldBack(c, "frozen: safety.freeze is on") for c in plan.changes]
         return SafetyResult(Plan(()), tuple(held))
+    rolled_back = last_changed.get(("*", "*"))
+    if rolled_back is not None and now - rolled_back < cooldown:
+        ago = (now - rolled_back) / 60
+        reason = f"a rollback {ago:.0f} min ago holds changes for changePolicy.cooldown"
+        return SafetyResult(Plan(()), tuple(HeldBack(c, reason) for c in plan.changes))
     pinned = TenantMatcher(safety.pinned_tenants) if safety.pinned_tenants else None
     candidates: list[Change] = []
     for change in plan.changes:

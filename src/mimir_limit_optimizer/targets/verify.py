@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -100,7 +101,9 @@ class MimirVerifier:
         self._base = settings.mimir_url.rstrip("/")
         self._shown = redact_url(self._base)
         self._secrets = [
-            value for name, value in settings.headers.items() if looks_secret(name) and value
+            value
+            for name, value in plain_headers(settings.headers).items()
+            if looks_secret(name) and value
         ]
         self._transport = transport
         self._sleep = sleep
@@ -121,7 +124,9 @@ class MimirVerifier:
         mismatch: str | None = None  # the last problem with the values Mimir served
         seen_reload: bool | None = None
         with httpx.Client(
-            transport=self._transport, headers=self.settings.headers, follow_redirects=True
+            transport=self._transport,
+            headers=plain_headers(self.settings.headers),
+            follow_redirects=True,
         ) as client:
             for _ in range(polls):
                 last = self._poll(client, wanted, catalogue, deadline)
@@ -336,3 +341,11 @@ def _reload_text(status: bool | None) -> str:
         f"last reload FAILED ({RELOAD_METRIC} = 0): Mimir keeps its previous config; "
         "see its log for `failed to load config` and run `mlo validate` on the file"
     )
+
+
+def plain_headers(headers: Mapping[str, str | SecretStr]) -> dict[str, str]:
+    """Header values to send (secrets are SecretStr in the config so that they are redacted)."""
+    return {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in headers.items()
+    }

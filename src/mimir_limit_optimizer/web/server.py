@@ -48,11 +48,18 @@ class Servers:
     `health_port` are the real ports (equal when one server serves all paths)."""
 
     def __init__(
-        self, *, host: str, metrics_port: int, health_port: int, running: list[_Running]
+        self,
+        *,
+        host: str,
+        metrics_port: int,
+        health_port: int,
+        running: list[_Running],
+        api_port: int | None = None,
     ) -> None:
         self.host = host
         self.metrics_port = metrics_port
         self.health_port = health_port
+        self.api_port = api_port  # the REST API's server (server.uiPort), when routers were given
         self._running = running
         self._lock = threading.Lock()
 
@@ -94,11 +101,7 @@ def start_servers(
                 settings.metrics_port,
                 "server.metricsPort and server.healthPort",
                 lambda: build_app(
-                    registry=registry,
-                    health=health,
-                    clock=clock,
-                    alerting_status=alerting_status,
-                    routers=routers,
+                    registry=registry, health=health, clock=clock, alerting_status=alerting_status
                 ),
             )
         ]
@@ -108,7 +111,7 @@ def start_servers(
                 "metrics",
                 settings.metrics_port,
                 "server.metricsPort",
-                lambda: build_app(registry=registry, clock=clock, routers=routers),
+                lambda: build_app(registry=registry, clock=clock),
             ),
             (
                 "health",
@@ -117,6 +120,17 @@ def start_servers(
                 lambda: build_app(health=health, clock=clock, alerting_status=alerting_status),
             ),
         ]
+    if routers:
+        # The REST API (mutating endpoints included) gets its own server on the UI port:
+        # /metrics and the probes often have to be reachable beyond loopback, the API need not.
+        plans.append(
+            (
+                "api",
+                settings.ui_port,
+                "server.uiPort",
+                lambda: build_app(clock=clock, routers=routers),
+            )
+        )
     running: list[_Running] = []
     try:
         for name, port, setting, make_app in plans:
@@ -128,11 +142,12 @@ def start_servers(
     except BaseException:
         _stop_all(running, STOP_TIMEOUT)
         raise
-    ports = [item.sock.getsockname()[1] for item in running]
+    ports = {item.name: item.sock.getsockname()[1] for item in running}
     return Servers(
         host=running[0].sock.getsockname()[0],
-        metrics_port=ports[0],
-        health_port=ports[-1],
+        metrics_port=ports.get("metrics", ports.get("metrics+health", 0)),
+        health_port=ports.get("health", ports.get("metrics+health", 0)),
+        api_port=ports.get("api"),
         running=running,
     )
 
