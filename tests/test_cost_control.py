@@ -254,7 +254,7 @@ def test_prod_writes_the_capped_limit_of_the_enforced_tenant_only(tmp_path: Path
     cycle.run(enforcing("prod"))
     written = parse_overrides(cycle.path.read_text())
     assert written.get("tenant-001", "ingestion_rate") == 1000  # the default floor
-    (event,) = cycle.parts.actions("budget_cap")
+    (event,) = cycle.parts.actions("budget_cap_planned")
     assert event.tenant == "tenant-001" and event.details["new"] == 1000
     assert event.details["old"] == 10000 and event.category == "cost"
     update = next(
@@ -268,7 +268,7 @@ def test_prod_writes_the_capped_limit_of_the_enforced_tenant_only(tmp_path: Path
     others = [written.get(t, "ingestion_rate") for t in written.tenants() if t != "tenant-001"]
     assert 1000 not in others
     cycle.run(enforcing("prod"))  # the cap holds: nothing new to audit or alert
-    assert len(cycle.parts.actions("budget_cap")) == 1
+    assert len(cycle.parts.actions("budget_cap_planned")) == 1
 
 
 def test_dry_run_changes_nothing_but_audits_would_cap(tmp_path: Path) -> None:
@@ -290,7 +290,7 @@ def test_monitor_only_never_caps(tmp_path: Path) -> None:
     cycle.run(enforcing("prod", auto=False))
     written = parse_overrides(cycle.path.read_text())
     assert written.get("tenant-001", "ingestion_rate") != 1000
-    assert cycle.parts.actions("budget_cap") == []
+    assert cycle.parts.actions("budget_cap_planned") == []
     # The budget is still tracked and alerted.
     assert cycle.parts.actions("budget_threshold_reached")
 

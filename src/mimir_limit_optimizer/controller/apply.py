@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,6 +88,9 @@ class Applier:
         is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self.is_leader = is_leader
+        # The slow cycle and the fast protection loop (its own thread) share this applier:
+        # one write sequence (read, plan, write, verify) at a time.
+        self._lock = threading.RLock()
         self.target = target
         self.store = store
         self.catalogue = catalogue
@@ -103,6 +107,10 @@ class Applier:
     def apply(
         self, replan: Callable[[Content], Plan], *, now: float, actor: str = "controller"
     ) -> ApplyOutcome:
+        with self._lock:
+            return self._apply(replan, now=now, actor=actor)
+
+    def _apply(self, replan: Callable[[Content], Plan], *, now: float, actor: str) -> ApplyOutcome:
         """Read, plan against what was read (`replan`), write with compare-and-swap; on a
         conflict re-read and re-plan, with backoff."""
         for attempt in range(self.conflict_retries + 1):
@@ -200,6 +208,10 @@ class Applier:
 
     def restore(self, revision: Revision, *, now: float, actor: str) -> Revision:
         """Write `revision`'s content back byte for byte (mlo rollback)."""
+        with self._lock:
+            return self._restore(revision, now=now, actor=actor)
+
+    def _restore(self, revision: Revision, *, now: float, actor: str) -> Revision:
         current = self.target.read()
         if current.text == revision.content:
             return revision

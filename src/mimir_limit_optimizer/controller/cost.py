@@ -363,10 +363,12 @@ class CostControl:
             if previous is not None and previous["value"] == cap.value:
                 continue
             self.state.caps[key] = {"value": cap.value, "mode": mode, "cap": asdict(cap)}
-            verb = "capped" if acting else "would cap"
+            # The guard runs before the safety caps and the write: in prod this is the cap put
+            # into the plan; the write itself is audited as update_limits (or change_held_back).
+            verb = "cap planned for" if acting else "would cap"
             self._event(
                 now,
-                "budget_cap" if acting else "would_cap_limits",
+                "budget_cap_planned" if acting else "would_cap_limits",
                 tenant=cap.tenant,
                 level="warning",
                 limit=cap.limit,

@@ -329,19 +329,35 @@ class Service:
                 self.log.warning("could not audit the %s failure", component)
             return None
 
+    def _fast_loop(self, stop: threading.Event) -> None:
+        """Protection on its own thread, every fast_interval while leading, so a slow cycle
+        (a long collection, a verification wait) never delays it; writes are serialised by the
+        applier."""
+        while not stop.is_set():
+            started = self.clock()
+            if self.is_leader():
+                for hook in self.options.fast_hooks:
+                    self._guarded(
+                        "fast_loop", lambda h=hook, at=started: h(self.provider.config, at)
+                    )
+            stop.wait(max(0.05, self.options.fast_interval - (self.clock() - started)))
+
     def _loop(self, stop: threading.Event) -> int:
         last: CycleResult | None = None
         next_cycle = self.clock()
-        next_fast = self.clock()
+        fast: threading.Thread | None = None
+        if self.options.fast_hooks:
+            fast = threading.Thread(
+                target=self._fast_loop, args=(stop,), name="fast-loop", daemon=True
+            )
+            fast.start()
         while not stop.is_set():
             now = self.clock()
             self.health.heartbeat(now)
             if now >= next_cycle:
                 last = self._guarded("cycle", self.cycle) or CycleResult(False, detail="crashed")
                 next_cycle = now + self.provider.config.update_interval
-            if self.options.fast_hooks and now >= next_fast and self.is_leader():
-                for hook in self.options.fast_hooks:
-                    self._guarded("fast_loop", lambda h=hook, at=now: h(self.provider.config, at))
-                next_fast = now + self.options.fast_interval
             stop.wait(min(1.0, max(0.0, next_cycle - self.clock())))
+        if fast is not None:
+            fast.join(timeout=30)  # let a protection turn in progress finish before shutdown
         return 0 if last is None or last.ok else 1
