@@ -74,6 +74,10 @@ def test_only_the_lease_holder_applies_and_the_follower_takes_over(tmp_path: Pat
         assert both == 0
         leader, follower = (a, b) if a.is_leader() else (b, a)
         assert leader.is_leader() and not follower.is_leader()
+        name = "a" if leader is a else "b"
+        body = leader.health.readyz(time.time())[1]
+        assert body["role"] == "leader" and body["leader"] == name
+        assert follower.health.readyz(time.time())[1]["role"] == "follower"
         configmap = api.get("configmaps", "mimir", "optimizer")
         assert configmap is not None and configmap["data"]["other.yaml"] == "keep: me\n"
         text = configmap["data"]["overrides.yaml"]

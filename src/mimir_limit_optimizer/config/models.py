@@ -113,8 +113,9 @@ class VerifySettings(_Section):
     mimir_url: str | None = None
     # Values under secret-looking names (Authorization, X-Api-Key) are SecretStr: redacted.
     headers: Headers = Field(default_factory=dict)
-    # How long to wait for the new values to appear (Mimir reloads every 10 s by default).
-    timeout: Duration = Field(60.0, gt=0)
+    # How long to wait for the new values to appear: Mimir reloads every 10 s, and a mounted
+    # ConfigMap reaches the pods only after the kubelet's sync (about a minute or more).
+    timeout: Duration = Field(180.0, gt=0)
     poll_interval: Duration = Field(2.0, gt=0)
     # Restore the previous revision when verification fails.
     rollback_on_failure: bool = True

@@ -70,6 +70,7 @@ class Service:
         self.clock = clock
         self.options = options or ServiceOptions()
         config = provider.config
+        self._started_config = config
         self.registry = CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)
         self.health = HealthState(stall_after=max(3 * config.update_interval, 60.0))
@@ -140,6 +141,7 @@ class Service:
         self.servers: Servers | None = None
         self.elector: object | None = None
         self._leader = threading.Event()
+        self._identity: str | None = None
 
     # --- config reload callbacks -------------------------------------------------------
     def _config_failed(self, error: ConfigError) -> None:
@@ -174,6 +176,17 @@ class Service:
     def _config_reloaded(self, loaded: LoadedConfig) -> None:
         now = self.clock()
         self.log.info("config reloaded: mode %s", loaded.config.mode.value)
+        # These sections build long-lived parts at start-up: a change needs a restart.
+        fixed = ("target", "store", "server", "leader_election", "data_dir", "verify")
+        changed = [
+            name for name in fixed
+            if getattr(loaded.config, name) != getattr(self._started_config, name)
+        ]  # fmt: skip
+        if changed:
+            self.log.warning(
+                "config changes to %s take effect after a restart; the rest applies now",
+                ", ".join(changed),
+            )
         self.alerting.configure(loaded.config.alerting)  # channels recover without a restart
         self.alerting.emit(self._reload_alert(now, "config reloaded").resolved(now))
         self.metrics.config_reloads_total.labels(result="success").inc()
@@ -216,6 +229,7 @@ class Service:
 
         cm = self.provider.config.target.config_map
         identity = settings.identity or socket.gethostname()
+        self._identity = identity
         elector = LeaderElector(
             KubeApi.from_settings(cm.kubeconfig, cm.context),
             namespace=settings.namespace,
@@ -244,12 +258,14 @@ class Service:
             stop.wait(0.05)
 
     def _set_leader(self, leading: bool) -> None:
+        elector = self.elector
+        holder = getattr(elector, "leader_identity", None) if elector is not None else None
         if leading:
             self._leader.set()
-            self.health.set_role("leader")
+            self.health.set_role("leader", leader=self._identity)
         else:
             self._leader.clear()  # stop applying at once
-            self.health.set_role("follower")
+            self.health.set_role("follower", leader=holder)
 
     def is_leader(self) -> bool:
         elector = self.elector
