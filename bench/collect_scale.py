@@ -4,7 +4,7 @@ Builds a synthetic cluster, backfills a real Prometheus on 127.0.0.1 with it (pr
 then, in the same run:
   ours   PrometheusSource.collect for the given limits: one range query per signal for all
          tenants, chunked, 4 concurrent requests;
-  plain  the same HTTP requests (same PromQL, same ranges) sent one after another with a plain
+  plain  the same HTTP requests (same PromQL, same ranges, same 4 in flight) with a plain
          httpx client and json.loads: the floor our source adds overhead to;
   naive  one query per tenant per signal over the whole range (what per-object tools do).
 Prints query counts, seconds and ratios. Needs Debian's `prometheus` package.
@@ -21,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -101,7 +102,7 @@ def main() -> None:
         write_openmetrics(cluster, FamilyFilter(raw), scrape_interval=step / 2)
     print(f"backfill: {args.tenants} tenants x {args.days:g} days, scrape {step / 2:g}s, "
           f"{data.stat().st_size / 1e6:.0f} MB OpenMetrics")  # fmt: skip
-    server = start_prometheus(data.read_text(), workdir / "prom")
+    server = start_prometheus(data.read_text(), workdir / "prom", backfill_timeout=3600)
     print(f"prometheus ready after {time.perf_counter() - t0:.0f}s at {server.url}")
     try:
         prom = PrometheusSettings(
@@ -131,14 +132,20 @@ def main() -> None:
             ranges.append((t, min(end, t + chunk - step)))
             t += chunk
         t0 = time.perf_counter()
+        # The same concurrency as ours (4 requests in flight): the ratio is our overhead.
         with httpx.Client(base_url=server.url, timeout=120) as client:
-            for query in queries:
-                for lo, hi in ranges:
-                    body = client.post(
-                        "/api/v1/query_range",
-                        data={"query": query, "start": lo, "end": hi, "step": step},
-                    ).content
-                    json.loads(body)
+
+            def fetch(job: tuple[str, float, float]) -> None:
+                query, lo, hi = job
+                body = client.post(
+                    "/api/v1/query_range",
+                    data={"query": query, "start": lo, "end": hi, "step": step},
+                ).content
+                json.loads(body)
+
+            jobs = [(q, lo, hi) for q in queries for lo, hi in ranges]
+            with ThreadPoolExecutor(max_workers=prom.max_concurrency) as pool:
+                list(pool.map(fetch, jobs))
         plain_s = time.perf_counter() - t0
         plain_q = len(queries) * len(ranges)
 

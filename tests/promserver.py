@@ -75,7 +75,7 @@ def _free_port() -> int:
         return port
 
 
-def _backfill(promtool: str, data_file: Path, data_dir: Path) -> None:
+def _backfill(promtool: str, data_file: Path, data_dir: Path, timeout: float) -> None:
     result = subprocess.run(
         [
             promtool,
@@ -88,7 +88,7 @@ def _backfill(promtool: str, data_file: Path, data_dir: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
@@ -113,8 +113,11 @@ def _wait_ready(server: PromServer, deadline: float) -> bool:
     )
 
 
-def start_prometheus(openmetrics_text: str, workdir: Path) -> PromServer:
-    """Backfill `openmetrics_text` into a fresh TSDB under `workdir` and serve it."""
+def start_prometheus(
+    openmetrics_text: str, workdir: Path, *, backfill_timeout: float = 300.0
+) -> PromServer:
+    """Backfill `openmetrics_text` into a fresh TSDB under `workdir` and serve it
+    (`backfill_timeout` seconds for promtool: benchmarks backfill gigabytes)."""
     # Imported here: conftest imports this module to register the fixture.
     from tests.conftest import require_binary
 
@@ -124,7 +127,7 @@ def start_prometheus(openmetrics_text: str, workdir: Path) -> PromServer:
     data_file = workdir / "data.om"
     data_file.write_text(openmetrics_text, encoding="utf-8")
     data_dir = workdir / "tsdb"
-    _backfill(promtool, data_file, data_dir)
+    _backfill(promtool, data_file, data_dir, backfill_timeout)
     config = workdir / "prometheus.yml"
     config.write_text(_CONFIG, encoding="utf-8")
     for attempt in range(3):  # the free port may be taken between probing and binding

@@ -63,3 +63,13 @@ def test_collect_scale_smoke_against_a_real_prometheus() -> None:
     for method in ("ours", "plain", "naive"):
         assert re.search(rf"^{method} +{NUMBER} +{NUMBER}", out, re.M), method
     assert re.search(rf"ours / plain = {NUMBER} +naive / ours = {NUMBER}x", out)
+
+
+@pytest.mark.prometheus
+def test_scale_entry_point_runs_both_benchmarks() -> None:
+    from tests.conftest import require_binary
+
+    require_binary("prometheus", "apt-get install -y prometheus")
+    out = bench("scale.py", "--smoke")
+    assert "$ engine_scale.py" in out and "$ collect_scale.py" in out
+    assert re.search(rf"ours / plain = {NUMBER}   naive / ours = {NUMBER}x", out)
