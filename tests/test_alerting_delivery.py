@@ -634,6 +634,35 @@ def test_emit_never_raises_even_when_the_store_is_gone(
     h.manager.stop(flush=0)
 
 
+def test_an_alert_survives_a_store_outage_and_is_delivered_after_it(
+    tmp_path: Path, servers: dict[str, Receiver]
+) -> None:
+    h = Harness(tmp_path, alerting(servers))
+    store = h.store
+
+    class Outage:
+        """The store, failing its first two writes (a database restart, say)."""
+
+        failures = 2
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def enqueue_alert(self, *args: Any, **kwargs: Any) -> Any:
+            if Outage.failures:
+                Outage.failures -= 1
+                raise RuntimeError("database unavailable")
+            return store.enqueue_alert(*args, **kwargs)
+
+    h.manager.queue = Outage()  # type: ignore[assignment]
+    h.manager.emit(make(Priority.P0, type="panic_mode", dedup_key="outage"))
+    h.deliver()
+    h.deliver(T0 + 1)
+    h.deliver(T0 + 2)
+    assert counts(servers) == {"slack": 1, "pagerduty": 1, "webhook": 1}
+    h.close()
+
+
 def test_disabled_alerting_ignores_alerts(tmp_path: Path, servers: dict[str, Receiver]) -> None:
     h = Harness(tmp_path, alerting(servers, enabled=False))
     try:

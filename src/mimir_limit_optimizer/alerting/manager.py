@@ -265,8 +265,15 @@ class AlertingManager:
         with self._pump_lock:
             now = self.clock()
             while batch := self._main.take(ROUTE_BATCH):
-                for alert in batch:
-                    self._route(alert, now)
+                failed_at = next(
+                    (i for i, alert in enumerate(batch) if not self._route(alert, now)), None
+                )
+                if failed_at is not None:
+                    # The store is down: keep this alert and the rest of the batch in memory
+                    # and try again next turn (channels already queued deduplicate it).
+                    for alert in batch[failed_at:]:
+                        self._main.put(alert)
+                    break
             if now >= self._next_sweep:
                 self._next_sweep = now + SWEEP_EVERY
                 try:
@@ -308,7 +315,12 @@ class AlertingManager:
             if state.retired and state.channel is not None:
                 state.channel.close()
 
-    def _route(self, alert: Alert, now: float) -> None:
+    def _route(self, alert: Alert, now: float) -> bool:
+        """Queue `alert` in the store for each routed channel; False when the store failed
+        (the caller keeps the alert and retries)."""
+        if not isinstance(alert, Alert):  # a producer's bug: nothing to retry
+            self.log.error("dropping %r: not an Alert", alert)
+            return True
         try:
             with self._lock:
                 routing = self._router.route(alert)
@@ -327,8 +339,12 @@ class AlertingManager:
                     self.metrics.delivery_total.labels(
                         route.channel, alert.type, "deduplicated"
                     ).inc()
-        except Exception:  # a store outage: the alert is lost, loudly
-            self.log.exception("could not store alert %s (%s)", alert.id, alert.dedup_key)
+        except Exception:  # a store outage: kept in memory, retried next turn
+            self.log.exception(
+                "could not store alert %s (%s); retrying next turn", alert.id, alert.dedup_key
+            )
+            return False
+        return True
 
     def _store(self, alert: Alert, channel: str, delay: float, now: float) -> bool:
         """Queue the delivery of `alert` to `channel` unless deduplicated; True if queued."""
