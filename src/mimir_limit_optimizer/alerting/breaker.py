@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 
@@ -23,7 +24,9 @@ class BreakerState(StrEnum):
 
 
 # The value of alert_channel_circuit_breaker_state (the seed's Grafana rule: 1 = open).
-STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
+STATE_VALUES = MappingProxyType(
+    {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
+)
 
 
 @dataclass(frozen=True)

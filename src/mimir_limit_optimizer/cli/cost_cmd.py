@@ -11,6 +11,7 @@ import io
 import math
 import os
 import time
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import typer
@@ -52,7 +53,9 @@ from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.cost_signals import build_cost_source
 
 # Unit of each signal's quantity in a unit price (weights of the model included).
-_UNIT = {"samples": "sample", "series": "series-hour", "queries": "query", "fetched_bytes": "byte"}
+_UNIT = MappingProxyType(
+    {"samples": "sample", "series": "series-hour", "queries": "query", "fetched_bytes": "byte"}
+)
 
 
 def _num(value: float) -> float | int | None:

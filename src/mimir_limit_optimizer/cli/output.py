@@ -8,6 +8,7 @@ import json
 import math
 import sys
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from rich.console import Console
@@ -18,7 +19,9 @@ from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.engine.results import Recommendations, Status, render_value
 
-STATUS_STYLE = {Status.CHANGE: "yellow", Status.UNCHANGED: "green", Status.UNDEFINED: "dim"}
+STATUS_STYLE = MappingProxyType(
+    {Status.CHANGE: "yellow", Status.UNCHANGED: "green", Status.UNDEFINED: "dim"}
+)
 
 
 def _num(value: float) -> float | int | None:

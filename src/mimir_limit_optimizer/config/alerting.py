@@ -14,6 +14,8 @@ SecretStr: never logged, never shown by `mlo config show` or `/debug/alerting/st
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,12 +49,14 @@ CHANNEL_KINDS = ("slack", "pagerduty", "email", "alertmanager")
 ROUTE_GROUPS = ("all", "webhooks", "webhook")  # "webhook" = "webhooks" (the seed's spelling)
 
 # The seed's priority table: channels and escalation delay (seconds) when no rule matches.
-SEED_PRIORITY_DEFAULTS: dict[str, tuple[tuple[str, ...], float]] = {
-    "P0": (("all",), 0.0),
-    "P1": (("pagerduty", "slack"), 300.0),
-    "P2": (("slack", "email"), 900.0),
-    "P3": (("email", "webhooks"), 3600.0),
-}
+SEED_PRIORITY_DEFAULTS: Mapping[str, tuple[tuple[str, ...], float]] = MappingProxyType(
+    {
+        "P0": (("all",), 0.0),
+        "P1": (("pagerduty", "slack"), 300.0),
+        "P2": (("slack", "email"), 900.0),
+        "P3": (("email", "webhooks"), 3600.0),
+    }
+)
 
 
 def _as_list(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -32,16 +33,20 @@ ACTING_EVENTS = frozenset(
         "emergency_recovery_step",
     }
 )
-_LEVEL_PRIORITY = {
-    Level.WARNING: Priority.P2,
-    Level.EMERGENCY: Priority.P1,
-    Level.PANIC: Priority.P0,
-}
-_LEVEL_SEVERITY = {
-    Level.WARNING: Severity.WARNING,
-    Level.EMERGENCY: Severity.ERROR,
-    Level.PANIC: Severity.CRITICAL,
-}
+_LEVEL_PRIORITY = MappingProxyType(
+    {
+        Level.WARNING: Priority.P2,
+        Level.EMERGENCY: Priority.P1,
+        Level.PANIC: Priority.P0,
+    }
+)
+_LEVEL_SEVERITY = MappingProxyType(
+    {
+        Level.WARNING: Severity.WARNING,
+        Level.EMERGENCY: Severity.ERROR,
+        Level.PANIC: Severity.CRITICAL,
+    }
+)
 
 
 class ProtectionMetrics:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from types import MappingProxyType
 
 from mimir_limit_optimizer.store.errors import StoreError
 from mimir_limit_optimizer.store.records import AuditEvent
 from mimir_limit_optimizer.store.store import Store
 
-_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LOG_LEVELS = MappingProxyType(
+    {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+)
 
 
 class AuditLog:

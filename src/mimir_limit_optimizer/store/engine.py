@@ -19,8 +19,8 @@ from mimir_limit_optimizer.store.errors import StoreError, redact_url
 
 # Execution option set on a connection whose transaction will write (see `_begin`).
 WRITE_OPTION = "mlo_write"
-_PG_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
-_SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
+_PG_DRIVERS = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+_SQLITE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite"})
 _HELP = "use sqlite:///path/to/mlo.db or postgresql+psycopg://user:password@host:5432/database"
 
 

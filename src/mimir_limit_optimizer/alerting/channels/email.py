@@ -12,6 +12,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from types import MappingProxyType
 
 from mimir_limit_optimizer.alerting.codec import detail_lines, iso, title, truncate
 from mimir_limit_optimizer.alerting.errors import SEND_FAILED, TIMEOUT, ChannelError
@@ -22,12 +23,14 @@ from mimir_limit_optimizer.config.alerting import EmailSettings
 SUBJECT_LIMIT = 200  # characters; long subjects are folded badly by many clients
 
 # (X-Priority, Importance, Priority) headers per alert priority.
-PRIORITY_HEADERS = {
-    Priority.P0: ("1 (Highest)", "high", "urgent"),
-    Priority.P1: ("2 (High)", "high", "urgent"),
-    Priority.P2: ("3 (Normal)", "normal", "normal"),
-    Priority.P3: ("5 (Lowest)", "low", "non-urgent"),
-}
+PRIORITY_HEADERS = MappingProxyType(
+    {
+        Priority.P0: ("1 (Highest)", "high", "urgent"),
+        Priority.P1: ("2 (High)", "high", "urgent"),
+        Priority.P2: ("3 (Normal)", "normal", "normal"),
+        Priority.P3: ("5 (Lowest)", "low", "non-urgent"),
+    }
+)
 
 
 def _text(reply: bytes | str) -> str:

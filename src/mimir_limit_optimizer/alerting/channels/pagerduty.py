@@ -7,6 +7,7 @@ group/class 255 (PagerDuty rejects longer fields with 400)."""
 from __future__ import annotations
 
 import hashlib
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -22,12 +23,14 @@ DEDUP_LIMIT = 255
 FIELD_LIMIT = 255
 
 # Our severities are PagerDuty's four, one to one.
-SEVERITIES = {
-    Severity.CRITICAL: "critical",
-    Severity.ERROR: "error",
-    Severity.WARNING: "warning",
-    Severity.INFO: "info",
-}
+SEVERITIES = MappingProxyType(
+    {
+        Severity.CRITICAL: "critical",
+        Severity.ERROR: "error",
+        Severity.WARNING: "warning",
+        Severity.INFO: "info",
+    }
+)
 
 
 def dedup_key(alert: Alert) -> str:

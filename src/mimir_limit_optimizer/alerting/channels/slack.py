@@ -6,6 +6,7 @@ at most 10 fields of 2000 each, fallback `text` 3000 (shown in notifications).""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -22,12 +23,14 @@ FIELD_LIMIT = 2000
 MAX_FIELDS = 10
 TEXT_LIMIT = 3000
 
-COLOURS = {
-    Priority.P0: "#B00020",  # dark red
-    Priority.P1: "#E01E5A",  # red
-    Priority.P2: "#ECB22E",  # amber
-    Priority.P3: "#36C5F0",  # blue
-}
+COLOURS = MappingProxyType(
+    {
+        Priority.P0: "#B00020",  # dark red
+        Priority.P1: "#E01E5A",  # red
+        Priority.P2: "#ECB22E",  # amber
+        Priority.P3: "#36C5F0",  # blue
+    }
+)
 RESOLVED_COLOUR = "#2EB67D"  # green
 
 

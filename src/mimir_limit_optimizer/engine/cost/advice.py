@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from mimir_limit_optimizer.engine.cost.scopes import Scopes
 from mimir_limit_optimizer.engine.results import CHANGE, LimitResult, Reason, Recommendations
 from mimir_limit_optimizer.engine.usage import FloatArray
 
-_BUDGET = {"day": "daily", "month": "monthly", "year": "annual"}
+_BUDGET = MappingProxyType({"day": "daily", "month": "monthly", "year": "annual"})
 
 
 @dataclass(frozen=True)

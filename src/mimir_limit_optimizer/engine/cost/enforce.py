@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from mimir_limit_optimizer.engine.plan import Change, Plan
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import FloatArray
 
-_RATE_UNIT = {"samples": "samples/s", "series": "series"}
+_RATE_UNIT = MappingProxyType({"samples": "samples/s", "series": "series"})
 
 
 @dataclass(frozen=True)

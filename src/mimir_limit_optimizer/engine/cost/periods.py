@@ -4,7 +4,9 @@ and years are calendar months and years. Budgets, costs and alert state all use 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
 from typing import Literal
 
 DAY = 86400.0
@@ -15,7 +17,9 @@ MONTH_30 = 30 * DAY
 PeriodKind = Literal["day", "month", "year"]
 PERIODS: tuple[PeriodKind, ...] = ("day", "month", "year")
 # The budget key of each period kind (costControl.*.daily / monthly / annual).
-BUDGET_NAMES: dict[PeriodKind, str] = {"day": "daily", "month": "monthly", "year": "annual"}
+BUDGET_NAMES: Mapping[PeriodKind, str] = MappingProxyType(
+    {"day": "daily", "month": "monthly", "year": "annual"}
+)
 
 _EPOCH = date(1970, 1, 1)
 

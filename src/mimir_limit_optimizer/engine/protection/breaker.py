@@ -20,6 +20,8 @@ Everything is vectorised; only tenants that change state are visited one by one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
@@ -43,11 +45,13 @@ from mimir_limit_optimizer.engine.protection.tick import Tick, fmt
 CLOSED, OPEN, HALF_OPEN = (int(s) for s in BreakerState)
 MAX_COOLDOWN_DOUBLINGS = 3
 # Global detector -> the breaker kind it opens and the per-tenant signal it attributes by.
-GLOBAL_DETECTORS: dict[str, tuple[Kind, str]] = {
-    "ingestion": (Kind.INGESTION, Kind.INGESTION.value),
-    "query": (Kind.QUERY, Kind.QUERY.value),
-    "series": (Kind.SERIES, SIG_NEW_SERIES),
-}
+GLOBAL_DETECTORS: Mapping[str, tuple[Kind, str]] = MappingProxyType(
+    {
+        "ingestion": (Kind.INGESTION, Kind.INGESTION.value),
+        "query": (Kind.QUERY, Kind.QUERY.value),
+        "series": (Kind.SERIES, SIG_NEW_SERIES),
+    }
+)
 
 
 def _why(tick: Tick, kind: Kind, i: int, burst: bool) -> str:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,13 @@ class Kind(StrEnum):
 
 KINDS: tuple[Kind, ...] = (Kind.INGESTION, Kind.SERIES, Kind.QUERY)
 # The limits each breaker kind tightens (the first is the one its threshold refers to).
-KIND_LIMITS: Mapping[Kind, tuple[str, ...]] = {
-    Kind.INGESTION: ("ingestion_rate", "ingestion_burst_size"),
-    Kind.SERIES: ("max_global_series_per_user",),
-    Kind.QUERY: ("max_query_parallelism",),
-}
+KIND_LIMITS: Mapping[Kind, tuple[str, ...]] = MappingProxyType(
+    {
+        Kind.INGESTION: ("ingestion_rate", "ingestion_burst_size"),
+        Kind.SERIES: ("max_global_series_per_user",),
+        Kind.QUERY: ("max_query_parallelism",),
+    }
+)
 BURST_LIMIT = "ingestion_burst_size"
 
 # Per-tenant signal names of a FastObservation (all per second except `series`).

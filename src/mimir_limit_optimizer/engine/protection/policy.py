@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from mimir_limit_optimizer.engine.tenants import TenantMatcher, first_match
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 MODE_AUTO, MODE_MANUAL, MODE_HYBRID = 0, 1, 2
-_MODES = {"auto": MODE_AUTO, "manual": MODE_MANUAL, "hybrid": MODE_HYBRID}
+_MODES = MappingProxyType({"auto": MODE_AUTO, "manual": MODE_MANUAL, "hybrid": MODE_HYBRID})
 
 
 @dataclass(frozen=True)

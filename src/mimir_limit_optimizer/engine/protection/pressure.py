@@ -21,7 +21,8 @@ caps rise by stepPercent of their pre-cap value every stepInterval; a relapse ha
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 
@@ -46,14 +47,16 @@ from mimir_limit_optimizer.engine.protection.tick import Tick, fmt
 SERIES_LIMIT = "max_global_series_per_user"
 RATE_LIMIT = "ingestion_rate"
 # Resource -> (sustained-for key, panic-threshold override, lever of reduce_top_contributors)
-_RESOURCE_KIND: dict[str, tuple[str, str | None, str]] = {
-    RES_INGESTER_SERIES: ("series", None, "series"),
-    RES_INGESTER_MEMORY: ("memory", "memory", "series"),
-    RES_INGESTER_CPU: ("cpu", "cpu", "ingestion"),
-    RES_DISTRIBUTOR_MEMORY: ("memory", "memory", "ingestion"),
-    RES_DISTRIBUTOR_CPU: ("cpu", "cpu", "ingestion"),
-    RES_INGESTION: ("ingestion", None, "ingestion"),
-}
+_RESOURCE_KIND: Mapping[str, tuple[str, str | None, str]] = MappingProxyType(
+    {
+        RES_INGESTER_SERIES: ("series", None, "series"),
+        RES_INGESTER_MEMORY: ("memory", "memory", "series"),
+        RES_INGESTER_CPU: ("cpu", "cpu", "ingestion"),
+        RES_DISTRIBUTOR_MEMORY: ("memory", "memory", "ingestion"),
+        RES_DISTRIBUTOR_CPU: ("cpu", "cpu", "ingestion"),
+        RES_INGESTION: ("ingestion", None, "ingestion"),
+    }
+)
 _LEVELS = (Level.WARNING, Level.EMERGENCY, Level.PANIC)
 # A reduction smaller than this share of a tenant's usage is not worth a write.
 _MIN_REDUCTION = 0.005

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -41,11 +42,13 @@ from mimir_limit_optimizer.engine.protection.policy import (
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 # Floors of traffic-based thresholds, per kind (samples/s, series, queries/s).
-MINIMUM_TRAFFIC_THRESHOLD: Mapping[Kind, float] = {
-    Kind.INGESTION: 1000.0,
-    Kind.SERIES: 10_000.0,
-    Kind.QUERY: 5.0,
-}
+MINIMUM_TRAFFIC_THRESHOLD: Mapping[Kind, float] = MappingProxyType(
+    {
+        Kind.INGESTION: 1000.0,
+        Kind.SERIES: 10_000.0,
+        Kind.QUERY: 5.0,
+    }
+)
 
 
 def demand(obs: FastObservation) -> dict[str, FloatArray]:
