@@ -42,6 +42,7 @@ from mimir_limit_optimizer.controller.protection_report import (
     ProtectionMetrics,
     ProtectionReporter,
 )
+from mimir_limit_optimizer.controller.protection_sources import FastSourceFactory
 from mimir_limit_optimizer.engine.overrides import (
     OverridesDocument,
     OverridesParseError,
@@ -67,17 +68,11 @@ from mimir_limit_optimizer.engine.protection.clamps import effective
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import FloatArray
 from mimir_limit_optimizer.sources.base import SourceError
-from mimir_limit_optimizer.sources.fast_signals import FastSource, PrometheusFastSource
-from mimir_limit_optimizer.sources.fast_synthetic import (
-    Blast,
-    SyntheticFastSource,
-    scenario_from_cluster,
-)
-from mimir_limit_optimizer.sources.synthetic_model import generate_cluster
+from mimir_limit_optimizer.sources.fast_signals import FastSource
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
-__all__ = ["CHECKPOINT_KEY", "Protection", "build_protection", "default_fast_source_factory"]
+__all__ = ["CHECKPOINT_KEY", "FastSourceFactory", "Protection", "build_protection"]
 
 CHECKPOINT_KEY = "protection"
 RUNTIME_KEY = "protection_runtime"
@@ -88,43 +83,6 @@ FAILURES_BEFORE_ALERT = 4
 CHECKPOINT_EVERY = 60.0
 # After this many fast-loop intervals without a tick, the checkpoint is re-read first.
 STALE_AFTER = 4
-FastSourceFactory = Callable[[Config, float], FastSource]
-
-
-# --- the default fast source ---------------------------------------------------------------
-def default_fast_source_factory(
-    catalogue: Catalogue, env: Mapping[str, str] | None = None
-) -> FastSourceFactory:
-    """Prometheus fast signals for `source.kind: prometheus`; for the embedded synthetic
-    cluster, its steady state with a demo blast of its first `blast-*` tenant for 15 minutes
-    every 6 hours (so the embedded default shows protection at work in dry-run)."""
-    environment = dict(env or {})
-
-    def make(config: Config, now: float) -> FastSource:
-        if config.source.kind == "prometheus":
-            return PrometheusFastSource(
-                config.source.prometheus,
-                config.circuit_breaker.fast_loop,
-                catalogue,
-                replication_factor=config.mimir.replication_factor,
-                env=environment,
-            )
-        step_s = config.synthetic.step
-        end = math.floor(now / step_s) * step_s
-        cluster = generate_cluster(
-            config.synthetic, end=end, replication_factor=config.mimir.replication_factor
-        )
-        blasting = cluster.archetypes.get("blast", ())
-        blasts: list[Blast] = []
-        if blasting:
-            period, first = 6 * 3600.0, math.floor(now / (6 * 3600.0)) * 6 * 3600.0
-            blasts = [
-                Blast(blasting[0], start, start + 900.0, series_factor=3.0, ingestion_factor=3.0)
-                for start in (first + k * period for k in range(-1, 60))  # 15 days
-            ]
-        return SyntheticFastSource(scenario_from_cluster(cluster, blasts=blasts))
-
-    return make
 
 
 # --- the service part -----------------------------------------------------------------------

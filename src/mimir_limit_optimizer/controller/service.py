@@ -23,10 +23,8 @@ from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.config_provider import ConfigProvider
 from mimir_limit_optimizer.controller.cost import build_cost_control
-from mimir_limit_optimizer.controller.protection import (
-    build_protection,
-    default_fast_source_factory,
-)
+from mimir_limit_optimizer.controller.protection import build_protection
+from mimir_limit_optimizer.controller.protection_sources import default_fast_source_factory
 from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler, last_checkpoint
 from mimir_limit_optimizer.controller.wiring import (
     build_target,
