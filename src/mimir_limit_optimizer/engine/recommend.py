@@ -330,7 +330,11 @@ def _react_to_throttling(
     if throttled is None:  # no discard signal: nothing to react to
         return value, rescued
     recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-    if throttled.any() and recent.any():
+    # Rates only: for a count like in-memory series, "what it sends now" during a cardinality
+    # blast is exactly what must not be granted at once (blast protection's call); sustained
+    # growth still comes through the last day's level.
+    is_rate = result.spec.type is LimitType.RATE
+    if throttled.any() and recent.any() and is_rate:
         # Throttled right now: cover what the tenant sends now (spikes excluded) plus the
         # full buffer. A week's percentile notices a new level only once it fills 5% of the
         # window (8 hours), and the last day's only after an hour or so.
