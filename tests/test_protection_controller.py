@@ -293,9 +293,10 @@ def test_a_pressure_episode_freezes_growth_reduces_the_top_contributor_and_recov
 
 
 class SlowSource:
-    """The slow cycle's view of the same tenants: two days of steady series, and gamma at
-    its blast level with series rejected in the last hour (so the recommender wants to RAISE
-    gamma's series limit: exactly what the guard must not let it do while the cap holds)."""
+    """The slow cycle's view of the same tenants: two days of steady series and ingestion,
+    and gamma at its blast level with samples rejected in the last hour (so the recommender
+    wants to RAISE gamma's ingestion rate: exactly what the guard must not let it do while the
+    cap holds)."""
 
     def collect(
         self, limits: Any, *, start: float, end: float, progress: Any = None
@@ -308,9 +309,16 @@ class SlowSource:
         discards = np.zeros_like(usage)
         discards[TENANTS.index("gamma"), -12:] = 200_000.0
         name = "max_global_series_per_user"
+        # Ingestion: everyone steady at 5K samples/s; gamma pinned at its 15K cap for the
+        # last hour with as much again rejected (rate_limited): it asks for 30K.
+        rate = np.full_like(usage, 5_000.0)
+        rate[TENANTS.index("gamma"), -12:] = 15_000.0
+        rate_discards = np.zeros_like(usage)
+        rate_discards[TENANTS.index("gamma"), -12:] = 15_000.0
         return Observation(
             tenants=TENANTS, timestamps=stamps, step=300.0,
-            usage={name: usage}, discards={name: discards},
+            usage={name: usage, "ingestion_rate": rate},
+            discards={name: discards, "ingestion_rate": rate_discards},
         )  # fmt: skip
 
     def describe(self) -> str:
@@ -321,12 +329,19 @@ def test_the_guard_keeps_caps_in_a_slow_cycle_plan(tmp_path: Path) -> None:
     """A real slow cycle (Reconciler with the guard) wants to raise the clamped limit of a
     throttled, blasting tenant; the cap holds. Directly: a raise is held at the cap, a change
     that would end where the limit already is goes, other changes pass, dry-run is untouched."""
+    # The slow cycle raises a throttled tenant's *rate* limit to what it sends now (a series
+    # limit it does not: a cardinality blast is not granted at once), so the real-cycle part
+    # uses ingestion_rate; the direct part below uses the series cap.
+    limits = ["ingestion_rate", "max_global_series_per_user"]
     cfg = config(
         changePolicy={"cooldown": "0s"},  # the cooldown would hold it back anyway: test the guard
-        dynamicLimits={"enabledLimits": ["max_global_series_per_user"]},
+        dynamicLimits={"enabledLimits": limits},
     )
     rig = Rig(tmp_path, scenario(blasts=(GAMMA_BLAST,)), cfg)
     rig.run(BLAST_START + 90)
+    rate_key = ("gamma", "ingestion_rate")
+    rate_cap = rig.values()[rate_key]
+    assert rate_cap == 15_000.0
     key = ("gamma", "max_global_series_per_user")
     cap = rig.values()[key]
     assert cap == 504_000.0
@@ -345,15 +360,20 @@ def test_the_guard_keeps_caps_in_a_slow_cycle_plan(tmp_path: Path) -> None:
     dry = config(
         "dry-run",
         changePolicy={"cooldown": "0s"},
-        dynamicLimits={"enabledLimits": ["max_global_series_per_user"]},
+        dynamicLimits={"enabledLimits": limits},
     )
     unguarded.run_once(dry, now=rig.now)
-    wanted = next(e for e in rig.events("would_update_limits") if e.tenant == "gamma")
-    assert wanted.details["new"] > cap  # without the guard the slow cycle would undo the cap
+    wanted = next(
+        e
+        for e in rig.events("would_update_limits")
+        if e.tenant == "gamma" and e.details["limit"] == "ingestion_rate"
+    )
+    assert wanted.details["new"] > rate_cap  # without the guard the cycle would undo the cap
     result = reconciler.run_once(cfg, now=rig.now)
     assert result.ok and result.recommendations is not None
     recs = result.recommendations
-    assert rig.values()[key] == cap  # with it, the cap holds
+    assert rig.values()[rate_key] == rate_cap  # with it, the caps hold
+    assert rig.values()[key] == cap
     assert all(e.tenant != "gamma" for e in rig.events("update_limits"))
 
     plan = Plan(
