@@ -48,13 +48,8 @@ class AlertmanagerChannel:
         self._headers = header_values(settings.headers)
         password = urlsplit(settings.url).password if "@" in settings.url else None
         self.redact = Redactor([password, *secret_values(settings.headers)])
-        self._http = HttpSender(
-            service="Alertmanager",
-            timeout=settings.timeout,
-            redact=self.redact,
-            tls_verify=settings.tls_verify,
-            ca_file=settings.ca_file,
-            transport=transport,
+        self._http = HttpSender.for_channel(
+            "Alertmanager", settings, redact=self.redact, transport=transport
         )
 
     def payload(self, alert: Alert) -> list[dict[str, object]]:

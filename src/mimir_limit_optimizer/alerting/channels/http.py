@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -22,7 +22,38 @@ _BODY_SHOWN = 200  # characters of an error response body kept in the message
 USER_AGENT = "mimir-limit-optimizer"
 
 
+class HttpChannelSettings(Protocol):
+    """What every HTTP channel's settings carry for the connection (read-only: the settings
+    models are frozen)."""
+
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def tls_verify(self) -> bool: ...
+    @property
+    def ca_file(self) -> str | None: ...
+
+
 class HttpSender:
+    @classmethod
+    def for_channel(
+        cls,
+        service: str,
+        settings: HttpChannelSettings,
+        *,
+        redact: Redactor,
+        transport: httpx.BaseTransport | None = None,
+    ) -> HttpSender:
+        """A sender configured from a channel's settings (timeout, TLS)."""
+        return cls(
+            service=service,
+            timeout=settings.timeout,
+            redact=redact,
+            tls_verify=settings.tls_verify,
+            ca_file=settings.ca_file,
+            transport=transport,
+        )
+
     def __init__(
         self,
         *,

@@ -57,13 +57,8 @@ class PagerDutyChannel:
         self.settings = settings
         self._key = settings.integration_key.get_secret_value()
         self.redact = Redactor([self._key])
-        self._http = HttpSender(
-            service="PagerDuty",
-            timeout=settings.timeout,
-            redact=self.redact,
-            tls_verify=settings.tls_verify,
-            ca_file=settings.ca_file,
-            transport=transport,
+        self._http = HttpSender.for_channel(
+            "PagerDuty", settings, redact=self.redact, transport=transport
         )
 
     def payload(self, alert: Alert) -> dict[str, Any]:

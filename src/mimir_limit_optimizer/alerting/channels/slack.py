@@ -49,13 +49,8 @@ class SlackChannel:
         self.settings = settings
         self._url = settings.webhook_url.get_secret_value()
         self.redact = Redactor([self._url])
-        self._http = HttpSender(
-            service="Slack",
-            timeout=settings.timeout,
-            redact=self.redact,
-            tls_verify=settings.tls_verify,
-            ca_file=settings.ca_file,
-            transport=transport,
+        self._http = HttpSender.for_channel(
+            "Slack", settings, redact=self.redact, transport=transport
         )
 
     def payload(self, alert: Alert) -> dict[str, Any]:

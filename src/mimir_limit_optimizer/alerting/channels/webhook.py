@@ -45,12 +45,10 @@ class WebhookChannel:
         self._method = settings.method.upper()
         self._headers = header_values(settings.headers)
         self.redact = Redactor([self._url, *secret_values(settings.headers)])
-        self._http = HttpSender(
-            service=f"webhook {name.removeprefix('webhook:')}",
-            timeout=settings.timeout,
+        self._http = HttpSender.for_channel(
+            f"webhook {name.removeprefix('webhook:')}",
+            settings,
             redact=self.redact,
-            tls_verify=settings.tls_verify,
-            ca_file=settings.ca_file,
             transport=transport,
         )
 
