@@ -7,16 +7,19 @@
 #   initdb, pg_ctl         package postgresql   (tests run a throwaway PostgreSQL server;
 #                                                Debian keeps them in /usr/lib/postgresql/*/bin)
 #   python3 -m venv        package python3-venv (make creates .venv)
+#   chromium               package chromium     (the web UI tests drive it with Playwright)
 set -u
 
 have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
 have_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1; }
 
 packages=()
 have_prometheus || packages+=(prometheus)
 have_postgres || packages+=(postgresql)
 have_venv || packages+=(python3-venv)
+have_chromium || packages+=(chromium)
 [ ${#packages[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -39,6 +42,7 @@ still=()
 have_prometheus || still+=(prometheus)
 have_postgres || still+=(postgresql)
 have_venv || still+=(python3-venv)
+have_chromium || still+=(chromium)
 [ ${#still[@]} -eq 0 ] && exit 0
 echo "missing Debian packages: ${still[*]}; install with: sudo apt-get install -y ${still[*]}" >&2
 if [ "${MLO_REQUIRE_REAL_COMPONENTS:-0}" = "1" ]; then
