@@ -4,6 +4,7 @@ request is only looked at between cycles, and every write is atomic anyway)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -352,9 +353,12 @@ class Service:
             if self.is_leader():
                 for hook in self.options.fast_hooks:
                     self._guarded(
-                        "fast_loop", lambda h=hook, at=started: h(self.provider.config, at)
+                        "fast_loop", functools.partial(self._run_fast_hook, hook, started)
                     )
             stop.wait(max(0.05, self.options.fast_interval - (self.clock() - started)))
+
+    def _run_fast_hook(self, hook: FastHook, at: float) -> None:
+        hook(self.provider.config, at)
 
     def _loop(self, stop: threading.Event) -> int:
         last: CycleResult | None = None
