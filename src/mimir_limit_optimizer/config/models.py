@@ -13,6 +13,7 @@ from mimir_limit_optimizer.config.alerting import AlertingSettings, Headers
 from mimir_limit_optimizer.config.cost import CostControlSettings
 from mimir_limit_optimizer.config.protection import CircuitBreakerSettings, EmergencySettings
 from mimir_limit_optimizer.config.types import Duration, HourRange, OpaqueSection
+from mimir_limit_optimizer.config.ui import UiSettings
 
 
 class _Section(BaseModel):
@@ -292,7 +293,6 @@ class SyntheticSettings(_Section):
 
 # Sections the seed README documents that this version accepts but does not act on yet.
 UNUSED_SEED_SECTIONS = (
-    "ui",
     "performance",
     "metricsDiscovery",
     "auditLog",
@@ -318,6 +318,9 @@ UNUSED_SEED_KEYS: tuple[tuple[str, str], ...] = (
     ),
     ("dynamicLimits.autoDetect", "the limit catalogue decides which limits exist"),
     ("synthetic.enabled", "source.kind selects the synthetic source"),
+    ("ui.port", "server.uiPort is the UI's port"),
+    ("ui.service", "the Kubernetes Service of the UI is the Helm chart's (values.yaml)"),
+    ("ui.ingress", "the Ingress of the UI is the Helm chart's (values.yaml)"),
     ("circuitBreaker.failureThreshold", "a request-level breaker needs the data path"),
     ("circuitBreaker.requestVolumeThreshold", "a request-level breaker needs the data path"),
     ("circuitBreaker.rateLimit", "the optimizer cannot rate-limit requests itself"),
@@ -351,9 +354,8 @@ class Config(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
-    # Accepted, warned about, not used (see UNUSED_SEED_SECTIONS and docs/configuration.md);
-    # secret-looking values inside are SecretStr.
-    ui: OpaqueSection | None = None
+    # The web UI on server.uiPort (config/ui.py, docs/ui.md).
+    ui: UiSettings = Field(default_factory=UiSettings)
     # Costs, budgets and their enforcement (config/cost.py); used, not opaque.
     cost_control: CostControlSettings = Field(default_factory=CostControlSettings)
     # Blast protection and panic mode (config/protection.py); used, not opaque. A top-level

@@ -27,6 +27,7 @@ from mimir_limit_optimizer.controller.cost import build_cost_control
 from mimir_limit_optimizer.controller.protection import build_protection
 from mimir_limit_optimizer.controller.protection_sources import default_fast_source_factory
 from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler, last_checkpoint
+from mimir_limit_optimizer.controller.ui_wiring import ServiceUi
 from mimir_limit_optimizer.controller.wiring import (
     build_target,
     build_verifier,
@@ -137,6 +138,7 @@ class Service:
         )
         provider._on_failure = self._config_failed
         provider._on_reload = self._config_reloaded
+        self.ui = ServiceUi(self)  # the web UI's read model and actions (docs/ui.md)
         self.servers: Servers | None = None
         self.elector: object | None = None
         self._leader = threading.Event()
@@ -274,8 +276,10 @@ class Service:
 
     def cycle(self) -> CycleResult:
         now = self.clock()
+        started = time.monotonic()
         self.provider.reload_if_changed()
-        result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
+        config = self.ui.effective(self.provider.config)  # a freeze set in the UI
+        result = self.reconciler.run_once(config, now=now, leader=self.is_leader())
         if result.recommendations is not None:
             self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
         self.store.prune_audit(
@@ -283,6 +287,7 @@ class Service:
             max_age=self.provider.config.store.audit_max_age,
             now=now,
         )
+        self.ui.cycle_finished(result, at=now, duration=time.monotonic() - started)
         level = logging.INFO if result.ok else logging.ERROR
         self.log.log(level, "cycle %s: %s", "ok" if result.ok else "failed", result.detail)
         return result
@@ -304,8 +309,12 @@ class Service:
                     health=self.health,
                     alerting_status=self.alerting.status,
                     routers=[build_protection_router(self.protection)],
+                    extend_api=self.ui.extend if config.ui.enabled else None,
                 )
                 host = config.server.host
+                if config.ui.enabled:
+                    self.ui.prepare_login(self.log)
+                    self.log.info("web UI on http://%s:%s/", host, self.servers.api_port)
                 self.log.info(
                     "metrics on http://%s:%d/metrics, health on http://%s:%d/healthz, "
                     "API on http://%s:%s/api/v1",
@@ -372,7 +381,8 @@ class Service:
         while not stop.is_set():
             now = self.clock()
             self.health.heartbeat(now)
-            if now >= next_cycle:
+            if now >= next_cycle or self.ui.cycle_requested.is_set():
+                self.ui.cycle_requested.clear()
                 last = self._guarded("cycle", self.cycle) or CycleResult(False, detail="crashed")
                 next_cycle = now + self.provider.config.update_interval
             stop.wait(min(1.0, max(0.0, next_cycle - self.clock())))

@@ -86,11 +86,13 @@ def start_servers(
     start_timeout: float = START_TIMEOUT,
     alerting_status: Callable[[], Mapping[str, Any]] | None = None,
     routers: Sequence[APIRouter] = (),
+    extend_api: Callable[[FastAPI], None] | None = None,
 ) -> Servers:
     """Serve GET /metrics on `settings.host:metrics_port` and GET /healthz, /readyz on
     `settings.host:health_port`; one server for all paths when the two ports are equal and
     not 0 (port 0 picks a free port, a different one for each server). Returns once both
     accept connections. Whether to serve at all (`settings.enabled`) is the caller's call.
+    `extend_api` installs more onto the UI port's app (the web UI: web/ui/app.py).
     """
     combined = settings.metrics_port == settings.health_port != 0
     plans: list[tuple[str, int, str, Callable[[], FastAPI]]]
@@ -120,7 +122,7 @@ def start_servers(
                 lambda: build_app(health=health, clock=clock, alerting_status=alerting_status),
             ),
         ]
-    if routers:
+    if routers or extend_api is not None:
         # The REST API (mutating endpoints included) gets its own server on the UI port:
         # /metrics and the probes often have to be reachable beyond loopback, the API need not.
         plans.append(
@@ -128,7 +130,7 @@ def start_servers(
                 "api",
                 settings.ui_port,
                 "server.uiPort",
-                lambda: build_app(clock=clock, routers=routers),
+                lambda: _api_app(clock, routers, extend_api),
             )
         )
     running: list[_Running] = []
@@ -150,6 +152,17 @@ def start_servers(
         api_port=ports.get("api"),
         running=running,
     )
+
+
+def _api_app(
+    clock: Callable[[], float],
+    routers: Sequence[APIRouter],
+    extend: Callable[[FastAPI], None] | None,
+) -> FastAPI:
+    app = build_app(clock=clock, routers=routers)
+    if extend is not None:
+        extend(app)
+    return app
 
 
 def _bind(host: str, port: int, setting: str) -> socket.socket:

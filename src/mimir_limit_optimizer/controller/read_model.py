@@ -1,0 +1,535 @@
+"""The read model of the running service for the web UI and its JSON API (web/ui/model.py's
+ReadModel). It is fed by the service after each cycle (`cycle_finished`) and otherwise reads
+the store, protection and cost through their public methods; pages never see any of them.
+
+Today it reads the Reconciler's CycleResult (Recommendations) and the store; a richer per-cycle
+plan can replace `_recs` later without touching a template.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.controller import ui_config
+from mimir_limit_optimizer.controller.apply import Applier, render_plan_onto
+from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint
+from mimir_limit_optimizer.controller.ui_diff import impact, side_by_side
+from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
+from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
+from mimir_limit_optimizer.engine.overrides_validate import validate_overrides
+from mimir_limit_optimizer.engine.plan import build_plan
+from mimir_limit_optimizer.engine.recommend import enabled_limits
+from mimir_limit_optimizer.engine.results import Reason, Recommendations, render_value
+from mimir_limit_optimizer.observability.health import HealthState
+from mimir_limit_optimizer.sources.base import Source, SourceError
+from mimir_limit_optimizer.store import AuditEvent, Store, StoreError
+from mimir_limit_optimizer.store.queries import (
+    AuditFilter,
+    audit_facets,
+    audit_page,
+    audit_stream,
+    count_actions,
+)
+from mimir_limit_optimizer.targets.base import TargetError
+from mimir_limit_optimizer.web.ui.model import (
+    AuditQuery,
+    AuditRow,
+    ConfigView,
+    CyclePoint,
+    Health,
+    LimitView,
+    Overview,
+    Page,
+    Problem,
+    RevisionDiff,
+    RevisionView,
+    Series,
+    TenantDetail,
+    TenantQuery,
+    TenantRow,
+    UiError,
+)
+
+DAY = 86400.0
+HISTORY = 288  # cycles kept for the dashboard charts (a day at the default 5 min)
+MAX_CHART_POINTS = 600
+SERIES_CACHE_SECONDS = 60.0
+
+
+@dataclass
+class ServiceParts:
+    """What the read model reads (everything injected by the service)."""
+
+    config: Callable[[], Config]
+    config_path: Callable[[], str | None]
+    env: Mapping[str, str]
+    cli: Mapping[str, Any]
+    catalogue: Catalogue
+    store: Store
+    applier: Applier
+    health: HealthState
+    protection_status: Callable[[], dict[str, Any]]
+    alerting_status: Callable[[], Mapping[str, Any]]
+    cost_by_tenant: Callable[[], tuple[dict[str, float], str] | None]
+    source_factory: Callable[[Config, float], Source]
+    clock: Callable[[], float]
+    runtime_freeze: Callable[[], str | None]  # who froze applying from the UI, or None
+    logger: logging.Logger
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _row(event: AuditEvent) -> AuditRow:
+    return AuditRow(
+        event.id,
+        event.timestamp,
+        event.level,
+        event.category,
+        event.component,
+        event.action,
+        event.tenant,
+        dict(event.details),
+    )
+
+
+def _filter(q: AuditQuery) -> AuditFilter:
+    return AuditFilter(q.tenant, q.action, q.category, q.component, q.since, q.until)
+
+
+class ServiceReadModel:
+    def __init__(self, parts: ServiceParts) -> None:
+        self.p = parts
+        self._lock = threading.Lock()
+        self._recs: Recommendations | None = None
+        self._index = TenantIndex.empty()
+        self._cycles: deque[CyclePoint] = deque(maxlen=HISTORY)
+        self._version = 0
+        self._series_cache: dict[tuple[str, str, float], tuple[float, Series]] = {}
+        self.metrics_reader = MetricsReader(parts)
+        self._load_checkpoint()
+
+    def _load_checkpoint(self) -> None:
+        try:
+            checkpoint = last_checkpoint(self.p.store)
+        except (StoreError, ValueError):
+            checkpoint = None
+        if checkpoint is not None:
+            self._index = TenantIndex.from_checkpoint(checkpoint)
+
+    # -- fed by the service -------------------------------------------------------------
+    def cycle_finished(self, result: CycleResult, *, at: float, duration: float) -> None:
+        recs = result.recommendations
+        demand = limit = throttled = 0.0
+        index = None
+        if recs is not None:
+            demand, limit, throttled = _totals(recs)
+            index = TenantIndex.from_recommendations(
+                recs, open_breakers=self._open_breakers(), **self._costs()
+            )
+        point = CyclePoint(
+            at, result.ok, duration, result.detail, demand, limit, throttled,
+            result.planned, result.held_back,
+        )  # fmt: skip
+        with self._lock:
+            if recs is not None and index is not None:
+                self._recs, self._index = recs, index
+                self._series_cache.clear()
+            self._cycles.append(point)
+            self._version += 1
+
+    def _open_breakers(self) -> set[str]:
+        try:
+            breakers = self.p.protection_status()["circuitBreaker"]["breakers"]
+        except Exception:  # the status is advisory here: never fail a cycle's bookkeeping
+            return set()
+        return {b["tenant"] for b in breakers if b.get("state") == "open"}
+
+    def _costs(self) -> dict[str, Any]:
+        try:
+            found = self.p.cost_by_tenant()
+        except Exception:
+            found = None
+        if found is None:
+            return {}
+        costs, currency = found
+        return {"costs": costs, "currency": currency}
+
+    def cycle_version(self) -> int:
+        return self._version
+
+    # -- dashboard ----------------------------------------------------------------------
+    def overview(self) -> Overview:
+        config = self.p.config()
+        now = self.p.clock()
+        try:
+            counts = count_actions(
+                self.p.store,
+                ("update_limits", "would_update_limits", "change_held_back"),
+                since=now - DAY,
+            )
+            store_health = Health("store", True, self.p.store.url)
+        except StoreError as exc:
+            counts, store_health = {}, Health("store", False, str(exc))
+        try:
+            status = self.p.protection_status()
+        except Exception as exc:
+            status = {"lastError": str(exc)}
+        breakers = status.get("circuitBreaker", {}).get("breakers", [])
+        with self._lock:
+            cycles = tuple(self._cycles)
+            rows = self._index.rows
+        frozen_by = self.p.runtime_freeze()
+        _ok, body = self.p.health.readyz(now)
+        reachable = body.get("source_reachable")
+        source = Health(
+            "source",
+            reachable is True,
+            "not checked yet" if reachable is None else str(body.get("source_detail") or ""),
+        )
+        return Overview(
+            mode=config.mode.value,
+            frozen=config.safety.freeze or frozen_by is not None,
+            frozen_by=frozen_by if frozen_by else ("config" if config.safety.freeze else None),
+            tenants=len(rows),
+            limits_managed=len(config.dynamic_limits.enabled_limits),
+            applied_24h=counts.get("update_limits", 0),
+            pending_24h=counts.get("would_update_limits", 0),
+            held_back_24h=counts.get("change_held_back", 0),
+            throttled_now=sum(1 for r in rows if r.status == "throttled"),
+            open_breakers=sum(1 for b in breakers if b.get("state") == "open"),
+            protection_enabled=bool(status.get("enabled", False)),
+            emergency_level=str(status.get("emergency", {}).get("level", "unknown")),
+            last_cycle=cycles[-1] if cycles else None,
+            health=(source, store_health, *self._channel_health()),
+            cycles=cycles,
+            target=self.p.applier.name,
+        )
+
+    def _channel_health(self) -> list[Health]:
+        try:
+            channels = self.p.alerting_status().get("channels", [])
+        except Exception as exc:
+            return [Health("alerting", False, str(exc))]
+        return [
+            Health(f"alerts: {c['name']}", bool(c.get("healthy")), str(c.get("lastError") or ""))
+            for c in channels
+        ]
+
+    # -- tenants ------------------------------------------------------------------------
+    def tenants(self, query: TenantQuery) -> Page[TenantRow]:
+        with self._lock:
+            index = self._index
+        return index.query(query)
+
+    def tenant(self, name: str) -> TenantDetail:
+        with self._lock:
+            index, recs = self._index, self._recs
+        at = index.by_name.get(name)
+        if at is None:
+            raise UiError(f"no tenant {name!r} in the last cycle", status=404)
+        limits: list[LimitView] = []
+        held = self._held(name)
+        if recs is not None and name in recs.tenants:
+            i = recs.tenants.index(name)
+            for result in recs.results.values():
+                limits.append(_limit_view(result, i, self.p.applier.name, held))
+        events = self.audit(AuditQuery(tenant=name, per_page=20)).items
+        status = self.p.protection_status() if recs is not None else {}
+        breakers = tuple(
+            b for b in status.get("circuitBreaker", {}).get("breakers", []) if b["tenant"] == name
+        )
+        clamps = tuple(c for c in status.get("clamps", []) if c["tenant"] == name)
+        row = index.rows[at]
+        cost = None if row.cost is None else {"monthly": row.cost, "currency": row.currency}
+        return TenantDetail(
+            name, row.status, tuple(limits), breakers, clamps, cost, events,
+            recs.generated_at if recs is not None else None,
+        )  # fmt: skip
+
+    def _held(self, tenant: str) -> dict[str, str]:
+        with self._lock:
+            last = self._cycles[-1].at if self._cycles else None
+        if last is None:
+            return {}
+        try:
+            events = self.p.store.audit(tenant=tenant, action="change_held_back", since=last)
+        except StoreError:
+            return {}
+        return {str(e.details.get("limit")): str(e.details.get("reason", "")) for e in events}
+
+    def tenant_series(self, name: str, limit: str, seconds: float) -> Series:
+        with self._lock:
+            recs = self._recs
+        if recs is None or name not in recs.tenants:
+            raise UiError(f"no tenant {name!r} in the last cycle", status=404)
+        result = recs.results.get(limit)
+        if result is None or result.spec.signal is not SignalKind.USAGE:
+            raise UiError(f"{limit!r} is not a usage-driven limit of this service", status=404)
+        key = (name, limit, seconds)
+        now = self.p.clock()
+        cached = self._series_cache.get(key)
+        if cached is not None and now - cached[0] < SERIES_CACHE_SECONDS:
+            return cached[1]
+        series = self._collect_series(recs, name, limit, seconds, now)
+        self._series_cache[key] = (now, series)
+        return series
+
+    def _collect_series(
+        self, recs: Recommendations, name: str, limit: str, seconds: float, now: float
+    ) -> Series:
+        config = self.p.config()
+        if config.source.kind == "prometheus":  # only this tenant's series (a `user` matcher)
+            prometheus = config.source.prometheus
+            selectors = {**prometheus.selectors, "user": name}
+            config = config.model_copy(
+                update={
+                    "source": config.source.model_copy(
+                        update={
+                            "prometheus": prometheus.model_copy(update={"selectors": selectors})
+                        }
+                    )
+                }
+            )
+        spec = self.p.catalogue.limits[limit]
+        try:
+            source = self.p.source_factory(config, now)
+            observation = source.collect([spec], start=now - seconds, end=now)
+        except SourceError as exc:
+            raise UiError(f"the source could not be read: {exc}", status=502) from exc
+        if name not in observation.tenants or limit not in observation.usage:
+            raise UiError(f"the source has no {limit} data for {name!r}", status=404)
+        i = observation.tenants.index(name)
+        usage = np.asarray(observation.usage[limit][i], dtype=np.float64)
+        discards = observation.discards.get(limit)
+        demand = usage + (
+            np.nan_to_num(np.asarray(discards[i], dtype=np.float64))
+            if discards is not None
+            else 0.0
+        )
+        x = np.asarray(observation.timestamps, dtype=np.float64)
+        x, usage, demand = _downsample(x, usage, demand)
+        result = recs.results[limit]
+        r = recs.tenants.index(name)
+        current = np.full(len(x), float(result.current[r]))
+        marks = {}
+        recommended = _finite(float(result.recommended[r]))
+        if recommended is not None:
+            marks["recommendation"] = recommended
+        return Series(
+            x=tuple(float(v) for v in x),
+            series={
+                "usage": _plain(usage),
+                "demand": _plain(demand),
+                "limit": _plain(current),
+            },
+            unit=result.spec.unit,
+            marks=marks,
+        )
+
+    # -- audit --------------------------------------------------------------------------
+    def audit(self, query: AuditQuery) -> Page[AuditRow]:
+        if query.page < 1 or not 1 <= query.per_page <= 500:
+            raise UiError("page must be >= 1 and perPage between 1 and 500")
+        try:
+            rows, total = audit_page(
+                self.p.store,
+                _filter(query),
+                offset=(query.page - 1) * query.per_page,
+                limit=query.per_page,
+            )
+        except StoreError as exc:
+            raise UiError(f"the store could not be read: {exc}", status=503) from exc
+        return Page(tuple(_row(e) for e in rows), total, query.page, query.per_page)
+
+    def audit_stream(self, query: AuditQuery) -> Iterator[AuditRow]:
+        for event in audit_stream(self.p.store, _filter(query)):
+            yield _row(event)
+
+    def audit_facets(self) -> dict[str, tuple[str, ...]]:
+        try:
+            return audit_facets(self.p.store)
+        except StoreError:
+            return {}
+
+    # -- revisions ----------------------------------------------------------------------
+    def revisions(self) -> tuple[RevisionView, ...]:
+        return tuple(
+            RevisionView(r.id, r.created_at, r.kind, r.actor, r.sha256, len(r.plan), r.note)
+            for r in self.p.store.revisions(self.p.applier.name, limit=200)
+        )
+
+    def _content(self, revision: int | None) -> tuple[str, str]:
+        """(title, text) of a revision; None = the pending plan rendered onto the target."""
+        if revision is None:
+            with self._lock:
+                recs = self._recs
+            try:
+                current = self.p.applier.target.read()
+            except TargetError as exc:
+                raise UiError(f"cannot read {self.p.applier.name}: {exc}", status=503) from exc
+            if recs is None:
+                return "pending plan (no cycle yet)", current.text
+            plan = build_plan(recs)
+            try:
+                text = render_plan_onto(current, plan, self.p.catalogue, self.p.applier.name)
+            except Exception as exc:  # an unrenderable plan is shown, not raised
+                raise UiError(f"the pending plan cannot be rendered: {exc}", status=409) from exc
+            return f"pending plan ({len(plan)} change(s), before guards and caps)", text
+        found = self.p.store.revision(revision)
+        if found is None or found.target != self.p.applier.name:
+            raise UiError(f"no revision {revision} of {self.p.applier.name}", status=404)
+        return f"revision {found.id} ({found.kind}, {found.actor})", found.content
+
+    def current_content(self) -> tuple[str, str]:
+        try:
+            return "current content of the target", self.p.applier.target.read().text
+        except TargetError as exc:
+            raise UiError(f"cannot read {self.p.applier.name}: {exc}", status=503) from exc
+
+    def diff(self, left: int | None, right: int | None) -> RevisionDiff:
+        left_title, left_text = self._content(left) if left is not None else self.current_content()
+        right_title, right_text = self._content(right)
+        return RevisionDiff(
+            left_title,
+            right_title,
+            side_by_side(left_text, right_text),
+            impact(left_text, right_text, self.p.catalogue),
+        )
+
+    # -- configuration ------------------------------------------------------------------
+    def config(self) -> ConfigView:
+        config = self.p.config()
+        path = self.p.config_path()
+        text: str | None = None
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+            except (OSError, UnicodeDecodeError):
+                text = None
+        shown = ui_config.masked(text) if text is not None else ""
+        limits = tuple(
+            {
+                "name": s.name,
+                "unit": s.unit,
+                "signal": s.signal.value,
+                "default": render_value(s.default, s),
+                "enabled": s.name in config.dynamic_limits.enabled_limits,
+                "description": s.description,
+            }
+            for s in enabled_limits(config, self.p.catalogue)
+        )
+        return ConfigView(
+            path=path,
+            yaml=shown,
+            entries=ui_config.entries(config, text, self.p.env, self.p.cli),
+            writable=config.ui.config_writable and path is not None,
+            limits=limits,
+        )
+
+    def validate_config(self, text: str) -> tuple[Problem, ...]:
+        return ui_config.validate(text, env=self.p.env, cli=self.p.cli, catalogue=self.p.catalogue)
+
+    def validate_overrides(self, text: str) -> tuple[Problem, ...]:
+        problems = validate_overrides(text, self.p.catalogue, source_name="overrides.yaml")
+        out = []
+        for p in problems:
+            path = f"{p.key_path}: " if p.key_path else ""
+            fix = f" ({p.fix})" if p.fix else ""
+            out.append(Problem(p.line, f"{path}{p.message}{fix}"))
+        return tuple(out)
+
+    # -- metrics ------------------------------------------------------------------------
+    def metrics(self, seconds: float) -> dict[str, Series]:
+        with self._lock:
+            cycles = tuple(self._cycles)
+        return self.metrics_reader.charts(cycles, seconds)
+
+    def query(self, promql: str, seconds: float) -> Series:
+        return self.metrics_reader.query(promql, seconds)
+
+
+def _totals(recs: Recommendations) -> tuple[float, float, float]:
+    """Total demand and total limit of the ingestion rate (samples/s) and throttled tenants."""
+    result = recs.results.get("ingestion_rate")
+    throttled = 0.0
+    for r in recs.results.values():
+        throttled = max(throttled, float(np.count_nonzero(r.flags & int(Reason.DISCARDS_ADDED))))
+    if result is None:
+        return 0.0, 0.0, throttled
+    demand = float(np.nansum(np.asarray(result.demand, dtype=np.float64)))
+    limit = float(np.nansum(np.asarray(result.current, dtype=np.float64)))
+    return demand, limit, throttled
+
+
+def _limit_view(result: Any, i: int, target: str, held: Mapping[str, str]) -> LimitView:
+    spec = result.spec
+    flags = Reason(int(result.flags[i]))
+    current = float(result.current[i])
+    nxt = float(result.recommended[i])
+    estimate = nxt
+    demand = float(result.demand[i])
+    if (Reason.RAISE_LIMITED in flags or Reason.LOWER_LIMITED in flags) and math.isfinite(demand):
+        # Where it is heading before the per-cycle step cap: demand + buffer, within min/max.
+        estimate = min(
+            max(demand * (1 + float(result.buffer_percent[i]) / 100), result.minimum),
+            result.maximum_allowed,
+        )
+    origin = "default (no override)" if Reason.CURRENT_DEFAULT in flags else f"override in {target}"
+    confidence = float(result.confidence[i])
+    return LimitView(
+        limit=spec.name,
+        unit=spec.unit,
+        usage_driven=spec.signal is SignalKind.USAGE,
+        current=render_value(current, spec),
+        current_value=_finite(current),
+        origin=origin,
+        target=render_value(estimate, spec),
+        next_step=render_value(nxt, spec),
+        next_value=_finite(nxt),
+        status=result.status_of(i).value,
+        reasons=tuple(result.reasons(i)),
+        confidence=confidence if math.isfinite(confidence) else None,
+        held=held.get(spec.name),
+    )
+
+
+def _downsample(x: Any, *arrays: Any) -> tuple[Any, ...]:
+    """At most MAX_CHART_POINTS points: the maximum of each bucket (peaks stay visible)."""
+    n = len(x)
+    if n <= MAX_CHART_POINTS:
+        return (x, *arrays)
+    size = -(-n // MAX_CHART_POINTS)
+    cut = n - n % size if n % size else n
+    out = [x[:cut:size]]
+    for a in arrays:
+        body = a[:cut].reshape(-1, size)
+        with np.errstate(all="ignore"):
+            peak = np.where(
+                np.isnan(body).all(axis=1),
+                np.nan,
+                np.nanmax(np.where(np.isnan(body), -np.inf, body), axis=1),
+            )
+        out.append(peak)
+    return tuple(out)
+
+
+def _plain(values: Any) -> tuple[float | None, ...]:
+    return tuple(None if not math.isfinite(v) else float(v) for v in np.asarray(values).tolist())
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, default=str)

@@ -1,0 +1,168 @@
+"""What the web UI may change, each audited with the logged-in user (category "user",
+component "ui"): the protection switch, a runtime freeze, a cycle now, a rollback (verified
+like any apply), saving the config file (atomically; the service hot-reloads it)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mimir_limit_optimizer.catalogue import Catalogue
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.controller import ui_config
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.ui_diff import impact
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
+from mimir_limit_optimizer.targets.base import TargetError
+from mimir_limit_optimizer.web.ui.model import ActionResult, UiError
+
+FREEZE_KEY = "ui_freeze"
+
+
+@dataclass
+class ActionParts:
+    config: Callable[[], Config]
+    config_path: Callable[[], str | None]
+    env: dict[str, str]
+    cli: dict[str, Any]
+    catalogue: Catalogue
+    store: Store
+    audit: AuditLog
+    applier: Applier
+    protection_enable: Callable[..., dict[str, Any]]
+    protection_disable: Callable[..., dict[str, Any]]
+    request_cycle: Callable[[], None]
+    clock: Callable[[], float]
+
+
+class ServiceActions:
+    def __init__(self, parts: ActionParts) -> None:
+        self.p = parts
+        self._freeze: str | None = None
+        self._lock = threading.Lock()
+        try:
+            raw = parts.store.load_checkpoint(FREEZE_KEY)
+        except StoreError:
+            raw = None
+        if raw:
+            self._freeze = raw.decode("utf-8", "replace") or None
+
+    def frozen_by(self) -> str | None:
+        return self._freeze
+
+    def _audit(self, action: str, actor: str, level: str = "warning", **details: object) -> None:
+        self.p.audit.record(
+            AuditEvent(
+                self.p.clock(),
+                level,
+                "user",
+                "ui",
+                action,
+                None,
+                {"user": actor, **details},
+            )
+        )
+
+    def set_breaker(self, enabled: bool, *, actor: str) -> ActionResult:
+        call = self.p.protection_enable if enabled else self.p.protection_disable
+        result = call(actor=f"ui ({actor})")
+        self._audit(
+            "protection_enabled" if enabled else "protection_disabled", actor,
+            acting=bool(result.get("acting")),
+        )  # fmt: skip
+        word = "on" if enabled else "off"
+        return ActionResult(True, f"protective writes switched {word} by {actor}")
+
+    def set_freeze(self, frozen: bool, *, actor: str) -> ActionResult:
+        with self._lock:
+            self._freeze = actor if frozen else None
+            self.p.store.save_checkpoint(
+                FREEZE_KEY, (actor if frozen else "").encode(), at=self.p.clock()
+            )
+        self._audit("freeze" if frozen else "unfreeze", actor)
+        if frozen:
+            return ActionResult(True, f"applying frozen by {actor}: plans are still computed")
+        return ActionResult(True, f"applying unfrozen by {actor}")
+
+    def run_cycle(self, *, actor: str) -> ActionResult:
+        self.p.request_cycle()
+        self._audit("cycle_requested", actor, level="info")
+        return ActionResult(True, "a cycle starts within a second")
+
+    def rollback(self, revision: int, *, actor: str) -> ActionResult:
+        applier = self.p.applier
+        chosen = self.p.store.revision(revision)
+        if chosen is None or chosen.target != applier.name:
+            raise UiError(f"no revision {revision} of {applier.name}", status=404)
+        now = self.p.clock()
+        try:
+            before = applier.target.read().text
+            restored = applier.restore(chosen, now=now, actor=f"ui ({actor})")
+        except TargetError as exc:
+            self._audit(
+                "rollback_failed", actor, level="error", to_revision=revision, error=str(exc)
+            )
+            raise UiError(f"rollback failed, {applier.name} unchanged: {exc}", status=409) from exc
+        detail = "written and read back"
+        verified = True
+        if applier.verifier is not None:
+            expected: dict[str, dict[str, float]] = {}
+            for change in impact(before, chosen.content, self.p.catalogue):
+                value = change.after
+                if value is not None and math.isfinite(value):
+                    expected.setdefault(change.tenant, {})[change.limit] = value
+            result = applier.verifier.verify(expected, self.p.catalogue)
+            verified, detail = result.ok, result.detail
+        self._audit(
+            "rollback", actor, target=applier.name, to_revision=chosen.id,
+            new_revision=restored.id, verified=verified, detail=detail,
+        )  # fmt: skip
+        if not verified:
+            return ActionResult(
+                False, f"restored revision {chosen.id}, but Mimir did not confirm it: {detail}"
+            )
+        return ActionResult(True, f"restored revision {chosen.id} of {applier.name} ({detail})")
+
+    def save_config(self, text: str, *, actor: str) -> ActionResult:
+        config = self.p.config()
+        path = self.p.config_path()
+        if path is None or not config.ui.config_writable:
+            raise UiError(
+                "saving is off (ui.configWritable is false, or the service runs without a "
+                "config file): download the YAML and deploy it your usual way",
+                status=403,
+            )
+        try:
+            original = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UiError(f"cannot read {path}: {exc}", status=409) from exc
+        full = ui_config.unmask(text, original)
+        problems = ui_config.validate(
+            full, env=self.p.env, cli=self.p.cli, catalogue=self.p.catalogue
+        )
+        if problems:
+            first = problems[0]
+            where = f"line {first.line}: " if first.line else ""
+            raise UiError(f"not saved: {where}{first.message}", status=422)
+        _write_atomically(Path(path), full)
+        self._audit("config_saved", actor, path=path)
+        return ActionResult(True, f"saved {path}; the service reloads it before the next cycle")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

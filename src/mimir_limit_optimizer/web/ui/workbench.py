@@ -1,0 +1,105 @@
+"""Pages to look closer and try things: configuration (view, validate, save or download),
+metrics (charts and the PromQL box), test tools (validate an overrides file, what-if)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from mimir_limit_optimizer.web.ui.common import (
+    UiContext,
+    opt_str,
+    range_seconds,
+    render,
+    require_login,
+)
+from mimir_limit_optimizer.web.ui.model import UiError
+
+MAX_TEXT = 1024 * 1024  # bytes of YAML accepted from the editor or an upload
+
+
+async def _text(request: Request, field: str = "text", upload: str = "file") -> str:
+    form = await request.form()
+    file = form.get(upload)
+    if isinstance(file, UploadFile) and file.filename:
+        data = await file.read(MAX_TEXT + 1)
+    else:
+        raw = form.get(field)
+        data = (raw if isinstance(raw, str) else "").encode("utf-8")
+    if len(data) > MAX_TEXT:
+        raise UiError("the file is over 1 MiB: send a smaller one", status=413)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UiError(f"the file is not UTF-8 text (byte {exc.start})") from exc
+
+
+def build_workbench(ctx: UiContext) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def config_page(request: Request) -> HTMLResponse:
+        return render(ctx, request, "config.html", c=ctx.read.config())
+
+    async def config_validate(request: Request) -> HTMLResponse:
+        problems = ctx.read.validate_config(await _text(request))
+        return render(ctx, request, "_problems.html", problems=problems, what="configuration")
+
+    async def config_save(request: Request) -> HTMLResponse:
+        user = require_login(request, "save the configuration")
+        result = ctx.actions.save_config(await _text(request), actor=user)
+        return render(ctx, request, "_flash.html", ok=result.ok, message=result.message)
+
+    async def config_download(request: Request) -> Response:
+        text = await _text(request)
+        return Response(
+            text,
+            media_type="application/yaml",
+            headers={"content-disposition": 'attachment; filename="config.yaml"'},
+        )
+
+    def charts(request: Request) -> HTMLResponse:
+        name, _seconds = range_seconds(request.query_params, "24h")
+        return render(ctx, request, "charts.html", range=name)
+
+    def tools(request: Request) -> HTMLResponse:
+        scenarios = list(ctx.tools.scenarios()) if ctx.tools is not None else []
+        return render(ctx, request, "tools.html", scenarios=scenarios, tools=ctx.tools)
+
+    async def validate_overrides(request: Request) -> HTMLResponse:
+        problems = ctx.read.validate_overrides(await _text(request))
+        status = 422 if problems else 200
+        return render(
+            ctx, request, "_problems.html", status, problems=problems, what="overrides file"
+        )
+
+    async def what_if(request: Request) -> HTMLResponse:
+        if ctx.tools is None:
+            raise UiError("test tools are not available in this service", status=404)
+        form = await request.form()
+        params = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        tenant = opt_str(params, "tenant")
+        if tenant is None:
+            raise UiError("name a tenant")
+        buffer = None
+        if params.get("buffer", "").strip():
+            try:
+                buffer = float(params["buffer"])
+            except ValueError:
+                raise UiError("buffer must be a number of percent, e.g. 30") from None
+            if not 0 <= buffer <= 1000:
+                raise UiError("buffer must be between 0 and 1000 percent")
+        strategy = opt_str(params, "strategy")
+        if strategy is not None and strategy not in ("percentile", "histogram"):
+            raise UiError("strategy must be percentile or histogram")
+        result = ctx.tools.what_if(tenant, buffer, strategy)
+        return render(ctx, request, "_what_if.html", r=result)
+
+    router.add_api_route("/config", config_page, methods=["GET"])
+    router.add_api_route("/config/validate", config_validate, methods=["POST"])
+    router.add_api_route("/config/save", config_save, methods=["POST"])
+    router.add_api_route("/config/download", config_download, methods=["POST"])
+    router.add_api_route("/charts", charts, methods=["GET"])
+    router.add_api_route("/tools", tools, methods=["GET"])
+    router.add_api_route("/tools/validate-overrides", validate_overrides, methods=["POST"])
+    router.add_api_route("/tools/what-if", what_if, methods=["POST"])
+    return router
