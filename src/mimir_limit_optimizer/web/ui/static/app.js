@@ -10,7 +10,14 @@
   function css(name) { return getComputedStyle(root).getPropertyValue(name).trim() || "#888"; }
   var palette = ["--accent", "--bad", "--good", "--warn", "--muted"];
 
-  function fmtTime(seconds) { return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " "); }
+  function compact(v) {
+    if (v === null || v === undefined) { return ""; }
+    var a = Math.abs(v);
+    if (a >= 1e9) { return (v / 1e9).toFixed(a >= 1e10 ? 0 : 1) + "G"; }
+    if (a >= 1e6) { return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M"; }
+    if (a >= 1e3) { return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "K"; }
+    return String(Math.round(v * 100) / 100);
+  }
 
   function draw(el, s, title) {
     el.textContent = "";
@@ -33,8 +40,8 @@
     var width = Math.max(260, el.clientWidth || 300);
     var opts = {
       width: width, height: 220, series: series,
-      axes: [{ stroke: css("--muted"), grid: { stroke: css("--line") }, values: function (u, v) { return v.map(function (t) { return fmtTime(t).slice(5); }); } },
-             { stroke: css("--muted"), grid: { stroke: css("--line") }, size: 60 }],
+      axes: [{ stroke: css("--muted"), grid: { stroke: css("--line") } },
+             { stroke: css("--muted"), grid: { stroke: css("--line") }, size: 56, values: function (u, v) { return v.map(compact); } }],
       legend: { live: true }, cursor: { drag: { x: true, y: false } }
     };
     var plot = new uPlot(opts, data, el);
