@@ -68,7 +68,9 @@ def test_every_page_loads_without_errors(
     assert TOKEN not in page.content() and "api-token-never-shown" not in page.content()
 
 
-def test_filter_tenants_then_open_a_tenants_chart(running: Running, context: BrowserContext) -> None:
+def test_filter_tenants_then_open_a_tenants_chart(
+    running: Running, context: BrowserContext
+) -> None:
     page = context.new_page()
     page.goto(f"{running.base}/tenants")
     rows = page.locator("#tenant-table tbody tr")
@@ -94,14 +96,12 @@ def test_filter_the_audit_log_and_export_csv(running: Running, context: BrowserC
     page.select_option("#f-action", "update_limits")
     page.fill("#f-tenant", "tenant-001")
     page.click("form.filters button[type=submit]")
-    expect(page.locator("#audit-rows tbody tr td:nth-child(5)").first).to_have_text(
-        "update_limits"
-    )
+    expect(page.locator("#audit-rows tbody tr td:nth-child(5)").first).to_have_text("update_limits")
     shown = int(page.locator("#audit-count").inner_text())
     assert shown > 0
     with page.expect_download() as info:
         page.click("#export-csv")
-    text = open(info.value.path(), encoding="utf-8").read()
+    text = info.value.path().read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == shown
     assert {r["action"] for r in rows} == {"update_limits"}
