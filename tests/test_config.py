@@ -699,12 +699,13 @@ def test_unused_seed_keys_are_accepted_with_one_warning_each(
     assert list(keyed) == [
         "mimir.triggerRollout",
         "synthetic.enabled",
-        "ui",
+        "ui.port",
         "eventSpike.cooldownPeriod",
         "controller",
     ]
     assert all(NOT_USED in w for w in loaded.warnings)
-    assert keyed["ui"] == f"{path}:5: ui: {NOT_USED}"
+    # `ui` is the web UI's section now; its seed key `port` is server.uiPort's job.
+    assert keyed["ui.port"] == f"{path}:7: ui.port: {NOT_USED} (server.uiPort is the UI's port)"
     # Accepted is not acted on: `controller.mode` is not `mode`.
     assert loaded.config.mode is Mode.DRY_RUN
     assert loaded.config.event_spike.cooldown_period == 2700.0
@@ -777,7 +778,7 @@ def test_seed_example_loads_once_its_mistakes_are_fixed(
 
     unused = [w.split(": ")[1] for w in loaded.warnings if NOT_USED in w]
     assert unused == [
-        "ui",
+        "ui.port",  # server.uiPort is the port
         "circuitBreaker.failureThreshold",  # circuitBreaker and emergency are typed
         "circuitBreaker.requestVolumeThreshold",  # (config/protection.py); these seed keys
         "circuitBreaker.rateLimit",  # of a request-level breaker are accepted, not used
@@ -864,7 +865,8 @@ def test_redacted_dump_masks_secrets_and_keeps_the_rest(
     # A webhook URL is a secret as a whole.
     assert dump["alerting"]["webhooks"]["ops"]["url"] == "***"
     assert dump["updateInterval"] == "5m"
-    assert "ui" not in dump  # unused sections that are not set are left out
+    assert "performance" not in dump  # unused sections that are not set are left out
+    assert dump["ui"]["auth"]["token"] is None  # the web UI section is typed now
     # The typed config keeps the values usable.
     assert config.source.prometheus.basic_auth is not None
     password = config.source.prometheus.basic_auth.password
