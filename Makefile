@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run: the service on the embedded default: a synthetic Mimir cluster, dry-run, the overrides
-## file and SQLite store under .data/, /metrics on 127.0.0.1:8080, /healthz and /readyz on :8081.
+## file and SQLite store under .data/, /metrics on 127.0.0.1:8080, /healthz and /readyz on :8081,
+## the web UI on http://127.0.0.1:8082/ (its URL is printed).
 ## It prints the plan first, then runs the loop until Ctrl-C.
 run: $(STAMP)
 	$(BIN)/mlo plan
+	@echo "Web UI: http://127.0.0.1:8082/  (log in with the token in .data/ui-token; see docs/ui.md)"
 	$(BIN)/mlo run
 
 ## test: lint, types, layer contract, then the whole test suite (real Prometheus included).

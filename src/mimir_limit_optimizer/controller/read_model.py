@@ -65,6 +65,7 @@ DAY = 86400.0
 HISTORY = 288  # cycles kept for the dashboard charts (a day at the default 5 min)
 MAX_CHART_POINTS = 600
 SERIES_CACHE_SECONDS = 60.0
+DIFF_CACHE = 16  # diffs kept
 
 
 @dataclass
@@ -118,6 +119,8 @@ class ServiceReadModel:
         self._cycles: deque[CyclePoint] = deque(maxlen=HISTORY)
         self._version = 0
         self._series_cache: dict[tuple[str, str, float], tuple[float, Series]] = {}
+        self._diff_cache: dict[tuple[int, int, str, str], RevisionDiff] = {}
+        self._pending: tuple[tuple[int, str], tuple[str, str]] | None = None
         self.metrics_reader = MetricsReader(parts)
         self._load_checkpoint()
 
@@ -139,6 +142,7 @@ class ServiceReadModel:
             index = TenantIndex.from_recommendations(
                 recs, open_breakers=self._open_breakers(), **self._costs()
             )
+            throttled = float(sum(1 for r in index.rows if r.status == "throttled"))
         point = CyclePoint(
             at, result.ok, duration, result.detail, demand, limit, throttled,
             result.planned, result.held_back,
@@ -375,19 +379,24 @@ class ServiceReadModel:
         """(title, text) of a revision; None = the pending plan rendered onto the target."""
         if revision is None:
             with self._lock:
-                recs = self._recs
+                recs, version = self._recs, self._version
             try:
                 current = self.p.applier.target.read()
             except TargetError as exc:
                 raise UiError(f"cannot read {self.p.applier.name}: {exc}", status=503) from exc
             if recs is None:
                 return "pending plan (no cycle yet)", current.text
+            key = (version, current.version or "")
+            if self._pending is not None and self._pending[0] == key:
+                return self._pending[1]
             plan = build_plan(recs)
             try:
                 text = render_plan_onto(current, plan, self.p.catalogue, self.p.applier.name)
             except Exception as exc:  # an unrenderable plan is shown, not raised
                 raise UiError(f"the pending plan cannot be rendered: {exc}", status=409) from exc
-            return f"pending plan ({len(plan)} change(s), before guards and caps)", text
+            pending = (f"pending plan ({len(plan)} change(s), before guards and caps)", text)
+            self._pending = (key, pending)
+            return pending
         found = self.p.store.revision(revision)
         if found is None or found.target != self.p.applier.name:
             raise UiError(f"no revision {revision} of {self.p.applier.name}", status=404)
@@ -402,12 +411,24 @@ class ServiceReadModel:
     def diff(self, left: int | None, right: int | None) -> RevisionDiff:
         left_title, left_text = self._content(left) if left is not None else self.current_content()
         right_title, right_text = self._content(right)
-        return RevisionDiff(
+        # Revisions never change and the pending plan changes once per cycle: a diff is
+        # computed once per pair of texts (the pending plan of 10k tenants takes seconds).
+        key = (hash(left_text), hash(right_text), left_title, right_title)
+        with self._lock:
+            cached = self._diff_cache.get(key)
+        if cached is not None:
+            return cached
+        result = RevisionDiff(
             left_title,
             right_title,
             side_by_side(left_text, right_text),
             impact(left_text, right_text, self.p.catalogue),
         )
+        with self._lock:
+            if len(self._diff_cache) >= DIFF_CACHE:
+                self._diff_cache.pop(next(iter(self._diff_cache)))
+            self._diff_cache[key] = result
+        return result
 
     # -- configuration ------------------------------------------------------------------
     def config(self) -> ConfigView:
@@ -463,11 +484,10 @@ class ServiceReadModel:
 
 
 def _totals(recs: Recommendations) -> tuple[float, float, float]:
-    """Total demand and total limit of the ingestion rate (samples/s) and throttled tenants."""
+    """Total demand and total limit of the ingestion rate (samples/s); throttled tenants are
+    counted from the tenant index."""
     result = recs.results.get("ingestion_rate")
     throttled = 0.0
-    for r in recs.results.values():
-        throttled = max(throttled, float(np.count_nonzero(r.flags & int(Reason.DISCARDS_ADDED))))
     if result is None:
         return 0.0, 0.0, throttled
     demand = float(np.nansum(np.asarray(result.demand, dtype=np.float64)))

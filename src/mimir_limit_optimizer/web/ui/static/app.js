@@ -44,6 +44,9 @@
              { stroke: css("--muted"), grid: { stroke: css("--line") }, size: 56, values: function (u, v) { return v.map(compact); } }],
       legend: { live: true }, cursor: { drag: { x: true, y: false } }
     };
+    if (s.x.length === 1) {  // one point: an hour either side, not uPlot's multi-year default
+      opts.scales = { x: { time: true, range: function () { return [s.x[0] - 3600, s.x[0] + 3600]; } } };
+    }
     var plot = new uPlot(opts, data, el);
     el._plot = plot;
   }
