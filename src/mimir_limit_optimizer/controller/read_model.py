@@ -22,15 +22,16 @@ import numpy as np
 from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config
-from mimir_limit_optimizer.controller.apply import Applier, render_plan_onto
+from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint
 from mimir_limit_optimizer.controller.ui_diff import impact, side_by_side
 from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
 from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
+from mimir_limit_optimizer.engine.overrides import parse_overrides
 from mimir_limit_optimizer.engine.overrides_validate import validate_overrides
-from mimir_limit_optimizer.engine.plan import build_plan
+from mimir_limit_optimizer.engine.plan import Change, Plan, apply_plan
 from mimir_limit_optimizer.engine.recommend import enabled_limits
-from mimir_limit_optimizer.engine.results import Reason, Recommendations, render_value
+from mimir_limit_optimizer.engine.results import CHANGE, Reason, Recommendations, render_value
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.store import AuditEvent, Store, StoreError
@@ -48,6 +49,7 @@ from mimir_limit_optimizer.web.ui.model import (
     ConfigView,
     CyclePoint,
     Health,
+    Impact,
     LimitView,
     Overview,
     Page,
@@ -121,6 +123,7 @@ class ServiceReadModel:
         self._series_cache: dict[tuple[str, str, float], tuple[float, Series]] = {}
         self._diff_cache: dict[tuple[int, int, str, str], RevisionDiff] = {}
         self._pending: tuple[tuple[int, str], tuple[str, str]] | None = None
+        self._pending_impact: tuple[int, tuple[Impact, ...]] | None = None
         self.metrics_reader = MetricsReader(parts)
         self._load_checkpoint()
 
@@ -389,12 +392,18 @@ class ServiceReadModel:
             key = (version, current.version or "")
             if self._pending is not None and self._pending[0] == key:
                 return self._pending[1]
-            plan = build_plan(recs)
+            plan = _bare_plan(recs)  # reasons are on the tenant page; rendering 70k costs
             try:
-                text = render_plan_onto(current, plan, self.p.catalogue, self.p.applier.name)
+                document = parse_overrides(current.text, source_name=self.p.applier.name)
+                apply_plan(document, plan, self.p.catalogue)
+                text = document.render()
             except Exception as exc:  # an unrenderable plan is shown, not raised
                 raise UiError(f"the pending plan cannot be rendered: {exc}", status=409) from exc
             pending = (f"pending plan ({len(plan)} change(s), before guards and caps)", text)
+            self._pending_impact = (
+                hash(text),
+                tuple(Impact(c.tenant, c.limit, _finite(c.old), c.new) for c in plan.changes),
+            )
             self._pending = (key, pending)
             return pending
         found = self.p.store.revision(revision)
@@ -418,12 +427,18 @@ class ServiceReadModel:
             cached = self._diff_cache.get(key)
         if cached is not None:
             return cached
-        result = RevisionDiff(
-            left_title,
-            right_title,
-            side_by_side(left_text, right_text),
-            impact(left_text, right_text, self.p.catalogue),
-        )
+        lines, hidden = side_by_side(left_text, right_text)
+        planned = self._pending_impact
+        if (
+            left is None
+            and right is None
+            and planned is not None
+            and planned[0] == hash(right_text)
+        ):
+            changed = planned[1]  # current vs pending: the plan itself says what changes
+        else:
+            changed = impact(left_text, right_text, self.p.catalogue)
+        result = RevisionDiff(left_title, right_title, lines, changed, hidden)
         with self._lock:
             if len(self._diff_cache) >= DIFF_CACHE:
                 self._diff_cache.pop(next(iter(self._diff_cache)))
@@ -493,6 +508,21 @@ def _totals(recs: Recommendations) -> tuple[float, float, float]:
     demand = float(np.nansum(np.asarray(result.demand, dtype=np.float64)))
     limit = float(np.nansum(np.asarray(result.current, dtype=np.float64)))
     return demand, limit, throttled
+
+
+def _bare_plan(recs: Recommendations) -> Plan:
+    """The changes the recommendations ask for, without rendering their reasons."""
+    changes = []
+    for result in recs.results.values():
+        for i in np.flatnonzero(result.status == CHANGE).tolist():
+            changes.append(
+                Change(
+                    recs.tenants[i], result.spec.name, float(result.current[i]),
+                    float(result.recommended[i]), (),
+                )
+            )  # fmt: skip
+    changes.sort(key=lambda c: (c.tenant, c.limit))
+    return Plan(tuple(changes))
 
 
 def _limit_view(result: Any, i: int, target: str, held: Mapping[str, str]) -> LimitView:

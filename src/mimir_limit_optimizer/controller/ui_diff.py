@@ -10,24 +10,56 @@ from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.engine.overrides import OverridesParseError, parse_overrides
 from mimir_limit_optimizer.web.ui.model import DiffLine, Impact
 
-MAX_LINES = 20_000  # a diff longer than this is cut (the page says so)
+MAX_ROWS = 2_000  # rows of a side-by-side diff shown; the rest is counted, not rendered
+CONTEXT = 3  # unchanged lines kept around each change
+EXACT_UP_TO = 20_000  # lines per side matched by difflib; longer texts are paired by position
 
 
-def side_by_side(left: str, right: str) -> tuple[DiffLine, ...]:
+def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    if max(len(a), len(b)) <= EXACT_UP_TO:
+        matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+        return [(op, i1, i2, j1, j2) for op, i1, i2, j1, j2 in matcher.get_opcodes()]
+    # Large files (10k tenants): difflib is quadratic on YAML's many repeated lines. The
+    # optimizer edits values in place and appends keys, so pairing lines by position shows
+    # the same changes at linear cost.
+    out: list[tuple[str, int, int, int, int]] = []
+    common = min(len(a), len(b))
+    for i in range(common):
+        op = "equal" if a[i] == b[i] else "replace"
+        if out and out[-1][0] == op:
+            out[-1] = (op, out[-1][1], i + 1, out[-1][3], i + 1)
+        else:
+            out.append((op, i, i + 1, i, i + 1))
+    if len(a) != len(b):
+        out.append(("replace", common, len(a), common, len(b)))
+    return out
+
+
+def side_by_side(left: str, right: str) -> tuple[tuple[DiffLine, ...], int]:
+    """Rows of the changes with CONTEXT unchanged lines around each, at most MAX_ROWS, and
+    how many changed rows were left out."""
     a, b = left.splitlines(), right.splitlines()
     out: list[DiffLine] = []
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    hidden = 0
+    codes = _opcodes(a, b)
+    for n, (op, i1, i2, j1, j2) in enumerate(codes):
         if op == "equal":
-            out.extend(
-                DiffLine(i1 + k + 1, a[i1 + k], j1 + k + 1, b[j1 + k], "same")
-                for k in range(i2 - i1)
-            )
+            size = i2 - i1
+            keep = range(size)
+            if size > 2 * CONTEXT:
+                head = range(CONTEXT) if n > 0 else range(0)
+                tail = range(size - CONTEXT, size) if n < len(codes) - 1 else range(0)
+                keep = [*head, *tail]  # type: ignore[assignment]
+            rows = [DiffLine(i1 + k + 1, a[i1 + k], j1 + k + 1, b[j1 + k], "same") for k in keep]
+            if len(out) + len(rows) <= MAX_ROWS:
+                out.extend(rows)
             continue
-        span = max(i2 - i1, j2 - j1)
-        for k in range(span):
+        for k in range(max(i2 - i1, j2 - j1)):
             li, rj = i1 + k, j1 + k
             has_l, has_r = li < i2, rj < j2
+            if len(out) >= MAX_ROWS:
+                hidden += 1
+                continue
             kind: Literal["changed", "removed", "added"] = (
                 "changed" if has_l and has_r else "removed" if has_l else "added"
             )
@@ -40,9 +72,7 @@ def side_by_side(left: str, right: str) -> tuple[DiffLine, ...]:
                     kind,
                 )
             )
-        if len(out) > MAX_LINES:
-            break
-    return tuple(out[:MAX_LINES])
+    return tuple(out), hidden
 
 
 def impact(left: str, right: str, catalogue: Catalogue) -> tuple[Impact, ...]:

@@ -206,8 +206,9 @@ class Impact:
 class RevisionDiff:
     left_title: str
     right_title: str
-    lines: tuple[DiffLine, ...]
+    lines: tuple[DiffLine, ...]  # the changes with a few lines of context
     impact: tuple[Impact, ...]
+    hidden: int = 0  # changed lines beyond what is shown
 
     @property
     def ups(self) -> int:
