@@ -8,7 +8,6 @@ plan can replace `_recs` later without touching a template.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -24,14 +23,13 @@ from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint
-from mimir_limit_optimizer.controller.ui_diff import impact, side_by_side
 from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
+from mimir_limit_optimizer.controller.ui_revisions import RevisionReader
 from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
-from mimir_limit_optimizer.engine.overrides import parse_overrides
+from mimir_limit_optimizer.controller.ui_views import downsample, limit_view, plain, totals
 from mimir_limit_optimizer.engine.overrides_validate import validate_overrides
-from mimir_limit_optimizer.engine.plan import Change, Plan, apply_plan
 from mimir_limit_optimizer.engine.recommend import enabled_limits
-from mimir_limit_optimizer.engine.results import CHANGE, Reason, Recommendations, render_value
+from mimir_limit_optimizer.engine.results import Recommendations, render_value
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.store import AuditEvent, Store, StoreError
@@ -42,14 +40,12 @@ from mimir_limit_optimizer.store.queries import (
     audit_stream,
     count_actions,
 )
-from mimir_limit_optimizer.targets.base import TargetError
 from mimir_limit_optimizer.web.ui.model import (
     AuditQuery,
     AuditRow,
     ConfigView,
     CyclePoint,
     Health,
-    Impact,
     LimitView,
     Overview,
     Page,
@@ -121,10 +117,8 @@ class ServiceReadModel:
         self._cycles: deque[CyclePoint] = deque(maxlen=HISTORY)
         self._version = 0
         self._series_cache: dict[tuple[str, str, float], tuple[float, Series]] = {}
-        self._diff_cache: dict[tuple[int, int, str, str], RevisionDiff] = {}
-        self._pending: tuple[tuple[int, str], tuple[str, str]] | None = None
-        self._pending_impact: tuple[int, tuple[Impact, ...]] | None = None
         self.metrics_reader = MetricsReader(parts)
+        self._revisions = RevisionReader(parts, self._snapshot)
         self._load_checkpoint()
 
     def _load_checkpoint(self) -> None:
@@ -141,7 +135,7 @@ class ServiceReadModel:
         demand = limit = throttled = 0.0
         index = None
         if recs is not None:
-            demand, limit, throttled = _totals(recs)
+            demand, limit, throttled = totals(recs)
             index = TenantIndex.from_recommendations(
                 recs, open_breakers=self._open_breakers(), **self._costs()
             )
@@ -173,6 +167,10 @@ class ServiceReadModel:
             return {}
         costs, currency = found
         return {"costs": costs, "currency": currency}
+
+    def _snapshot(self) -> tuple[Recommendations | None, int]:
+        with self._lock:
+            return self._recs, self._version
 
     def cycle_version(self) -> int:
         return self._version
@@ -252,7 +250,7 @@ class ServiceReadModel:
         if recs is not None and name in recs.tenants:
             i = recs.tenants.index(name)
             for result in recs.results.values():
-                limits.append(_limit_view(result, i, self.p.applier.name, held))
+                limits.append(limit_view(result, i, self.p.applier.name, held))
         events = self.audit(AuditQuery(tenant=name, per_page=20)).items
         status = self.p.protection_status() if recs is not None else {}
         breakers = tuple(
@@ -327,7 +325,7 @@ class ServiceReadModel:
             else 0.0
         )
         x = np.asarray(observation.timestamps, dtype=np.float64)
-        x, usage, demand = _downsample(x, usage, demand)
+        x, usage, demand = downsample(x, usage, demand)
         result = recs.results[limit]
         r = recs.tenants.index(name)
         current = np.full(len(x), float(result.current[r]))
@@ -338,9 +336,9 @@ class ServiceReadModel:
         return Series(
             x=tuple(float(v) for v in x),
             series={
-                "usage": _plain(usage),
-                "demand": _plain(demand),
-                "limit": _plain(current),
+                "usage": plain(usage),
+                "demand": plain(demand),
+                "limit": plain(current),
             },
             unit=result.spec.unit,
             marks=marks,
@@ -373,77 +371,10 @@ class ServiceReadModel:
 
     # -- revisions ----------------------------------------------------------------------
     def revisions(self) -> tuple[RevisionView, ...]:
-        return tuple(
-            RevisionView(r.id, r.created_at, r.kind, r.actor, r.sha256, len(r.plan), r.note)
-            for r in self.p.store.revisions(self.p.applier.name, limit=200)
-        )
-
-    def _content(self, revision: int | None) -> tuple[str, str]:
-        """(title, text) of a revision; None = the pending plan rendered onto the target."""
-        if revision is None:
-            with self._lock:
-                recs, version = self._recs, self._version
-            try:
-                current = self.p.applier.target.read()
-            except TargetError as exc:
-                raise UiError(f"cannot read {self.p.applier.name}: {exc}", status=503) from exc
-            if recs is None:
-                return "pending plan (no cycle yet)", current.text
-            key = (version, current.version or "")
-            if self._pending is not None and self._pending[0] == key:
-                return self._pending[1]
-            plan = _bare_plan(recs)  # reasons are on the tenant page; rendering 70k costs
-            try:
-                document = parse_overrides(current.text, source_name=self.p.applier.name)
-                apply_plan(document, plan, self.p.catalogue)
-                text = document.render()
-            except Exception as exc:  # an unrenderable plan is shown, not raised
-                raise UiError(f"the pending plan cannot be rendered: {exc}", status=409) from exc
-            pending = (f"pending plan ({len(plan)} change(s), before guards and caps)", text)
-            self._pending_impact = (
-                hash(text),
-                tuple(Impact(c.tenant, c.limit, _finite(c.old), c.new) for c in plan.changes),
-            )
-            self._pending = (key, pending)
-            return pending
-        found = self.p.store.revision(revision)
-        if found is None or found.target != self.p.applier.name:
-            raise UiError(f"no revision {revision} of {self.p.applier.name}", status=404)
-        return f"revision {found.id} ({found.kind}, {found.actor})", found.content
-
-    def current_content(self) -> tuple[str, str]:
-        try:
-            return "current content of the target", self.p.applier.target.read().text
-        except TargetError as exc:
-            raise UiError(f"cannot read {self.p.applier.name}: {exc}", status=503) from exc
+        return self._revisions.revisions()
 
     def diff(self, left: int | None, right: int | None) -> RevisionDiff:
-        left_title, left_text = self._content(left) if left is not None else self.current_content()
-        right_title, right_text = self._content(right)
-        # Revisions never change and the pending plan changes once per cycle: a diff is
-        # computed once per pair of texts (the pending plan of 10k tenants takes seconds).
-        key = (hash(left_text), hash(right_text), left_title, right_title)
-        with self._lock:
-            cached = self._diff_cache.get(key)
-        if cached is not None:
-            return cached
-        lines, hidden = side_by_side(left_text, right_text)
-        planned = self._pending_impact
-        if (
-            left is None
-            and right is None
-            and planned is not None
-            and planned[0] == hash(right_text)
-        ):
-            changed = planned[1]  # current vs pending: the plan itself says what changes
-        else:
-            changed = impact(left_text, right_text, self.p.catalogue)
-        result = RevisionDiff(left_title, right_title, lines, changed, hidden)
-        with self._lock:
-            if len(self._diff_cache) >= DIFF_CACHE:
-                self._diff_cache.pop(next(iter(self._diff_cache)))
-            self._diff_cache[key] = result
-        return result
+        return self._revisions.diff(left, right)
 
     # -- configuration ------------------------------------------------------------------
     def config(self) -> ConfigView:
@@ -496,90 +427,3 @@ class ServiceReadModel:
 
     def query(self, promql: str, seconds: float) -> Series:
         return self.metrics_reader.query(promql, seconds)
-
-
-def _totals(recs: Recommendations) -> tuple[float, float, float]:
-    """Total demand and total limit of the ingestion rate (samples/s); throttled tenants are
-    counted from the tenant index."""
-    result = recs.results.get("ingestion_rate")
-    throttled = 0.0
-    if result is None:
-        return 0.0, 0.0, throttled
-    demand = float(np.nansum(np.asarray(result.demand, dtype=np.float64)))
-    limit = float(np.nansum(np.asarray(result.current, dtype=np.float64)))
-    return demand, limit, throttled
-
-
-def _bare_plan(recs: Recommendations) -> Plan:
-    """The changes the recommendations ask for, without rendering their reasons."""
-    changes = []
-    for result in recs.results.values():
-        for i in np.flatnonzero(result.status == CHANGE).tolist():
-            changes.append(
-                Change(
-                    recs.tenants[i], result.spec.name, float(result.current[i]),
-                    float(result.recommended[i]), (),
-                )
-            )  # fmt: skip
-    changes.sort(key=lambda c: (c.tenant, c.limit))
-    return Plan(tuple(changes))
-
-
-def _limit_view(result: Any, i: int, target: str, held: Mapping[str, str]) -> LimitView:
-    spec = result.spec
-    flags = Reason(int(result.flags[i]))
-    current = float(result.current[i])
-    nxt = float(result.recommended[i])
-    estimate = nxt
-    demand = float(result.demand[i])
-    if (Reason.RAISE_LIMITED in flags or Reason.LOWER_LIMITED in flags) and math.isfinite(demand):
-        # Where it is heading before the per-cycle step cap: demand + buffer, within min/max.
-        estimate = min(
-            max(demand * (1 + float(result.buffer_percent[i]) / 100), result.minimum),
-            result.maximum_allowed,
-        )
-    origin = "default (no override)" if Reason.CURRENT_DEFAULT in flags else f"override in {target}"
-    confidence = float(result.confidence[i])
-    return LimitView(
-        limit=spec.name,
-        unit=spec.unit,
-        usage_driven=spec.signal is SignalKind.USAGE,
-        current=render_value(current, spec),
-        current_value=_finite(current),
-        origin=origin,
-        target=render_value(estimate, spec),
-        next_step=render_value(nxt, spec),
-        next_value=_finite(nxt),
-        status=result.status_of(i).value,
-        reasons=tuple(result.reasons(i)),
-        confidence=confidence if math.isfinite(confidence) else None,
-        held=held.get(spec.name),
-    )
-
-
-def _downsample(x: Any, *arrays: Any) -> tuple[Any, ...]:
-    """At most MAX_CHART_POINTS points: the maximum of each bucket (peaks stay visible)."""
-    n = len(x)
-    if n <= MAX_CHART_POINTS:
-        return (x, *arrays)
-    size = -(-n // MAX_CHART_POINTS)
-    cut = n - n % size if n % size else n
-    out = [x[:cut:size]]
-    for a in arrays:
-        body = a[:cut].reshape(-1, size)
-        with np.errstate(all="ignore"):
-            peak = np.where(
-                np.isnan(body).all(axis=1),
-                np.nan,
-                np.nanmax(np.where(np.isnan(body), -np.inf, body), axis=1),
-            )
-        out.append(peak)
-    return tuple(out)
-
-
-def _plain(values: Any) -> tuple[float | None, ...]:
-    return tuple(None if not math.isfinite(v) else float(v) for v in np.asarray(values).tolist())
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, default=str)

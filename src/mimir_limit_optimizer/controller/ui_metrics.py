@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimir_limit_optimizer.controller.ui_views import downsample
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.prom_http import PromHTTP
 from mimir_limit_optimizer.web.ui.model import CyclePoint, Series, UiError
@@ -64,8 +65,6 @@ class MetricsReader:
         return out
 
     def _signals(self, seconds: float, now: float) -> dict[str, Series]:
-        from mimir_limit_optimizer.controller.read_model import _downsample
-
         config = self.p.config()
         specs = [self.p.catalogue.limits[n] for n in SIGNALS if n in self.p.catalogue.limits]
         try:
@@ -89,7 +88,7 @@ class MetricsReader:
                     if found is not None
                     else np.zeros(len(ts))
                 )
-            x, accepted, discarded = _downsample(ts, accepted, discarded)
+            x, accepted, discarded = downsample(ts, accepted, discarded)
             out[f"Mimir: {spec.name} (all tenants)"] = Series(
                 tuple(float(v) for v in x),
                 {"accepted": _tuple(accepted), "discarded": _tuple(discarded)},
