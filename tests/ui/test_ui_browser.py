@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, expect
 
-from mimir_limit_optimizer.store import Store
 from tests.ui.conftest import TOKEN, Running
 
 PAGES = ("/", "/tenants", "/tenants/tenant-001", "/charts", "/config", "/audit", "/diff", "/tools")
@@ -221,4 +220,25 @@ def test_narrow_screen_has_no_horizontal_page_scroll(running: Running, browser: 
         ctx.close()
 
 
-_ = Store
+def test_test_tools_backtest_with_progress_preview_and_what_if(
+    running: Running, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    watch = Watch(page)
+    log_in(page, running)
+    page.goto(f"{running.base}/tools")
+    page.select_option("#bt-scenario", "steady")
+    page.click("#bt-h ~ form button[type=submit]")
+    expect(page.locator("#bt-totals")).to_be_visible(timeout=120_000)
+    strategies = page.locator("#bt-totals tbody td:first-child").all_inner_texts()
+    assert "ours" in strategies and "seed" in strategies
+    assert page.locator("#bt-result img.plot").evaluate("img => img.naturalWidth") > 0
+    page.fill("#syn-tenants", "7")
+    page.click("#syn-h ~ form button[type=submit]")
+    expect(page.locator("#syn-table tbody tr")).to_have_count(7)
+    expect(page.locator("#syn-result .chart canvas")).to_be_attached()
+    page.fill("#wi-tenant", "tenant-004")
+    page.fill("#wi-buffer", "80")
+    page.click("#wi-h ~ form button[type=submit]")
+    expect(page.locator("#wi-result caption")).to_contain_text("buffer 80%")
+    assert watch.problems == []

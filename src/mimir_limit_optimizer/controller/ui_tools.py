@@ -1,5 +1,6 @@
-"""Test tools of the UI that compute without saving anything: what-if (one tenant's
-recommendation with another buffer or strategy)."""
+"""Test tools of the UI that compute without saving anything: a backtest of a scenario file
+(one job at a time, on a thread, with progress), a preview of the synthetic cluster, and
+what-if (one tenant's recommendation with another buffer or strategy)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import numpy as np
 
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.oneshot import signals_needed
+from mimir_limit_optimizer.controller.ui_jobs import BacktestJobs, scenario_folder
 from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
 from mimir_limit_optimizer.engine.results import render_value
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.sources.base import Source, SourceError
+from mimir_limit_optimizer.sources.synthetic import SyntheticSource
 from mimir_limit_optimizer.web.ui.model import UiError
 
 if TYPE_CHECKING:
@@ -44,14 +47,57 @@ class ServiceTools:
         self.read = read_model
         self.source_factory = source_factory
 
+        self.jobs = BacktestJobs(read_model.p.config, read_model.p.catalogue)
+
     def scenarios(self) -> Sequence[str]:
-        return ()
+        folder = scenario_folder()
+        return () if folder is None else tuple(sorted(p.stem for p in folder.glob("*.yaml")))
 
     def backtest(self, scenario: str | None, text: str | None) -> dict[str, Any]:
-        raise UiError("backtests run from the command line: mlo backtest", status=501)
+        if text is None:
+            folder = scenario_folder()
+            if scenario is None or folder is None or scenario not in self.scenarios():
+                raise UiError("choose one of the scenarios or upload a scenario file", status=404)
+            text = (folder / f"{scenario}.yaml").read_text(encoding="utf-8")
+        name = scenario or "uploaded.yaml"
+        return {"job": self.jobs.start(name, text)}
+
+    def backtest_status(self, job: str) -> dict[str, Any]:
+        return self.jobs.status(job)
 
     def synthetic_preview(self, tenants: int) -> dict[str, Any]:
-        raise UiError("the synthetic preview runs from the command line", status=501)
+        p = self.read.p
+        config = p.config()
+        now = p.clock()
+        settings = config.synthetic.model_copy(
+            update={"tenant_count": tenants, "history": 86400.0, "step": 600.0}
+        )
+        source = SyntheticSource(
+            settings, end=now, replication_factor=config.mimir.replication_factor
+        )
+        spec = p.catalogue.limits["ingestion_rate"]
+        observation = source.collect([spec], start=now - 86400.0, end=now)
+        usage = np.asarray(observation.usage[spec.name], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            p95 = np.nanpercentile(usage, 95, axis=1)
+        current = observation.current[spec.name]
+        rows = [
+            {
+                "tenant": t,
+                "p95": render_value(float(p95[i]), spec),
+                "limit": render_value(float(current[i]), spec),
+                "share": float(p95[i] / current[i]) if current[i] > 0 else None,
+            }
+            for i, t in enumerate(observation.tenants)
+        ]
+        total = np.nansum(usage, axis=0)
+        return {
+            "tenants": tenants,
+            "seed": settings.seed,
+            "rows": rows,
+            "x": [float(v) for v in observation.timestamps],
+            "total": [float(v) for v in total],
+        }
 
     def what_if(self, tenant: str, buffer: float | None, strategy: str | None) -> dict[str, Any]:
         p = self.read.p

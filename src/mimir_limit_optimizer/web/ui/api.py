@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from mimir_limit_optimizer.web.ui.common import UiContext, range_seconds, require_login
+from mimir_limit_optimizer.web.ui.common import UiContext, opt_int, range_seconds, require_login
 from mimir_limit_optimizer.web.ui.model import UiError
 from mimir_limit_optimizer.web.ui.pages import audit_query, tenant_query
 
@@ -84,7 +84,23 @@ def build_api(ctx: UiContext) -> APIRouter:
             raise UiError("the body is not UTF-8 text") from None
         return _json({"problems": [asdict(p) for p in read.validate_config(text)]})
 
+    def synthetic(request: Request) -> JSONResponse:
+        """The synthetic cluster's total ingestion rate over the last day (Test tools)."""
+        if ctx.tools is None:
+            raise UiError("test tools are not available in this service", status=404)
+        tenants = opt_int(request.query_params, "tenants", 24, 1, 500)
+        preview = ctx.tools.synthetic_preview(tenants)
+        return _json(
+            {
+                "x": preview["x"],
+                "series": {"total": preview["total"]},
+                "unit": "samples/s",
+                "marks": {},
+            }
+        )
+
     router.add_api_route("/overview", overview, methods=["GET"])
+    router.add_api_route("/tools/synthetic", synthetic, methods=["GET"])
     router.add_api_route("/tenants", tenants, methods=["GET"])
     router.add_api_route("/tenants/{name}/series", series, methods=["GET"])
     router.add_api_route("/tenants/{name}", tenant, methods=["GET"])

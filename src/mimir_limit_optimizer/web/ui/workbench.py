@@ -8,12 +8,13 @@ from fastapi.responses import HTMLResponse, Response
 
 from mimir_limit_optimizer.web.ui.common import (
     UiContext,
+    opt_int,
     opt_str,
     range_seconds,
     render,
     require_login,
 )
-from mimir_limit_optimizer.web.ui.model import UiError
+from mimir_limit_optimizer.web.ui.model import Tools, UiError
 
 MAX_TEXT = 1024 * 1024  # bytes of YAML accepted from the editor or an upload
 
@@ -94,6 +95,35 @@ def build_workbench(ctx: UiContext) -> APIRouter:
         result = ctx.tools.what_if(tenant, buffer, strategy)
         return render(ctx, request, "_what_if.html", r=result)
 
+    def tools_or_404() -> Tools:
+        if ctx.tools is None:
+            raise UiError("test tools are not available in this service", status=404)
+        return ctx.tools
+
+    async def backtest(request: Request) -> HTMLResponse:
+        require_login(request, "run a backtest")  # CPU-heavy: only for people who may act
+        tools = tools_or_404()
+        form = await request.form()
+        upload = form.get("file")
+        if isinstance(upload, UploadFile) and upload.filename:
+            started = tools.backtest(None, await _text(request, field="", upload="file"))
+        else:
+            scenario = str(form.get("scenario") or "").strip() or None
+            started = tools.backtest(scenario, None)
+        return render(ctx, request, "_backtest.html", job=tools.backtest_status(started["job"]))
+
+    def backtest_status(request: Request, job: str) -> HTMLResponse:
+        return render(ctx, request, "_backtest.html", job=tools_or_404().backtest_status(job))
+
+    async def synthetic(request: Request) -> HTMLResponse:
+        form = await request.form()
+        params = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        tenants = opt_int(params, "tenants", 24, 1, 500)
+        return render(ctx, request, "_synthetic.html", s=tools_or_404().synthetic_preview(tenants))
+
+    router.add_api_route("/tools/backtest", backtest, methods=["POST"])
+    router.add_api_route("/tools/backtest/{job}", backtest_status, methods=["GET"])
+    router.add_api_route("/tools/synthetic", synthetic, methods=["POST"])
     router.add_api_route("/config", config_page, methods=["GET"])
     router.add_api_route("/config/validate", config_validate, methods=["POST"])
     router.add_api_route("/config/save", config_save, methods=["POST"])
