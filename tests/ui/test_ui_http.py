@@ -259,3 +259,20 @@ def test_users_log_in_with_scrypt_hashes_never_plain_passwords() -> None:
     assert auth.check("c", "", "correct horse") is None  # no token configured
     with pytest.raises(ValidationError, match="not an scrypt hash"):
         UiUser(username="bob", password_hash="hunter2")
+
+
+def test_the_tenant_chart_draws_the_limit_in_force_over_time(
+    client: httpx.Client, running: Running
+) -> None:
+    applied = running.service.store.audit(action="update_limits", limit=500)
+    event = next(e for e in applied if e.details["limit"] == "ingestion_rate")
+    tenant, old, new = event.tenant, event.details["old"], event.details["new"]
+    assert tenant is not None and old != new
+    series = client.get(
+        f"/api/v1/tenants/{tenant}/series", params={"limit": "ingestion_rate", "range": "24h"}
+    ).json()
+    limit = series["series"]["limit"]
+    assert limit[0] == old and limit[-1] == new  # before and after the applied change
+    assert set(series["series"]) == {"usage", "demand", "limit"}
+    assert len(series["x"]) == len(series["series"]["usage"]) <= 600
+    assert "recommendation" in series["marks"]

@@ -328,7 +328,7 @@ class ServiceReadModel:
         x, usage, demand = downsample(x, usage, demand)
         result = recs.results[limit]
         r = recs.tenants.index(name)
-        current = np.full(len(x), float(result.current[r]))
+        current = self._limit_in_force(name, limit, x, float(result.current[r]))
         marks = {}
         recommended = _finite(float(result.recommended[r]))
         if recommended is not None:
@@ -343,6 +343,32 @@ class ServiceReadModel:
             unit=result.spec.unit,
             marks=marks,
         )
+
+    def _limit_in_force(self, tenant: str, limit: str, x: Any, now_value: float) -> Any:
+        """The limit over time as a step line, from the applied changes in the audit log
+        (`update_limits`: old -> new at its time); today's value where none is recorded."""
+        values = np.full(len(x), now_value)
+        if len(x) == 0:
+            return values
+        try:
+            events = self.p.store.audit(tenant=tenant, action="update_limits", since=float(x[0]))
+        except StoreError:
+            return values
+        changes = sorted(
+            (e.timestamp, e.details.get("old"), e.details.get("new"))
+            for e in events
+            if e.details.get("limit") == limit
+        )
+        if not changes:
+            return values
+        first_old = changes[0][1]
+        if isinstance(first_old, int | float):
+            values[:] = float(first_old)
+        for at, _old, new in changes:
+            if isinstance(new, int | float):
+                values[np.asarray(x) >= at] = float(new)
+                values[-1] = float(new)  # the window ends now, under the latest change
+        return values
 
     # -- audit --------------------------------------------------------------------------
     def audit(self, query: AuditQuery) -> Page[AuditRow]:

@@ -67,7 +67,7 @@ class ServiceUi:
                 health=service.health,
                 protection_status=service.protection.status,
                 alerting_status=service.alerting.status,
-                cost_by_tenant=lambda: None,
+                cost_by_tenant=self._costs,
                 source_factory=factory,
                 clock=service.clock,
                 runtime_freeze=self.actions.frozen_by,
@@ -76,6 +76,15 @@ class ServiceUi:
         )
         self.tools = ServiceTools(self.read_model, factory)
         self._generated: str | None = None
+
+    def _costs(self) -> tuple[dict[str, float], str] | None:
+        """Month-to-date cost per tenant from cost control's last report (None: no report)."""
+        report = self.service.cost.report
+        if report is None or "month" not in report.spent:
+            return None
+        spent = report.spent["month"]
+        tenants = report.scopes.tenants
+        return {t: float(spent[i]) for i, t in enumerate(tenants)}, report.currency
 
     def effective(self, config: Config) -> Config:
         """The config a cycle runs with: `safety.freeze` on while frozen from the UI."""
