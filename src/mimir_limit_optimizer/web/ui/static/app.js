@@ -89,8 +89,32 @@
       for (var i = 1; i <= n; i++) { out.push(i); }
       g.textContent = out.join("\n"); g.scrollTop = area.scrollTop;
     };
-    area.addEventListener("input", update); area.addEventListener("scroll", function () { g.scrollTop = area.scrollTop; });
-    update();
+    var hl = document.getElementById("highlight");
+    var paint = function () {  // YAML colouring by DOM nodes (textContent only: no markup from input)
+      if (!hl) { return; }
+      hl.textContent = "";
+      var bad = {};
+      document.querySelectorAll("#problems .goto-line").forEach(function (a) { bad[a.getAttribute("data-line")] = true; });
+      area.value.split("\n").forEach(function (line, i) {
+        var row = document.createElement("span");
+        if (bad[String(i + 1)]) { row.className = "y-error"; }
+        var m = line.match(/^(\s*-?\s*)([^#:'"\s][^:#]*?)(:)(\s|$)(.*)$/);
+        var add = function (text, cls) { if (!text) { return; } var s = document.createElement("span"); if (cls) { s.className = cls; } s.textContent = text; row.appendChild(s); };
+        var rest = line;
+        if (m) { add(m[1]); add(m[2], "y-key"); add(m[3] + m[4]); rest = m[5]; }
+        var c = rest.search(/(^|\s)#/);
+        var value = c >= 0 ? rest.slice(0, c) : rest; var comment = c >= 0 ? rest.slice(c) : "";
+        add(value, /^\s*['"]/.test(value) ? "y-string" : /^\s*-?[0-9][0-9_.eE+-]*[a-z]*\s*$/.test(value) ? "y-number" : "");
+        add(comment, "y-comment");
+        row.appendChild(document.createTextNode("\n"));
+        hl.appendChild(row);
+      });
+      hl.scrollTop = area.scrollTop; hl.scrollLeft = area.scrollLeft;
+    };
+    area.addEventListener("input", function () { update(); paint(); });
+    area.addEventListener("scroll", function () { g.scrollTop = area.scrollTop; if (hl) { hl.scrollTop = area.scrollTop; hl.scrollLeft = area.scrollLeft; } });
+    document.body.addEventListener("htmx:afterSwap", function (ev) { if (ev.detail.target && ev.detail.target.id === "problems") { paint(); } });
+    update(); paint();
     document.addEventListener("click", function (ev) {
       var a = ev.target.closest ? ev.target.closest(".goto-line") : null;
       if (!a) { return; }
