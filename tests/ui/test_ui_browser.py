@@ -116,6 +116,9 @@ def test_diff_log_in_roll_back_restores_the_file(running: Running, context: Brow
     assert latest.id != baseline.id and running.overrides.read_text() != baseline.content
     page = context.new_page()
     page.goto(f"{running.base}/diff?left={baseline.id}&right={latest.id}")
+    folded = page.locator("#impact-h ~ details")
+    if folded.get_attribute("open") is None:  # long impact lists start folded
+        folded.locator("summary").click()
     expect(page.locator("#impact tbody tr").first).to_be_visible()
     expect(page.locator("#side-by-side tr.d-changed").first).to_be_visible()
     # Not logged in: refused inline, nothing written.
