@@ -126,9 +126,12 @@
   }
 
   function live() {
-    if (document.body.getAttribute("data-page") !== "dashboard" || !window.EventSource) { return; }
+    var pageName = document.body.getAttribute("data-page");
+    if ((pageName !== "dashboard" && pageName !== "charts") || !window.EventSource) { return; }
     var source = new EventSource("/ui/events");
-    source.addEventListener("cycle", function () { document.body.dispatchEvent(new Event("cycle")); });
+    source.addEventListener("cycle", function () {
+      if (pageName === "charts") { charts(); } else { document.body.dispatchEvent(new Event("cycle")); }
+    });
     window.addEventListener("pagehide", function () { source.close(); });
   }
 
