@@ -12,11 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mimir_limit_optimizer.backtest.generate import build_case
-from mimir_limit_optimizer.backtest.plot import plot_png
-from mimir_limit_optimizer.backtest.scenario import parse_scenarios
-from mimir_limit_optimizer.backtest.strategies import default_strategies
-from mimir_limit_optimizer.backtest.suite import run_suite, score_fields
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.errors import ConfigError
 from mimir_limit_optimizer.config.models import Config
@@ -55,6 +50,9 @@ class BacktestJobs:
         self._lock = threading.Lock()
 
     def start(self, name: str, text: str) -> str:
+        # Imported here: the service starts without the backtest (and matplotlib) loaded.
+        from mimir_limit_optimizer.backtest.scenario import parse_scenarios
+
         try:
             scenarios = parse_scenarios(text, name, self.catalogue)
         except ConfigError as exc:
@@ -72,6 +70,11 @@ class BacktestJobs:
         return job.id
 
     def _run(self, job: Job, scenarios: list[Any]) -> None:
+        from mimir_limit_optimizer.backtest.generate import build_case
+        from mimir_limit_optimizer.backtest.plot import plot_png
+        from mimir_limit_optimizer.backtest.strategies import default_strategies
+        from mimir_limit_optimizer.backtest.suite import run_suite, score_fields
+
         def progress(done: int, total: int, label: str) -> None:
             job.done, job.total, job.step = done, total, label
 

@@ -19,7 +19,6 @@ from mimir_limit_optimizer.controller.reconcile import CycleResult
 from mimir_limit_optimizer.controller.ui_actions import ActionParts, ServiceActions
 from mimir_limit_optimizer.controller.ui_tools import ServiceTools
 from mimir_limit_optimizer.controller.wiring import source_factory
-from mimir_limit_optimizer.web.ui import UiParts, install_ui
 
 if TYPE_CHECKING:
     from mimir_limit_optimizer.controller.service import Service
@@ -124,6 +123,8 @@ class ServiceUi:
         log.info("UI login token (no ui.auth configured): in %s", path)
 
     def extend(self, app: FastAPI) -> None:
+        from mimir_limit_optimizer.web.ui import UiParts, install_ui  # templates load on serving
+
         provider = self.service.provider
         install_ui(
             app,
