@@ -167,6 +167,20 @@ class Reconciler:
                 out.setdefault(key, revision.created_at)
         return out
 
+    def _report_incomplete(self, observation: Observation, now: float) -> None:
+        """Audit what the collection lacked: unavailable signals (nothing is applied) and
+        tenants whose invalid values were dropped (nothing is applied for them)."""
+        if observation.unavailable:
+            self._event(now, "collection_partial", level="warning", component="source",
+                        unavailable=dict(observation.unavailable))  # fmt: skip
+        by_tenant: dict[str, dict[str, str]] = {}
+        for limit, problems in observation.tenant_problems.items():
+            for tenant, reason in problems.items():
+                by_tenant.setdefault(tenant, {})[limit] = reason
+        for tenant, reasons in sorted(by_tenant.items()):
+            self._event(now, "tenant_data_incomplete", level="warning", component="source",
+                        tenant=tenant, limits=reasons)  # fmt: skip
+
     def _store_recreated_hold(self, config: Config, now: float) -> str:
         """Why applying waits after the store was recreated (its record of recent changes,
         which the cooldown needs, was lost), or ""."""
@@ -319,6 +333,7 @@ class Reconciler:
                 mode=config.mode.value,
             )
         partial = dict(observation.unavailable)
+        self._report_incomplete(observation, now)
         lost = self._store_recreated_hold(config, now)
         if (
             config.mode is Mode.DRY_RUN
