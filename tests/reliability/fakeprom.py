@@ -22,7 +22,7 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -181,8 +181,11 @@ class FrozenMimir:
     content it started with (here: no overrides) and the reload gauge stays 1, so no written
     value ever shows up and every verification times out."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_first_request: Callable[[], None] | None = None) -> None:
+        """`on_first_request`: called once, before the first answer (a fault to inject
+        while a verification is under way)."""
         self.requests = 0
+        self._hook = on_first_request
 
         fake = self
 
@@ -192,6 +195,9 @@ class FrozenMimir:
 
             def do_GET(self) -> None:
                 fake.requests += 1
+                hook, fake._hook = fake._hook, None
+                if hook is not None:
+                    hook()
                 path = urllib.parse.urlsplit(self.path).path
                 if path == "/runtime_config":
                     body = b"overrides: {}\n"

@@ -110,7 +110,10 @@ def _refused(run: Running, caplog: pytest.LogCaptureFixture, text: str, why: str
     [
         (lambda good: "", "empty or holds only comments"),
         (lambda good: "# mode: prod\n# all commented out\n", "empty or holds only comments"),
-        (lambda good: good[: good.index("target:")], "missing: changePolicy, dynamicLimits, server, target"),
+        (
+            lambda good: good[: good.index("target:")],
+            "missing: changePolicy, dynamicLimits, server, target",
+        ),
         (lambda good: good.replace("mode: prod\n", ""), "missing: mode"),
     ],
     ids=["empty", "comments-only", "truncated", "key-removed"],

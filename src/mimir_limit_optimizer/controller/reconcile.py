@@ -82,6 +82,8 @@ class Reconciler:
         alerts: AlertSink | None = None,
     ) -> None:
         self.guards: list[PlanGuard] = list(guards)
+        # Rollbacks and failed verifications of earlier writes completed in this cycle.
+        self._recovered_failures: list[str] = []
         self.alerts = alerts  # where alerts go (never blocks, never raises); None: nowhere
         self.catalogue = catalogue
         self.source_factory = source_factory
@@ -233,8 +235,12 @@ class Reconciler:
         return CycleResult(False, detail=f"collection failed, nothing applied: {message}")
 
     def run_once(self, config: Config, *, now: float, leader: bool = True) -> CycleResult:
+        self._recovered_failures = []
         with self.metrics.phase("total"):
             result = self._run(config, now=now, leader=leader)
+        if result.ok and self._recovered_failures:  # an earlier write was rolled back now
+            result.ok = False
+            result.detail = "; ".join([result.detail, *self._recovered_failures])
         self.metrics.reconcile_total.labels(result="success" if result.ok else "failure").inc()
         if result.ok:
             self.metrics.last_reconcile_timestamp.set(now)
@@ -254,6 +260,7 @@ class Reconciler:
                         f"cannot complete the records of earlier writes: {exc}",
                         component="store", error=str(exc))  # fmt: skip
             return CycleResult(False, detail=f"records of earlier writes incomplete: {exc}")
+        self._recovered_failures = [o.detail for o in outcomes if o.rolled_back or o.unverified]
         for outcome in outcomes:
             level = logging.ERROR if outcome.rolled_back or outcome.unverified else logging.WARNING
             self.log.log(level, "completed an earlier write of %s: %s", self.applier.name,

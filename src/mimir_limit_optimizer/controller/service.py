@@ -346,11 +346,14 @@ class Service:
         result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
         if result.recommendations is not None:
             self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
-        self.store.prune_audit(
-            max_entries=self.provider.config.store.audit_max_entries,
-            max_age=self.provider.config.store.audit_max_age,
-            now=now,
-        )
+        try:
+            self.store.prune_audit(
+                max_entries=self.provider.config.store.audit_max_entries,
+                max_age=self.provider.config.store.audit_max_age,
+                now=now,
+            )
+        except StoreError as exc:  # housekeeping: the next cycle prunes again
+            self.log.warning("could not prune the audit log: %s", exc)
         level = logging.INFO if result.ok else logging.ERROR
         self.log.log(level, "cycle %s: %s", "ok" if result.ok else "failed", result.detail)
         return result
