@@ -4,13 +4,19 @@ its exit status."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mimir_limit_optimizer.alerting import Alert
+from mimir_limit_optimizer.alerting.model import AlertStatus
+from mimir_limit_optimizer.controller.config_provider import ConfigProvider
+from mimir_limit_optimizer.controller.service import Service
 from tests.reliability.fakeprom import FakePrometheus
-from tests.reliability.harness import Workdir, run_once, store_view, workdir
+from tests.reliability.harness import CATALOGUE, Workdir, run_once, store_view, workdir
 
 # t-busy uses 50K samples/s under a 20K limit (the optimizer raises it); t-idle uses 1K under
 # 20K (lowered by at most 10% a cycle); t-exported is only in the overrides exporter (60K).
@@ -137,3 +143,26 @@ def test_gaps_never_lower_a_limit_on_missing_data(
     for tenant in ("t-busy", "t-idle"):
         line = written.split(f"{tenant}:\n    ingestion_rate: ")[1].split("\n")[0]
         assert float(line) >= 18_000  # at most the 10% step down, never to nothing
+
+
+@pytest.mark.parametrize("mode", ["range_fail", "empty"])
+def test_a_failed_collection_is_not_ready_and_alerts(
+    tmp_path: Path, prom: FakePrometheus, mode: str
+) -> None:
+    """Items 9 and 10 as `mlo run` shows them: /readyz not ready, a collection alert."""
+    work = setup(tmp_path, prom)
+    provider = ConfigProvider(work.config, env={}, cli={}, catalogue=CATALOGUE)
+    service = Service(provider, CATALOGUE, logger=logging.getLogger("faults"))
+    alerts: list[Alert] = []
+    service.alerting.emit = alerts.append  # type: ignore[method-assign]
+    try:
+        assert service.cycle().ok  # ready first, on good data
+        assert service.health.readyz(time.time())[0]
+        prom.mode = mode
+        assert not service.cycle().ok
+        ready, body = service.health.readyz(time.time())
+        assert not ready and "source unreachable" in body["reasons"][0]
+        firing = [a for a in alerts if a.type == "collection_failed"]
+        assert firing and firing[-1].status is AlertStatus.FIRING
+    finally:
+        service.store.close()

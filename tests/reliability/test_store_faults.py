@@ -134,7 +134,7 @@ def test_a_read_only_store_at_start_is_one_line_and_exit_2(
     assert work.target.read_text() == before
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def postgres() -> PgServer:
     server = start_postgres(require_bindir())
     yield server  # type: ignore[misc]
@@ -176,3 +176,25 @@ def test_store_down_during_verification_is_recorded_once_it_is_back(
         built.store.close()
     finally:
         frozen.stop()
+
+
+def test_store_down_before_a_write_means_no_write(tmp_path: Path, postgres: PgServer) -> None:
+    """PostgreSQL stopped: no intent can be recorded, so nothing is written (never a write
+    without a durable record); restarted: the next cycle applies, fully recorded."""
+    url = postgres.create_database()
+    work = workdir(tmp_path, SETTINGS + f"store:\n  url: {url}\n", HAND_WRITTEN)
+    built = service(work)
+    try:
+        _pg_ctl(postgres, "-m", "fast", "stop")
+        down = built._guarded("cycle", built.cycle)
+        assert down is None or not down.ok
+        assert work.target.read_text() == HAND_WRITTEN
+        _pg_ctl(postgres, "start")
+        again = built._guarded("cycle", built.cycle)
+        assert again is not None and again.ok
+        assert work.target.read_text() != HAND_WRITTEN
+        view = store_view(url, work.target)
+        assert [r.kind for r in view.revisions] == ["apply", "baseline"]
+        assert view.open_intents == []
+    finally:
+        built.store.close()
