@@ -198,3 +198,19 @@ def test_store_down_before_a_write_means_no_write(tmp_path: Path, postgres: PgSe
         assert view.open_intents == []
     finally:
         built.store.close()
+
+
+def test_a_deleted_target_is_not_recreated_from_one_plan(tmp_path: Path) -> None:
+    """The overrides file deleted after the optimizer wrote it: writing a new file with only
+    this cycle's changes would drop every other override; the write is refused instead."""
+    work = workdir(tmp_path, SETTINGS.replace("server:", "changePolicy:\n  cooldown: 0s\nserver:"),
+                   HAND_WRITTEN)  # fmt: skip
+    built = service(work)
+    try:
+        assert built.cycle().ok
+        work.target.unlink()
+        refused = built.cycle()
+        assert not refused.ok and "no longer exists" in refused.detail
+        assert not work.target.exists()
+    finally:
+        built.store.close()

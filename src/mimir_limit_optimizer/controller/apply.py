@@ -207,7 +207,16 @@ class Applier:
         if problem is not None:
             raise ApplyError(f"{problem}: nothing written to {self.name} (no durable record)")
         try:
-            if self.store.latest_revision(self.name) is None and content.exists:
+            latest = self.store.latest_revision(self.name)
+            if latest is not None and latest.content and not content.exists:
+                # Written before and now gone: a new file holding only this plan would drop
+                # every other override Mimir has (it keeps its last good config meanwhile).
+                raise ApplyError(
+                    f"{self.name} no longer exists, but revision {latest.id} was written to "
+                    f"it: refusing to create it with only this cycle's changes; restore it "
+                    f"with `mlo rollback --to {latest.id}`"
+                )
+            if latest is None and content.exists:
                 # Keep what was there before the optimizer's first write: rollback reaches it.
                 self.store.add_revision(
                     target=self.name,
