@@ -133,7 +133,7 @@ def _arm(point: str) -> None:
 
 
 def run_child(work: Workdir, *, crash_at: str | None = None, kill_after: float | None = None,
-              timeout: float = 60.0) -> int:  # fmt: skip
+              timeout: float = 30.0) -> int:  # fmt: skip
     """`mlo run --once` in a forked child. `crash_at`: a crash point (the child kills itself
     there); `kill_after`: seconds after which the parent kills it. Returns the exit status,
     or -9 when it was killed."""

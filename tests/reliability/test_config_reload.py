@@ -198,3 +198,12 @@ def test_start_up_refuses_what_a_reload_refuses(
     assert run_once(work) == EXIT_USAGE
     assert work.target.read_text() == OVERRIDES
     del why  # the message itself is checked through the reload tests (same checks)
+
+
+@pytest.mark.parametrize("text", ["", "# everything commented out\n# mode: prod\n"])
+def test_start_up_refuses_an_emptied_file(tmp_path: Path, text: str) -> None:
+    """A restart after the file lost its content must not run on defaults either (with
+    `--mode prod` that wrote synthetic tenants into the real overrides file)."""
+    work = workdir(tmp_path, text, OVERRIDES)
+    assert run_once(work, cli={"mode": "prod", "target.path": str(work.target)}) == EXIT_USAGE
+    assert work.target.read_text() == OVERRIDES

@@ -5,6 +5,8 @@ checks and the reload rules below. Anything else keeps the last good config and 
 through `on_failure` (log line, metric, audit event, alert); putting the good file back is
 reported through `on_recovered` (metric back to 1, alert resolved).
 
+Start-up refuses a given file that is empty or holds only comments, as reloads do.
+
 Reload rules (docs/configuration.md, "Hot reload"):
 - a file that is empty or holds only comments is refused (a truncated or half-written file,
   never "all defaults");
@@ -90,6 +92,15 @@ class ConfigProvider:
         self._digest = self._file_digest()
         # The first load fails loudly (ConfigError): a bad config is rejected at start-up.
         self.loaded = self._load()
+        if self.path is not None and not self.loaded.file_keys:
+            # A service started on an emptied file would run on defaults (the synthetic
+            # source, and with --mode prod write synthetic tenants to a real target).
+            raise ConfigError(
+                "the file is empty or holds only comments",
+                file=str(self.path),
+                fix="restore its content, or start without --config to run the embedded "
+                "default (synthetic source)",
+            )
         self._failed_digest: str | None = None
 
     def set_callbacks(
