@@ -131,6 +131,10 @@ class ProtectionMetrics:
         registry.register(self.states)
 
 
+# Index = the value of circuit_breaker_state.
+BREAKER_STATE_NAMES = ("closed", "open", "half_open")
+
+
 class BreakerStateCollector(Collector):
     """`circuit_breaker_state{user}` at scrape time (0 closed, 1 open, 2 half-open) for the
     tenants of the last tick; a tenant's state is its worst breaker."""
@@ -142,7 +146,7 @@ class BreakerStateCollector(Collector):
         self._snapshot = (tuple(tenants), list(states))
 
     def describe(self) -> Iterable[Metric]:
-        return [self._family()]
+        return [self._family(), self._counts()]
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot
@@ -151,7 +155,22 @@ class BreakerStateCollector(Collector):
         family = self._family()
         for tenant, value in zip(*snapshot, strict=True):
             family.add_metric([tenant], float(value))
-        return [family]
+        # Cluster totals, every state always present (0 included): dashboards and alerts work
+        # whatever subset of the per-tenant series is exported.
+        counts = self._counts()
+        states = snapshot[1]
+        for value, name in enumerate(BREAKER_STATE_NAMES):
+            counts.add_metric([name], float(sum(1 for s in states if s == value)))
+        return [family, counts]
+
+    @staticmethod
+    def _counts() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            f"{PREFIX}_circuit_breaker_tenants",
+            "Tenants by circuit breaker state (closed, open, half_open) in the last fast-loop "
+            "tick; a tenant counts once, in its worst state.",
+            labels=["state"],
+        )
 
     @staticmethod
     def _family() -> GaugeMetricFamily:

@@ -221,6 +221,7 @@ class Service:
         settings = self.provider.config.leader_election
         if not settings.enabled:
             self._leader.set()
+            self.metrics.leader.set(1)
             self.health.set_role("standalone")
             return
         from mimir_limit_optimizer.k8s.client import KubeApi
@@ -265,6 +266,7 @@ class Service:
         else:
             self._leader.clear()  # stop applying at once
             self.health.set_role("follower", leader=holder)
+        self.metrics.leader.set(1 if leading else 0)
 
     def is_leader(self) -> bool:
         elector = self.elector
