@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
 from mimir_limit_optimizer.engine.protection import KINDS, Event, Level
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, StoreError
 
@@ -123,6 +124,9 @@ class ProtectionMetrics:
             "global_series",
         ):
             self.blast_detections_total.labels(kind=kind)
+        for limit in PROTECTED_LIMITS:  # 0 before the first clamp: dashboards see 0
+            for mode in ("prod", "dry-run"):
+                self.throttled_requests_total.labels(limit=limit, mode=mode)
         for level in ("warning", "emergency", "panic"):
             self.panic_mode_activations_total.labels(level=level)
         for kind in ("breaker", "emergency"):

@@ -278,6 +278,9 @@ class Service:
         now = self.clock()
         self.provider.reload_if_changed()
         result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
+        self.metrics.count_changes(
+            planned=result.planned, applied=result.applied, held_back=result.held_back
+        )
         if result.recommendations is not None:
             self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
         self.store.prune_audit(

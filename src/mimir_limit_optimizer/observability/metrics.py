@@ -29,6 +29,7 @@ PREFIX = "mimir_limit_optimizer"
 RECONCILE_RESULTS = ("success", "failure", "skipped")
 PHASES = ("collect", "recommend", "plan", "apply", "verify", "total")
 RELOAD_RESULTS = ("success", "failure")
+CHANGE_OUTCOMES = ("applied", "held_back", "not_applied")
 # (component, reason) pairs of errors_total that the reconciler counts: created at 0 so that
 # the shipped alert rules (deploy/helm/.../files/alerts.yaml) compute increase() from 0.
 KNOWN_ERRORS = (
@@ -122,6 +123,14 @@ class ControllerMetrics:
             "is kept because a reload failed.",
             registry=registry,
         )
+        self.changes_total = Counter(
+            f"{PREFIX}_changes_total",
+            "Planned limit changes (tenant x limit) by outcome: applied (written), held_back "
+            "(by a safety rule: cooldown, pinned, freeze, caps), not_applied (dry-run, "
+            "follower, partial data or a failed write).",
+            ["outcome"],
+            registry=registry,
+        )
         self.leader = Gauge(
             f"{PREFIX}_leader",
             "1 while this replica may write (it holds the Lease, or leader election is off), "
@@ -130,6 +139,8 @@ class ControllerMetrics:
         )
         for result in RECONCILE_RESULTS:
             self.reconcile_total.labels(result=result)
+        for outcome in CHANGE_OUTCOMES:
+            self.changes_total.labels(outcome=outcome)
         for component, reason in KNOWN_ERRORS:
             self.errors_total.labels(component=component, reason=reason)
         for name in PHASES:
@@ -173,6 +184,12 @@ class ControllerMetrics:
         self.reconcile_total.labels(result=result).inc()
         if result == "success":
             self.last_reconcile_timestamp.set(now)
+
+    def count_changes(self, *, planned: int, applied: int, held_back: int) -> None:
+        """Count one cycle's planned changes by outcome (`planned` includes held-back ones)."""
+        self.changes_total.labels(outcome="applied").inc(applied)
+        self.changes_total.labels(outcome="held_back").inc(held_back)
+        self.changes_total.labels(outcome="not_applied").inc(max(0, planned - held_back - applied))
 
     def config_reloaded(self, *, ok: bool) -> None:
         """Count a reload attempt and set config_last_reload_successful."""
