@@ -171,7 +171,9 @@ def test_secrets_are_only_references(
     assert not by_kind(default_objects, "Secret")
     assert not by_kind(prod_objects, "Secret")
     assert _secret_names(default_objects) == set()
-    named = {ref["secretName"] for ref in production_values()["secrets"].values()}
+    refs = dict(production_values()["secrets"])
+    refs.update(refs.pop("webhookURLs"))
+    named = {ref["secretName"] for ref in refs.values()}
     assert _secret_names(prod_objects) == named
 
 
@@ -191,6 +193,9 @@ def _secret_names(objects: list[dict[str, Any]]) -> set[str]:
     assert "bearerToken" not in prometheus
     assert "password" not in prometheus.get("basicAuth", {})
     assert "apiToken" not in config.get("circuitBreaker", {})
+    alerting = config.get("alerting", {})
+    assert "webhookURL" not in alerting.get("slack", {})
+    assert all("url" not in hook for hook in alerting.get("webhooks", {}).values())
     return mounted | from_env
 
 
@@ -312,16 +317,21 @@ def test_rendered_config_passes_the_strict_loader_and_matches_the_pod(
         assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     else:
         assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    # Every file the config names is mounted.
-    for file in (
+    # Every file the config names is mounted (and, for the chart's Secrets, by that Secret).
+    alerting = config.alerting
+    files = [
         config.circuit_breaker.api_token_file,
         config.source.prometheus.bearer_token_file,
         config.source.prometheus.basic_auth.password_file
         if config.source.prometheus.basic_auth
         else None,
-    ):
-        if file is not None:
-            assert any(file.startswith(m + "/") for m in mounts.values()), file
+        alerting.slack.webhook_url_file if alerting.slack else None,
+        alerting.pagerduty.integration_key_file if alerting.pagerduty else None,
+        alerting.email.password_file if alerting.email else None,
+        *(hook.url_file for hook in alerting.webhooks.values()),
+    ]
+    for file in filter(None, files):
+        assert any(file.startswith(m + "/") for m in mounts.values()), file
     services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
     target_ports = {p["targetPort"] for s in services.values() for p in s["spec"]["ports"]}
     assert target_ports == set(ports)

@@ -104,6 +104,28 @@ true
 {{- $_ := set $breaker "apiTokenFile" (printf "%s/protection-api-token/%s" (include "mlo.secretsDir" .) $secrets.protectionApiToken.key) -}}
 {{- $_ := set $config "circuitBreaker" $breaker -}}
 {{- end -}}
+{{- $alertSecrets := dict -}}
+{{- with $secrets.slackWebhookURL -}}{{- if .secretName -}}{{- $_ := set $alertSecrets "slack" (list "webhookURLFile" "alerting-slack" .key) -}}{{- end -}}{{- end -}}
+{{- with $secrets.pagerdutyIntegrationKey -}}{{- if .secretName -}}{{- $_ := set $alertSecrets "pagerduty" (list "integrationKeyFile" "alerting-pagerduty" .key) -}}{{- end -}}{{- end -}}
+{{- with $secrets.smtpPassword -}}{{- if .secretName -}}{{- $_ := set $alertSecrets "email" (list "passwordFile" "alerting-email" .key) -}}{{- end -}}{{- end -}}
+{{- if or $alertSecrets $secrets.webhookURLs -}}
+{{- $alerting := default dict (get $config "alerting") -}}
+{{- range $channel, $spec := $alertSecrets -}}
+{{- $section := default dict (get $alerting $channel) -}}
+{{- $_ := set $section (index $spec 0) (printf "%s/%s/%s" (include "mlo.secretsDir" $) (index $spec 1) (index $spec 2)) -}}
+{{- $_ := set $alerting $channel $section -}}
+{{- end -}}
+{{- if $secrets.webhookURLs -}}
+{{- $hooks := default dict (get $alerting "webhooks") -}}
+{{- range $name, $ref := $secrets.webhookURLs -}}
+{{- $hook := default dict (get $hooks $name) -}}
+{{- $_ := set $hook "urlFile" (printf "%s/alerting-webhook-%s/%s" (include "mlo.secretsDir" $) ($name | lower) $ref.key) -}}
+{{- $_ := set $hooks $name $hook -}}
+{{- end -}}
+{{- $_ := set $alerting "webhooks" $hooks -}}
+{{- end -}}
+{{- $_ := set $config "alerting" $alerting -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
@@ -113,5 +135,9 @@ true
 {{- with .Values.secrets.prometheusBearerToken -}}{{- if .secretName -}}{{- $_ := set $out "prometheus-bearer-token" . -}}{{- end -}}{{- end -}}
 {{- with .Values.secrets.prometheusBasicAuthPassword -}}{{- if .secretName -}}{{- $_ := set $out "prometheus-basic-auth" . -}}{{- end -}}{{- end -}}
 {{- with .Values.secrets.protectionApiToken -}}{{- if .secretName -}}{{- $_ := set $out "protection-api-token" . -}}{{- end -}}{{- end -}}
+{{- with .Values.secrets.slackWebhookURL -}}{{- if .secretName -}}{{- $_ := set $out "alerting-slack" . -}}{{- end -}}{{- end -}}
+{{- with .Values.secrets.pagerdutyIntegrationKey -}}{{- if .secretName -}}{{- $_ := set $out "alerting-pagerduty" . -}}{{- end -}}{{- end -}}
+{{- with .Values.secrets.smtpPassword -}}{{- if .secretName -}}{{- $_ := set $out "alerting-email" . -}}{{- end -}}{{- end -}}
+{{- range $name, $ref := .Values.secrets.webhookURLs -}}{{- $_ := set $out (printf "alerting-webhook-%s" ($name | lower)) $ref -}}{{- end -}}
 {{- toJson $out -}}
 {{- end -}}
