@@ -1,6 +1,6 @@
 """The Helm chart, rendered by the real Helm library for the default values and for the
 production example: every manifest is valid for the two newest Kubernetes versions
-kubernetes-validate knows, RBAC is exactly the least privilege that works (namespaced, by
+kubernetes-validate knows and for the chart's minimum (Chart.yaml kubeVersion), RBAC is exactly the least privilege that works (namespaced, by
 name, no Secrets, no ClusterRole), the pod passes the restricted Pod Security profile, the
 rendered optimizer configuration passes the optimizer's own strict loader, ports and probes
 match that configuration, secrets are only references, and a typo in values fails."""
@@ -8,6 +8,7 @@ match that configuration, secrets are only references, and a typo in values fail
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,15 @@ def objects(
     return default_objects if request.param == "default" else prod_objects
 
 
+def supported_versions() -> list[str]:
+    """The two newest Kubernetes versions kubernetes-validate knows, and the chart's floor
+    (Chart.yaml kubeVersion)."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    floor = re.match(r">=\s*(\d+\.\d+)", chart["kubeVersion"])
+    assert floor, chart["kubeVersion"]
+    return sorted({f"{floor[1]}.0", *newest_versions()})
+
+
 def newest_versions(count: int = 2) -> list[str]:
     minors = sorted(
         {kv.major_minor(v) for v in kv.all_versions()}, key=lambda v: tuple(map(int, v.split(".")))
@@ -67,11 +77,11 @@ def newest_versions(count: int = 2) -> list[str]:
     return [f"{m}.0" for m in minors[-count:]]
 
 
-def test_every_manifest_validates_against_the_newest_kubernetes_versions(
+def test_every_manifest_validates_against_supported_kubernetes_versions(
     objects: list[dict[str, Any]],
 ) -> None:
-    versions = newest_versions()
-    assert len(versions) == 2
+    versions = supported_versions()
+    assert len(versions) == 3
     checked = 0
     for obj in objects:
         if obj["kind"] in CRD_KINDS:
@@ -80,7 +90,7 @@ def test_every_manifest_validates_against_the_newest_kubernetes_versions(
         for version in versions:
             kv.validate(obj, version, strict=True)  # raises with the path of the problem
             checked += 1
-    assert checked >= 2 * 8  # Deployment, SA, Role, RoleBinding, 2 Services, ConfigMap, PDB
+    assert checked >= 3 * 8  # Deployment, SA, Role, RoleBinding, 2 Services, ConfigMap, PDB
 
 
 def test_a_broken_manifest_is_caught_by_the_validator(
