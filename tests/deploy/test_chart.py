@@ -1,9 +1,10 @@
 """The Helm chart, rendered by the real Helm library for the default values and for the
 production example: every manifest is valid for the two newest Kubernetes versions
-kubernetes-validate knows and for the chart's minimum (Chart.yaml kubeVersion), RBAC is exactly the least privilege that works (namespaced, by
-name, no Secrets, no ClusterRole), the pod passes the restricted Pod Security profile, the
-rendered optimizer configuration passes the optimizer's own strict loader, ports and probes
-match that configuration, secrets are only references, and a typo in values fails."""
+kubernetes-validate knows and for the chart's minimum (Chart.yaml kubeVersion); RBAC is
+exactly the least privilege that works (namespaced, by name, no Secrets, no ClusterRole); the
+pod passes the restricted Pod Security profile; the rendered optimizer configuration passes
+the optimizer's own strict loader; ports and probes match that configuration; secrets are
+only references; and a typo in values fails."""
 
 from __future__ import annotations
 
