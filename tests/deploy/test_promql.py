@@ -75,7 +75,13 @@ def _config(tmp: Path, *, overrides: Path, mimir_url: str, sink: str) -> dict[st
             "uiPort": _free_port(),
         },
         "circuitBreaker": {"fastLoop": {"interval": "1s"}},
-        "costControl": {"enabled": True, "globalBudget": {"monthly": 1000, "currency": "EUR"}},
+        # Every tenant with a budget: per-tenant cost series are exported for budgeted tenants
+        # whatever the per-tenant export default is.
+        "costControl": {
+            "enabled": True,
+            "globalBudget": {"monthly": 1000, "currency": "EUR"},
+            "perTenantBudgets": {"monthly": 100},
+        },
         "alerting": {
             "webhooks": {"sink": {"url": sink}},
             "routing": [{"channels": ["all"], "escalation": "immediate"}],
