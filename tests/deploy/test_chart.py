@@ -442,3 +442,15 @@ def test_rule_job_and_breaker_delay_come_from_values() -> None:
     assert "mimir-limit-optimizer" not in rules["MimirLimitOptimizerDown"]["expr"]
     assert rules["MimirLimitOptimizerBreakerOpen"]["for"] == "45m"
     assert "runbook_url" not in rules["MimirLimitOptimizerDown"]["annotations"]
+
+
+def test_notes_say_how_to_make_the_configmap_mimirs_second_runtime_source() -> None:
+    chart = helm.Chart.load(str(CHART))
+    rendered = chart.render({"overridesConfigMap": {"name": "limits", "key": "o.yaml",
+                                                    "createIfMissing": False}},
+                            name="mlo", namespace=NAMESPACE, is_install=True)  # fmt: skip
+    notes = next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+    assert "file: /var/mimir/runtime.yaml,/etc/mimir-limit-optimizer/o.yaml" in notes
+    assert "name: limits" in notes and "optional: true" in notes
+    assert f"kubectl -n {NAMESPACE} create configmap limits --from-literal=o.yaml=" in notes
+    assert "Dry-run" in notes
