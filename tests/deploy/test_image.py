@@ -84,6 +84,25 @@ def test_the_image_runs_as_non_root_with_mlo_run() -> None:
     assert f'VOLUME ["{workdir}"]' in text
 
 
+def test_dockerignore_keeps_exactly_what_the_build_copies() -> None:
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == "*"  # everything else (.venv, .git, .data, tests) stays out
+    kept = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    copied: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            *sources, _dest = line.split()[1:]
+            copied.update(source.rstrip("/") for source in sources)
+    assert copied == kept
+    for path in copied:
+        assert (ROOT / path).exists(), path
+
+
 def _install(tmp: Path) -> Path:
     """Build the wheel and install it into a fresh virtualenv; the venv's directory."""
     wheels = tmp / "wheels"
