@@ -25,7 +25,7 @@ from mimir_limit_optimizer.backtest.scenario import load_scenarios
 from mimir_limit_optimizer.backtest.strategies import default_strategies
 from mimir_limit_optimizer.backtest.suite import run_suite, suite_document
 from mimir_limit_optimizer.catalogue import load_catalogue
-from mimir_limit_optimizer.cli.backtest_cmd import render_tables
+from mimir_limit_optimizer.cli.backtest_output import render_tables
 from mimir_limit_optimizer.config.models import Config
 
 SUITE = Path(__file__).resolve().parent / "scenarios"
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, help="write the PNG plot here")
     parser.add_argument("--smoke", action="store_true", help="1-day evaluations, 3h cycles")
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 unless ours dominates seed and krr"
+        "--check", action="store_true", help="exit 1 unless ours dominates p95x1.2 and krr"
     )
     args = parser.parse_args()
 
