@@ -201,9 +201,10 @@ class AdaptiveSettings(_Section):
     # A throttled tenant that grew day over day is raised to its level projected this far
     # ahead (the time it is not lowered after throttling).
     growth_horizon: Duration = Field(86400.0, ge=0)
-    # A lowering whose target still covers every hourly level of the last quietHold is taken
-    # in one step (not maxDecreasePercent per cycle): fewer, larger steps.
-    safe_lowering: bool = True
+    # A lowering whose target still covers every hourly level of the last quietHold (+ the
+    # standing buffer) may step down by this percent per cycle instead of
+    # changePolicy.maxDecreasePercent: fewer, larger steps (0: off).
+    safe_lowering_percent: float = Field(50.0, ge=0, le=100)
 
 
 class TrendAnalysis(_Section):

@@ -109,11 +109,11 @@ def floors(
 def safe_lowering(
     value: FloatArray, result: LimitResult, settings: AdaptiveSettings
 ) -> BoolArray | None:
-    """Tenants whose lowering may skip the per-cycle step limit: the new value still covers
+    """Tenants whose lowering may take the larger step (safeLoweringPercent): the new value covers
     the highest hourly level of the last max(quietHold, 1 day) plus the standing buffer, and
     the tenant is not quiet (a quiet tenant waits; see `floors`)."""
     recent_peak = result.extra.get("recent_peak")
-    if not settings.safe_lowering or recent_peak is None:
+    if settings.safe_lowering_percent <= 0 or recent_peak is None:
         return None
     standing = result.extra.get("standing_percent", result.buffer_percent)
     with np.errstate(invalid="ignore"):

@@ -73,18 +73,20 @@ def limit_step(
     max_increase_percent: float,
     max_decrease_percent: float,
     *,
-    unbounded_lowering: BoolArray | None = None,
+    safe: BoolArray | None = None,
+    safe_decrease_percent: float = 0.0,
 ) -> tuple[FloatArray, BoolArray, BoolArray]:
     """Raise fast, lower slowly: bound the move from a positive current value per cycle.
-    `unbounded_lowering`: tenants whose lowering is safe and is taken in one step.
-    Returns (values, raise-limited mask, lower-limited mask)."""
+    `safe`: tenants whose lowering is safe and may step down by `safe_decrease_percent`
+    (when larger than the usual step). Returns (values, raise-limited, lower-limited masks)."""
     has = current > 0
     upper = current * (1.0 + max_increase_percent / 100.0)
-    lower = current * (1.0 - max_decrease_percent / 100.0)
+    decrease = np.full(current.shape, max_decrease_percent)
+    if safe is not None:
+        decrease = np.where(safe, max(max_decrease_percent, safe_decrease_percent), decrease)
+    lower = current * (1.0 - decrease / 100.0)
     raised = has & (value > upper)
     lowered = has & (value < lower)
-    if unbounded_lowering is not None:
-        lowered &= ~unbounded_lowering
     out = np.where(raised, upper, np.where(lowered, lower, value))
     return out, raised, lowered
 
@@ -154,9 +156,8 @@ def quiet_floor(
     """A tenant quiet for `quiet_after` or more seconds is not lowered below its limit in
     force for `hold` seconds of quiet, then not below `keep` x its sustained peak plus the
     buffer (never raised by this: at most to the limit in force)."""
-    share = np.where(quiet_for < hold, 1.0, keep)
-    remembered = peak * share * (1.0 + buffer_percent / 100.0)
-    floor = np.fmin(current, remembered)
+    remembered = peak * keep * (1.0 + buffer_percent / 100.0)
+    floor = np.where(quiet_for < hold, current, np.fmin(current, remembered))
     with np.errstate(invalid="ignore"):
         hit = (quiet_for >= quiet_after) & (floor > value)
     return np.where(hit, floor, value), hit

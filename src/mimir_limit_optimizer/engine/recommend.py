@@ -529,7 +529,8 @@ def _finish(
             current,
             change.max_increase_percent,
             change.max_decrease_percent,
-            unbounded_lowering=safe,
+            safe=safe,
+            safe_decrease_percent=state.config.trend_analysis.adaptive.safe_lowering_percent,
         )
         if safe is not None:
             flags |= np.where(safe & defined, int(Reason.SAFE_LOWERING), 0)

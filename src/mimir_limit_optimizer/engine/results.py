@@ -210,7 +210,9 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         shown = f" {growth[i]:.1%}/day" if growth is not None else ""
         out.append(f"throttled and growing{shown}: raised to its level projected ahead + buffer")
     if Reason.SAFE_LOWERING in f:
-        out.append("lowered in one step: the new value covers every hourly level of recent days")
+        out.append(
+            "safe lowering, larger step: the new value covers every hourly level of recent days"
+        )
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:
