@@ -2,10 +2,10 @@
 strategy what Mimir would show (accepted = min(demand, limit), the rest discarded), scenario
 files that are deterministic and report mistakes with file and line, the repository's suite on
 which our default config Pareto-dominates p95 x 1.2 over 48 h (the Go optimizer's formula)
-and the KRR-like strategy, the JSON document and PNG plot of `mlo backtest` on a scenario file written here, and a backtest
-on recorded history from a real Prometheus loaded with the synthetic cluster. Then the engine
-rules the backtest motivated (standing buffer, last-day level, reaction to throttling), each
-against the value it must produce."""
+and the KRR-like strategy, the JSON document and PNG plot of `mlo backtest` on a scenario
+file written here, and a backtest on recorded history from a real Prometheus loaded with the
+synthetic cluster. Then the engine rules the backtest motivated (standing buffer, last-day
+level, reaction to throttling), each against the value it must produce."""
 
 from __future__ import annotations
 
