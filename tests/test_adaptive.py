@@ -70,15 +70,15 @@ def test_a_tenant_quiet_for_days_is_lowered_only_part_of_the_way() -> None:
     usage[-4 * DAY :] = 20.0
     # The median of the week is the quiet level (the default p95 still sees the active days):
     # quietKeep 0.6 x its day level 1000 + the standing buffer (10%) = 660; a -10% step from
-    # 700 would reach 630 (a quiet tenant takes no larger step), so the floor holds at 660.
+    # 700 would reach 630, so the floor holds at 660.
     median = {"percentile": 50}
     result = _run(usage, current=700.0, cfg=Config.model_validate({"trendAnalysis": median}))
     assert result.recommended[0] == 660.0
     off = {**median, "adaptive": {"quietShare": 0}}
     assert (
         _run(usage, 700.0, cfg=Config.model_validate({"trendAnalysis": off})).recommended[0]
-        == 350.0
-    )  # without the memory: a safe lowering, -50% in one step
+        == 180.0
+    )  # without the memory: a safe lowering, -75% in one step (175, rounded up)
 
 
 def test_a_return_to_the_remembered_level_is_covered_at_once() -> None:
@@ -121,6 +121,16 @@ def test_variability_scale_table(variability: float, expected: float) -> None:
     assert out[0] == pytest.approx(expected)
 
 
+def test_a_lowering_waits_for_the_recent_hourly_peak() -> None:
+    usage = np.full(T, 1000.0)
+    usage[-DAY // 2 : -DAY // 2 + 12] = 1500.0  # an hour at 1500, half a day ago
+    result = _run(usage, current=3000.0)
+    # The week's p95 (1000) + 10% standing would give 1100; the last day's hour at 1500
+    # holds the lowering at 1500 (4% of the day: the last day's p95 is still 1000).
+    assert result.recommended[0] == 1500.0
+    assert any("lowering waits" in r for r in result.reasons(0))
+
+
 def test_safe_lowering_takes_a_larger_step_unsafe_waits_for_the_usual_one() -> None:
     value = np.array([100.0, 100.0])
     current = np.array([1000.0, 1000.0])
@@ -129,3 +139,17 @@ def test_safe_lowering_takes_a_larger_step_unsafe_waits_for_the_usual_one() -> N
     )
     assert out.tolist() == [500.0, 900.0]
     assert lowered.tolist() == [True, True]
+
+
+def test_bursts_that_recur_every_day_stay_in_the_demand_an_incident_does_not() -> None:
+    bursty = np.full(T, 1000.0)
+    for start in range(0, T, 72):  # 30 minutes at 3x every 6 hours: 4 a day
+        bursty[start : start + 6] = 3000.0
+    result = _run(bursty, current=1100.0)
+    assert result.demand[0] == pytest.approx(3000.0)  # p95 of the week sees the bursts
+    assert any("bursts in the window" in r for r in result.reasons(0))
+    incident = np.full(T, 1000.0)
+    incident[DAY : DAY + 12] = 3000.0  # once, an hour
+    once = _run(incident, current=1100.0)
+    assert once.demand[0] == pytest.approx(1000.0)
+    assert any("spike" in r for r in once.reasons(0))

@@ -174,8 +174,8 @@ def test_lowering_is_slow_and_raising_is_fast() -> None:
     )
     result = run(obs).results["ingestion_rate"]
     # A safe lowering (the target covers every hourly level of the last days) steps by
-    # trendAnalysis.adaptive.safeLoweringPercent (50%), others by maxDecreasePercent (10%).
-    assert result.recommended[0] == 5000.0
+    # trendAnalysis.adaptive.safeLoweringPercent (75%), others by maxDecreasePercent (10%).
+    assert result.recommended[0] == 2500.0
     assert any("safe lowering" in r for r in result.reasons(0))
     assert result.recommended[1] == 20000.0  # +100% per cycle
     off = config(trendAnalysis={"adaptive": {"safeLoweringPercent": 0}})

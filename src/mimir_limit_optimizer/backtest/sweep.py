@@ -76,10 +76,15 @@ class Curve:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Ours against one baseline at equal median headroom, over the range both curves span.
+    """Ours against one baseline at equal median headroom, over the baseline's range.
 
-    - `low`..`high`: that range (x, limit / p99 of true demand); `coverage`: its share of
-      the baseline's own range (1.0: ours' curve spans every headroom the baseline reached);
+    - `low`..`high`: the compared range (x, limit / p99 of true demand): from the lowest
+      headroom both curves reach to the highest the baseline reaches. Above ours' highest
+      point, ours is read at that point: it carries less headroom there than the baseline,
+      so throttling less there is still a win at no more headroom (Pareto);
+    - `coverage`: the compared range's share of the baseline's own range (below 1.0 when the
+      baseline reaches lower headrooms than ours' curve: under-provisioned points that ours,
+      with more headroom, cannot be compared with);
     - `ratio_median` / `ratio_min`: the baseline's throttled minutes / ours along the range
       (inf where ours throttles 0 minutes and the baseline does not), at grid points where
       the baseline throttles at all;
@@ -200,12 +205,13 @@ def compare(ours: Curve, baseline: Curve) -> Comparison:
     nan = math.nan
     if len(ox) == 0 or len(bx) == 0:
         return Comparison(baseline.strategy, nan, nan, 0.0, nan, nan, False, nan)
-    low, high = max(ox[0], bx[0]), min(ox[-1], bx[-1])
+    low, high = max(ox[0], bx[0]), bx[-1]
     if high < low:
         return Comparison(baseline.strategy, low, high, 0.0, nan, nan, False, nan)
     spread = bx[-1] - bx[0]
     coverage = 1.0 if spread <= 0 else float((high - low) / spread)
     grid = np.linspace(low, high, GRID_POINTS)
+    # np.interp holds the end values beyond the last point: ours' highest-headroom point.
     mine, theirs = np.interp(grid, ox, oy), np.interp(grid, bx, by)
     busy = theirs > 0
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -201,10 +201,13 @@ class AdaptiveSettings(_Section):
     # A throttled tenant that grew day over day is raised to its level projected this far
     # ahead (the time it is not lowered after throttling).
     growth_horizon: Duration = Field(86400.0, ge=0)
-    # A lowering whose target still covers every hourly level of the last quietHold (+ the
-    # standing buffer) may step down by this percent per cycle instead of
-    # changePolicy.maxDecreasePercent: fewer, larger steps (0: off).
-    safe_lowering_percent: float = Field(50.0, ge=0, le=100)
+    # Spikes (eventSpike) that recur this often per day of history are bursts the tenant
+    # sends routinely: kept in its demand instead of excluded (0: always excluded).
+    recurring_spikes_per_day: float = Field(1.0, ge=0)
+    # A lowering of a usage-driven limit never goes below the highest hourly level of the
+    # last max(quietHold, 1 day) (it waits), and then steps down by up to this percent per
+    # cycle instead of changePolicy.maxDecreasePercent: fewer, larger steps (0: off).
+    safe_lowering_percent: float = Field(75.0, ge=0, le=100)
 
 
 class TrendAnalysis(_Section):

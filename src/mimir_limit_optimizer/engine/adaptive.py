@@ -1,11 +1,14 @@
 """Rules read from each tenant's own history (trendAnalysis.adaptive; docs/engine.md,
 "Memory, growth and variability"), called from engine/recommend.py for usage-driven limits:
 
+- `keep_recurring`, after spike detection: spikes that recur every day (bursts) stay in the
+  demand; only rare ones (incidents) are excluded;
 - `prepare`, before the buffer: the tenant's shape (variability, sustained peak, quiet time,
   growth) and its buffer scaled with its variability;
 - `floors`, after the reaction to throttling: a quiet tenant is kept near its remembered
   peak; a throttled tenant that grows is raised to its level projected ahead;
-- `safe_lowering`, before the step limit: the lowerings that may be taken in one step.
+- `lowering`, before the step limit: lowerings wait for the recent hourly peak and are then
+  taken in fewer, larger steps.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from mimir_limit_optimizer.config.models import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
+from mimir_limit_optimizer.engine.spikes import SpikeReport
 from mimir_limit_optimizer.engine.strategies import TenantShape, tenant_shape
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -26,6 +30,28 @@ BoolArray = npt.NDArray[np.bool_]
 # Below quietShare of its peak for a whole daily cycle: quiet (a night's trough is not).
 QUIET_AFTER_SECONDS = 86400.0
 DAY = 86400.0
+
+
+def keep_recurring(
+    demand: AnyFloatArray,
+    report: SpikeReport,
+    history: FloatArray,
+    result: LimitResult,
+    settings: AdaptiveSettings,
+) -> AnyFloatArray:
+    """Cleaned demand, except for tenants with recurringSpikesPerDay spikes a day or more
+    over their history: their bursts are what they send, and a limit must cover them."""
+    days = np.maximum(history / DAY, 1.0)
+    per_day = settings.recurring_spikes_per_day
+    recurring = (report.count >= per_day * days) if per_day > 0 else np.zeros(len(days), bool)
+    result.flags |= np.where((report.count > 0) & ~recurring, int(Reason.SPIKES_EXCLUDED), 0)
+    result.flags |= np.where(recurring, int(Reason.RECURRING_BURSTS), 0)
+    if not recurring.any():
+        return report.cleaned
+    kept: AnyFloatArray = np.where(recurring[:, None], demand, report.cleaned).astype(
+        report.cleaned.dtype, copy=False
+    )
+    return kept
 
 
 def prepare(
@@ -106,18 +132,25 @@ def floors(
     return value
 
 
-def safe_lowering(
+def lowering(
     value: FloatArray, result: LimitResult, settings: AdaptiveSettings
-) -> BoolArray | None:
-    """Tenants whose lowering may take the larger step (safeLoweringPercent): the new value covers
-    the highest hourly level of the last max(quietHold, 1 day) plus the standing buffer, and
-    the tenant is not quiet (a quiet tenant waits; see `floors`)."""
+) -> tuple[FloatArray, BoolArray | None]:
+    """Fewer, larger lowering steps; where a lowering is not safe, wait.
+
+    A lowering never goes below the highest hourly level of the last max(quietHold, 1 day)
+    (it waits until that level has passed), and is then taken with the larger step
+    safeLoweringPercent instead of changePolicy.maxDecreasePercent. Returns the values and
+    the tenants whose lowering may take the larger step (None: rule off)."""
     recent_peak = result.extra.get("recent_peak")
     if settings.safe_lowering_percent <= 0 or recent_peak is None:
-        return None
-    standing = result.extra.get("standing_percent", result.buffer_percent)
+        return value, None
+    current = result.current
     with np.errstate(invalid="ignore"):
-        covers = value >= recent_peak * (1.0 + np.asarray(standing) / 100.0)
-    quiet = result.extra.get("quiet_for", np.zeros(value.shape)) >= QUIET_AFTER_SECONDS
-    safe: BoolArray = covers & ~quiet & (value < result.current)
-    return safe
+        lower = value < current
+        floor = np.fmin(np.where(np.isfinite(recent_peak), recent_peak, -np.inf), current)
+        waited = lower & (floor > value)
+    result.flags |= np.where(waited, int(Reason.LOWERING_WAITS), 0)
+    value = np.where(waited, floor, value)
+    with np.errstate(invalid="ignore"):
+        larger: BoolArray = (value < current) & np.isfinite(recent_peak)
+    return value, larger

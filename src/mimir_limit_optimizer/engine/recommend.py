@@ -252,10 +252,10 @@ def _usage_value(
             baseline_window=spike_cfg.baseline_window,
             max_duration=spike_cfg.max_duration,
         )
-        cleaned = report.cleaned
         result.spike_count = report.count
         result.spike_ratio = report.max_ratio
-        result.flags |= np.where(report.count > 0, int(Reason.SPIKES_EXCLUDED), 0)
+        # Spikes that recur every day are the tenant's demand, not incidents: kept.
+        cleaned = adaptive.keep_recurring(demand, report, history, result, trend.adaptive)
 
     # Memory, growth and variability of the tenant (engine/adaptive.py): scales the buffer.
     shape, policy = adaptive.prepare(
@@ -523,7 +523,7 @@ def _finish(
             value, np.where(in_bounds, current, np.nan), change.deadband_percent
         )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
-        safe = adaptive.safe_lowering(value, result, state.config.trend_analysis.adaptive)
+        value, safe = adaptive.lowering(value, result, state.config.trend_analysis.adaptive)
         value, raised, lowered = pp.limit_step(
             value,
             current,
@@ -533,7 +533,7 @@ def _finish(
             safe_decrease_percent=state.config.trend_analysis.adaptive.safe_lowering_percent,
         )
         if safe is not None:
-            flags |= np.where(safe & defined, int(Reason.SAFE_LOWERING), 0)
+            flags |= np.where(safe & defined & (value < current), int(Reason.SAFE_LOWERING), 0)
         flags |= np.where(raised & defined, int(Reason.RAISE_LIMITED), 0)
         flags |= np.where(lowered & defined, int(Reason.LOWER_LIMITED), 0)
         # min/max are hard bounds, the step a soft one: re-clamp after stepping.

@@ -55,7 +55,9 @@ class Reason(IntFlag):
     VARIABILITY_BUFFER = 1 << 25  # buffer scaled with the tenant's short-term variation
     QUIET_MEMORY = 1 << 26  # went quiet: kept near its remembered sustained peak
     GROWTH = 1 << 27  # throttled and growing: raised to its level projected ahead
-    SAFE_LOWERING = 1 << 28  # lowered in one step: still covers the recent hourly levels
+    SAFE_LOWERING = 1 << 28  # lowered by the larger step: still covers recent hourly levels
+    LOWERING_WAITS = 1 << 29  # not lowered below the highest hourly level of recent days
+    RECURRING_BURSTS = 1 << 30  # spikes recur every day: kept in the demand, not excluded
 
 
 @dataclass
@@ -213,6 +215,13 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         out.append(
             "safe lowering, larger step: the new value covers every hourly level of recent days"
         )
+    if Reason.RECURRING_BURSTS in f:
+        out.append(
+            f"{int(r.spike_count[i])} bursts in the window (daily or more): part of its demand, "
+            "not excluded as spikes"
+        )
+    if Reason.LOWERING_WAITS in f:
+        out.append("lowering waits: not below the highest hourly level of recent days")
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:
