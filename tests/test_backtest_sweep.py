@@ -110,11 +110,6 @@ def test_ours_dominates_both_baselines_along_the_curves(suite_sweep) -> None:
         assert comparison.ratio_min > 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not met yet: at equal headroom ours changes limits up to ~1.8x as often as the "
-    "p95 x 1.2 formula at the high-headroom end of its curve (docs/benchmarks.md)",
-)
 def test_ours_changes_limits_no_more_often_than_the_formula_at_equal_headroom(
     suite_sweep,
 ) -> None:

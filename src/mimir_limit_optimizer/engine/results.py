@@ -204,7 +204,7 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         peak = r.extra.get("sustained_peak")
         shown = f" ({v(peak[i])})" if peak is not None else ""
         out.append(
-            f"went quiet: kept near its sustained peak{shown}; lowered only after "
+            f"went quiet: kept near its remembered level{shown}; lowered only after "
             "trendAnalysis.adaptive.quietHold, and then only part of the way"
         )
     if Reason.GROWTH in f:
