@@ -112,7 +112,7 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one module drives the browser: one browser per session
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 

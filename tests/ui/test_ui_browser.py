@@ -95,6 +95,8 @@ def test_filter_the_audit_log_and_export_csv(running: Running, context: BrowserC
     page.select_option("#f-action", "update_limits")
     page.fill("#f-tenant", "tenant-001")
     page.click("form.filters button[type=submit]")
+    page.wait_for_url(re.compile(r"tenant=tenant-001"))  # the swap pushes the filtered URL
+    expect(page.locator("#audit-rows tbody tr td:nth-child(6)").first).to_have_text("tenant-001")
     expect(page.locator("#audit-rows tbody tr td:nth-child(5)").first).to_have_text("update_limits")
     shown = int(page.locator("#audit-count").inner_text())
     assert shown > 0
