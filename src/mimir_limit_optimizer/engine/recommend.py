@@ -173,6 +173,11 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     result = _empty_result(state, spec, policy, current, flags)
     if policy.default_value is None:  # the catalogue's Mimir default stood in: a guess
         result.extra["current_guessed"] = (flags & int(Reason.CURRENT_DEFAULT)) != 0
+    # Origins of the current values, read per row only when shown (no 100k-string copies).
+    origins = state.obs.current_origin.get(spec.name)
+    if origins is not None:
+        result.extra["origin_list"] = origins
+        result.extra["origin_index"] = None if state.all_rows else np.flatnonzero(state.rows)
     unavailable = state.obs.unavailable.get(spec.name)
     if unavailable:
         result.undefined_reason = [unavailable] * state.n

@@ -88,6 +88,24 @@ class LimitResult:
     def reasons(self, i: int) -> list[str]:
         return _render_reasons(self, i)
 
+    def current_origin(self, i: int) -> str:
+        """Where the current value of tenant i comes from: "tenant override (file)",
+        "cluster default (where)" or "flag default (cluster default unknown)"."""
+        if Reason.CURRENT_DEFAULT in Reason(int(self.flags[i])):
+            if _guessed(self, i):
+                return "flag default (cluster default unknown)"
+            return "cluster default (limitOverrides.defaultValue)"
+        origins = self.extra.get("origin_list")
+        if origins is None:
+            return ""
+        index = self.extra.get("origin_index")
+        return str(origins[int(index[i]) if index is not None else i])
+
+
+def _guessed(r: LimitResult, i: int) -> bool:
+    guessed = r.extra.get("current_guessed")
+    return bool(guessed[i]) if guessed is not None else False
+
 
 STATUS_ORDER = (Status.CHANGE, Status.UNCHANGED, Status.UNDEFINED)
 CHANGE, UNCHANGED, UNDEFINED = 0, 1, 2
@@ -118,8 +136,17 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
     def v(x: float) -> str:
         return render_value(float(x), spec)
 
-    if Reason.CURRENT_DEFAULT in f:
-        out.append(f"no override set: current is the default {v(r.current[i])}")
+    if Reason.CURRENT_DEFAULT in f and _guessed(r, i):
+        out.append(
+            f"the cluster default is unknown: current assumed to be Mimir's flag default "
+            f"{v(r.current[i])} (set mimir.configUrl, mimir.configFile or "
+            "limitOverrides.defaultValue to know it)"
+        )
+    elif Reason.CURRENT_DEFAULT in f:
+        out.append(
+            f"no override set: current is the cluster default {v(r.current[i])} "
+            "(limitOverrides.defaultValue)"
+        )
     if Reason.DISCARDS_ADDED in f:
         out.append(
             f"throttled: {r.discard_share[i]:.0%} of demand was discarded "

@@ -43,9 +43,12 @@ __all__ = [
 
 # Prometheus refuses range queries returning more than 11,000 points per series.
 MAX_POINTS_PER_QUERY = 11_000
-# `current_origin` values; "" where the limit in force is unknown (NaN).
-ORIGIN_OVERRIDES = "cortex_limits_overrides"
-ORIGIN_DEFAULTS = "cortex_limits_defaults"
+# The overrides exporter's metrics, and the `current_origin` texts of their values (see
+# engine/current.py); "" where the limit in force is unknown (NaN).
+METRIC_OVERRIDES = "cortex_limits_overrides"
+METRIC_DEFAULTS = "cortex_limits_defaults"
+ORIGIN_OVERRIDES = f"tenant override ({METRIC_OVERRIDES})"
+ORIGIN_DEFAULTS = f"cluster default ({METRIC_DEFAULTS})"
 
 # Timestamps within this many seconds of a grid point belong to it (the API has ms precision).
 _GRID_TOLERANCE = 0.001
@@ -209,8 +212,8 @@ class PrometheusSource:
                 for signal in signals.values():
                     for number in range(len(chunks)):
                         group.create_task(fetch(conn, signal, number))
-                group.create_task(fetch_current(conn, ORIGIN_OVERRIDES))
-                group.create_task(fetch_current(conn, ORIGIN_DEFAULTS))
+                group.create_task(fetch_current(conn, METRIC_OVERRIDES))
+                group.create_task(fetch_current(conn, METRIC_DEFAULTS))
         except ExceptionGroup as group_error:
             # Source errors are handled per task; anything here is a bug or a failing
             # progress callback: surface it as itself, not wrapped in a group.
@@ -265,7 +268,7 @@ class PrometheusSource:
     ) -> None:
         """Limits in force from one overrides-exporter metric (durations in seconds, bools
         1/0, as the exporter writes them); a missing metric leaves NaN."""
-        is_override = metric == ORIGIN_OVERRIDES
+        is_override = metric == METRIC_OVERRIDES
         by = "user, limit_name" if is_override else "limit_name"
         # last_over_time: a scrape gap (or data that ends a few minutes before `at`) must not
         # turn known limits into "unknown"; 15m is short enough that a removed override
