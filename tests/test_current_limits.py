@@ -155,10 +155,12 @@ def test_a_cluster_default_from_config_beats_the_exporter_default() -> None:
         origin={"ingestion_rate": ["cluster default (cortex_limits_defaults)"]},
     )
     resolved = resolve_current(
-        obs, [RATE], cluster_defaults=[ClusterDefaults({"ingestion_rate": 25000.0}, "Mimir /config")]
+        obs,
+        [RATE],
+        cluster_defaults=[ClusterDefaults({"ingestion_rate": 25000.0}, "/config")],
     )
     assert float(resolved.current["ingestion_rate"][0]) == 25000.0
-    assert resolved.current_origin["ingestion_rate"] == ["cluster default (Mimir /config)"]
+    assert resolved.current_origin["ingestion_rate"] == ["cluster default (/config)"]
 
 
 def _usage_obs(tenants: tuple[str, ...], level: float) -> Observation:
@@ -182,12 +184,14 @@ def test_recommendations_say_when_the_cluster_default_is_unknown() -> None:
     assert any("cluster default is unknown" in r for r in result.reasons(0))
 
     known = resolve_current(
-        obs, [REQUESTS], cluster_defaults=[ClusterDefaults({"request_rate": 100.0}, "Mimir /config")]
+        obs,
+        [REQUESTS],
+        cluster_defaults=[ClusterDefaults({"request_rate": 100.0}, "Mimir /config")],
     )
     told = recommend(known, config, CATALOGUE, now=now, limits=["request_rate"])
     result = told.results["request_rate"]
     assert float(result.current[0]) == 100.0
-    assert result.current_origin(0) == "cluster default (Mimir /config)"
+    assert result.current_origin(0) == "cluster default (/config)"
     assert not any("unknown" in r for r in result.reasons(0))
 
 
