@@ -186,7 +186,7 @@ def test_recommendations_say_when_the_cluster_default_is_unknown() -> None:
     known = resolve_current(
         obs,
         [REQUESTS],
-        cluster_defaults=[ClusterDefaults({"request_rate": 100.0}, "Mimir /config")],
+        cluster_defaults=[ClusterDefaults({"request_rate": 100.0}, "/config")],
     )
     told = recommend(known, config, CATALOGUE, now=now, limits=["request_rate"])
     result = told.results["request_rate"]
