@@ -1,12 +1,11 @@
-"""Entry point of `mlo` / `mimir-limit-optimizer` (and `python -m mimir_limit_optimizer.cli`):
-imports every command module so that each registers its commands on the one Typer app."""
+"""Entry point of `mlo` / `mimir-limit-optimizer` (and `python -m mimir_limit_optimizer.cli`).
+
+The service, cost, alert and backtest commands are imported on first use (cli/lazy.py), so
+`mlo --help` does not pay for numpy, FastAPI, SQLAlchemy, Kubernetes or matplotlib."""
 
 from __future__ import annotations
 
-from mimir_limit_optimizer.cli import alert_cmd, backtest_cmd, cost_cmd, service_cmds
 from mimir_limit_optimizer.cli.app import app
-
-COMMAND_MODULES = (service_cmds, cost_cmd, alert_cmd, backtest_cmd)
 
 
 def main() -> None:

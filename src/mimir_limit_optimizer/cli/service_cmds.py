@@ -87,7 +87,7 @@ def run(
 
 
 def _store_and_applier(
-    config: Path | None, overrides_file: Path | None
+    config: Path | None, overrides_file: list[Path] | None
 ) -> tuple[Store, Applier, str]:
     loaded, catalogue = load(CommonOptions(config=config, overrides_file=overrides_file))
     try:
