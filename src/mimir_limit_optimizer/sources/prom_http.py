@@ -85,6 +85,12 @@ def _split_url(url: str) -> _Endpoint:
             "source.prometheus.url must be an http:// or https:// URL with a host, "
             "e.g. http://prometheus:9090 or https://mimir.example.com"
         )
+    try:
+        parts.port  # noqa: B018 (urllib checks the range when it is read)
+    except ValueError:
+        raise SourceConfigError(
+            f"source.prometheus.url {url.strip()!r}: the port must be a number from 1 to 65535"
+        ) from None
     if parts.query or parts.fragment:
         raise SourceConfigError(
             "source.prometheus.url must not contain a query string or fragment; "
