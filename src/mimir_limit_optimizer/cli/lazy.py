@@ -62,8 +62,8 @@ LAZY_COMMANDS = MappingProxyType(
         ),
         "backtest": LazyCommand(
             _PACKAGE + "backtest_cmd",
-            "Replay scenarios (or recorded Prometheus history) against this engine and the "
-            "baselines; score throttling, headroom and churn.",
+            "Backtest our recommendations against p95 × 1.2 over 48 h (the original Go "
+            "optimizer's formula), a KRR-like strategy, Mimir's defaults and \"keep current\".",
         ),
     }
 )
@@ -85,6 +85,17 @@ class LazyGroup(TyperGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            code = user_error_code(exc)
+            if code is None:
+                raise  # a bug: its traceback is what a bug report needs
+            from mimir_limit_optimizer.cli.common import fail
+
+            fail(str(exc), code=code)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         lazy = LAZY_COMMANDS.get(cmd_name)
@@ -157,3 +168,40 @@ def build_lazy(name: str, lazy: LazyCommand) -> click.Command:
             if own == name:
                 return typer.main.get_command_from_info(info, **options)
     raise LookupError(f"{lazy.module} did not register the command {name!r}")
+
+
+# The adapters' and config's own error types: their messages say what is wrong and how to fix
+# it, so a command that lets one escape still ends with that message, never a traceback.
+# (module, class name, exit code); 1 = the data could not be read, 2 = a setting to fix.
+_USER_ERRORS = (
+    ("mimir_limit_optimizer.sources.prom_http", "SourceConfigError", 2),
+    ("mimir_limit_optimizer.sources.current_limits", "CurrentLimitsError", 2),
+    ("mimir_limit_optimizer.sources.base", "SourceError", 1),
+    ("mimir_limit_optimizer.config.errors", "ConfigError", 2),
+    ("mimir_limit_optimizer.targets.base", "TargetError", 2),
+    ("mimir_limit_optimizer.store.errors", "StoreError", 2),
+    ("mimir_limit_optimizer.web.server", "ServerStartError", 2),
+    ("mimir_limit_optimizer.engine.overrides_yaml", "OverridesParseError", 2),
+    ("mimir_limit_optimizer.engine.overrides", "OverridesValueError", 2),
+    ("mimir_limit_optimizer.engine.tenants", "TenantPatternError", 2),
+    ("mimir_limit_optimizer.catalogue.units", "DurationError", 2),
+    ("mimir_limit_optimizer.controller.wiring", "WiringError", 2),
+    ("mimir_limit_optimizer.k8s.errors", "KubeError", 2),
+    ("mimir_limit_optimizer.backtest.recorded", "RecordedDataError", 1),
+)
+
+
+def user_error_code(exc: BaseException) -> int | None:
+    """The exit code for a user's mistake (or unreachable data), None for anything else.
+    Only modules already imported are looked at: an error of a module never loaded cannot
+    have been raised, and importing it here would slow down every command."""
+    import sys
+
+    for module_name, class_name, code in _USER_ERRORS:
+        module = sys.modules.get(module_name)
+        kind = getattr(module, class_name, None) if module is not None else None
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return code
+    if isinstance(exc, UnicodeDecodeError):
+        return 2
+    return None

@@ -34,6 +34,7 @@ from mimir_limit_optimizer.engine.overrides import (
     parse_overrides,
 )
 from mimir_limit_optimizer.sources.base import PermanentSourceError
+from mimir_limit_optimizer.sources.body_summary import summarise_body
 
 __all__ = [
     "CurrentLimitsError",
@@ -166,7 +167,8 @@ def _fetch_config(
     with httpx.Client(transport=transport, timeout=CONFIG_TIMEOUT, headers=_headers(config)) as c:
         response = c.get(url)
     if response.status_code != 200:
-        raise ValueError(f"GET {url} answered HTTP {response.status_code}")
+        body = summarise_body(response.text, response.headers.get("content-type", ""))
+        raise ValueError(f"GET {url} answered HTTP {response.status_code}: {body}")
     return defaults_from_config_text(response.text, catalogue, where="Mimir /config")
 
 

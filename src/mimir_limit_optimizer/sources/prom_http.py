@@ -31,6 +31,7 @@ from mimir_limit_optimizer.sources.base import (
     PermanentSourceError,
     RetryableSourceError,
 )
+from mimir_limit_optimizer.sources.body_summary import summarise_body
 
 REDACTED = "<redacted>"
 # Backoff between attempts: BACKOFF_BASE * 2**attempt, capped, times a jitter in [0.5, 1].
@@ -405,7 +406,9 @@ class PromConnection:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            excerpt = api.scrub(response.text).strip()[:BODY_EXCERPT] or "empty body"
+            excerpt = summarise_body(
+                api.scrub(response.text), response.headers.get("content-type", ""), BODY_EXCERPT
+            )
             if status == 429 or status >= 500:
                 return _Failure(f"HTTP {status}: {excerpt}", retryable=True, wait=wait)
             return _Failure(
