@@ -383,10 +383,12 @@ cortex_ingester_memory_metadata_created_total{user="b",pod="i3"} 10x10
 cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage{user="a",pod="i1"} 30x10
 cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage{user="a",pod="i2"} 30x10
 cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage{user="a",pod="i3"} 30x10
-# query-frontend: a fetches 100 chunks/s over 2 queries/s; b ran no query
+# query-frontend: a fetches 100 chunks/s over 2 queries/s (label calls are not queries); b
+# ran no query
 cortex_query_fetched_chunks_total{user="a",pod="qf1"} 0+6000x10
 cortex_query_frontend_queries_total{user="a",op="query",pod="qf1"} 0+60x10
 cortex_query_frontend_queries_total{user="a",op="query_range",pod="qf1"} 0+60x10
+cortex_query_frontend_queries_total{user="a",op="label_names_and_values",pod="qf1"} 0+600x10
 cortex_query_fetched_chunks_total{user="b",pod="qf1"} 0+6000x10
 cortex_query_frontend_queries_total{user="b",op="query",pod="qf1"} 0x10
 # ruler: group g2 seen on two rulers while moving

@@ -54,6 +54,9 @@ def _limit(entry: dict[str, Any], default_version: str) -> LimitSpec:
         max_value=_number(entry.get("max"), limit_type),
         may_lower=bool(entry.get("may_lower", True)),
         notes=entry.get("notes", ""),
+        estimate=" ".join(str(entry.get("estimate", "")).split()),
+        usage_fallback_query=entry.get("usage_fallback"),
+        usage_fallback_reason=" ".join(str(entry.get("usage_fallback_reason", "")).split()),
     )
 
 

@@ -49,6 +49,13 @@ STANDING_BUFFER_SHARE = 0.5
 # Discard-driven limits look only at recent discards, so one old burst of discards does not
 # raise the limit again on every cycle.
 DISCARD_LOOKBACK_SECONDS = 3600.0
+# Retried 429s: a client that retries a rate-limited batch is counted again in the
+# `rate_limited` discards (each try), so accepted + discarded overstates demand by up to the
+# number of tries. Per point the discards count at most this many times the accepted rate
+# (demand at most 2x what got in): a tenant that really sends more is still throttled after
+# the raise, and the next cycle raises again. An honest bound, not an exact correction.
+RETRY_DEMAND_BOUND = 1.0
+_RETRIED_REASON = "rate_limited"
 
 
 def enabled_limits(config: Config, catalogue: Catalogue) -> list[LimitSpec]:
@@ -211,11 +218,21 @@ def _usage_value(
         return np.full(state.n, np.nan)
     # float32 from here on: half the memory traffic; limits are rounded to 2 digits anyway.
     usage = state.take(usage_full).astype(np.float32)
+    fallback = obs.usage_fallback.get(spec.name)
+    if fallback is not None:
+        rows = fallback if state.all_rows else fallback[state.rows]
+        result.flags |= np.where(rows, int(Reason.USAGE_FALLBACK), 0)
     demand = usage
     discards_full = obs.discards.get(spec.name)
     if discards_full is not None:
         # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
         d = np.fmax(state.take(discards_full).astype(np.float32), np.float32(0))
+        if _RETRIED_REASON in spec.discard_reasons:
+            bound = usage * np.float32(RETRY_DEMAND_BOUND)
+            with np.errstate(invalid="ignore"):
+                over = d > bound  # False where usage is NaN: nothing to bound against
+            d = np.where(over, bound, d)
+            result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
         demand = usage + d
         gaps = np.isnan(demand)
         if gaps.any():
@@ -244,7 +261,12 @@ def _usage_value(
     history = history_seconds(usage, state.timestamps, observed.counts)
     no_data = observed.counts == 0
     short = ~no_data & (history < trend.min_history)
-    _undefined(result, no_data, "no data for this tenant in the analysis window")
+    _undefined(
+        result,
+        no_data,
+        "no data for this tenant in the analysis window"
+        + (" (nor from its fallback measure)" if spec.usage_fallback_query else ""),
+    )
 
     spike_cfg = config.event_spike
     cleaned = demand

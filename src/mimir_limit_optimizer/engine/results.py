@@ -52,6 +52,8 @@ class Reason(IntFlag):
     SHORT_BUT_THROTTLED = 1 << 22  # short history, but discards seen: raised, never lowered
     RECENT_LEVEL = 1 << 23  # the last day's percentile is above the window's: raised to it
     STANDING_BUFFER = 1 << 24  # discard signal: part of the buffer stands, all on throttling
+    RETRIES_BOUNDED = 1 << 25  # rate_limited discards capped: retried batches count again
+    USAGE_FALLBACK = 1 << 26  # usage from the catalogue's fallback measure (see its reason)
 
 
 @dataclass
@@ -148,9 +150,20 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
             "(limitOverrides.defaultValue)"
         )
     if Reason.DISCARDS_ADDED in f:
+        retried = "rate_limited" in spec.discard_reasons
         out.append(
             f"throttled: {r.discard_share[i]:.0%} of demand was discarded "
             f"({', '.join(spec.discard_reasons)}); demand = accepted + discarded"
+            + (
+                ", an upper bound: a retried batch is discarded (and counted) again"
+                if retried
+                else ""
+            )
+        )
+    if Reason.RETRIES_BOUNDED in f:
+        out.append(
+            "demand bounded at 2x the accepted rate, as clients that retry 429s inflate the "
+            "discards; if it is still throttled, the next cycle raises again"
         )
     if Reason.SATURATED in f:
         out.append("usage sat at the current limit: real demand may be higher")
@@ -217,6 +230,10 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         out.append(f"throttled now: raised to cover what it sends now{now} + buffer")
     if Reason.THROTTLED_NOW in f:
         out.append("discards in the last day: a throttled tenant is never lowered")
+    if spec.estimate:
+        out.append(spec.estimate)
+    if Reason.USAGE_FALLBACK in f and spec.usage_fallback_reason:
+        out.append(spec.usage_fallback_reason)
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:

@@ -32,6 +32,7 @@ from mimir_limit_optimizer.sources.base import (
 )
 from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP, Series
 from mimir_limit_optimizer.sources.promql import TemplateRenderer
+from mimir_limit_optimizer.sources.usage_fallback import FALLBACK_KIND, apply_fallbacks
 
 __all__ = [
     "MAX_POINTS_PER_QUERY",
@@ -227,7 +228,11 @@ class PrometheusSource:
         """Distinct rendered queries, in the order limits first need them."""
         signals: dict[str, _Signal] = {}
         for spec in limits:
-            for kind, template in (("usage", spec.usage_query), ("discards", spec.discard_query)):
+            for kind, template in (
+                ("usage", spec.usage_query),
+                ("discards", spec.discard_query),
+                (FALLBACK_KIND, spec.usage_fallback_query),
+            ):
                 if not template:
                     continue
                 query = self._render.render(template, what=f"{kind} query of {spec.name}")
@@ -325,10 +330,13 @@ class PrometheusSource:
         arrays: dict[str, FloatArray] = {}
         usage: dict[str, FloatArray] = {}
         discards: dict[str, FloatArray] = {}
+        fallbacks: dict[str, FloatArray] = {}
         reasons: dict[str, list[str]] = {}
         for signal in signals.values():
             if signal.error is not None:
                 for limit, kind in signal.uses:
+                    if kind == FALLBACK_KIND:
+                        continue  # only a stand-in: its failure leaves the gaps as they were
                     reasons.setdefault(limit, []).append(f"{kind} query failed: {signal.error}")
                 continue
             array = arrays[signal.query] = np.full((len(tenants), len(grid)), np.nan)
@@ -336,8 +344,10 @@ class PrometheusSource:
                 if tenant in row_of:
                     array[row_of[tenant]] = row
             for limit, kind in signal.uses:
-                (usage if kind == "usage" else discards)[limit] = array
+                kinds = {"usage": usage, "discards": discards, FALLBACK_KIND: fallbacks}
+                kinds[kind][limit] = array
 
+        filled = apply_fallbacks(usage, fallbacks)
         in_force: dict[str, FloatArray] = {}
         origins: dict[str, list[str]] = {}
         for spec in limits:
@@ -362,6 +372,7 @@ class PrometheusSource:
             current=in_force,
             unavailable={limit: "; ".join(texts) for limit, texts in reasons.items()},
             current_origin=origins,
+            usage_fallback=filled,
         )
 
     def _raise_all_failed(self, errors: Sequence[SourceError]) -> None:
