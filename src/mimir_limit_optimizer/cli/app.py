@@ -87,7 +87,7 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     """Collect and recommend, with a progress bar on stderr (shown on terminals only)."""
     import os
 
-    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from mimir_limit_optimizer.controller.oneshot import build_source, run_cycle
     from mimir_limit_optimizer.engine.overrides import OverridesParseError, OverridesValueError
@@ -110,7 +110,7 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            MofNCompleteColumn(),  # "3/12"; "0/?" until the source says how many requests
             console=err,
             transient=True,
         ) as progress:
