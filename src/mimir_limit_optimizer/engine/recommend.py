@@ -523,6 +523,8 @@ def _finish(
             value, np.where(in_bounds, current, np.nan), change.deadband_percent
         )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
+        # The engine's answer before the step limit: where it is heading (cost advice).
+        result.extra["unstepped"] = np.clip(value, policy.minimum, policy.maximum)
         value, raised, lowered = pp.limit_step(
             value, current, change.max_increase_percent, change.max_decrease_percent
         )
