@@ -176,3 +176,16 @@ def test_version() -> None:
     result = RUNNER.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+def test_validate_ok_goes_to_stdout_and_problems_too(workdir: Path) -> None:
+    ok = RUNNER.invoke(app, ["validate", "good.yaml"])
+    assert ok.exit_code == 0
+    assert ok.stdout.startswith("ok: good.yaml is a valid mimir runtime file")
+    # A null value keeps the default in Mimir: valid, not a problem.
+    (workdir / "null.yaml").write_text("overrides:\n  a:\n    ingestion_rate:\n")
+    assert RUNNER.invoke(app, ["validate", "null.yaml"]).exit_code == 0
+    (workdir / "bad.yaml").write_text("overrides:\n  a:\n    max_samples_per_query: 1\n")
+    bad = RUNNER.invoke(app, ["validate", "bad.yaml"])
+    assert bad.exit_code == 1
+    assert "bad.yaml:3" in bad.stdout
