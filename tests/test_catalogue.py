@@ -527,3 +527,17 @@ def test_docs_table_lists_every_managed_limit_with_its_signal() -> None:
     for spec in CATALOGUE.limits.values():
         assert spec.name in rows, f"docs/catalogue.md: no table row for {spec.name}"
         assert rows[spec.name].strip().startswith(spec.signal.value), spec.name
+
+
+def test_the_fast_and_the_portable_yaml_parsers_read_the_catalogue_alike() -> None:
+    """The catalogue loads with libyaml when present (fast start-up) and ruamel otherwise:
+    both must give the same data (YAML 1.1 vs 1.2 differ on `1.0e9`, `yes`, `on`, ...)."""
+    from pathlib import Path
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    import mimir_limit_optimizer.catalogue.load as load_module
+
+    text = (Path(load_module.__file__).parent / "data" / "mimir.yaml").read_text()
+    assert yaml.load(text, Loader=yaml.CSafeLoader) == YAML(typ="safe").load(text)
