@@ -189,3 +189,22 @@ def test_validate_ok_goes_to_stdout_and_problems_too(workdir: Path) -> None:
     bad = RUNNER.invoke(app, ["validate", "bad.yaml"])
     assert bad.exit_code == 1
     assert "bad.yaml:3" in bad.stdout
+
+
+def test_limits_imports_nothing_heavy() -> None:
+    """`mlo limits` must start fast: the catalogue and a table, no numpy, web, store,
+    Kubernetes or plotting library (bench/cli_startup.py measures the time)."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from mimir_limit_optimizer.cli.app import app\n"
+        "result = CliRunner().invoke(app, ['limits', '--format', 'json'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'ingestion_rate' in result.output\n"
+        "print('HEAVY', [m for m in ('numpy', 'fastapi', 'sqlalchemy', 'kubernetes',"
+        " 'matplotlib', 'httpx', 'uvicorn') if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "HEAVY []" in result.stdout
