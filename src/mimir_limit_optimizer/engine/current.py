@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue.model import LimitSpec
 from mimir_limit_optimizer.engine.overrides import OverridesDocument
@@ -83,30 +84,37 @@ def merged_overrides(
     and the origin text naming the file that decided it ("" when none did).
 
     `documents` are in `-runtime-config.file` order; the last one that has the key (null
-    included) decides. Raises OverridesValueError on a value of a type Mimir rejects."""
-    values: dict[str, FloatArray] = {}
-    origins: dict[str, list[str]] = {}
-    for spec in specs:
-        column = np.full(len(tenants), np.nan, dtype=np.float64)
-        origin = [""] * len(tenants)
-        for index, tenant in enumerate(tenants):
-            for document in reversed(documents):
+    included) decides. Cost: the files' own entries, not tenants x files. Raises
+    OverridesValueError on a value of a type Mimir rejects."""
+    row_of = {tenant: i for i, tenant in enumerate(tenants)}
+    values = {spec.name: np.full(len(tenants), np.nan, dtype=np.float64) for spec in specs}
+    origins = {spec.name: [""] * len(tenants) for spec in specs}
+    for document in documents:  # left to right: a later file overwrites, key by key
+        where = origin_text(Origin.TENANT, document.source_name)
+        for tenant in document.tenants():
+            row = row_of.get(tenant)
+            if row is None:
+                continue
+            for spec in specs:
                 if not document.sets(tenant, spec.name):
                     continue
                 number = document.number(tenant, spec)
-                if number is not None:
-                    column[index] = number
-                    origin[index] = origin_text(Origin.TENANT, document.source_name)
-                break
-        values[spec.name] = column
-        origins[spec.name] = origin
+                found = number is not None
+                values[spec.name][row] = number if found else np.nan
+                origins[spec.name][row] = where if found else ""
     return values, origins
 
 
-def _reported_kind(text: str) -> Origin | None:
-    """The kind of an origin a source reported; None when it says nothing (a value without
-    an origin is then taken as a tenant override, the conservative reading)."""
-    return origin_kind(text) if text else None
+def _kinds(texts: npt.NDArray[np.object_]) -> npt.NDArray[np.int8]:
+    """Per origin text: 0 none or foreign, 1 tenant override, 2 cluster default, 3 flag
+    default. A source uses a few distinct texts: each is classified once, then compared in C."""
+    code = {Origin.TENANT: 1, Origin.CLUSTER: 2, Origin.FLAG: 3}
+    out = np.zeros(len(texts), dtype=np.int8)
+    for text in set(texts.tolist()):
+        kind = origin_kind(text)
+        if kind is not None:
+            out[texts == text] = code[kind]
+    return out
 
 
 def resolve_current(
@@ -121,7 +129,7 @@ def resolve_current(
 
     Precedence per tenant and limit: the merged runtime `documents`, then a tenant override
     the source reported (`cortex_limits_overrides`: it may come from a runtime file the
-    optimizer was not given), then the cluster
+    optimizer was not given; a value without an origin counts as one), then the cluster
     defaults in the order given (each source only for the limits it knows), then a default the
     source reported (`cortex_limits_defaults`), then `declared_defaults`
     (limitOverrides.defaultValue). What is still unknown stays NaN with origin ""."""
@@ -134,35 +142,38 @@ def resolve_current(
     declared = declared_defaults or {}
     for spec in specs:
         name = spec.name
-        reported = obs.current.get(name)
-        reported_origin = obs.current_origin.get(name, [""] * n)
+        told = obs.current.get(name)
+        told = np.full(n, np.nan) if told is None else np.asarray(told, dtype=np.float64)
+        told_origin = np.asarray(obs.current_origin.get(name, [""] * n), dtype=object)
+        kinds = _kinds(told_origin)
+        known = np.isfinite(told)
+        told_override = known & ((kinds == 1) | (kinds == 0))
+        told_default = known & (kinds == 2)
+
         values = np.full(n, np.nan, dtype=np.float64)
-        origin = [""] * n
-        file_values = from_files.get(name)
-        file_origin = file_origins.get(name, [""] * n)
-        cluster: tuple[float, str] | None = None
-        for source in cluster_defaults:
+        origin = np.full(n, "", dtype=object)
+        # Lowest precedence first; each step overwrites where it applies.
+        if name in declared:
+            values[:] = float(declared[name])
+            origin[:] = origin_text(Origin.CLUSTER, "limitOverrides.defaultValue")
+        values = np.where(told_default, told, values)
+        origin = np.where(told_default, told_origin, origin)
+        for source in cluster_defaults:  # the first source that knows the limit
             if name in source.values:
-                cluster = (float(source.values[name]), origin_text(Origin.CLUSTER, source.where))
+                values[:] = float(source.values[name])
+                origin[:] = origin_text(Origin.CLUSTER, source.where)
                 break
-        for i in range(n):
-            if file_values is not None and np.isfinite(file_values[i]):
-                values[i], origin[i] = file_values[i], file_origin[i]
-                continue
-            told = float(reported[i]) if reported is not None else float("nan")
-            kind = _reported_kind(reported_origin[i]) if np.isfinite(told) else None
-            if np.isfinite(told) and kind in (Origin.TENANT, None):
-                values[i] = told
-                origin[i] = reported_origin[i] or origin_text(Origin.TENANT, "reported")
-            elif cluster is not None:
-                values[i], origin[i] = cluster
-            elif np.isfinite(told) and kind is Origin.CLUSTER:
-                values[i], origin[i] = told, reported_origin[i]
-            elif name in declared:
-                values[i] = declared[name]
-                origin[i] = origin_text(Origin.CLUSTER, "limitOverrides.defaultValue")
+        values = np.where(told_override, told, values)
+        reported_text = told_origin.copy()
+        reported_text[reported_text == ""] = origin_text(Origin.TENANT, "reported")
+        origin = np.where(told_override, reported_text, origin)
+        file_values = from_files.get(name)
+        if file_values is not None:
+            in_file = np.isfinite(file_values)
+            values = np.where(in_file, file_values, values)
+            origin = np.where(in_file, np.asarray(file_origins[name], dtype=object), origin)
         current[name] = values
-        origins[name] = origin
+        origins[name] = origin.tolist()  # the texts themselves (an object array of str)
     return dataclasses.replace(obs, current=current, current_origin=origins)
 
 
