@@ -48,9 +48,13 @@ def setup(root: Path, verify: str = "") -> Workdir:
     return workdir(root, SETTINGS + verify, HAND_WRITTEN)
 
 
-def check(work: Workdir, *, rolled_back: bool = False) -> None:
-    """What must hold after a crash and one unkilled run."""
+def check(work: Workdir, *, rolled_back: bool = False, killed: str | None = None) -> None:
+    """What must hold after a crash and one unkilled run. `killed`: the overrides file as
+    the killed run left it."""
     view = store_view(work.store_url, work.target)
+    if killed is not None and killed != HAND_WRITTEN:  # the write the kill interrupted...
+        shas = {r.sha256 for r in view.revisions}
+        assert sha256_text(killed) in shas  # ...has its revision
     text = work.target.read_text()
     assert validate_overrides(text, CATALOGUE, source_name=str(work.target)) == []
     assert view.open_intents == []  # every intent reconciled
@@ -87,10 +91,13 @@ def mimir_for() -> Iterator[list[FakeMimir | FrozenMimir]]:
 def test_kill_at_a_step_without_verification(tmp_path: Path, point: str) -> None:
     work = setup(tmp_path)
     assert run_child(work, crash_at=point) == -9
+    killed = work.target.read_text()
     assert run_once(work) == 0
-    check(work)
+    check(work, killed=killed)
     view = store_view(work.store_url, work.target)
     assert len(view.applies()) == 1  # written once, recorded once: the cooldown held
+    if killed != HAND_WRITTEN:  # no second step on top of the unrecorded write
+        assert work.target.read_text() == killed
     if point in ("write", "record"):
         late = [e for e in view.audit if e.action == "update_limits"]
         assert late and all(e.details.get("recorded_late") for e in late)
@@ -140,6 +147,7 @@ def test_random_kills(tmp_path: Path) -> None:
         status = run_child(work, kill_after=rng.uniform(0.0, duration * 1.2))
         outcomes[status] = outcomes.get(status, 0) + 1
         assert status in (0, -9)
+        killed = work.target.read_text()
         assert run_once(work) == 0
-        check(work)
+        check(work, killed=killed)
     assert outcomes.get(-9, 0) > RANDOM_KILLS // 2  # most runs were really killed
