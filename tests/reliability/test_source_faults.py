@@ -33,7 +33,7 @@ source:
   prometheus:
     url: URL
     retries: 0
-    timeout: 500ms
+    timeout: 2s
 target:
   path: {target}
 dynamicLimits:
@@ -48,7 +48,9 @@ server:
 
 @pytest.fixture
 def prom() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus(USAGE, overrides=EXPORTED, defaults={"ingestion_rate": 10_000.0})
+    fake = FakePrometheus(
+        USAGE, overrides=EXPORTED, defaults={"ingestion_rate": 10_000.0}, delay=2.5
+    )
     yield fake
     fake.stop()
 
