@@ -20,7 +20,15 @@ from mimir_limit_optimizer.engine.overrides import validate_overrides
 from mimir_limit_optimizer.store.records import sha256_text
 from tests.fake_mimir import FakeMimir
 from tests.reliability.fakeprom import FrozenMimir
-from tests.reliability.harness import CATALOGUE, Workdir, run_child, run_once, store_view, workdir
+from tests.reliability.harness import (
+    CATALOGUE,
+    Workdir,
+    run_child,
+    run_children,
+    run_once,
+    store_view,
+    workdir,
+)
 
 HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
 SETTINGS = """\
@@ -42,6 +50,8 @@ server:
 VERIFY = "verify:\n  mimirUrl: {url}\n  timeout: {timeout}\n  pollInterval: 20ms\n"
 # Random kills on top of the deterministic ones: 100 iterations in all in CI.
 RANDOM_KILLS = int(os.environ.get("MLO_KILL_ITERATIONS", "90"))
+# Children killed at once (each in its own working directory).
+PARALLEL = 4
 
 
 def setup(root: Path, verify: str = "") -> Workdir:
@@ -135,19 +145,24 @@ def test_an_unverified_write_is_rolled_back_after_a_restart(
 
 
 def test_random_kills(tmp_path: Path) -> None:
-    """Kills spread over one whole run (start-up, collection, write, records)."""
+    """Kills spread over one whole run (start-up, collection, write, records), a few
+    children at a time; each then runs again unkilled (also in parallel) and is checked."""
     rng = random.Random(9)
     timing = setup(tmp_path / "timing")
     started = time.monotonic()
     assert run_child(timing) == 0
     duration = time.monotonic() - started
     outcomes: dict[int, int] = {}
-    for i in range(RANDOM_KILLS):
-        work = setup(tmp_path / f"run-{i}")
-        status = run_child(work, kill_after=rng.uniform(0.0, duration * 1.2))
-        outcomes[status] = outcomes.get(status, 0) + 1
-        assert status in (0, -9)
-        killed = work.target.read_text()
-        assert run_once(work) == 0
-        check(work, killed=killed)
+    for first in range(0, RANDOM_KILLS, PARALLEL):
+        works = [
+            setup(tmp_path / f"run-{i}") for i in range(first, min(first + PARALLEL, RANDOM_KILLS))
+        ]
+        delays: list[float | None] = [rng.uniform(0.0, duration * 1.2) for _ in works]
+        statuses = run_children(works, kill_after=delays)
+        killed = [work.target.read_text() for work in works]
+        assert run_children(works) == [0] * len(works)
+        for work, status, text in zip(works, statuses, killed, strict=True):
+            outcomes[status] = outcomes.get(status, 0) + 1
+            assert status in (0, -9)
+            check(work, killed=text)
     assert outcomes.get(-9, 0) > RANDOM_KILLS // 2  # most runs were really killed
