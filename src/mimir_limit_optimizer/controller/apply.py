@@ -248,7 +248,7 @@ class Applier:
             self.finish(intent, "superseded", now, "the read-back differs from what was written")
             raise ApplyError(f"read-back of {self.name} differs from what was written")
         try:
-            revision, events = self.store.record_write(intent.id, at=now)
+            revision, events = self.store.record_write(intent.id, at=now, writer=True)
         except StoreError as exc:
             # The write is live and its intent is stored: `recover` records and verifies it
             # once the store is back (at the latest, at the next start).
@@ -336,13 +336,20 @@ class Applier:
         *,
         restored: str | None = None,
         events: list[AuditEvent] | None = None,
+        writer: bool = True,
     ) -> bool:
         """Record an intent's outcome; when the store fails, keep it for `recover` (the
         intent itself stays open in the store, so even a crash loses nothing). True when
         recorded now."""
         try:
             _, stored = self.store.finish_intent(
-                intent.id, state, at=now, note=note, restored=restored, events=events or ()
+                intent.id,
+                state,
+                at=now,
+                note=note,
+                restored=restored,
+                events=events or (),
+                writer=writer,
             )
         except StoreError as exc:
             self.log.error(

@@ -28,7 +28,7 @@ def _recover(applier: Applier, intent: Intent, *, now: float) -> ApplyOutcome:
             _record_late(applier, intent, now)
         applier.finish(
             intent, held.state, now, held.note, restored=held.restored, events=list(held.events)
-        )
+        )  # this process decided it: it knows
         return ApplyOutcome(
             held.state in ("done", "unverified"),
             rolled_back=held.state == "rolled_back",
@@ -53,7 +53,7 @@ def _recover(applier: Applier, intent: Intent, *, now: float) -> ApplyOutcome:
         elif current == intent.old_content:
             note = "the write did not happen (the target holds the content before it)"
             event = target_event(now, "warning", "update_not_done", detail=note)
-            applier.finish(intent, "not_done", now, note, events=[event])
+            applier.finish(intent, "not_done", now, note, events=[event], writer=False)
             return ApplyOutcome(False, detail=f"intent {intent.id}: {note}", intent=intent.id)
         else:
             return _superseded(applier, intent, now)
@@ -62,7 +62,13 @@ def _recover(applier: Applier, intent: Intent, *, now: float) -> ApplyOutcome:
         note = "rolled back before its outcome was recorded"
         event = target_event(now, "error", "rollback", detail=note)
         applier.finish(
-            intent, "rolled_back", now, note, restored=intent.old_content, events=[event]
+            intent,
+            "rolled_back",
+            now,
+            note,
+            restored=intent.old_content,
+            events=[event],
+            writer=False,
         )
         return ApplyOutcome(
             False, rolled_back=True, detail=f"intent {intent.id}: {note}", intent=intent.id
@@ -71,7 +77,7 @@ def _recover(applier: Applier, intent: Intent, *, now: float) -> ApplyOutcome:
         return _superseded(applier, intent, now)
     if applier.verifier is None:
         note = "no verifier configured any more"
-        applier.finish(intent, "done", now, note)
+        applier.finish(intent, "done", now, note, writer=False)
         return ApplyOutcome(True, detail=f"intent {intent.id}: {note}", intent=intent.id)
     written = applier.store.revision(intent.revision_id) if intent.revision_id else None
     outcome = applier.verify(intent, written, now=now)
@@ -94,5 +100,5 @@ def _superseded(applier: Applier, intent: Intent, now: float) -> ApplyOutcome:
         "someone else; the outcome of this write is unknown"
     )
     event = target_event(now, "warning", "update_superseded", detail=note)
-    applier.finish(intent, "superseded", now, note, events=[event])
+    applier.finish(intent, "superseded", now, note, events=[event], writer=False)
     return ApplyOutcome(False, detail=f"intent {intent.id}: {note}", intent=intent.id)
