@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint system-deps bench clean
+.PHONY: run test lint system-deps bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
@@ -40,6 +40,11 @@ system-deps:
 bench: $(STAMP)
 	$(BIN)/python bench/engine_scale.py
 	$(BIN)/python bench/collect_scale.py --tenants 1000 --days 7 --step 3600
+
+## soak: the reliability suite with 1,000 random SIGKILLs (CI runs 90 of them, plus the
+## deterministic kills at each step); MLO_KILL_ITERATIONS=N to choose. Loopback only.
+soak: system-deps $(STAMP)
+	MLO_KILL_ITERATIONS=$${MLO_KILL_ITERATIONS:-1000} $(BIN)/pytest -q tests/reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
