@@ -142,7 +142,11 @@ def variables() -> list[dict[str, Any]]:
         query_var(
             "namespace", f'label_values({M}reconcile_total{{cluster=~"$cluster"}}, namespace)'
         ),
-        query_var("limit", f"label_values({M}tenant_current_limits{{{SEL}}}, limit_name)"),
+        dict(
+            query_var("limit", f"label_values({M}tenant_current_limits{{{SEL}}}, limit_name)"),
+            multi=False,
+            current={"selected": True, "text": "ingestion_rate", "value": "ingestion_rate"},
+        ),
     ]
 
 
@@ -246,12 +250,19 @@ def build() -> dict[str, Any]:
     )  # fmt: skip
 
     lay.row("Recommended vs current (top tenants)")
+    top = (
+        f"topk(10, max by (user, limit_name) ({M}tenant_recommended_limits"
+        f'{{{SEL}, limit_name=~"$limit"}}))'
+    )
     lay.add(
-        panel("timeseries", "Recommended limit, top 10 tenants", "The 10 largest "
-              "recommendations of the selected limit(s) (the exported tenants: pending or "
-              "recent changes, open breakers, caps, budgets, top N).",
-              [target(f"topk(10, max by (user, limit_name) ({M}tenant_recommended_limits"
-                      f'{{{SEL}, limit_name=~"$limit"}}))', "{{user}} {{limit_name}}")]),
+        panel("timeseries", "Recommended vs current, top 10 tenants", "The 10 largest "
+              "recommendations of the selected limit (of the exported tenants: pending or "
+              "recent changes, open breakers, caps, budgets, top N) and the limits in force "
+              "for the same tenants.",
+              [target(top, "recommended {{user}}"),
+               target(f"max by (user, limit_name) ({M}tenant_current_limits"
+                      f'{{{SEL}, limit_name=~"$limit"}}) and on (user, limit_name) {top}',
+                      "current {{user}}")]),
         w=12, h=9,
     )  # fmt: skip
     lay.add(
