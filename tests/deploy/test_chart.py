@@ -454,3 +454,22 @@ def test_notes_say_how_to_make_the_configmap_mimirs_second_runtime_source() -> N
     assert "name: limits" in notes and "optional: true" in notes
     assert f"kubectl -n {NAMESPACE} create configmap limits --from-literal=o.yaml=" in notes
     assert "Dry-run" in notes
+
+
+def test_mimirs_runtime_configmap_is_mounted_read_only_as_the_planners_base_file() -> None:
+    objects = render({"mimirRuntimeConfigMap": {"name": "mimir-runtime", "key": "runtime.yaml"}})
+    config = yaml.safe_load(_config_text(objects))
+    container = _container(objects)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "mimir-runtime")
+    assert mount["readOnly"] is True
+    assert config["target"]["baseFiles"] == [f"{mount['mountPath']}/runtime.yaml"]
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "mimir-runtime", "configMap": {"name": "mimir-runtime"}} in volumes
+    assert _rules(objects) == _rules(render())  # a mount needs no RBAC
+    for version in newest_versions():
+        kv.validate(one(objects, "Deployment"), version, strict=True)
+    # A pod mounts ConfigMaps of its own namespace only.
+    with pytest.raises(helm.HelmRenderError, match="in Mimir's namespace"):
+        render({"mimirNamespace": "other", "mimirRuntimeConfigMap": {"name": "x", "key": "y"}})
+    # Off by default: no base file, no mount.
+    assert "baseFiles" not in yaml.safe_load(_config_text(render()))["target"]
