@@ -301,7 +301,7 @@ def build() -> dict[str, Any]:
               "detectors (global_*).",
               [target(f"sum by (kind) (increase({M}blast_detections_total{{{SEL}}}[{RATE}]))",
                       "{{kind}}")]),
-        w=12,
+        w=24, h=6,
     )  # fmt: skip
 
     lay.row("Emergency level")
