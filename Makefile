@@ -20,15 +20,19 @@ run: $(STAMP)
 	$(BIN)/mlo plan
 	$(BIN)/mlo run
 
+## lint also runs hadolint on the Dockerfile and checks that the chart's Grafana dashboard is
+## what deploy/grafana/dashboard.py builds.
 ## test: lint, types, layer contract, then the whole test suite (real Prometheus included).
 test: system-deps $(STAMP) lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python deploy/grafana/dashboard.py --check
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh

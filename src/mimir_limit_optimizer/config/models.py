@@ -184,6 +184,34 @@ class HistogramSettings(_Section):
     full_confidence_after: Duration = Field(7 * 86400.0, gt=0)
 
 
+class AdaptiveSettings(_Section):
+    """Per-tenant rules read from the tenant's own history (docs/engine.md, "Memory, growth
+    and variability"). Each can be turned off: variabilityReference 0, quietShare 0,
+    growthHorizon 0, safeLowering false."""
+
+    # The buffer is scaled by (the tenant's short-term coefficient of variation / this),
+    # within [bufferScaleMin, bufferScaleMax]: a steady tenant carries less, a noisy one more.
+    variability_reference: float = Field(0.10, ge=0, le=10)
+    buffer_scale_min: float = Field(1.0, gt=0, le=1)
+    buffer_scale_max: float = Field(3.0, ge=1, le=20)
+    # A tenant whose day level (a day's 70th percentile) fell below this share of its highest
+    # day level in the window went quiet: it is not lowered for quietHold, then only down to
+    # quietKeep x that level (+ buffer) while that day is in the window.
+    quiet_share: float = Field(0.5, ge=0, lt=1)
+    quiet_hold: Duration = Field(2 * 86400.0, ge=0)
+    quiet_keep: float = Field(0.6, ge=0, le=1)
+    # A throttled tenant that grew day over day is raised to its level projected this far
+    # ahead (the time it is not lowered after throttling).
+    growth_horizon: Duration = Field(86400.0, ge=0)
+    # Spikes (eventSpike) that recur this often per day of history are bursts the tenant
+    # sends routinely: kept in its demand instead of excluded (0: always excluded).
+    recurring_spikes_per_day: float = Field(1.0, ge=0)
+    # A lowering of a usage-driven limit never goes below the highest hourly level of the
+    # last max(quietHold, 1 day) (it waits), and then steps down by up to this percent per
+    # cycle instead of changePolicy.maxDecreasePercent: fewer, larger steps (0: off).
+    safe_lowering_percent: float = Field(75.0, ge=0, le=100)
+
+
 class TrendAnalysis(_Section):
     analysis_window: Duration = Field(7 * 86400.0, gt=0)
     strategy: Literal["percentile", "histogram"] = "percentile"
@@ -198,6 +226,7 @@ class TrendAnalysis(_Section):
     )
     min_history: Duration = Field(86400.0, ge=0)
     histogram: HistogramSettings = Field(default_factory=HistogramSettings)
+    adaptive: AdaptiveSettings = Field(default_factory=AdaptiveSettings)
 
 
 class EventSpike(_Section):

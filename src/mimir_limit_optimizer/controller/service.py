@@ -251,6 +251,7 @@ class Service:
         settings = self.provider.config.leader_election
         if not settings.enabled:
             self._leader.set()
+            self.metrics.leader.set(1)
             self.health.set_role("standalone")
             return
         from mimir_limit_optimizer.k8s.client import KubeApi
@@ -295,6 +296,7 @@ class Service:
         else:
             self._leader.clear()  # stop applying at once
             self.health.set_role("follower", leader=holder)
+        self.metrics.leader.set(1 if leading else 0)
 
     def is_leader(self) -> bool:
         elector = self.elector
@@ -344,6 +346,9 @@ class Service:
             self.log.error("cycle failed: %s", lost.detail)
             return lost
         result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
+        self.metrics.count_changes(
+            planned=result.planned, applied=result.applied, held_back=result.held_back
+        )
         if result.recommendations is not None:
             self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
         try:
