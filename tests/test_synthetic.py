@@ -232,7 +232,9 @@ def test_generation_covers_every_tenant_and_point() -> None:
     not asserted here)."""
     cluster = _cluster(count=2500)
     assert cluster.samples_demand.shape == (2500, 2017)
-    assert np.isfinite(cluster.samples_demand).all()
+    finite = np.isfinite(cluster.samples_demand)
+    assert finite.mean() > 0.9  # scrape gaps are NaN by design, but rare
+    assert (cluster.samples_demand[finite] >= 0).all()
 
 
 def _spec(name: str, signal: SignalKind, **extra: Any) -> LimitSpec:
