@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import logging
 import os
 import sys
 import time
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
+from mimir_limit_optimizer.alerting.model import CollectingSink
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
 from mimir_limit_optimizer.cli import output
 from mimir_limit_optimizer.cli.common import (
@@ -33,7 +36,11 @@ from mimir_limit_optimizer.cli.common import (
     with_common_options,
 )
 from mimir_limit_optimizer.config.loader import LoadedConfig, render_config
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.controller.cost import build_cost_control
 from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
+from mimir_limit_optimizer.controller.plan_inputs import stored_guards
+from mimir_limit_optimizer.controller.wiring import WiringError, build_target, open_store, store_url
 from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
     OverridesValueError,
@@ -41,9 +48,12 @@ from mimir_limit_optimizer.engine.overrides import (
     parse_overrides,
     validate_overrides,
 )
-from mimir_limit_optimizer.engine.plan import apply_plan, render_plan
+from mimir_limit_optimizer.engine.plan import apply_plan
+from mimir_limit_optimizer.engine.planning import GuardInputs
 from mimir_limit_optimizer.engine.results import UNDEFINED
 from mimir_limit_optimizer.sources.base import SourceError
+from mimir_limit_optimizer.store import AuditLog, StoreError
+from mimir_limit_optimizer.targets.base import Target, TargetError
 
 app = typer.Typer(
     help="Recommend, plan and validate per-tenant Grafana Mimir limits from real usage.",
@@ -64,17 +74,27 @@ class PlanFormat(StrEnum):
 
 
 def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
-    """Collect and recommend, with a progress bar on stderr (shown on terminals only)."""
+    """Collect and plan, with a progress bar on stderr (shown on terminals only). Current
+    limits come from the configured target (file or ConfigMap); the guards (cooldowns,
+    protection and budget caps) from the service's store when there is one, so the plan is
+    what `mlo run --mode prod` would write now."""
     config = loaded.config
     path = config.target.path
-    if path and not Path(path).is_file():
+    if config.target.kind == "file" and path and not Path(path).is_file():
         what = "is not a file" if Path(path).exists() else "does not exist"
         fail(f"overrides file {path} {what} (--overrides-file / target.path)")
     now = time.time()
+    try:
+        target: Target | None = build_target(config)
+    except WiringError:
+        target = None  # no overrides to read: every current value comes from the source
+    except TargetError as exc:
+        fail(str(exc))
     source = build_source(config, now=now, env=dict(os.environ))
     description = source.describe()
     err = Console(stderr=True, soft_wrap=True)
     try:
+        guards = _stored_guards(config, catalogue, target, now)
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -87,11 +107,17 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
             def report(done: int, total: int, label: str) -> None:
                 progress.update(task, completed=done, total=total, description=label[:60])
 
-            cycle = run_cycle(config, catalogue, source, now=now, progress=report)
+            cycle = run_cycle(
+                config, catalogue, source, now=now, progress=report, target=target, guards=guards
+            )
     except SourceError as exc:
         fail(f"could not collect usage: {exc}", code=1)
     except (OverridesParseError, OverridesValueError) as exc:
         fail(f"{exc}\nThe overrides file was not changed.", code=2)
+    except TargetError as exc:
+        fail(f"cannot read the current limits: {exc}", code=2)
+    except StoreError as exc:
+        fail(f"cannot read the optimizer's store: {exc}", code=2)
     except OSError as exc:
         fail(f"cannot read the overrides file {path}: {exc.strerror}", code=2)
     for tenant, reason in cycle.skipped_tenants.items():
@@ -99,6 +125,32 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     for name, reason in cycle.observation.unavailable.items():
         err.print(f"[yellow]{name} undefined:[/] {reason}", highlight=False)
     return cycle, description
+
+
+def _stored_guards(
+    config: Config, catalogue: Catalogue, target: Target | None, now: float
+) -> GuardInputs:
+    """The guard inputs from the service's store; none when it has no store yet (a plan never
+    creates one)."""
+    url = store_url(config)
+    if target is None or (url.startswith("sqlite:///") and not Path(url[10:]).is_file()):
+        return GuardInputs()
+    store = open_store(config)
+    try:
+        cost = None
+        settings = config.cost_control
+        if settings.enabled and settings.auto_limit_reduction:
+            cost = build_cost_control(
+                config,
+                store=store,
+                audit=AuditLog(store, logger=logging.getLogger("mimir_limit_optimizer.audit")),
+                alerts=CollectingSink(),
+                registry=CollectorRegistry(),
+                catalogue=catalogue,
+            )
+        return stored_guards(config, catalogue, store, target.describe(), now=now, cost=cost)
+    finally:
+        store.close()
 
 
 def _nothing_computed(cycle: Cycle, description: str) -> str | None:
@@ -126,18 +178,18 @@ def recommend(
     """Recommend limits per tenant: current, usage, demand, recommended value and why."""
     loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
-    recs = cycle.recommendations
+    recs, planned = cycle.recommendations, cycle.plan
     if fmt is OutputFormat.TABLE and output_file is None:
-        output.recommendations_table(recs, wide_console())
+        output.recommendations_table(recs, wide_console(), planned)
     elif fmt is OutputFormat.TABLE:
         recorder = Console(record=True, width=200, file=io.StringIO())
-        output.recommendations_table(recs, recorder)
+        output.recommendations_table(recs, recorder, planned)
         emit(recorder.export_text(), output_file)
     elif fmt is OutputFormat.CSV:
-        emit(output.recommendations_csv(recs), output_file)
+        emit(output.recommendations_csv(recs, planned), output_file)
     else:
         document = output.recommendations_document(
-            recs, source=description, skipped=cycle.skipped_tenants
+            recs, source=description, skipped=cycle.skipped_tenants, plan=planned
         )
         text = output.to_yaml(document) if fmt is OutputFormat.YAML else output.to_json(document)
         emit(text, output_file)
@@ -160,13 +212,15 @@ def plan(
     ] = PlanFormat.TABLE,
     output_file: OutputOpt = None,
 ) -> None:
-    """Show the changes the recommendations ask for (nothing is written to any target)."""
+    """Show what `mlo run --mode prod` would write now: each change with the engine's target,
+    the next step and, when held back (pins, freeze, cooldown, caps), why. Nothing is
+    written to any target."""
     loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
     if fmt in (PlanFormat.PATCH, PlanFormat.FILE):
         emit(_rendered_plan(cycle, loaded, catalogue, patch=fmt is PlanFormat.PATCH), output_file)
     elif fmt is PlanFormat.TABLE:
-        emit(render_plan(cycle.plan, catalogue), output_file)
+        emit(output.plan_text(cycle.plan, catalogue), output_file)
     elif fmt is PlanFormat.CSV:
         emit(output.plan_csv(cycle.plan), output_file)
     else:
@@ -178,14 +232,18 @@ def plan(
 
 
 def _rendered_plan(cycle: Cycle, loaded: LoadedConfig, catalogue: Catalogue, *, patch: bool) -> str:
-    """The overrides file with the plan applied (or the unified diff to it), for teams that
-    apply by pull request. Comments, order and unmanaged keys are kept."""
-    path = loaded.config.target.path or "overrides.yaml"
-    before = ""
-    if Path(path).exists():
-        before = Path(path).read_text(encoding="utf-8")
+    """The overrides with this cycle's writes applied (or the unified diff to them), for teams
+    that apply by pull request: exactly what `run` would write. Comments, order and unmanaged
+    keys are kept."""
+    config = loaded.config
+    if config.target.kind == "configmap":
+        cm = config.target.config_map
+        path = f"{cm.namespace}/{cm.name}/{cm.key}"
+    else:
+        path = config.target.path or str(Path(config.data_dir) / "overrides.yaml")
+    before = cycle.content
     document = parse_overrides(before, source_name=path)
-    apply_plan(document, cycle.plan, catalogue)
+    apply_plan(document, cycle.plan.writes, catalogue)
     after = document.render()
     problems = validate_overrides(after, catalogue, source_name=path)
     if problems:

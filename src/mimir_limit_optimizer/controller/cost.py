@@ -3,7 +3,7 @@ budget thresholds, export the cost metrics, and enforce budgets as a plan guard.
 
 Wiring (the Reconciler's guards and an after-cycle call, see `build_cost_control`):
     control = build_cost_control(config, store=..., audit=..., alerts=..., registry=..., clock=...)
-    Reconciler(..., guards=[control.guard, ...])
+    Reconciler(..., guards=[control, ...])
     ... after each successful plan:  control.after_cycle(observation, recs, config, now)
 
 Both calls share one collection per `now` (the guard runs first in a cycle and uses the
@@ -44,7 +44,6 @@ from mimir_limit_optimizer.engine.cost import (
     PriceModel,
     StickyScope,
     ThresholdEvent,
-    apply_caps,
     build_report,
     evaluate_thresholds,
     integrate_daily,
@@ -52,7 +51,7 @@ from mimir_limit_optimizer.engine.cost import (
     recommendations,
 )
 from mimir_limit_optimizer.engine.cost.periods import DAY, HOUR, backfill_start
-from mimir_limit_optimizer.engine.plan import Plan
+from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.metrics import PREFIX
@@ -249,6 +248,10 @@ class CostControl:
         # The newest successful collection: its rates convert budgets into limits, also
         # through a failed collection (a Prometheus hiccup must not lift every cap).
         self._latest: CostUsage | None = None
+        # Between guard_inputs and planned of one cycle: enforcement on, and the sticky
+        # budgets the caps were computed with.
+        self._guarding = False
+        self._sticky: dict[str, StickyScope] = {}
 
     # --- state -------------------------------------------------------------------------
     def _load(self) -> _State:
@@ -318,17 +321,18 @@ class CostControl:
         return self.refresh(config, self.clock())
 
     # --- the guard ---------------------------------------------------------------------
-    def guard(self, plan: Plan, recs: Recommendations, config: Config, now: float) -> Plan:
-        """A PlanGuard: caps of budget enforcement (prod, autoLimitReduction, enforce-mode
-        tenants); in dry-run the caps are audited and alerted as "would cap" and the plan is
-        returned unchanged. Only ever tightens (see engine/cost/enforce.apply_caps)."""
+    def guard_inputs(self, config: Config, now: float) -> GuardInputs:
+        """PlanGuard: the caps of budget enforcement (autoLimitReduction, enforce-mode
+        tenants). They shape the plan in prod; in dry-run the planning function only reports
+        what they would do (`planned` audits and alerts them as "would cap"). The caps only
+        ever tighten (engine/cost/enforce.apply_caps)."""
         settings = config.cost_control
+        self._guarding = False
         if not self._lead():
-            return plan
+            return GuardInputs()
         if not (settings.enabled and settings.auto_limit_reduction):
-            self._lift(set(self.state.caps), now, "enforcement is off")
-            self.state.sticky = {}
-            return plan
+            return GuardInputs()
+        self._guarding = True
         report = self.refresh(config, now)
         if report.usage_rates:
             decision = plan_caps(
@@ -337,15 +341,28 @@ class CostControl:
                 sticky=self.state.sticky,
                 digits=config.change_policy.rounding_digits,
             )
-            self.state.sticky = decision.sticky
+            self._sticky = decision.sticky
             caps = decision.caps
         else:  # no rates to convert budgets with (the source is down): hold the caps we have
+            self._sticky = self.state.sticky
             caps = tuple(Cap(**entry["cap"]) for entry in self.state.caps.values())
-        guarded, outcomes = apply_caps(plan, recs, caps)
-        self.last_caps = outcomes
-        acting = config.mode is Mode.PROD
-        self._record_caps(outcomes, acting=acting, now=now, currency=report.currency)
-        return guarded if acting else plan
+        return GuardInputs(budget=caps, budget_acting=config.mode is Mode.PROD)
+
+    def planned(self, plan: CyclePlan, config: Config, now: float) -> None:
+        """PlanGuard: audit, alert and count the caps the plan made (or would make), lift the
+        ones no longer needed, and keep the sticky budgets."""
+        if not self._lead():
+            return
+        if not self._guarding:
+            self._lift(set(self.state.caps), now, "enforcement is off")
+            self.state.sticky = {}
+            return
+        self.state.sticky = self._sticky
+        self.last_caps = list(plan.budget)
+        currency = self.report.currency if self.report is not None else ""
+        self._record_caps(
+            self.last_caps, acting=config.mode is Mode.PROD, now=now, currency=currency
+        )
 
     def _record_caps(
         self, outcomes: list[CapOutcome], *, acting: bool, now: float, currency: str

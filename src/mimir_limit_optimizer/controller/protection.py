@@ -9,22 +9,22 @@ signal for all tenants), advance the pure state machines (engine.protection), th
   (in prod a runtime disable restores the values protection had written);
 and persist the state in a store checkpoint, so a restart resumes open breakers and caps.
 
-`Protection.guard` is a PlanGuard for the slow cycle: it holds every active cap in the
-recommender's plan (a change may only end at or below the cap), so the slow cycle never undoes
-protection. Only values protection wrote itself are ever raised back (recovery, restore);
-a value someone else changed meanwhile is left alone.
+`Protection` is a PlanGuard for the slow cycle: it hands every active cap to the planning
+function (engine/planning.py), which holds it (a change may only end at or below the cap), so
+the slow cycle never undoes protection. The decisions live in engine/protection/guard.py.
+Only values protection wrote itself are ever raised back (recovery, restore); a value someone
+else changed meanwhile is left alone.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from pydantic import SecretStr
 from mimir_limit_optimizer.alerting.model import AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
-from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
 from mimir_limit_optimizer.controller.protection_report import (
     COMPONENT,
@@ -46,14 +45,13 @@ from mimir_limit_optimizer.controller.protection_sources import FastSourceFactor
 from mimir_limit_optimizer.engine.overrides import (
     OverridesDocument,
     OverridesParseError,
-    OverridesValueError,
     parse_overrides,
 )
-from mimir_limit_optimizer.engine.plan import Change, Plan
+from mimir_limit_optimizer.engine.plan import Plan
+from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs
 from mimir_limit_optimizer.engine.protection import (
     KINDS,
     BreakerState,
-    FastObservation,
     Level,
     ProtectionState,
     StepResult,
@@ -64,9 +62,14 @@ from mimir_limit_optimizer.engine.protection import (
     step,
     tenant_states,
 )
-from mimir_limit_optimizer.engine.protection.clamps import effective
-from mimir_limit_optimizer.engine.results import Recommendations
-from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.engine.protection.guard import (
+    ClampWrite,
+    active_caps,
+    clamp_writes,
+    file_limits,
+    in_force,
+    override_value,
+)
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.fast_signals import FastSource
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
@@ -83,6 +86,47 @@ FAILURES_BEFORE_ALERT = 4
 CHECKPOINT_EVERY = 60.0
 # After this many fast-loop intervals without a tick, the checkpoint is re-read first.
 STALE_AFTER = 4
+
+
+def load_runtime_switch(store: Store) -> tuple[bool, bool] | None:
+    """(enabled, the config's runtimeEnabled when the API switched it) from the store; None
+    when the API never switched protection. Raises ValueError/KeyError when unreadable."""
+    raw = store.load_checkpoint(RUNTIME_KEY)
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return bool(data["enabled"]), bool(data["config_value"])
+
+
+def runtime_switch(config: Config, override: bool | None, base: bool | None) -> tuple[bool, str]:
+    """(enabled, where from): the API's last word, until the config file's runtimeEnabled
+    changes (then the file's value wins: the latest change wins)."""
+    configured = config.circuit_breaker.runtime_enabled
+    if override is not None and base == configured:
+        return override, "api"
+    return configured, "config"
+
+
+def acting(config: Config, enabled: bool) -> bool:
+    """Protection writes (and holds its caps in the plan): prod, enabled, no safety.freeze."""
+    return config.mode is Mode.PROD and enabled and not config.safety.freeze
+
+
+def stored_caps(store: Store, config: Config) -> GuardInputs:
+    """What the service's protection would hold in a prod cycle now, from its checkpoints
+    (for `mlo plan`): every active cap, unless protection is switched off or frozen."""
+    raw = store.load_checkpoint(CHECKPOINT_KEY)
+    if raw is None:
+        return GuardInputs()
+    try:
+        switch = load_runtime_switch(store)
+        state = ProtectionState.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return GuardInputs()
+    enabled = runtime_switch(config, *(switch or (None, None)))[0]
+    if not acting(config, enabled):
+        return GuardInputs()
+    return GuardInputs(protection=active_caps(state.clamps))
 
 
 # --- the service part -----------------------------------------------------------------------
@@ -158,34 +202,24 @@ class Protection:
         self._last_saved = now
 
     def _load_runtime(self) -> None:
-        raw = self.store.load_checkpoint(RUNTIME_KEY)
-        if raw is None:
-            return
         try:
-            data = json.loads(raw)
-            self._override = bool(data["enabled"])
-            self._override_base = bool(data["config_value"])
+            switch = load_runtime_switch(self.store)
         except (ValueError, KeyError, TypeError):
             self.log.warning("protection runtime switch checkpoint unreadable; using the config")
+            return
+        if switch is not None:
+            self._override, self._override_base = switch
 
     # -- runtime switch ---------------------------------------------------------------------
     def runtime_enabled(self, config: Config | None = None) -> tuple[bool, str]:
         """(enabled, where from): the API's last word, until the config file's
         runtimeEnabled changes (then the file's value wins: the latest change wins)."""
-        config = config or self._config
-        configured = config.circuit_breaker.runtime_enabled
-        if self._override is not None and self._override_base == configured:
-            return self._override, "api"
-        return configured, "config"
+        return runtime_switch(config or self._config, self._override, self._override_base)
 
     def acting(self, config: Config | None = None) -> bool:
         """Protection writes: prod, enabled at runtime, and not under safety.freeze."""
         config = config or self._config
-        return (
-            config.mode is Mode.PROD
-            and self.runtime_enabled(config)[0]
-            and not config.safety.freeze
-        )
+        return acting(config, self.runtime_enabled(config)[0])
 
     def _switch(self, enabled: bool, actor: str) -> dict[str, Any]:
         with self._lock:
@@ -268,57 +302,18 @@ class Protection:
         return self._doc_cache[1]
 
     def _file_value(self, doc: OverridesDocument | None, tenant: str, limit: str) -> float | None:
-        if doc is None:
-            return None
-        try:
-            return doc.number(tenant, self.catalogue.limits[limit])
-        except OverridesValueError:
-            return None
+        return override_value(doc, tenant, limit, self.catalogue)
 
     def _file_limits(self, doc: OverridesDocument | None) -> dict[str, dict[str, float]]:
         """tenant -> protected limit -> value the file sets (cached per parsed document)."""
-        out: dict[str, dict[str, float]] = {}
-        if doc is None:
-            return out
         parsed = self._doc_cache
         digest = parsed[0] if parsed is not None and parsed[1] is doc else None
         cached = self._limits_cache
         if digest is not None and cached is not None and cached[0] == digest:
             return cached[1]
-        for tenant in doc.tenants():
-            for limit in PROTECTED_LIMITS:
-                value = self._file_value(doc, tenant, limit)
-                if value is not None:
-                    out.setdefault(tenant, {})[limit] = value
+        out = file_limits(doc, self.catalogue)
         if digest is not None:
             self._limits_cache = (digest, out)
-        return out
-
-    def _default(self, config: Config, limit: str) -> float:
-        override = config.dynamic_limits.limit_overrides.get(limit)
-        if override is not None and override.default_value is not None:
-            return float(override.default_value)
-        return float(self.catalogue.limits[limit].default)
-
-    def _in_force(
-        self, config: Config, obs: FastObservation, file_limits: Mapping[str, Mapping[str, float]]
-    ) -> dict[str, FloatArray]:
-        """Per protected limit, (N,) aligned to obs.tenants: the overrides file, else what
-        the source reported, else the configured default, else Mimir's."""
-        out: dict[str, FloatArray] = {}
-        for limit in PROTECTED_LIMITS:
-            reported = obs.limits.get(limit)
-            values = (
-                reported.astype(np.float64, copy=True)
-                if reported is not None
-                else np.full(len(obs.tenants), np.nan)
-            )
-            values[np.isnan(values)] = self._default(config, limit)
-            for i, tenant in enumerate(obs.tenants):
-                own = file_limits.get(tenant, {}).get(limit)
-                if own is not None:
-                    values[i] = own
-            out[limit] = values
         return out
 
     def _tick(self, config: Config, now: float) -> bool:
@@ -351,7 +346,7 @@ class Protection:
         result = step(
             self.state,
             obs,
-            self._in_force(config, obs, file_limits),
+            in_force(config, self.catalogue, obs.tenants, obs.limits, file_limits),
             config,
             self.catalogue,
             now=now,
@@ -405,51 +400,25 @@ class Protection:
         self._last_error = None
 
     # -- writing ----------------------------------------------------------------------------
-    def _changes(self, content: Content, *, acting: bool) -> list[tuple[tuple[str, str], Change]]:
-        """The changes the clamps ask of `content`: tightenings (acting), and raises of
-        values protection wrote itself (recovery steps, restores)."""
-        doc = self._document(content)
-        out: list[tuple[tuple[str, str], Change]] = []
-        for key, clamp in sorted(self.state.clamps.items()):
-            tenant, limit = key
-            file_value = self._file_value(doc, tenant, limit)
-            in_force = file_value if file_value is not None else clamp.target
-            ours = clamp.written is not None and file_value == clamp.written
-            if clamp.active and acting:
-                want = clamp.desired()
-                tighter = effective(want, limit, self.catalogue) < effective(
-                    in_force, limit, self.catalogue
-                )
-                if not (tighter or (ours and want != in_force)):
-                    continue
-                why = tuple(clamp.reasons) or ("protection",)
-            else:
-                if clamp.written is None:
-                    continue
-                if not ours:  # someone else changed it meanwhile: theirs now
-                    clamp.written = None
-                    continue
-                want = clamp.target
-                if want == in_force:
-                    clamp.written = None
-                    continue
-                why = (
-                    "protection released: back to the value in force before it"
-                    if acting
-                    else "protection disabled at runtime: restoring the value in force before it",
-                )
-            out.append((key, Change(tenant, limit, in_force, want, why)))
-        return out
+    def _changes(self, content: Content, *, acting: bool) -> list[ClampWrite]:
+        """The writes the clamps ask of `content` (engine/protection/guard.py decides); the
+        clamps whose written value is no longer protection's forget it."""
+        asked = clamp_writes(
+            self.state.clamps, self._document(content), self.catalogue, acting=acting
+        )
+        for key in asked.forget:
+            self.state.clamps[key].written = None
+        return list(asked.writes)
 
     def _write(self, config: Config, content: Content, now: float, *, acting: bool) -> bool:
         if not self._changes(content, acting=acting):
             return False  # nothing to write: no second read of the target
-        planned: list[tuple[tuple[str, str], Change]] = []
+        planned: list[ClampWrite] = []
 
         def replan(content: Content) -> Plan:
             nonlocal planned
             planned = self._changes(content, acting=acting)
-            return Plan(tuple(change for _, change in planned))
+            return Plan(tuple(w.change for w in planned))
 
         try:
             outcome = self.applier.apply(replan, now=now, actor=ACTOR)
@@ -464,16 +433,14 @@ class Protection:
         if not outcome.applied:
             return False
         revision = outcome.revision.id if outcome.revision else None
-        for key, change in planned:
-            clamp = self.state.clamps.get(key)
+        for write in planned:
+            clamp = self.state.clamps.get(write.key)
             if clamp is None:
                 continue
-            tightening = effective(change.new, change.limit, self.catalogue) < effective(
-                change.old, change.limit, self.catalogue
-            )
+            change = write.change
             clamp.written = change.new if clamp.active and acting else None
-            action = "clamp_limits" if tightening else "restore_limits"
-            if tightening:
+            action = "clamp_limits" if write.tightening else "restore_limits"
+            if write.tightening:
                 self.metrics.throttled_requests_total.labels(
                     limit=change.limit, mode=config.mode.value
                 ).inc()
@@ -489,7 +456,7 @@ class Protection:
                     "mode": config.mode.value,
                     "revision": revision,
                 },
-                "warning" if tightening else "info",
+                "warning" if write.tightening else "info",
             )
         return True
 
@@ -547,37 +514,18 @@ class Protection:
         self.metrics.circuit_breaker_enabled.set(1 if acting else 0)
 
     # -- the plan guard ---------------------------------------------------------------------
-    def guard(self, plan: Plan, recs: Recommendations, config: Config, now: float) -> Plan:
-        """PlanGuard: hold every active cap in the slow cycle's plan. A change may end at or
-        below the cap (never above it); one that would end where the limit already is goes."""
-        del recs, now
+    def guard_inputs(self, config: Config, now: float) -> GuardInputs:
+        """PlanGuard: every active cap, which the slow cycle's plan must hold (a change may
+        end at or below the cap, never above it); nothing when protection does not act."""
+        del now
         if not self.acting(config):
-            return plan
+            return GuardInputs()
         with self._lock:
-            caps = {
-                key: (clamp.desired(), clamp.reasons)
-                for key, clamp in self.state.clamps.items()
-                if clamp.active
-            }
-        if not caps:
-            return plan
-        kept: list[Change] = []
-        for change in plan.changes:
-            held = caps.get((change.tenant, change.limit))
-            if held is None:
-                kept.append(change)
-                continue
-            cap, reasons = held
-            if effective(change.new, change.limit, self.catalogue) <= effective(
-                cap, change.limit, self.catalogue
-            ):
-                kept.append(change)
-                continue
-            if cap == change.old:
-                continue  # the limit stays at the cap: no change at all
-            why = f"held at {cap:g} by protection" + (f" ({reasons[-1]})" if reasons else "")
-            kept.append(dataclasses.replace(change, new=cap, reasons=(*change.reasons, why)))
-        return Plan(tuple(kept))
+            return GuardInputs(protection=active_caps(self.state.clamps))
+
+    def planned(self, plan: CyclePlan, config: Config, now: float) -> None:
+        """PlanGuard: the holds show in the plan's reasons; nothing else to report."""
+        del plan, config, now
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -661,7 +609,7 @@ def build_protection(
     logger: logging.Logger | None = None,
 ) -> Protection:
     """The service's protection: pass `protection.fast_hook` in ServiceOptions.fast_hooks
-    (with fast_interval = config.circuit_breaker.fast_loop.interval), `protection.guard` in
+    (with fast_interval = config.circuit_breaker.fast_loop.interval), `protection` in
     the Reconciler's guards, and mount `build_protection_router(protection)`."""
     return Protection(
         config,
