@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from mimir_limit_optimizer.catalogue import Catalogue, LimitType
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine.plan import Change, Plan
+from mimir_limit_optimizer.engine.results import render_value
 from mimir_limit_optimizer.engine.tenants import TenantMatcher
 
 
@@ -124,8 +125,13 @@ def _within(
         if integer:
             value = float(math.floor(value) if up else math.ceil(value))
         if (value > change.old) if up else (value < change.old):
+            shown = (
+                (render_value(value, spec), render_value(change.new, spec))
+                if spec is not None
+                else (f"{value:g}", f"{change.new:g}")
+            )
             why = (
-                f"stepped to {value:g}: the engine's {change.new:g} is a "
+                f"stepped to {shown[0]}: the engine's {shown[1]} is a "
                 f"{change.relative:+.0%} move, more than safety.maxChangePercent "
                 f"({percent:g}%) allows in one cycle"
             )
