@@ -64,7 +64,7 @@ def recommendation_rows(
         if item is not None:
             reasons += [r for r in item.reasons if r not in reasons]
             if item.held:
-                reasons.append(item.held)
+                reasons.append(item.held if item.held.startswith("held") else f"held: {item.held}")
         rows.append(
             {
                 "tenant": tenant,
