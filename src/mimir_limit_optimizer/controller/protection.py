@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -36,12 +35,18 @@ from mimir_limit_optimizer.alerting.model import AlertSink, AlertStatus, Priorit
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
-from mimir_limit_optimizer.controller.protection_report import (
-    COMPONENT,
-    ProtectionMetrics,
-    ProtectionReporter,
-)
+from mimir_limit_optimizer.controller.protection_report import COMPONENT, ProtectionReporter
 from mimir_limit_optimizer.controller.protection_sources import FastSourceFactory
+from mimir_limit_optimizer.controller.protection_state import (
+    CHECKPOINT_KEY,
+    acting,
+    load_runtime_switch,
+    load_state,
+    runtime_switch,
+    save_runtime_switch,
+    stored_caps,
+)
+from mimir_limit_optimizer.controller.protection_status import status_of
 from mimir_limit_optimizer.engine.overrides import (
     OverridesDocument,
     OverridesParseError,
@@ -50,13 +55,9 @@ from mimir_limit_optimizer.engine.overrides import (
 from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs
 from mimir_limit_optimizer.engine.protection import (
-    KINDS,
-    BreakerState,
-    Level,
     ProtectionState,
     StepResult,
     TenantPolicy,
-    breaker_summary,
     resolve_policy,
     settle,
     step,
@@ -70,15 +71,20 @@ from mimir_limit_optimizer.engine.protection.guard import (
     in_force,
     override_value,
 )
+from mimir_limit_optimizer.observability.protection_metrics import ProtectionMetrics
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.fast_signals import FastSource
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
-__all__ = ["CHECKPOINT_KEY", "FastSourceFactory", "Protection", "build_protection"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "FastSourceFactory",
+    "Protection",
+    "build_protection",
+    "stored_caps",
+]
 
-CHECKPOINT_KEY = "protection"
-RUNTIME_KEY = "protection_runtime"
 ACTOR = "protection"
 # Consecutive failed ticks before the "fast loop failing" alert.
 FAILURES_BEFORE_ALERT = 4
@@ -86,47 +92,6 @@ FAILURES_BEFORE_ALERT = 4
 CHECKPOINT_EVERY = 60.0
 # After this many fast-loop intervals without a tick, the checkpoint is re-read first.
 STALE_AFTER = 4
-
-
-def load_runtime_switch(store: Store) -> tuple[bool, bool] | None:
-    """(enabled, the config's runtimeEnabled when the API switched it) from the store; None
-    when the API never switched protection. Raises ValueError/KeyError when unreadable."""
-    raw = store.load_checkpoint(RUNTIME_KEY)
-    if raw is None:
-        return None
-    data = json.loads(raw)
-    return bool(data["enabled"]), bool(data["config_value"])
-
-
-def runtime_switch(config: Config, override: bool | None, base: bool | None) -> tuple[bool, str]:
-    """(enabled, where from): the API's last word, until the config file's runtimeEnabled
-    changes (then the file's value wins: the latest change wins)."""
-    configured = config.circuit_breaker.runtime_enabled
-    if override is not None and base == configured:
-        return override, "api"
-    return configured, "config"
-
-
-def acting(config: Config, enabled: bool) -> bool:
-    """Protection writes (and holds its caps in the plan): prod, enabled, no safety.freeze."""
-    return config.mode is Mode.PROD and enabled and not config.safety.freeze
-
-
-def stored_caps(store: Store, config: Config) -> GuardInputs:
-    """What the service's protection would hold in a prod cycle now, from its checkpoints
-    (for `mlo plan`): every active cap, unless protection is switched off or frozen."""
-    raw = store.load_checkpoint(CHECKPOINT_KEY)
-    if raw is None:
-        return GuardInputs()
-    try:
-        switch = load_runtime_switch(store)
-        state = ProtectionState.from_json(json.loads(raw))
-    except (ValueError, KeyError, TypeError):
-        return GuardInputs()
-    enabled = runtime_switch(config, *(switch or (None, None)))[0]
-    if not acting(config, enabled):
-        return GuardInputs()
-    return GuardInputs(protection=active_caps(state.clamps))
 
 
 # --- the service part -----------------------------------------------------------------------
@@ -178,21 +143,7 @@ class Protection:
 
     # -- persistence ------------------------------------------------------------------------
     def _load_state(self) -> ProtectionState:
-        raw = self.store.load_checkpoint(CHECKPOINT_KEY)
-        if raw is None:
-            return ProtectionState()
-        try:
-            state = ProtectionState.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError) as exc:
-            self.log.warning("protection checkpoint unreadable, starting afresh: %s", exc)
-            return ProtectionState()
-        self.log.info(
-            "protection resumed: %d tenants, %d clamps, level %s",
-            len(state.tenants),
-            len(state.clamps),
-            Level(state.pressure.level).label,
-        )
-        return state
+        return load_state(self.store, self.log)
 
     def _save(self, now: float, *, force: bool) -> None:
         if not force and now - self._last_saved < CHECKPOINT_EVERY:
@@ -227,8 +178,7 @@ class Protection:
             before = self.runtime_enabled()
             self._override = enabled
             self._override_base = self._config.circuit_breaker.runtime_enabled
-            payload = {"enabled": enabled, "config_value": self._override_base, "at": now}
-            self.store.save_checkpoint(RUNTIME_KEY, json.dumps(payload).encode(), at=now)
+            save_runtime_switch(self.store, enabled, self._override_base, now)
             self.audit.record(
                 AuditEvent(
                     now,
@@ -531,68 +481,11 @@ class Protection:
     def status(self) -> dict[str, Any]:
         """What the API shows: switch, mode, breakers that are not closed, level, caps."""
         with self._lock:
-            config = self._config
-            enabled, origin = self.runtime_enabled(config)
-            state = self.state
-            last = self._last
-            breakers = []
-            for kind in KINDS:
-                table = state.breakers[kind.value]
-                for i in np.flatnonzero(table.state != BreakerState.CLOSED).tolist():
-                    value = threshold = math.nan
-                    if last is not None and i < len(last.demand[kind.value]):
-                        value = float(last.demand[kind.value][i])
-                        threshold = float(last.thresholds[kind].value[i])
-                    breakers.append(
-                        {
-                            "tenant": state.tenants[i],
-                            "kind": kind.value,
-                            "state": BreakerState(int(table.state[i])).name.lower(),
-                            "openedAt": _plain(float(table.opened_at[i])),
-                            "relapses": int(table.relapses[i]),
-                            "value": _plain(value),
-                            "threshold": _plain(threshold),
-                        }
-                    )
-            return {
-                "mode": config.mode.value,
-                "enabled": enabled,
-                "enabledSource": origin,
-                "acting": config.mode is Mode.PROD and enabled,
-                "lastTick": _plain(state.last_tick),
-                "lastError": self._last_error,
-                "circuitBreaker": {
-                    "enabled": config.circuit_breaker.enabled,
-                    "mode": config.circuit_breaker.mode,
-                    "tenants": breaker_summary(state),
-                    "breakers": breakers,
-                },
-                "emergency": {
-                    "enabled": config.emergency.enabled,
-                    "level": Level(state.pressure.level).label,
-                    "since": _plain(state.pressure.level_since),
-                    "pressure": {
-                        k: _plain(v) for k, v in state.pressure.last.items() if math.isfinite(v)
-                    },
-                },
-                "clamps": [
-                    {
-                        "tenant": tenant,
-                        "limit": limit,
-                        "target": clamp.target,
-                        "breaker": clamp.breaker,
-                        "emergency": clamp.emergency,
-                        "desired": clamp.desired(),
-                        "written": clamp.written,
-                        "reasons": list(clamp.reasons),
-                    }
-                    for (tenant, limit), clamp in sorted(state.clamps.items())
-                ],
-            }
-
-
-def _plain(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+            enabled, origin = self.runtime_enabled(self._config)
+            return status_of(
+                self._config, self.state, self._last, enabled=enabled, origin=origin,
+                last_error=self._last_error,
+            )  # fmt: skip
 
 
 def build_protection(
