@@ -34,7 +34,7 @@ from pydantic import SecretStr
 from mimir_limit_optimizer.alerting.model import AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
-from mimir_limit_optimizer.controller.apply import Applier, ApplyError
+from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.protection_report import COMPONENT, ProtectionReporter
 from mimir_limit_optimizer.controller.protection_sources import FastSourceFactory
 from mimir_limit_optimizer.controller.protection_state import (
@@ -47,12 +47,12 @@ from mimir_limit_optimizer.controller.protection_state import (
     stored_caps,
 )
 from mimir_limit_optimizer.controller.protection_status import status_of
+from mimir_limit_optimizer.controller.protection_writes import ClampWriter
 from mimir_limit_optimizer.engine.overrides import (
     OverridesDocument,
     OverridesParseError,
     parse_overrides,
 )
-from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs
 from mimir_limit_optimizer.engine.protection import (
     ProtectionState,
@@ -64,12 +64,9 @@ from mimir_limit_optimizer.engine.protection import (
     tenant_states,
 )
 from mimir_limit_optimizer.engine.protection.guard import (
-    ClampWrite,
     active_caps,
-    clamp_writes,
     file_limits,
     in_force,
-    override_value,
 )
 from mimir_limit_optimizer.observability.protection_metrics import ProtectionMetrics
 from mimir_limit_optimizer.sources.base import SourceError
@@ -85,7 +82,6 @@ __all__ = [
     "stored_caps",
 ]
 
-ACTOR = "protection"
 # Consecutive failed ticks before the "fast loop failing" alert.
 FAILURES_BEFORE_ALERT = 4
 # The state is checkpointed when something changed, and at least this often (seconds).
@@ -124,6 +120,9 @@ class Protection:
         self.metrics = ProtectionMetrics(registry)
         self.report = ProtectionReporter(
             audit=audit, alerts=alerts, metrics=self.metrics, logger=self.log
+        )
+        self.writer = ClampWriter(
+            applier=applier, catalogue=catalogue, report=self.report, metrics=self.metrics
         )
         self._lock = threading.RLock()
         self._config = config
@@ -251,9 +250,6 @@ class Protection:
             self._doc_cache = (digest, parse_overrides(content.text, source_name=self.applier.name))
         return self._doc_cache[1]
 
-    def _file_value(self, doc: OverridesDocument | None, tenant: str, limit: str) -> float | None:
-        return override_value(doc, tenant, limit, self.catalogue)
-
     def _file_limits(self, doc: OverridesDocument | None) -> dict[str, dict[str, float]]:
         """tenant -> protected limit -> value the file sets (cached per parsed document)."""
         parsed = self._doc_cache
@@ -309,9 +305,11 @@ class Protection:
         wrote = False
         # Prod writes caps (acting) or restores them (switched off); safety.freeze: nothing.
         if config.mode is Mode.PROD and not config.safety.freeze and content is not None:
-            wrote = self._write(config, content, now, acting=acting)
+            wrote = self.writer.write(
+                self.state, self._document, config, content, now, acting=acting
+            )
         if not acting:
-            self._report_would(config, now, doc)
+            self.writer.report_would(self.state, config, now, doc, self._why_not_acting(config))
         settle(self.state)
         self._publish(acting)
         self._recovered(now)
@@ -348,104 +346,6 @@ class Protection:
             )
         self._failures = 0
         self._last_error = None
-
-    # -- writing ----------------------------------------------------------------------------
-    def _changes(self, content: Content, *, acting: bool) -> list[ClampWrite]:
-        """The writes the clamps ask of `content` (engine/protection/guard.py decides); the
-        clamps whose written value is no longer protection's forget it."""
-        asked = clamp_writes(
-            self.state.clamps, self._document(content), self.catalogue, acting=acting
-        )
-        for key in asked.forget:
-            self.state.clamps[key].written = None
-        return list(asked.writes)
-
-    def _write(self, config: Config, content: Content, now: float, *, acting: bool) -> bool:
-        if not self._changes(content, acting=acting):
-            return False  # nothing to write: no second read of the target
-        planned: list[ClampWrite] = []
-
-        def replan(content: Content) -> Plan:
-            nonlocal planned
-            planned = self._changes(content, acting=acting)
-            return Plan(tuple(w.change for w in planned))
-
-        try:
-            outcome = self.applier.apply(replan, now=now, actor=ACTOR)
-        except (ApplyError, TargetError, OverridesParseError, StoreError) as exc:
-            self.report.event(now, "protection_write_failed", None, {"error": str(exc)}, "error")
-            return False
-        if outcome.rolled_back:
-            self.report.event(
-                now, "protection_write_rolled_back", None, {"detail": outcome.detail}, "error"
-            )
-            return False
-        if not outcome.applied:
-            return False
-        revision = outcome.revision.id if outcome.revision else None
-        for write in planned:
-            clamp = self.state.clamps.get(write.key)
-            if clamp is None:
-                continue
-            change = write.change
-            clamp.written = change.new if clamp.active and acting else None
-            action = "clamp_limits" if write.tightening else "restore_limits"
-            if write.tightening:
-                self.metrics.throttled_requests_total.labels(
-                    limit=change.limit, mode=config.mode.value
-                ).inc()
-            self.report.event(
-                now,
-                action,
-                change.tenant,
-                {
-                    "limit": change.limit,
-                    "old": change.old,
-                    "new": change.new,
-                    "reasons": list(change.reasons),
-                    "mode": config.mode.value,
-                    "revision": revision,
-                },
-                "warning" if write.tightening else "info",
-            )
-        return True
-
-    def _report_would(
-        self,
-        config: Config,
-        now: float,
-        doc: OverridesDocument | None,
-    ) -> None:
-        """Not acting: every cap whose value changed since it was last reported is audited
-        as `would_clamp_limits` / `would_restore_limits` (before/after values)."""
-        for (tenant, limit), clamp in sorted(self.state.clamps.items()):
-            want = clamp.desired() if clamp.active else None
-            if want == clamp.reported:
-                continue
-            in_force = self._file_value(doc, tenant, limit)
-            old = in_force if in_force is not None else clamp.target
-            if want is None:
-                action, new = "would_restore_limits", clamp.target
-            else:
-                action, new = "would_clamp_limits", want
-                self.metrics.throttled_requests_total.labels(
-                    limit=limit, mode=config.mode.value
-                ).inc()
-            clamp.reported = want
-            self.report.event(
-                now,
-                action,
-                tenant,
-                {
-                    "limit": limit,
-                    "old": old,
-                    "new": new,
-                    "reasons": list(clamp.reasons),
-                    "mode": config.mode.value,
-                    "why": self._why_not_acting(config),
-                },
-                "info",
-            )
 
     def _why_not_acting(self, config: Config) -> str:
         if config.mode is Mode.DRY_RUN:
