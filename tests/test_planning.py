@@ -29,9 +29,7 @@ def _plan(guards: GuardInputs | None = None, **sections: object):
         tenants=["quiet", "steady", "busy"],
     )
     cfg = config(dynamicLimits={"enabledLimits": ["ingestion_rate"]}, **sections)
-    return plan_cycle(
-        obs, {}, cfg, CATALOGUE, guards=guards or GuardInputs(), now=NOW, limits=None
-    )
+    return plan_cycle(obs, {}, cfg, CATALOGUE, guards=guards or GuardInputs(), now=NOW, limits=None)
 
 
 def test_each_change_carries_the_target_and_the_next_step() -> None:

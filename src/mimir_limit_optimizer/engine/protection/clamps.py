@@ -68,8 +68,8 @@ def readable_cap(
     down = round_limit(_significant(value, up=False), limit, catalogue)
     if down >= lowest and not up:
         return down
-    up = round_limit(_significant(value, up=True), limit, catalogue)
-    return up if up >= lowest else round_limit(lowest, limit, catalogue)
+    raised = round_limit(_significant(value, up=True), limit, catalogue)
+    return raised if raised >= lowest else round_limit(lowest, limit, catalogue)
 
 
 def bounded(
