@@ -114,7 +114,6 @@ class Reconciler:
         alerts: AlertSink | None = None,
     ) -> None:
         self.guards: list[PlanGuard] = list(guards)
-        self.alerts = alerts  # where alerts go (never blocks, never raises); None: nowhere
         self.catalogue = catalogue
         self.source_factory = source_factory
         self.applier = applier
@@ -126,6 +125,15 @@ class Reconciler:
         self.report = Reporter(audit=audit, alerts=alerts, logger=logger, component="controller")
         self._audited: str | None = None  # digest of the last audited dry-run write set
         self._audited_loaded = False
+
+    @property
+    def alerts(self) -> AlertSink | None:
+        """Where alerts go (never blocks, never raises); None: nowhere."""
+        return self.report.alerts
+
+    @alerts.setter
+    def alerts(self, sink: AlertSink | None) -> None:
+        self.report.alerts = sink
 
     def _event(
         self,
