@@ -84,12 +84,7 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
         what = "is not a file" if Path(path).exists() else "does not exist"
         fail(f"overrides file {path} {what} (--overrides-file / target.path)")
     now = time.time()
-    try:
-        target: Target | None = build_target(config)
-    except WiringError:
-        target = None  # no overrides to read: every current value comes from the source
-    except TargetError as exc:
-        fail(str(exc))
+    target = _target(config)
     source = build_source(config, now=now, env=dict(os.environ))
     description = source.describe()
     err = Console(stderr=True, soft_wrap=True)
@@ -125,6 +120,24 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     for name, reason in cycle.observation.unavailable.items():
         err.print(f"[yellow]{name} undefined:[/] {reason}", highlight=False)
     return cycle, description
+
+
+def _target(config: Config) -> Target | None:
+    """The configured target (file or ConfigMap) to read current limits from; None when no
+    file is configured (every current value then comes from the source)."""
+    if config.target.kind == "configmap":
+        from mimir_limit_optimizer.k8s.errors import KubeError  # the Kubernetes client: lazily
+
+        try:
+            return build_target(config)
+        except (KubeError, TargetError) as exc:
+            fail(str(exc))
+    try:
+        return build_target(config)
+    except WiringError:
+        return None
+    except TargetError as exc:
+        fail(str(exc))
 
 
 def _stored_guards(
