@@ -6,6 +6,7 @@ stepped within it instead of being held back forever."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mimir_limit_optimizer.engine.cost.enforce import Cap
@@ -126,3 +127,45 @@ def test_the_target_stays_put_while_the_steps_walk_towards_it() -> None:
     for before, after in zip(first.items, again.items, strict=True):
         assert after.target == before.target
         assert abs(after.step - after.target) < abs(before.step - before.target)
+
+
+# --- protection's decisions, pure (engine/protection/guard.py) ----------------------------------
+def test_the_value_in_force_is_the_override_then_the_source_then_the_defaults() -> None:
+    from mimir_limit_optimizer.engine.protection.guard import in_force
+
+    cfg = config(dynamicLimits={"limitOverrides": {"ingestion_rate": {"defaultValue": 7000}}})
+    values = in_force(
+        cfg,
+        CATALOGUE,
+        ["a", "b", "c"],
+        {"ingestion_rate": np.array([1.0, np.nan, np.nan])},
+        {"b": {"ingestion_rate": 2.0}},
+    )
+    assert values["ingestion_rate"].tolist() == [1.0, 2.0, 7000.0]
+    series = CATALOGUE.limits["max_global_series_per_user"].default
+    assert values["max_global_series_per_user"].tolist() == [series] * 3
+
+
+def test_clamp_writes_tighten_restore_and_leave_other_peoples_values_alone() -> None:
+    from mimir_limit_optimizer.engine.overrides import parse_overrides
+    from mimir_limit_optimizer.engine.protection import Clamp
+    from mimir_limit_optimizer.engine.protection.guard import clamp_writes
+
+    doc = parse_overrides(
+        "overrides:\n  a:\n    ingestion_rate: 10000\n  b:\n    ingestion_rate: 5000\n"
+        "  c:\n    ingestion_rate: 9000\n"
+    )
+    clamps = {
+        ("a", "ingestion_rate"): Clamp(target=10000.0, since=NOW, breaker=4000.0),
+        # b: protection wrote 5000 and the clamp is released: restore 8000.
+        ("b", "ingestion_rate"): Clamp(target=8000.0, since=NOW, written=5000.0),
+        # c: protection wrote 3000, someone set 9000 since: theirs now.
+        ("c", "ingestion_rate"): Clamp(target=8000.0, since=NOW, written=3000.0),
+    }
+    asked = clamp_writes(clamps, doc, CATALOGUE, acting=True)
+    got = {w.key[0]: (w.change.old, w.change.new, w.tightening) for w in asked.writes}
+    assert got == {"a": (10000.0, 4000.0, True), "b": (5000.0, 8000.0, False)}
+    assert asked.forget == (("c", "ingestion_rate"),)
+    assert clamps[("c", "ingestion_rate")].written == 3000.0  # decided, not done: no mutation
+    idle = clamp_writes(clamps, doc, CATALOGUE, acting=False)
+    assert [w.key[0] for w in idle.writes] == ["b"]  # switched off: only restores
