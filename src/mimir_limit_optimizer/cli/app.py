@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import logging
 import os
 import sys
 import time
@@ -17,11 +16,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from mimir_limit_optimizer.alerting.model import CollectingSink
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
 from mimir_limit_optimizer.cli import output
 from mimir_limit_optimizer.cli.common import (
@@ -37,10 +34,9 @@ from mimir_limit_optimizer.cli.common import (
 )
 from mimir_limit_optimizer.config.loader import LoadedConfig, render_config
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.controller.cost import build_cost_control
 from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
-from mimir_limit_optimizer.controller.plan_inputs import stored_guards
-from mimir_limit_optimizer.controller.wiring import WiringError, build_target, open_store, store_url
+from mimir_limit_optimizer.controller.plan_inputs import guards_from_store
+from mimir_limit_optimizer.controller.wiring import WiringError, build_target
 from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
     OverridesValueError,
@@ -52,7 +48,7 @@ from mimir_limit_optimizer.engine.plan import apply_plan
 from mimir_limit_optimizer.engine.planning import GuardInputs
 from mimir_limit_optimizer.engine.results import UNDEFINED
 from mimir_limit_optimizer.sources.base import SourceError
-from mimir_limit_optimizer.store import AuditLog, StoreError
+from mimir_limit_optimizer.store import StoreError
 from mimir_limit_optimizer.targets.base import Target, TargetError
 
 app = typer.Typer(
@@ -89,7 +85,9 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     description = source.describe()
     err = Console(stderr=True, soft_wrap=True)
     try:
-        guards = _stored_guards(config, catalogue, target, now)
+        guards = (
+            GuardInputs() if target is None else guards_from_store(config, catalogue, target, now)
+        )
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -138,32 +136,6 @@ def _target(config: Config) -> Target | None:
         return None
     except TargetError as exc:
         fail(str(exc))
-
-
-def _stored_guards(
-    config: Config, catalogue: Catalogue, target: Target | None, now: float
-) -> GuardInputs:
-    """The guard inputs from the service's store; none when it has no store yet (a plan never
-    creates one)."""
-    url = store_url(config)
-    if target is None or (url.startswith("sqlite:///") and not Path(url[10:]).is_file()):
-        return GuardInputs()
-    store = open_store(config)
-    try:
-        cost = None
-        settings = config.cost_control
-        if settings.enabled and settings.auto_limit_reduction:
-            cost = build_cost_control(
-                config,
-                store=store,
-                audit=AuditLog(store, logger=logging.getLogger("mimir_limit_optimizer.audit")),
-                alerts=CollectingSink(),
-                registry=CollectorRegistry(),
-                catalogue=catalogue,
-            )
-        return stored_guards(config, catalogue, store, target.describe(), now=now, cost=cost)
-    finally:
-        store.close()
 
 
 def _nothing_computed(cycle: Cycle, description: str) -> str | None:

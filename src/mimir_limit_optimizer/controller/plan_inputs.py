@@ -1,14 +1,22 @@
 """What the planning function needs from the outside, read for the service's cycle and for
-`mlo plan` alike: when each limit last changed (the store's revisions of the target)."""
+`mlo plan` alike: when each limit last changed (the store's revisions of the target), and the
+caps the guards hold. `guards_from_store` is the one call for a plan outside the service (the
+CLI, a UI preview)."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
+from mimir_limit_optimizer.alerting.model import CollectingSink
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.engine.planning import GuardInputs, combine
-from mimir_limit_optimizer.store import Store
+from mimir_limit_optimizer.store import AuditLog, Store
+from mimir_limit_optimizer.targets.base import Target
 
 if TYPE_CHECKING:
     from mimir_limit_optimizer.controller.cost import CostControl
@@ -57,3 +65,32 @@ def stored_guards(
     since = now - config.change_policy.cooldown
     del catalogue  # the caps are checked against the catalogue by the planning function
     return combine(parts, last_changed(store, target, since))
+
+
+def guards_from_store(
+    config: Config, catalogue: Catalogue, target: Target, now: float
+) -> GuardInputs:
+    """`stored_guards` from the service's store, for a plan outside the service (`mlo plan`,
+    `mlo recommend`); none when the service has no store yet (a plan never creates one)."""
+    from mimir_limit_optimizer.controller.cost import build_cost_control
+    from mimir_limit_optimizer.controller.wiring import open_store, store_url
+
+    url = store_url(config)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return GuardInputs()
+    store = open_store(config)
+    try:
+        cost = None
+        settings = config.cost_control
+        if settings.enabled and settings.auto_limit_reduction:
+            cost = build_cost_control(
+                config,
+                store=store,
+                audit=AuditLog(store, logger=logging.getLogger("mimir_limit_optimizer.audit")),
+                alerts=CollectingSink(),  # a plan alerts no one
+                registry=CollectorRegistry(),
+                catalogue=catalogue,
+            )
+        return stored_guards(config, catalogue, store, target.describe(), now=now, cost=cost)
+    finally:
+        store.close()
