@@ -331,7 +331,8 @@ class Reconciler:
         held = plan.held_back
         by_reason: dict[str, int] = {}
         for h in held:
-            kind = h.reason.split(":", 1)[0] if ":" in h.reason[:40] else h.reason
+            reason = h.reason.removeprefix("held: ")
+            kind = reason.split(":", 1)[0] if ":" in reason[:40] else reason
             by_reason[kind] = by_reason.get(kind, 0) + 1
         self._event(
             now,
