@@ -174,3 +174,17 @@ def test_dry_run_audits_the_same_plan_once_and_counts_repeats(tmp_path: Path) ->
     )
     again.reconciler.run_once(other, now=NOW + 180)
     assert again.count("would_update_limits") > audited
+
+
+def test_mlo_recommend_at_80_columns_keeps_every_reason(tmp_path: Path) -> None:
+    config = tmp_path / "mlo.yaml"
+    config.write_text(f"dataDir: {tmp_path}\nsynthetic:\n  tenantCount: 6\n")
+    runner = CliRunner()
+    table = runner.invoke(app, ["recommend", "-c", str(config)], env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    rows = json.loads(runner.invoke(app, ["recommend", "-c", str(config), "-f", "json"]).stdout)[
+        "recommendations"
+    ]
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    shown = _squash(table.stdout)
+    assert [r for row in rows for r in row["reasons"] if _squash(r) not in shown] == []
