@@ -35,7 +35,7 @@ from mimir_limit_optimizer.alerting.model import AlertSink, AlertStatus, Priorit
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.controller.apply import Applier
-from mimir_limit_optimizer.controller.protection_report import COMPONENT, ProtectionReporter
+from mimir_limit_optimizer.controller.protection_report import ProtectionReporter
 from mimir_limit_optimizer.controller.protection_sources import FastSourceFactory
 from mimir_limit_optimizer.controller.protection_state import (
     CHECKPOINT_KEY,
@@ -71,7 +71,7 @@ from mimir_limit_optimizer.engine.protection.guard import (
 from mimir_limit_optimizer.observability.protection_metrics import ProtectionMetrics
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.fast_signals import FastSource
-from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
+from mimir_limit_optimizer.store import AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
 __all__ = [
@@ -178,16 +178,15 @@ class Protection:
             self._override = enabled
             self._override_base = self._config.circuit_breaker.runtime_enabled
             save_runtime_switch(self.store, enabled, self._override_base, now)
-            self.audit.record(
-                AuditEvent(
-                    now,
-                    "warning" if not enabled else "info",
-                    "user",
-                    COMPONENT,
-                    "circuit_breaker_enabled" if enabled else "circuit_breaker_disabled",
-                    None,
-                    {"actor": actor, "before": before[0], "after": enabled, "mode": self._mode()},
-                )
+            self.report.shared.event(
+                now,
+                "circuit_breaker_enabled" if enabled else "circuit_breaker_disabled",
+                level="warning" if not enabled else "info",
+                category="user",
+                actor=actor,
+                before=before[0],
+                after=enabled,
+                mode=self._mode(),
             )
             self.metrics.circuit_breaker_enabled.set(1 if self.acting() else 0)
             return self.status()
