@@ -121,24 +121,19 @@ def plan_recommendations(
         plan, config, last_changed=guards.last_changed, now=now, catalogue=catalogue
     )
     targets = _targets(recs)
-    decided: dict[Key, tuple[Change, str | None]] = {}
-    for change in safety.allowed.changes:
-        decided[(change.tenant, change.limit)] = (change, None)
+    # Safety keeps each change (maybe stepped) or holds it with a reason; the plan's order.
+    decided: dict[Key, tuple[Change, str | None]] = {
+        (c.tenant, c.limit): (c, None) for c in safety.allowed.changes
+    }
     for held in safety.held_back:
         decided[(held.change.tenant, held.change.limit)] = (held.change, held.reason)
-    items = tuple(
-        PlanItem(
-            c.tenant,
-            c.limit,
-            c.old,
-            targets.get((c.tenant, c.limit), math.nan),
-            decided[(c.tenant, c.limit)][0].new,
-            decided[(c.tenant, c.limit)][0].reasons,
-            decided[(c.tenant, c.limit)][1],
-        )
-        for c in plan.changes
-    )
-    return CyclePlan(recs, items, tuple(outcomes))
+    items: list[PlanItem] = []
+    for c in plan.changes:
+        key = (c.tenant, c.limit)
+        final, why = decided[key]
+        target = targets.get(key, math.nan)
+        items.append(PlanItem(c.tenant, c.limit, c.old, target, final.new, final.reasons, why))
+    return CyclePlan(recs, tuple(items), tuple(outcomes))
 
 
 def _targets(recs: Recommendations) -> dict[Key, float]:
