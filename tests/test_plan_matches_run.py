@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from mimir_limit_optimizer.catalogue import load_catalogue
@@ -146,9 +145,7 @@ def test_plan_shows_what_run_writes_to_a_file(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("existing", [True])
-def test_plan_shows_what_run_writes_to_a_configmap(tmp_path: Path, existing: bool) -> None:
-    del existing
+def test_plan_shows_what_run_writes_to_a_configmap(tmp_path: Path) -> None:
     with FakeKubeApiServer() as api:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(
