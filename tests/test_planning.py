@@ -29,6 +29,8 @@ def _plan(guards: GuardInputs | None = None, **sections: object):
         current={"ingestion_rate": [10_000.0, 10_000.0, 10_000.0]},
         tenants=["quiet", "steady", "busy"],
     )
+    # Lowerings in the 10% steps of changePolicy (no larger "safe lowering" steps).
+    sections.setdefault("trendAnalysis", {"adaptive": {"safeLoweringPercent": 0}})
     cfg = config(dynamicLimits={"enabledLimits": ["ingestion_rate"]}, **sections)
     return plan_cycle(obs, {}, cfg, CATALOGUE, guards=guards or GuardInputs(), now=NOW, limits=None)
 
@@ -122,7 +124,10 @@ def test_the_target_stays_put_while_the_steps_walk_towards_it() -> None:
         current={"ingestion_rate": [steps["quiet"], steps["steady"], steps["busy"]]},
         tenants=["quiet", "steady", "busy"],
     )
-    cfg = config(dynamicLimits={"enabledLimits": ["ingestion_rate"]})
+    cfg = config(
+        dynamicLimits={"enabledLimits": ["ingestion_rate"]},
+        trendAnalysis={"adaptive": {"safeLoweringPercent": 0}},
+    )
     again = plan_cycle(obs, {}, cfg, CATALOGUE, guards=GuardInputs(), now=NOW)
     for before, after in zip(first.items, again.items, strict=True):
         assert after.target == before.target
