@@ -118,7 +118,9 @@ def run_cycle(
     specs = [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
     if target is not None:
         text = target.read().text
-        document = parse_overrides(text, source_name=target.describe()) if text else None
+        # Origins name a file by its path (as `validate` does), a ConfigMap by its description.
+        name = config.target.path if config.target.kind == "file" else None
+        document = parse_overrides(text, source_name=name or target.describe()) if text else None
     else:
         document = read_overrides(config.target.path)
         text = document.render() if document is not None else ""
