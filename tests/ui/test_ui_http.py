@@ -276,3 +276,23 @@ def test_the_tenant_chart_draws_the_limit_in_force_over_time(
     assert set(series["series"]) == {"usage", "demand", "limit"}
     assert len(series["x"]) == len(series["series"]["usage"]) <= 600
     assert "recommendation" in series["marks"]
+
+
+def test_the_tenant_page_reads_target_and_held_from_the_stored_plan(
+    client: httpx.Client, running: Running
+) -> None:
+    from mimir_limit_optimizer.catalogue import load_catalogue
+    from mimir_limit_optimizer.controller.reconcile import last_plan
+    from mimir_limit_optimizer.engine.results import render_value
+
+    catalogue = load_catalogue()
+    stored = last_plan(running.service.store)
+    assert stored is not None
+    items = [i for i in stored["items"] if i["tenant"] == "tenant-002"]  # type: ignore[union-attr]
+    assert items
+    shown = {v["limit"]: v for v in client.get("/api/v1/tenants/tenant-002").json()["limits"]}
+    for item in items:
+        view = shown[item["limit"]]
+        if item["target"] is not None:
+            assert view["target"] == render_value(item["target"], catalogue.limits[item["limit"]])
+        assert view["held"] == (item["held"] or None)

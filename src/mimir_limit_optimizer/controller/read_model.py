@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config
 from mimir_limit_optimizer.controller.apply import Applier
-from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint
+from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint, last_plan
 from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
 from mimir_limit_optimizer.controller.ui_revisions import RevisionReader
 from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
@@ -116,6 +117,7 @@ class ServiceReadModel:
         self._index = TenantIndex.empty()
         self._cycles: deque[CyclePoint] = deque(maxlen=HISTORY)
         self._version = 0
+        self._plan_rows: tuple[int, dict[str, dict[str, dict[str, Any]]]] | None = None
         self._series_cache: dict[tuple[str, str, float], tuple[float, Series]] = {}
         self.metrics_reader = MetricsReader(parts)
         self._revisions = RevisionReader(parts, self._snapshot)
@@ -212,7 +214,7 @@ class ServiceReadModel:
             limits_managed=len(config.dynamic_limits.enabled_limits),
             applied_24h=counts.get("update_limits", 0),
             pending_24h=counts.get("would_update_limits", 0),
-            held_back_24h=counts.get("change_held_back", 0),
+            held_back_24h=self._held_back_since(now - DAY),
             throttled_now=sum(1 for r in rows if r.status == "throttled"),
             open_breakers=sum(1 for b in breakers if b.get("state") == "open"),
             protection_enabled=bool(status.get("enabled", False)),
@@ -222,6 +224,15 @@ class ServiceReadModel:
             cycles=cycles,
             target=self.p.applier.name,
         )
+
+    def _held_back_since(self, since: float) -> int:
+        """Changes held back since `since`: one summarised event per cycle carries `count`
+        (older per-change events count one each)."""
+        try:
+            events = self.p.store.audit(action="change_held_back", since=since, limit=2000)
+        except StoreError:
+            return 0
+        return sum(int(e.details.get("count", 1) or 0) for e in events)
 
     def _channel_health(self) -> list[Health]:
         try:
@@ -246,11 +257,12 @@ class ServiceReadModel:
         if at is None:
             raise UiError(f"no tenant {name!r} in the last cycle", status=404)
         limits: list[LimitView] = []
-        held = self._held(name)
+        planned = self._planned(name)
         if recs is not None and name in recs.tenants:
             i = recs.tenants.index(name)
             for result in recs.results.values():
-                limits.append(limit_view(result, i, self.p.applier.name, held))
+                item = planned.get(result.spec.name)
+                limits.append(limit_view(result, i, self.p.applier.name, item))
         events = self.audit(AuditQuery(tenant=name, per_page=20)).items
         status = self.p.protection_status() if recs is not None else {}
         breakers = tuple(
@@ -264,16 +276,22 @@ class ServiceReadModel:
             recs.generated_at if recs is not None else None,
         )  # fmt: skip
 
-    def _held(self, tenant: str) -> dict[str, str]:
+    def _planned(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """This tenant's items of the cycle's stored plan (target, next step, why held), read
+        from the store once per cycle."""
         with self._lock:
-            last = self._cycles[-1].at if self._cycles else None
-        if last is None:
-            return {}
-        try:
-            events = self.p.store.audit(tenant=tenant, action="change_held_back", since=last)
-        except StoreError:
-            return {}
-        return {str(e.details.get("limit")): str(e.details.get("reason", "")) for e in events}
+            version = self._version
+        if self._plan_rows is None or self._plan_rows[0] != version:
+            by_tenant: dict[str, dict[str, dict[str, Any]]] = {}
+            try:
+                stored = last_plan(self.p.store)
+            except (StoreError, ValueError, zlib.error):
+                stored = None
+            items = stored.get("items", []) if stored else []
+            for item in items if isinstance(items, list) else []:
+                by_tenant.setdefault(str(item["tenant"]), {})[str(item["limit"])] = item
+            self._plan_rows = (version, by_tenant)
+        return self._plan_rows[1].get(tenant, {})
 
     def tenant_series(self, name: str, limit: str, seconds: float) -> Series:
         with self._lock:

@@ -32,7 +32,9 @@ def totals(recs: Recommendations) -> tuple[float, float, float]:
     return demand, limit, throttled
 
 
-def limit_view(result: Any, i: int, target: str, held: Mapping[str, str]) -> LimitView:
+def limit_view(result: Any, i: int, target: str, planned: Mapping[str, Any] | None) -> LimitView:
+    """One limit of a tenant; `planned` is its item of the cycle's stored plan (target, next
+    step and why it is held), when there is one."""
     spec = result.spec
     flags = Reason(int(result.flags[i]))
     current = float(result.current[i])
@@ -45,7 +47,10 @@ def limit_view(result: Any, i: int, target: str, held: Mapping[str, str]) -> Lim
             max(demand * (1 + float(result.buffer_percent[i]) / 100), result.minimum),
             result.maximum_allowed,
         )
+    if planned is not None and isinstance(planned.get("target"), int | float):
+        estimate = float(planned["target"])
     origin = "default (no override)" if Reason.CURRENT_DEFAULT in flags else f"override in {target}"
+    held = planned.get("held") if planned is not None else None
     confidence = float(result.confidence[i])
     return LimitView(
         limit=spec.name,
@@ -60,7 +65,7 @@ def limit_view(result: Any, i: int, target: str, held: Mapping[str, str]) -> Lim
         status=result.status_of(i).value,
         reasons=tuple(result.reasons(i)),
         confidence=confidence if math.isfinite(confidence) else None,
-        held=held.get(spec.name),
+        held=str(held) if held else None,
     )
 
 
