@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
 from mimir_limit_optimizer.engine.protection import KINDS, Event, Level
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, StoreError
 
@@ -123,12 +124,19 @@ class ProtectionMetrics:
             "global_series",
         ):
             self.blast_detections_total.labels(kind=kind)
+        for limit in PROTECTED_LIMITS:  # 0 before the first clamp: dashboards see 0
+            for mode in ("prod", "dry-run"):
+                self.throttled_requests_total.labels(limit=limit, mode=mode)
         for level in ("warning", "emergency", "panic"):
             self.panic_mode_activations_total.labels(level=level)
         for kind in ("breaker", "emergency"):
             self.recovery_attempts_total.labels(kind=kind)
         self.states = BreakerStateCollector()
         registry.register(self.states)
+
+
+# Index = the value of circuit_breaker_state.
+BREAKER_STATE_NAMES = ("closed", "open", "half_open")
 
 
 class BreakerStateCollector(Collector):
@@ -142,7 +150,7 @@ class BreakerStateCollector(Collector):
         self._snapshot = (tuple(tenants), list(states))
 
     def describe(self) -> Iterable[Metric]:
-        return [self._family()]
+        return [self._family(), self._counts()]
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot
@@ -151,7 +159,22 @@ class BreakerStateCollector(Collector):
         family = self._family()
         for tenant, value in zip(*snapshot, strict=True):
             family.add_metric([tenant], float(value))
-        return [family]
+        # Cluster totals, every state always present (0 included): dashboards and alerts work
+        # whatever subset of the per-tenant series is exported.
+        counts = self._counts()
+        states = snapshot[1]
+        for value, name in enumerate(BREAKER_STATE_NAMES):
+            counts.add_metric([name], float(sum(1 for s in states if s == value)))
+        return [family, counts]
+
+    @staticmethod
+    def _counts() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            f"{PREFIX}_circuit_breaker_tenants",
+            "Tenants by circuit breaker state (closed, open, half_open) in the last fast-loop "
+            "tick; a tenant counts once, in its worst state.",
+            labels=["state"],
+        )
 
     @staticmethod
     def _family() -> GaugeMetricFamily:

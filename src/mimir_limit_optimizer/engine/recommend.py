@@ -187,7 +187,22 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     else:
         value = _policy_value(state, spec, policy, result)
     _finish(state, spec, policy, result, value)
+    _incomplete(state, spec, result)
     return result
+
+
+def _incomplete(state: _Pass, spec: LimitSpec, result: LimitResult) -> None:
+    """Tenants whose data for this limit is incomplete (invalid values dropped at the
+    source, engine/validity.py): no recommendation, with the reason."""
+    problems = state.obs.tenant_problems.get(spec.name)
+    if not problems:
+        return
+    for i, tenant in enumerate(state.tenants):
+        reason = problems.get(tenant)
+        if reason is not None:
+            result.recommended[i] = np.nan
+            result.status[i] = UNDEFINED
+            result.undefined_reason[i] = reason
 
 
 def _undefined(result: LimitResult, mask: npt.NDArray[np.bool_], reason: str) -> None:

@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from mimir_limit_optimizer.engine.results import Recommendations
+from mimir_limit_optimizer.engine.results import Reason, Recommendations
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 PREFIX = "mimir_limit_optimizer"
@@ -29,6 +29,16 @@ PREFIX = "mimir_limit_optimizer"
 RECONCILE_RESULTS = ("success", "failure", "skipped")
 PHASES = ("collect", "recommend", "plan", "apply", "verify", "total")
 RELOAD_RESULTS = ("success", "failure")
+CHANGE_OUTCOMES = ("applied", "held_back", "not_applied")
+# (component, reason) pairs of errors_total that the reconciler counts: created at 0 so that
+# the shipped alert rules (deploy/helm/.../files/alerts.yaml) compute increase() from 0.
+KNOWN_ERRORS = (
+    ("source", "collect_failed"),
+    ("target", "read_failed"),
+    ("target", "write_failed"),
+    ("verify", "reload_failed"),
+    ("verify", "unverified"),
+)
 
 # Seconds. A cycle over many tenants can take minutes; a single PromQL query, milliseconds.
 RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -113,8 +123,26 @@ class ControllerMetrics:
             "is kept because a reload failed.",
             registry=registry,
         )
+        self.changes_total = Counter(
+            f"{PREFIX}_changes_total",
+            "Planned limit changes (tenant x limit) by outcome: applied (written), held_back "
+            "(by a safety rule: cooldown, pinned, freeze, caps), not_applied (dry-run, "
+            "follower, partial data or a failed write).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.leader = Gauge(
+            f"{PREFIX}_leader",
+            "1 while this replica may write (it holds the Lease, or leader election is off), "
+            "0 while it stands by.",
+            registry=registry,
+        )
         for result in RECONCILE_RESULTS:
             self.reconcile_total.labels(result=result)
+        for outcome in CHANGE_OUTCOMES:
+            self.changes_total.labels(outcome=outcome)
+        for component, reason in KNOWN_ERRORS:
+            self.errors_total.labels(component=component, reason=reason)
         for name in PHASES:
             self.reconcile_duration.labels(phase=name)
         for result in RELOAD_RESULTS:
@@ -157,6 +185,12 @@ class ControllerMetrics:
         if result == "success":
             self.last_reconcile_timestamp.set(now)
 
+    def count_changes(self, *, planned: int, applied: int, held_back: int) -> None:
+        """Count one cycle's planned changes by outcome (`planned` includes held-back ones)."""
+        self.changes_total.labels(outcome="applied").inc(applied)
+        self.changes_total.labels(outcome="held_back").inc(held_back)
+        self.changes_total.labels(outcome="not_applied").inc(max(0, planned - held_back - applied))
+
     def config_reloaded(self, *, ok: bool) -> None:
         """Count a reload attempt and set config_last_reload_successful."""
         self.config_reloads_total.labels(result="success" if ok else "failure").inc()
@@ -173,6 +207,7 @@ class _LimitSnapshot:
     current: FloatArray
     recommended: FloatArray
     spike_ratio: FloatArray  # NaN where the window had no spike
+    throttled: int  # tenants with discards for this limit in the last day
 
 
 @dataclass(frozen=True)
@@ -204,6 +239,9 @@ class RecommendationsCollector(Collector):
                     np.asarray(result.spike_ratio, dtype=np.float64),
                     np.nan,
                 ),
+                throttled=int(
+                    np.count_nonzero(np.asarray(result.flags) & int(Reason.THROTTLED_NOW))
+                ),
             )
             for name, result in recs.results.items()
         )
@@ -211,19 +249,21 @@ class RecommendationsCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Names only, for the registry's duplicate check; samples come from collect().
-        return list(_families())
+        return [*_families(), _throttled_family()]
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot
         if snapshot is None:
             return []
         monitored, current, recommended, spikes = _families()
+        throttled = _throttled_family()
         monitored.add_metric([], len(snapshot.tenants))
         for limit in snapshot.limits:
             _add_finite(current, snapshot.tenants, limit.name, limit.current)
             _add_finite(recommended, snapshot.tenants, limit.name, limit.recommended)
             _add_finite(spikes, snapshot.tenants, limit.name, limit.spike_ratio)
-        return [monitored, current, recommended, spikes]
+            throttled.add_metric([limit.name], float(limit.throttled))
+        return [monitored, current, recommended, spikes, throttled]
 
 
 def _families() -> tuple[
@@ -250,6 +290,16 @@ def _families() -> tuple[
             "Largest spike-to-baseline ratio in the latest window, where spikes were found.",
             labels=labels,
         ),
+    )
+
+
+def _throttled_family() -> GaugeMetricFamily:
+    # A cluster total per limit (0 included), exported whatever per-tenant subset is.
+    return GaugeMetricFamily(
+        f"{PREFIX}_tenants_throttled",
+        "Tenants whose samples Mimir discarded for this limit in the last day of the latest "
+        "cycle's window (such a limit is never lowered).",
+        labels=["limit_name"],
     )
 
 
