@@ -189,3 +189,16 @@ def test_cli_limits_restrict_a_scenario_file(tmp_path: Path) -> None:
     ours = next(r for r in document["results"] if r["strategy"] == "ours")
     # Only the two rate tenants count (the series tenant is out): two pairs at most.
     assert ours["rejected_series"] == 0
+
+
+def test_json_documents_define_their_metrics(tmp_path: Path) -> None:
+    file = tmp_path / "mine.yaml"
+    file.write_text(SMALL)
+    done = RUNNER.invoke(app, ["backtest", "--scenarios", str(file), "--format", "json"])
+    assert done.exit_code == 0, done.output
+    definitions = json.loads(done.stdout)["definitions"]
+    assert set(definitions) == {
+        "throttled_minutes", "dropped_samples", "rejected_series", "headroom", "churn"
+    }  # fmt: skip
+    assert "÷ p99 of true demand (×" in definitions["headroom"]
+    assert definitions["churn"].startswith("limit changes")
