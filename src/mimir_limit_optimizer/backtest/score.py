@@ -157,8 +157,17 @@ def total(strategy: str, scores: Iterable[Score]) -> Score:
     )
 
 
+# Median headrooms closer than this (relative) are a tie at one point: a single point per
+# strategy cannot resolve them; the trade-off curves (backtest/sweep.py) compare at equal
+# headroom.
+HEADROOM_TIE = 0.01
+
+
 def dominates(a: Score, b: Score) -> bool:
-    """Pareto on the suite: strictly fewer throttled minutes at no more median headroom."""
+    """Pareto at one point on the suite: strictly fewer throttled minutes at no more median
+    headroom (a difference under HEADROOM_TIE counts as equal)."""
     if a.headroom_median is None or b.headroom_median is None:
         return False
-    return a.throttled_minutes < b.throttled_minutes and a.headroom_median <= b.headroom_median
+    return a.throttled_minutes < b.throttled_minutes and a.headroom_median <= b.headroom_median * (
+        1.0 + HEADROOM_TIE
+    )
