@@ -142,7 +142,11 @@ def variables() -> list[dict[str, Any]]:
         query_var(
             "namespace", f'label_values({M}reconcile_total{{cluster=~"$cluster"}}, namespace)'
         ),
-        query_var("limit", f"label_values({M}tenant_current_limits{{{SEL}}}, limit_name)"),
+        dict(
+            query_var("limit", f"label_values({M}tenant_current_limits{{{SEL}}}, limit_name)"),
+            multi=False,
+            current={"selected": True, "text": "ingestion_rate", "value": "ingestion_rate"},
+        ),
     ]
 
 
@@ -153,39 +157,54 @@ def build() -> dict[str, Any]:
     lay.add(
         panel(stat, "Replicas up", "Optimizer replicas Prometheus scrapes successfully.",
               [target(f"sum(up{{{JOB}}})")], thresholds=[(None, "red"), (1, "green")]),
-        w=4, h=4,
+        w=3, h=4,
     )  # fmt: skip
     lay.add(
         panel(stat, "Replicas that may write", "1 expected: the Lease holder (or the only "
               "replica without leader election). 0: nothing is written; > 1: split brain.",
               [target(f"sum({M}leader{{{SEL}}})")],
               thresholds=[(None, "red"), (1, "green"), (2, "red")]),
-        w=4, h=4,
+        w=3, h=4,
     )  # fmt: skip
     lay.add(
         panel(stat, "Since last successful cycle", "Age of the last successful reconcile cycle.",
               [target(f"time() - max({M}last_reconcile_timestamp{{{SEL}}})")], unit="s",
               thresholds=[(None, "green"), (1800, "orange"), (3600, "red")]),
-        w=4, h=4,
+        w=3, h=4,
     )  # fmt: skip
     lay.add(
         panel(stat, "Tenants monitored", "Tenants in the latest recommendation cycle.",
               [target(f"max({M}tenants_monitored_total{{{SEL}}})")]),
-        w=4, h=4,
+        w=3, h=4,
     )  # fmt: skip
     lay.add(
         panel(stat, "Emergency level", "0 normal, 1 warning, 2 emergency, 3 panic.",
               [target(f"max({M}emergency_level{{{SEL}}})")],
               thresholds=[(None, "green"), (1, "yellow"), (2, "orange"), (3, "red")],
               extra={"options": {"colorMode": "background"}}),
-        w=4, h=4,
+        w=3, h=4,
     )  # fmt: skip
     lay.add(
         panel(stat, "Config reload OK", "1 when the optimizer's last configuration (re)load "
               "succeeded; 0 while it runs on the last good configuration.",
               [target(f"min({M}config_last_reload_successful{{{SEL}}})")],
               thresholds=[(None, "red"), (1, "green")]),
-        w=4, h=4,
+        w=3, h=4,
+    )  # fmt: skip
+
+    lay.add(
+        panel(stat, "Mimir runtime config reload OK", "Mimir's own "
+              "cortex_runtime_config_last_reload_successful (worst component): 0 means Mimir "
+              "rejects its runtime files and no limit change takes effect.",
+              [target(f"min(cortex_runtime_config_last_reload_successful{{{SEL}}})")],
+              thresholds=[(None, "red"), (1, "green")]),
+        w=3, h=4,
+    )  # fmt: skip
+    lay.add(
+        panel(stat, "Limit changes applied (24h)", "Tenant x limit changes written in the "
+              "last 24 hours.",
+              [target(f'sum(increase({M}changes_total{{{SEL}, outcome="applied"}}[24h]))')]),
+        w=3, h=4,
     )  # fmt: skip
 
     lay.row("Cycles and their results")
@@ -231,12 +250,19 @@ def build() -> dict[str, Any]:
     )  # fmt: skip
 
     lay.row("Recommended vs current (top tenants)")
+    top = (
+        f"topk(10, max by (user, limit_name) ({M}tenant_recommended_limits"
+        f'{{{SEL}, limit_name=~"$limit"}}))'
+    )
     lay.add(
-        panel("timeseries", "Recommended limit, top 10 tenants", "The 10 largest "
-              "recommendations of the selected limit(s) (the exported tenants: pending or "
-              "recent changes, open breakers, caps, budgets, top N).",
-              [target(f"topk(10, max by (user, limit_name) ({M}tenant_recommended_limits"
-                      f'{{{SEL}, limit_name=~"$limit"}}))', "{{user}} {{limit_name}}")]),
+        panel("timeseries", "Recommended vs current, top 10 tenants", "The 10 largest "
+              "recommendations of the selected limit (of the exported tenants: pending or "
+              "recent changes, open breakers, caps, budgets, top N) and the limits in force "
+              "for the same tenants.",
+              [target(top, "recommended {{user}}"),
+               target(f"max by (user, limit_name) ({M}tenant_current_limits"
+                      f'{{{SEL}, limit_name=~"$limit"}}) and on (user, limit_name) {top}',
+                      "current {{user}}")]),
         w=12, h=9,
     )  # fmt: skip
     lay.add(
@@ -275,7 +301,7 @@ def build() -> dict[str, Any]:
               "detectors (global_*).",
               [target(f"sum by (kind) (increase({M}blast_detections_total{{{SEL}}}[{RATE}]))",
                       "{{kind}}")]),
-        w=12,
+        w=24, h=6,
     )  # fmt: skip
 
     lay.row("Emergency level")

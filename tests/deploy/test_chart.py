@@ -454,3 +454,52 @@ def test_notes_say_how_to_make_the_configmap_mimirs_second_runtime_source() -> N
     assert "name: limits" in notes and "optional: true" in notes
     assert f"kubectl -n {NAMESPACE} create configmap limits --from-literal=o.yaml=" in notes
     assert "Dry-run" in notes
+
+
+def test_mimirs_runtime_configmap_is_mounted_read_only_as_the_planners_base_file() -> None:
+    objects = render({"mimirRuntimeConfigMap": {"name": "mimir-runtime", "key": "runtime.yaml"}})
+    config = yaml.safe_load(_config_text(objects))
+    container = _container(objects)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "mimir-runtime")
+    assert mount["readOnly"] is True
+    assert config["target"]["baseFiles"] == [f"{mount['mountPath']}/runtime.yaml"]
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "mimir-runtime", "configMap": {"name": "mimir-runtime"}} in volumes
+    assert _rules(objects) == _rules(render())  # a mount needs no RBAC
+    for version in newest_versions():
+        kv.validate(one(objects, "Deployment"), version, strict=True)
+    # A pod mounts ConfigMaps of its own namespace only.
+    with pytest.raises(helm.HelmRenderError, match="in Mimir's namespace"):
+        render({"mimirNamespace": "other", "mimirRuntimeConfigMap": {"name": "x", "key": "y"}})
+    # Off by default: no base file, no mount.
+    assert "baseFiles" not in yaml.safe_load(_config_text(render()))["target"]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_selectors_and_port_names_line_up(prod_objects: list[dict[str, Any]]) -> None:
+    """Objects refer to each other by labels and port names; a typo there is valid YAML and a
+    silent outage (no scrape, no traffic), so check every reference."""
+    pod = one(prod_objects, "Deployment")["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    container_ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    services = by_kind(prod_objects, "Service")
+    for service in services:
+        assert _selects(service["spec"]["selector"], pod_labels)
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
+    monitor = one(prod_objects, "ServiceMonitor")
+    scraped = [s for s in services if _selects(monitor["spec"]["selector"]["matchLabels"],
+                                               s["metadata"]["labels"])]  # fmt: skip
+    assert [s["metadata"]["name"] for s in scraped] == ["mlo-mimir-limit-optimizer-metrics"]
+    assert monitor["spec"]["endpoints"][0]["port"] in {
+        p["name"] for p in scraped[0]["spec"]["ports"]
+    }
+    assert scraped[0]["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "mimir-limit-optimizer"
+    policy = one(prod_objects, "NetworkPolicy")
+    assert _selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+    policy_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert policy_ports == container_ports
+    pdb = one(prod_objects, "PodDisruptionBudget")
+    assert _selects(pdb["spec"]["selector"]["matchLabels"], pod_labels)

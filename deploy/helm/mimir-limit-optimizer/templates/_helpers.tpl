@@ -71,6 +71,7 @@ true
 {{- define "mlo.configDir" -}}/etc/mimir-limit-optimizer{{- end -}}
 {{- define "mlo.secretsDir" -}}/var/run/secrets/mimir-limit-optimizer{{- end -}}
 {{- define "mlo.dataDir" -}}/var/lib/mimir-limit-optimizer{{- end -}}
+{{- define "mlo.mimirRuntimeDir" -}}/etc/mimir-runtime{{- end -}}
 
 {{/* The optimizer's configuration: values.config plus the keys the chart owns. */}}
 {{- define "mlo.config" -}}
@@ -82,6 +83,12 @@ true
 {{- end -}}
 {{- $_ := set $config "dataDir" (include "mlo.dataDir" .) -}}
 {{- $_ := set $config "target" (dict "kind" "configmap" "configMap" (dict "namespace" (include "mlo.mimirNamespace" .) "name" .Values.overridesConfigMap.name "key" .Values.overridesConfigMap.key "createIfMissing" .Values.overridesConfigMap.createIfMissing)) -}}
+{{- with .Values.mimirRuntimeConfigMap.name -}}
+{{- if ne (include "mlo.mimirNamespace" $) $.Release.Namespace -}}
+{{- fail "mimirRuntimeConfigMap needs the optimizer in Mimir's namespace (a pod mounts ConfigMaps of its own namespace only): install the release there, or leave mimirRuntimeConfigMap.name empty" -}}
+{{- end -}}
+{{- $_ := set $config.target "baseFiles" (list (printf "%s/%s" (include "mlo.mimirRuntimeDir" $) $.Values.mimirRuntimeConfigMap.key)) -}}
+{{- end -}}
 {{- $_ := set $config "leaderElection" (dict "enabled" (eq (include "mlo.leaderElection" .) "true") "namespace" (include "mlo.mimirNamespace" .) "leaseName" (include "mlo.leaseName" .) "leaseDuration" .Values.leaderElection.leaseDuration "renewDeadline" .Values.leaderElection.renewDeadline "retryPeriod" .Values.leaderElection.retryPeriod) -}}
 {{- $_ := set $config "server" (dict "host" "0.0.0.0" "metricsPort" .Values.ports.metrics "healthPort" .Values.ports.health "uiPort" .Values.ports.ui) -}}
 {{- $secrets := .Values.secrets -}}
