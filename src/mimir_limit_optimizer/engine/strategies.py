@@ -1,9 +1,11 @@
 """Strategies turn a tenant's cleaned demand into a raw value (before buffers and clamps).
 
-(a) percentile: the Go optimizer's semantics — the p-th percentile of demand over the analysis window,
-    optionally of its moving average, optionally at least the highest sustained peak.
+(a) percentile: the Go optimizer's semantics — the p-th percentile of demand over the analysis
+    window, optionally of its moving average, optionally at least the highest sustained peak.
 (b) histogram: VPA-like decaying histogram — recent points weigh more (half-life), the target
     percentile of the weighted distribution, with confidence growing with history length.
+Then `tenant_shape`: what a tenant's own history says beyond one percentile (variability,
+remembered level, quiet time, growth), for engine/adaptive.py.
 """
 
 from __future__ import annotations
