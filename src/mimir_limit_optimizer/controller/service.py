@@ -18,6 +18,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry
 
 from mimir_limit_optimizer.alerting import Alert, AlertingManager, Priority, Severity
+from mimir_limit_optimizer.alerting.codec import iso
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, redacted_dump
 from mimir_limit_optimizer.config.models import Config
@@ -134,7 +135,7 @@ class Service:
         self.options.fast_hooks.append(self.protection.fast_hook)
         self.options.fast_interval = config.circuit_breaker.fast_loop.interval
         self.reconciler = Reconciler(
-            guards=[self.protection.guard, self.cost.guard],
+            guards=[self.protection, self.cost],
             catalogue=catalogue,
             source_factory=source_factory(),
             applier=self.applier,
@@ -373,7 +374,9 @@ class Service:
             self.log.warning("cannot read the last checkpoint: %s", exc)
             checkpoint = None
         if checkpoint is not None:
-            self.log.info("resuming: the last cycle ran at %s", checkpoint.get("at"))
+            at = checkpoint.get("at")
+            when = iso(float(at)) if isinstance(at, int | float) else "an unknown time"
+            self.log.info("resuming: the last cycle ran at %s", when)
         config = self.provider.config
         self.alerting.start()
         try:

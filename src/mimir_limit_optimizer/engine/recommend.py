@@ -50,6 +50,13 @@ STANDING_BUFFER_SHARE = 0.5
 # Discard-driven limits look only at recent discards, so one old burst of discards does not
 # raise the limit again on every cycle.
 DISCARD_LOOKBACK_SECONDS = 3600.0
+# Retried 429s: a client that retries a rate-limited batch is counted again in the
+# `rate_limited` discards (each try), so accepted + discarded overstates demand by up to the
+# number of tries. Per point the discards count at most this many times the accepted rate
+# (demand at most 2x what got in): a tenant that really sends more is still throttled after
+# the raise, and the next cycle raises again. An honest bound, not an exact correction.
+RETRY_DEMAND_BOUND = 1.0
+_RETRIED_REASON = "rate_limited"
 
 
 def enabled_limits(config: Config, catalogue: Catalogue) -> list[LimitSpec]:
@@ -174,6 +181,11 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     result = _empty_result(state, spec, policy, current, flags)
     if policy.default_value is None:  # the catalogue's Mimir default stood in: a guess
         result.extra["current_guessed"] = (flags & int(Reason.CURRENT_DEFAULT)) != 0
+    # Origins of the current values, read per row only when shown (no 100k-string copies).
+    origins = state.obs.current_origin.get(spec.name)
+    if origins is not None:
+        result.extra["origin_list"] = origins
+        result.extra["origin_index"] = None if state.all_rows else np.flatnonzero(state.rows)
     unavailable = state.obs.unavailable.get(spec.name)
     if unavailable:
         result.undefined_reason = [unavailable] * state.n
@@ -222,11 +234,21 @@ def _usage_value(
         return np.full(state.n, np.nan)
     # float32 from here on: half the memory traffic; limits are rounded to 2 digits anyway.
     usage = state.take(usage_full).astype(np.float32)
+    fallback = obs.usage_fallback.get(spec.name)
+    if fallback is not None:
+        rows = fallback if state.all_rows else fallback[state.rows]
+        result.flags |= np.where(rows, int(Reason.USAGE_FALLBACK), 0)
     demand = usage
     discards_full = obs.discards.get(spec.name)
     if discards_full is not None:
         # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
         d = np.fmax(state.take(discards_full).astype(np.float32), np.float32(0))
+        if _RETRIED_REASON in spec.discard_reasons:
+            bound = usage * np.float32(RETRY_DEMAND_BOUND)
+            with np.errstate(invalid="ignore"):
+                over = d > bound  # False where usage is NaN: nothing to bound against
+            d = np.where(over, bound, d)
+            result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
         demand = usage + d
         gaps = np.isnan(demand)
         if gaps.any():
@@ -255,7 +277,12 @@ def _usage_value(
     history = history_seconds(usage, state.timestamps, observed.counts)
     no_data = observed.counts == 0
     short = ~no_data & (history < trend.min_history)
-    _undefined(result, no_data, "no data for this tenant in the analysis window")
+    _undefined(
+        result,
+        no_data,
+        "no data for this tenant in the analysis window"
+        + (" (nor from its fallback measure)" if spec.usage_fallback_query else ""),
+    )
 
     spike_cfg = config.event_spike
     cleaned = demand
@@ -531,6 +558,7 @@ def _finish(
             result.extra["would_be"] = np.where(keep_zero, value, np.nan)
             flags |= np.where(keep_zero, int(Reason.UNLIMITED_KEPT), 0)
 
+    unstepped = value
     if spec.signal is not SignalKind.POLICY and spec.type is not LimitType.BOOL:
         moved = value != current
         # The deadband never keeps a current value that breaks the hard min/max.
@@ -539,7 +567,12 @@ def _finish(
             value, np.where(in_bounds, current, np.nan), change.deadband_percent
         )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
+        # The engine's answer before the pacing of this cycle (a lowering that waits for the
+        # recent peak, the per-cycle step): its target.
+        unstepped = value
         value, safe = adaptive.lowering(value, result, state.config.trend_analysis.adaptive)
+        # The engine's answer before the step limit: where it is heading (cost advice).
+        result.extra["unstepped"] = np.clip(value, policy.minimum, policy.maximum)
         value, raised, lowered = pp.limit_step(
             value,
             current,
@@ -556,18 +589,20 @@ def _finish(
         value = np.clip(value, policy.minimum, policy.maximum)
     # 0 that switches a feature off stays 0, whatever the clamps say.
     value = np.where(keep_zero, 0.0, value)
+    target = np.where(keep_zero, 0.0, np.clip(unstepped, policy.minimum, policy.maximum))
     if spec.type in (LimitType.RATE, LimitType.COUNT, LimitType.BYTES):
+        integer = spec.type is not LimitType.RATE
+        lo, hi, digits = policy.minimum, policy.maximum, change.rounding_digits
         value = pp.round_readable(
-            value,
-            current,
-            digits=change.rounding_digits,
-            minimum=policy.minimum,
-            maximum=policy.maximum,
-            integer=spec.type is not LimitType.RATE,
+            value, current, digits=digits, minimum=lo, maximum=hi, integer=integer
+        )
+        target = pp.round_readable(
+            target, current, digits=digits, minimum=lo, maximum=hi, integer=integer
         )
 
     result.flags = flags
     result.recommended = np.where(defined, value, np.nan)
+    result.target = np.where(defined, target, np.nan)
     status = np.where(result.recommended == current, UNCHANGED, CHANGE).astype(np.int8)
     status[~defined] = UNDEFINED
     result.status = status
