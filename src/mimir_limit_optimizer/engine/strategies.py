@@ -185,7 +185,7 @@ def tenant_shape(
     n, t = cleaned.shape
     per_hour = max(1, round(_HOUR / step))
     hours = t // per_hour
-    if hours == 0:
+    if hours == 0 or n == 0:
         nan = np.full(n, np.nan)
         return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n))
     # Variability of raw demand around its hour means (float32: a ratio, 2 digits matter).
@@ -195,7 +195,7 @@ def tenant_shape(
         deviation -= 1
         np.abs(deviation, out=deviation)
         np.minimum(deviation, 1, out=deviation)
-    deviation = deviation.reshape(n, -1)
+    deviation = deviation.reshape(n, hours * per_hour)
     if np.isnan(deviation).any():  # gaps, or hours whose mean is 0
         count = np.count_nonzero(~np.isnan(deviation), axis=1)
         total = np.nansum(deviation, axis=1, dtype=np.float64)
