@@ -138,16 +138,21 @@ def lowering(
     """Fewer, larger lowering steps; where a lowering is not safe, wait.
 
     A lowering never goes below the highest hourly level of the last max(quietHold, 1 day)
-    (it waits until that level has passed), and is then taken with the larger step
+    (it waits until that level has passed), a growing tenant is not lowered, and a lowering
+    is then taken with the larger step
     safeLoweringPercent instead of changePolicy.maxDecreasePercent. Returns the values and
     the tenants whose lowering may take the larger step (None: rule off)."""
     recent_peak = result.extra.get("recent_peak")
     if settings.safe_lowering_percent <= 0 or recent_peak is None:
         return value, None
     current = result.current
+    # A tenant whose day level grew on each of the last days is not lowered at all: its
+    # next peak is above the last ones.
+    growing = result.extra.get("growth_per_day", np.zeros(value.shape)) > 0
     with np.errstate(invalid="ignore"):
         lower = value < current
         floor = np.fmin(np.where(np.isfinite(recent_peak), recent_peak, -np.inf), current)
+        floor = np.where(growing, current, floor)
         waited = lower & (floor > value)
     result.flags |= np.where(waited, int(Reason.LOWERING_WAITS), 0)
     value = np.where(waited, floor, value)

@@ -402,12 +402,13 @@ def _react_to_throttling(
         # full buffer. A week's percentile notices a new level only once it fills 5% of the
         # window (8 hours), and the last day's only after an hour or so.
         sending = np.fmax.reduce(cleaned[:, recent], axis=1).astype(np.float64)
-        # A return to a level the tenant sustained earlier in the window (its sustained
-        # peak) is no spike: covered at once, not after the spike filter's maxDuration.
-        peak = result.extra.get("sustained_peak")
-        if peak is not None:
-            back = np.fmin(np.fmax.reduce(raw[:, recent], axis=1).astype(np.float64), peak)
-            sending = np.fmax(sending, back)
+        # A return to a level the tenant reached before the last hour (spikes excluded) is no
+        # spike: covered at once, not after the spike filter's maxDuration.
+        rows = np.flatnonzero(throttled)
+        if (~recent).any():
+            earlier = np.fmax.reduce(cleaned[rows][:, ~recent], axis=1).astype(np.float64)
+            now = np.fmax.reduce(raw[rows][:, recent], axis=1).astype(np.float64)
+            sending[rows] = np.fmax(sending[rows], np.fmin(now, earlier))
         value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
         result.extra["sending_now"] = sending
         result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)
