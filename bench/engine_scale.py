@@ -176,8 +176,8 @@ def main() -> None:
         "all-input MB = every limit's arrays (never held at once)"
     )
     print(
-        f"{'tenants':>8} {'ours s':>8} {'cpu s':>6} {'peak MB':>8} {'floor MB':>9} {'peak/floor':>10} "
-        f"{'all-input MB':>12} {'naive s':>8} {'naive/ours':>10}"
+        f"{'tenants':>8} {'ours s':>8} {'cpu s':>6} {'peak MB':>8} {'floor MB':>9} "
+        f"{'peak/floor':>10} {'all-input MB':>12} {'naive s':>8} {'naive/ours':>10}"
     )
     for size in args.sizes:
         ours = run_child(size, naive=False)

@@ -216,10 +216,18 @@ def _usage_value(
     del usage_full  # a streamed array is freed as soon as the engine lets go of it
     demand, throttled_rows = _demand(state, spec, result, usage)
     # One sort of demand serves everything: usage statistics differ from it only in the rows
-    # with discards, and the spike-cleaned demand only in the rows with spikes.
-    ordered = SortedRows(demand)
-    observed = ordered.patched(throttled_rows, usage[throttled_rows])
-    result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+    # with discards, and the spike-cleaned demand only in the rows with spikes. When most
+    # rows had discards, usage gets its own sort (released before demand's, so two sorted
+    # copies never coexist).
+    if len(throttled_rows) > state.n // 4:
+        observed = SortedRows(usage)
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+        observed.sorted = observed.sorted[:0]  # keep the counts, free the sorted copy
+        ordered = SortedRows(demand)
+    else:
+        ordered = SortedRows(demand)
+        observed = ordered.patched(throttled_rows, usage[throttled_rows])
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
     if spec.name not in obs.discards:
         # More than 5% of points at the limit <=> the 95th percentile reaches it.
         with np.errstate(invalid="ignore"):
@@ -401,7 +409,8 @@ def _time_of_day(state: _Pass, cleaned: Cleaned, percentile: float) -> FloatArra
         covered.update(chosen)
         mask = np.isin(hours, chosen)
         if mask.any():
-            value = np.fmax(value, SortedRows(cleaned.columns(mask)).percentile(percentile) * factor)
+            level = SortedRows(cleaned.columns(mask)).percentile(percentile)
+            value = np.fmax(value, level * factor)
     rest = ~np.isin(hours, sorted(covered))
     if rest.any():
         value = np.fmax(value, SortedRows(cleaned.columns(rest)).percentile(percentile))

@@ -25,6 +25,9 @@ BoolArray = npt.NDArray[np.bool_]
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 _BLOCK_SECONDS = 3600.0  # baseline resolution: hourly means
+# Points compared per batch in the row scan: 4M points = 16 MB of float32 (and 4 MB of
+# booleans), small enough to stay in cache-friendly sizes, large enough to amortise numpy calls.
+_BATCH_POINTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -118,23 +121,26 @@ def _hourly(values: Float32Array, block: int) -> Float32Array:
     return np.asarray(hourly, dtype=np.float32)
 
 
-def _rows_above(
-    values: Float32Array, bound: Float32Array, block: int, rows: IntArray
-) -> BoolArray:
+def _rows_above(values: Float32Array, bound: Float32Array, block: int, rows: IntArray) -> BoolArray:
     """Which of `rows` have a point above their block's bound. Compares block views against
-    the (rows, blocks) bound by broadcasting: no (N, T) bound is ever built."""
-    n, t = values.shape
+    the (rows, blocks) bound by broadcasting (no (N, T) bound is ever built), a batch of
+    rows at a time so temporaries stay small at 100,000 tenants."""
+    t = values.shape[1]
     full = t // block
-    every = len(rows) == n
-    picked = values if every else values[rows]
-    bounds = bound if every else bound[rows]
-    with np.errstate(invalid="ignore"):
-        above = np.zeros(len(rows), dtype=bool)
-        if full:
-            blocks = picked[:, : full * block].reshape(len(rows), full, block)
-            above |= (blocks > bounds[:, :full, None]).reshape(len(rows), -1).any(axis=1)
-        if full * block < t:
-            above |= (picked[:, full * block :] > bounds[:, full:]).any(axis=1)
+    above = np.zeros(len(rows), dtype=bool)
+    batch = max(1, _BATCH_POINTS // max(t, 1))
+    for lo in range(0, len(rows), batch):
+        chosen = rows[lo : lo + batch]
+        contiguous = len(chosen) and chosen[-1] - chosen[0] == len(chosen) - 1
+        picked = values[chosen[0] : chosen[-1] + 1] if contiguous else values[chosen]
+        bounds = bound[chosen]
+        with np.errstate(invalid="ignore"):
+            if full:
+                blocks = picked[:, : full * block].reshape(len(chosen), full, block)
+                hit = (blocks > bounds[:, :full, None]).reshape(len(chosen), -1).any(axis=1)
+                above[lo : lo + batch] |= hit
+            if full * block < t:
+                above[lo : lo + batch] |= (picked[:, full * block :] > bounds[:, full:]).any(axis=1)
     return above
 
 
