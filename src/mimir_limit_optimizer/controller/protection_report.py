@@ -133,32 +133,49 @@ class ProtectionMetrics:
 
 class BreakerStateCollector(Collector):
     """`circuit_breaker_state{user}` at scrape time (0 closed, 1 open, 2 half-open) for the
-    tenants of the last tick; a tenant's state is its worst breaker."""
+    tenants of the last tick; a tenant's state is its worst breaker. Closed breakers (the
+    normal state, 10,000 series at 10,000 tenants) are left out unless `closed_too`: an
+    absent series reads as closed. `circuit_breakers{state}` counts tenants per state."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, closed_too: bool = False) -> None:
         self._snapshot: tuple[tuple[str, ...], list[int]] | None = None
+        self._closed_too = closed_too
 
     def update(self, tenants: Sequence[str], states: Iterable[int]) -> None:
         self._snapshot = (tuple(tenants), list(states))
 
     def describe(self) -> Iterable[Metric]:
-        return [self._family()]
+        return list(self._families())
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot
         if snapshot is None:
             return []
-        family = self._family()
+        family, totals = self._families()
+        counts = [0, 0, 0]
         for tenant, value in zip(*snapshot, strict=True):
-            family.add_metric([tenant], float(value))
-        return [family]
+            if 0 <= value < len(counts):
+                counts[value] += 1
+            if value or self._closed_too:
+                family.add_metric([tenant], float(value))
+        for value, state in enumerate(("closed", "open", "half-open")):
+            totals.add_metric([state], float(counts[value]))
+        return [family, totals]
 
     @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            f"{PREFIX}_circuit_breaker_state",
-            "Per-tenant circuit breaker state: 0 closed, 1 open, 2 half-open.",
-            labels=["user"],
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                f"{PREFIX}_circuit_breaker_state",
+                "Per-tenant circuit breaker state: 1 open, 2 half-open (0 closed: exported "
+                "only with server.tenantMetrics.mode all; absent means closed).",
+                labels=["user"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_circuit_breakers",
+                "Tenants per circuit breaker state (closed, open, half-open) at the last tick.",
+                labels=["state"],
+            ),
         )
 
 

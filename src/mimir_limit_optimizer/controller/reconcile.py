@@ -170,10 +170,11 @@ class Reconciler:
     ) -> tuple[Recommendations, SafetyResult]:
         specs = enabled_limits(config, self.catalogue)
         collected = signals_needed(specs, self.catalogue)
-        document = parse_overrides(content.text, source_name=self.applier.name)
-        merged = merge_current(
-            observation, current_limits(document, observation.tenants, collected)
-        )
+        with self.metrics.phase("read_target"):
+            document = parse_overrides(content.text, source_name=self.applier.name)
+            merged = merge_current(
+                observation, current_limits(document, observation.tenants, collected)
+            )
         with self.metrics.phase("recommend"):
             recs = recommend(
                 merged, config, self.catalogue, now=now, limits=[s.name for s in specs]
@@ -200,8 +201,8 @@ class Reconciler:
         specs = signals_needed(enabled_limits(config, self.catalogue), self.catalogue)
         start = now - config.trend_analysis.analysis_window
         try:
-            source = self.source_factory(config, now)  # may read token files: a source error
             with self.metrics.phase("collect"), self.metrics.source_query(config.source.kind):
+                source = self.source_factory(config, now)  # may read token files: source error
                 observation = source.collect(specs, start=start, end=now)
         except SourceError as exc:
             self.health.set_source_reachable(False, str(exc))
@@ -227,7 +228,8 @@ class Reconciler:
             resolved=True,
         )
         try:
-            content = self.applier.target.read()
+            with self.metrics.phase("read_target"):
+                content = self.applier.target.read()
             recs, guarded = self._plan(config, observation, content, now)
         except (TargetError, OverridesParseError) as exc:
             self.metrics.errors_total.labels(component="target", reason="read_failed").inc()
@@ -235,29 +237,31 @@ class Reconciler:
                 now, "target_read_failed", level="error", component="target", error=str(exc)
             )
             return CycleResult(False, detail=f"cannot read {self.applier.name}: {exc}")
-        self.metrics.observe_recommendations(recs)
-        self._checkpoint(recs, now)
-        spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
-        if spikes:
-            self.metrics.spikes_detected_total.inc(spikes)
+        with self.metrics.phase("report"):
+            self.metrics.observe_recommendations(recs, planned=guarded.allowed.tenants(), now=now)
+            self._checkpoint(recs, now)
+            spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
+            if spikes:
+                self.metrics.spikes_detected_total.inc(spikes)
         result = CycleResult(
             True,
             planned=len(guarded.allowed) + len(guarded.held_back),
             held_back=len(guarded.held_back),
             recommendations=recs,
         )
-        for held in guarded.held_back:
-            c = held.change
-            self._event(
-                now,
-                "change_held_back",
-                tenant=c.tenant,
-                limit=c.limit,
-                old=c.old,
-                new=c.new,
-                reason=held.reason,
-                mode=config.mode.value,
-            )
+        with self.metrics.phase("audit"):
+            for held in guarded.held_back:
+                c = held.change
+                self._event(
+                    now,
+                    "change_held_back",
+                    tenant=c.tenant,
+                    limit=c.limit,
+                    old=c.old,
+                    new=c.new,
+                    reason=held.reason,
+                    mode=config.mode.value,
+                )
         partial = dict(observation.unavailable)
         if config.mode is Mode.DRY_RUN or not leader or partial or not guarded.allowed.changes:
             why = (
@@ -270,18 +274,19 @@ class Reconciler:
                 else "no change needed"
             )
             action = "would_update_limits" if config.mode is Mode.DRY_RUN else "skipped_update"
-            for c in guarded.allowed.changes:
-                self._event(
-                    now,
-                    action,
-                    tenant=c.tenant,
-                    limit=c.limit,
-                    old=c.old,
-                    new=c.new,
-                    reasons=list(c.reasons),
-                    mode=config.mode.value,
-                    why=why,
-                )
+            with self.metrics.phase("audit"):
+                for c in guarded.allowed.changes:
+                    self._event(
+                        now,
+                        action,
+                        tenant=c.tenant,
+                        limit=c.limit,
+                        old=c.old,
+                        new=c.new,
+                        reasons=list(c.reasons),
+                        mode=config.mode.value,
+                        why=why,
+                    )
             result.detail = f"{len(guarded.allowed)} change(s) not applied: {why}"
             return result
         return self._apply(config, guarded.allowed, observation, result, now=now)

@@ -71,7 +71,7 @@ class Service:
         config = provider.config
         self._started_config = config
         self.registry = CollectorRegistry()
-        self.metrics = ControllerMetrics(self.registry)
+        self.metrics = ControllerMetrics(self.registry, tenant_series=config.server.tenant_metrics)
         self.health = HealthState(stall_after=max(3 * config.update_interval, 60.0))
         self.store = open_store(config)
         self.audit = AuditLog(self.store, logger=logging.getLogger("mimir_limit_optimizer.audit"))
@@ -277,12 +277,14 @@ class Service:
         self.provider.reload_if_changed()
         result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
         if result.recommendations is not None:
-            self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
-        self.store.prune_audit(
-            max_entries=self.provider.config.store.audit_max_entries,
-            max_age=self.provider.config.store.audit_max_age,
-            now=now,
-        )
+            with self.metrics.phase("cost"):
+                self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
+        with self.metrics.phase("prune"):
+            self.store.prune_audit(
+                max_entries=self.provider.config.store.audit_max_entries,
+                max_age=self.provider.config.store.audit_max_age,
+                now=now,
+            )
         level = logging.INFO if result.ok else logging.ERROR
         self.log.log(level, "cycle %s: %s", "ok" if result.ok else "failed", result.detail)
         return result

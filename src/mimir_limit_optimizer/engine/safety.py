@@ -71,14 +71,14 @@ def apply_safety(
         else:
             candidates.append(change)
 
-    # Tenants ranked: any raise first, then by their largest relative move.
-    def rank(tenant: str) -> tuple[int, float]:
-        moves = [c for c in candidates if c.tenant == tenant]
-        raises = any(c.new > c.old for c in moves)
-        biggest = max(abs(c.relative) if c.relative is not None else 1.0 for c in moves)
-        return (0 if raises else 1, -biggest)
-
-    tenants = sorted(dict.fromkeys(c.tenant for c in candidates), key=rank)
+    # Tenants ranked: any raise first, then by their largest relative move. One pass over the
+    # candidates (a per-tenant scan of all candidates was quadratic: minutes at 10k tenants).
+    ranks: dict[str, tuple[int, float]] = {}
+    for c in candidates:
+        raises, biggest = ranks.get(c.tenant, (1, 0.0))
+        move = abs(c.relative) if c.relative is not None else 1.0
+        ranks[c.tenant] = (0 if c.new > c.old else raises, min(biggest, -move))
+    tenants = sorted(ranks, key=ranks.__getitem__)
     allowed_tenants = set(tenants[: safety.max_tenants_per_cycle])
     allowed: list[Change] = []
     for change in candidates:
