@@ -17,7 +17,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
 
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
 from mimir_limit_optimizer.cli import output
@@ -32,6 +31,7 @@ from mimir_limit_optimizer.cli.common import (
     wide_console,
     with_common_options,
 )
+from mimir_limit_optimizer.cli.progress import collection_progress
 from mimir_limit_optimizer.config.loader import LoadedConfig, render_config
 from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
 from mimir_limit_optimizer.engine.overrides import (
@@ -75,18 +75,7 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     description = source.describe()
     err = Console(stderr=True, soft_wrap=True)
     try:
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"querying {description}", total=None)
-
-            def report(done: int, total: int, label: str) -> None:
-                progress.update(task, completed=done, total=total, description=label[:60])
-
+        with collection_progress(err, f"querying {description}") as report:
             cycle = run_cycle(config, catalogue, source, now=now, progress=report)
     except SourceError as exc:
         fail(f"could not collect usage: {exc}", code=1)

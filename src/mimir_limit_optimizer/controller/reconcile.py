@@ -27,6 +27,7 @@ from mimir_limit_optimizer.engine.safety import SafetyResult, apply_safety
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
+from mimir_limit_optimizer.observability.progress import ProgressLog
 from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
 from mimir_limit_optimizer.targets.base import Content, TargetError
@@ -203,7 +204,8 @@ class Reconciler:
         try:
             with self.metrics.phase("collect"), self.metrics.source_query(config.source.kind):
                 source = self.source_factory(config, now)  # may read token files: source error
-                observation = source.collect(specs, start=start, end=now)
+                progress = ProgressLog(self.log, f"collecting from {source.describe()}")
+                observation = source.collect(specs, start=start, end=now, progress=progress)
         except SourceError as exc:
             self.health.set_source_reachable(False, str(exc))
             self.metrics.errors_total.labels(component="source", reason="collect_failed").inc()
