@@ -30,6 +30,15 @@ _BLOCK_SECONDS = 3600.0  # baseline resolution: hourly means
 _BATCH_POINTS = 1 << 22
 
 
+def _as_slice(mask: BoolArray) -> BoolArray | slice:
+    """A mask that selects one run of columns as a slice: copying a column range is several
+    times faster than boolean column indexing (the last day is such a run)."""
+    (where,) = np.nonzero(mask)
+    if len(where) and where[-1] - where[0] + 1 == len(where):
+        return slice(int(where[0]), int(where[-1]) + 1)
+    return mask
+
+
 @dataclass(frozen=True)
 class Cleaned:
     """Demand with spike points replaced by the baseline, kept as a patch: `base` everywhere
@@ -42,6 +51,8 @@ class Cleaned:
 
     def columns(self, cols: BoolArray | slice) -> Float32Array:
         """Cleaned demand at these time columns (a new array)."""
+        if not isinstance(cols, slice):
+            cols = _as_slice(cols)
         out = np.array(self.base[:, cols], dtype=np.float32)
         if len(self.rows):
             out[self.rows] = self.values[:, cols]
