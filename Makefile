@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint system-deps bench clean
+.PHONY: run test lint system-deps bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
@@ -20,15 +20,19 @@ run: $(STAMP)
 	$(BIN)/mlo plan
 	$(BIN)/mlo run
 
+## lint also runs hadolint on the Dockerfile and checks that the chart's Grafana dashboard is
+## what deploy/grafana/dashboard.py builds.
 ## test: lint, types, layer contract, then the whole test suite (real Prometheus included).
 test: system-deps $(STAMP) lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python deploy/grafana/dashboard.py --check
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
@@ -36,6 +40,11 @@ system-deps:
 bench: $(STAMP)
 	$(BIN)/python bench/engine_scale.py
 	$(BIN)/python bench/collect_scale.py --tenants 1000 --days 7 --step 3600
+
+## soak: the reliability suite with 1,000 random SIGKILLs (CI runs 90 of them, plus the
+## deterministic kills at each step); MLO_KILL_ITERATIONS=N to choose. Loopback only.
+soak: system-deps $(STAMP)
+	MLO_KILL_ITERATIONS=$${MLO_KILL_ITERATIONS:-1000} $(BIN)/pytest -q tests/reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,11 +2,13 @@
 engine (default config) and the baselines, in the same run, with `mlo backtest`'s code.
 
 Prints the per-scenario and total tables, the Pareto verdicts and the wall time; optionally
-writes the JSON document and the PNG plot.
+writes the JSON document and the PNG plot. With --sweep: the trade-off curves instead (each
+strategy's headroom knob swept; `mlo backtest --sweep`), compared at equal median headroom.
 
     .venv/bin/python bench/quality.py                                  # the suite
     .venv/bin/python bench/quality.py --json q.json --plot q.png --check
     .venv/bin/python bench/quality.py --smoke                          # seconds-long (CI)
+    .venv/bin/python bench/quality.py --sweep --plot curves.png --check  # the curves
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mimir_limit_optimizer.backtest.case import Case
 from mimir_limit_optimizer.backtest.generate import build_case
-from mimir_limit_optimizer.backtest.plot import plot_png
+from mimir_limit_optimizer.backtest.plot import plot_png, plot_sweep_png
 from mimir_limit_optimizer.backtest.scenario import load_scenarios
 from mimir_limit_optimizer.backtest.strategies import default_strategies
 from mimir_limit_optimizer.backtest.suite import run_suite, suite_document
-from mimir_limit_optimizer.catalogue import load_catalogue
-from mimir_limit_optimizer.cli.backtest_cmd import render_tables
+from mimir_limit_optimizer.backtest.sweep import run_sweep, sweep_document, sweep_settings
+from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
+from mimir_limit_optimizer.cli.backtest_output import render_sweep, render_tables
 from mimir_limit_optimizer.config.models import Config
 
 SUITE = Path(__file__).resolve().parent / "scenarios"
@@ -43,8 +47,9 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, help="write the PNG plot here")
     parser.add_argument("--smoke", action="store_true", help="1-day evaluations, 3h cycles")
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 unless ours dominates seed and krr"
+        "--check", action="store_true", help="exit 1 unless ours dominates p95x1.2 and krr"
     )
+    parser.add_argument("--sweep", action="store_true", help="trade-off curves (knobs swept)")
     args = parser.parse_args()
 
     catalogue = load_catalogue()
@@ -56,6 +61,8 @@ def main() -> int:
         ]
     t0 = time.perf_counter()
     cases = [build_case(s, catalogue) for s in scenarios]
+    if args.sweep:
+        return _sweep(args, cases, catalogue, t0)
     result = run_suite(cases, default_strategies(Config(), catalogue))
     seconds = time.perf_counter() - t0
 
@@ -72,6 +79,23 @@ def main() -> int:
         args.plot.write_bytes(plot_png(result))
     if args.check and not all(result.dominance().values()):
         print("ours does not Pareto-dominate every baseline", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sweep(args: argparse.Namespace, cases: list[Case], catalogue: Catalogue, t0: float) -> int:
+    result = run_sweep(cases, sweep_settings(Config(), catalogue))
+    seconds = time.perf_counter() - t0
+    render_sweep(result, Console(width=160, soft_wrap=True))
+    runs = sum(len(c.values) for c in result.curves)
+    print(f"{len(cases)} scenarios x {runs} strategy settings: {seconds:.1f}s")
+    if args.json:
+        args.json.write_text(json.dumps(sweep_document(result), indent=2) + "\n")
+    if args.plot:
+        args.plot.write_bytes(plot_sweep_png(result))
+    failed = [c.baseline for c in result.comparisons if not c.dominates or c.churn_ratio > 1.0]
+    if args.check and failed:
+        print(f"ours does not dominate along the curves: {failed}", file=sys.stderr)
         return 1
     return 0
 

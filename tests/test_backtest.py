@@ -1,11 +1,11 @@
 """The quality backtest: each metric against a hand-computed example, the replay feeding every
 strategy what Mimir would show (accepted = min(demand, limit), the rest discarded), scenario
 files that are deterministic and report mistakes with file and line, the repository's suite on
-which our default config Pareto-dominates the seed's formula and the KRR-like strategy, the
-JSON document and PNG plot of `mlo backtest` on a scenario file written here, and a backtest
-on recorded history from a real Prometheus loaded with the synthetic cluster. Then the engine
-rules the backtest motivated (standing buffer, last-day level, reaction to throttling), each
-against the value it must produce."""
+which our default config Pareto-dominates p95 x 1.2 over 48 h (the Go optimizer's formula)
+and the KRR-like strategy, the JSON document and PNG plot of `mlo backtest` on a scenario
+file written here, and a backtest on recorded history from a real Prometheus loaded with the
+synthetic cluster. Then the engine rules the backtest motivated (standing buffer, last-day
+level, reaction to throttling), each against the value it must produce."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ from mimir_limit_optimizer.backtest.score import (
     throttled_minutes,
 )
 from mimir_limit_optimizer.backtest.strategies import (
+    GO_FORMULA,
     KEEP_CURRENT,
     KRR,
     MIMIR_DEFAULTS,
-    SEED,
     default_strategies,
 )
 from mimir_limit_optimizer.backtest.suite import run_suite, suite_document
@@ -176,9 +176,9 @@ def test_baselines_follow_their_formulas() -> None:
         current={RATE.name: np.array([5.0]), SERIES.name: np.array([5.0])},
     )
     now = float(ts[-1])
-    seed = SEED.recommend(obs, now=now, limits=[RATE, SERIES])
+    formula = GO_FORMULA.recommend(obs, now=now, limits=[RATE, SERIES])
     krr = KRR.recommend(obs, now=now, limits=[RATE, SERIES])
-    assert seed[RATE.name].tolist() == seed[SERIES.name].tolist() == [240000.0]  # p95 x 1.2
+    assert formula[RATE.name].tolist() == formula[SERIES.name].tolist() == [240000.0]  # p95 x 1.2
     assert krr[RATE.name].tolist() == [230000.0]  # p95 x 1.15
     assert krr[SERIES.name].tolist() == [460000.0]  # max x 1.15
     assert MIMIR_DEFAULTS.recommend(obs, now=now, limits=[RATE])[RATE.name].tolist() == [10000.0]
@@ -191,7 +191,7 @@ def test_baselines_follow_their_formulas() -> None:
         usage={SERIES.name: np.full((1, 2016), 1234.0)},
         current={SERIES.name: np.array([5.0])},
     )
-    assert SEED.recommend(tiny, now=now, limits=[SERIES])[SERIES.name].tolist() == [
+    assert GO_FORMULA.recommend(tiny, now=now, limits=[SERIES])[SERIES.name].tolist() == [
         SERIES.min_value
     ]
 
@@ -294,20 +294,20 @@ def test_the_suite_covers_the_issue_scenarios(suite_result) -> None:
     }  # fmt: skip
 
 
-def test_ours_pareto_dominates_the_seed_formula_and_krr_on_the_suite(suite_result) -> None:
+def test_ours_pareto_dominates_the_go_formula_and_krr_on_the_suite(suite_result) -> None:
     ours = suite_result.total_of("ours")
-    for other in ("seed", "krr"):
+    for other in ("p95x1.2", "krr"):
         baseline = suite_result.total_of(other)
         assert ours.throttled_minutes < baseline.throttled_minutes, other
         assert ours.headroom_median is not None and baseline.headroom_median is not None
         assert ours.headroom_median <= baseline.headroom_median, other
-    assert suite_result.dominance() == {"seed": True, "krr": True}
+    assert suite_result.dominance() == {"p95x1.2": True, "krr": True}
 
 
 def test_suite_json_has_one_object_per_strategy_and_scenario(suite_result) -> None:
     document = json.loads(json.dumps(suite_document(suite_result)))
     strategies = [s["name"] for s in document["strategies"]]
-    assert strategies == ["ours", "seed", "krr", "mimir-defaults", "keep-current"]
+    assert strategies == ["ours", "p95x1.2", "krr", "mimir-defaults", "keep-current"]
     pairs = {(r["strategy"], r["scenario"]) for r in document["results"]}
     assert len(pairs) == len(document["results"]) == len(strategies) * len(document["scenarios"])
     fields = {
@@ -318,7 +318,7 @@ def test_suite_json_has_one_object_per_strategy_and_scenario(suite_result) -> No
     assert [t["strategy"] for t in document["totals"]] == strategies
     keep = next(t for t in document["totals"] if t["strategy"] == "keep-current")
     assert keep["churn"] == 0
-    assert document["ours_dominates"] == {"seed": True, "krr": True}
+    assert document["ours_dominates"] == {"p95x1.2": True, "krr": True}
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_cli_runs_a_scenario_file_not_in_the_repository(tmp_path: Path) -> None:
     assert again.stdout == done.stdout  # deterministic
     table = RUNNER.invoke(app, ["backtest", "--scenarios", str(file)])
     assert table.exit_code == 0 and "Backtest per scenario" in table.stdout
-    assert "ours Pareto-dominates seed" in table.stdout
+    assert "ours Pareto-dominates p95x1.2" in table.stdout
 
 
 def test_cli_scenario_errors_exit_2_with_the_line(tmp_path: Path) -> None:
@@ -389,7 +389,7 @@ def test_backtest_on_recorded_history_from_a_real_prometheus(tmp_path: Path) -> 
         assert scenario["name"] == "prometheus" and scenario["tenants"] == 10
         assert scenario["cycles"] == 12
         assert {r["strategy"] for r in document["results"]} == {
-            "ours", "seed", "krr", "mimir-defaults", "keep-current",
+            "ours", "p95x1.2", "krr", "mimir-defaults", "keep-current",
         }  # fmt: skip
         keep = next(r for r in document["results"] if r["strategy"] == "keep-current")
         assert keep["throttled_minutes"] > 0  # the throttled tenant stays throttled

@@ -33,9 +33,9 @@ def test_quality_smoke_prints_the_tables_and_writes_json(tmp_path: Path) -> None
     document = tmp_path / "quality.json"
     out = bench("quality.py", "--smoke", "--json", str(document))
     assert "Backtest per scenario" in out and "Totals over 11 scenario(s)" in out
-    for strategy in ("ours", "seed", "krr", "mimir-defaults", "keep-current"):
+    for strategy in ("ours", "p95x1.2", "krr", "mimir-defaults", "keep-current"):
         assert re.search(rf"│ +│ {re.escape(strategy)} +│ +{NUMBER} │", out), strategy
-    assert "ours Pareto-dominates seed" in out and "ours Pareto-dominates krr" in out
+    assert "ours Pareto-dominates p95x1.2" in out and "ours Pareto-dominates krr" in out
     assert re.search(rf"11 scenarios, {NUMBER} tenants, {NUMBER} cycles per strategy, 5 ", out)
     data = json.loads(document.read_text())
     assert len(data["results"]) == 55 and len(data["totals"]) == 5

@@ -173,8 +173,13 @@ def test_lowering_is_slow_and_raising_is_fast() -> None:
         current={"ingestion_rate": [10000.0, 10000.0]},
     )
     result = run(obs).results["ingestion_rate"]
-    assert result.recommended[0] == 9000.0  # -10% per cycle
+    # A safe lowering (the target covers every hourly level of the last days) steps by
+    # trendAnalysis.adaptive.safeLoweringPercent (75%), others by maxDecreasePercent (10%).
+    assert result.recommended[0] == 2500.0
+    assert any("safe lowering" in r for r in result.reasons(0))
     assert result.recommended[1] == 20000.0  # +100% per cycle
+    off = config(trendAnalysis={"adaptive": {"safeLoweringPercent": 0}})
+    assert run(obs, off).results["ingestion_rate"].recommended[0] == 9000.0  # -10% per cycle
 
 
 def test_tier_buffer_cap_and_mapping() -> None:

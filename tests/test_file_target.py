@@ -273,12 +273,21 @@ CONTENT_A = OLD + "".join(f"# padding line {i:06d} for the kill test\n" for i in
 CONTENT_B = NEW + "".join(f"# other padding {i:06d}\n" for i in range(7000))
 
 
-def _write_forever(path: str) -> None:
+def _write_forever(path: str, completed: multiprocessing.sharedctypes.Synchronized[int]) -> None:
     target = FileTarget(path, lock_timeout=5)
     for round_ in range(100_000):  # bounded; the parent kills it long before
         current = target.read()
         target.write(CONTENT_B if round_ % 2 else CONTENT_A, expected_version=current.version)
+        completed.value += 1
     os._exit(0)
+
+
+def _wait_for(completed: multiprocessing.sharedctypes.Synchronized[int], count: int) -> None:
+    """Until the child has finished `count` writes (bounded: 10 s), so a loaded machine cannot
+    make every kill land before the first write and the test prove nothing."""
+    deadline = time.monotonic() + 10
+    while completed.value < count and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def test_sigkill_during_writes_leaves_one_complete_content(tmp_path: Path) -> None:
@@ -288,9 +297,13 @@ def test_sigkill_during_writes_leaves_one_complete_content(tmp_path: Path) -> No
     rng = random.Random(20240611)
     seen: set[bytes] = set()
     orphans = 0
-    for _ in range(KILL_ROUNDS):
-        child = FORK.Process(target=_write_forever, args=(str(path),))
+    for round_ in range(KILL_ROUNDS):
+        completed = FORK.Value("i", 0)
+        child = FORK.Process(target=_write_forever, args=(str(path), completed))
         child.start()
+        if round_ % 3 == 0:
+            # Kill mid-write after at least one (odd number: B) or two (A) complete writes.
+            _wait_for(completed, 1 + round_ % 2)
         time.sleep(rng.uniform(0.003, 0.05))
         assert child.pid is not None
         os.kill(child.pid, signal.SIGKILL)

@@ -621,10 +621,12 @@ def test_credentials_echoed_by_a_server_are_scrubbed_from_messages(
         return httpx.Response(500, text=f"proxy error, you sent {dict(call.headers)}")
 
     fake = FakePrometheus(range_answer=echo)
-    obs = make_source(fake, retries=0, **settings).collect(
-        [spec("a", USAGE_A)], start=T0, end=T0 + 600
-    )
-    reason = obs.unavailable["a"]
+    # Every range query failed: a failed collection, whose message is scrubbed too.
+    with pytest.raises(SourceError) as failed:
+        make_source(fake, retries=0, **settings).collect(
+            [spec("a", USAGE_A)], start=T0, end=T0 + 600
+        )
+    reason = str(failed.value)
     assert "<redacted>" in reason
     assert secret not in reason
 
@@ -634,10 +636,11 @@ def test_a_secret_at_the_cut_of_a_quoted_body_is_not_half_leaked() -> None:
     padding = "x" * 295  # the message quotes 300 characters of the body
 
     fake = FakePrometheus(range_answer=lambda call: httpx.Response(502, text=padding + secret))
-    obs = make_source(fake, retries=0, bearer_token=secret).collect(
-        [spec("a", USAGE_A)], start=T0, end=T0 + 600
-    )
-    assert secret[:5] not in obs.unavailable["a"]
+    with pytest.raises(SourceError) as failed:
+        make_source(fake, retries=0, bearer_token=secret).collect(
+            [spec("a", USAGE_A)], start=T0, end=T0 + 600
+        )
+    assert secret[:5] not in str(failed.value)
 
 
 @pytest.mark.parametrize(
@@ -672,16 +675,17 @@ def test_nan_and_inf_samples_and_missing_points_become_nan() -> None:
 def test_more_than_one_series_per_tenant_is_a_template_bug_reported_per_limit() -> None:
     def answer(call: Call) -> httpx.Response:
         start = float(call.form["start"])
+        pods = ("ingester-0", "ingester-1") if "pod" in call.form["query"] else ("",)
         return httpx.Response(
             200,
-            json=matrix(
-                [({"user": "t", "pod": p}, [(start, "1")]) for p in ("ingester-0", "ingester-1")]
-            ),
+            json=matrix([({"user": "t", "pod": p}, [(start, "1")]) for p in pods]),
         )
 
     fake = FakePrometheus(range_answer=answer)
-    obs = make_source(fake).collect([spec("a", "sum by (user, pod) (x)")], start=T0, end=T0 + 600)
+    specs = [spec("a", "sum by (user, pod) (x)"), spec("b", "sum by (user) (y)")]
+    obs = make_source(fake).collect(specs, start=T0, end=T0 + 600)
     assert "more than one series for tenant 't'" in obs.unavailable["a"]
+    assert "b" not in obs.unavailable
 
 
 def test_invalid_tenant_ids_are_dropped_and_reported() -> None:
@@ -727,11 +731,13 @@ def test_current_limits_come_from_overrides_then_defaults() -> None:
     assert times == {"1700000100"}  # at `end`
 
 
-def test_failed_current_limit_queries_leave_nan_without_losing_usage() -> None:
+def test_failed_current_limit_queries_make_the_collection_partial() -> None:
+    """Without the limits in force a plan would start from the catalogue defaults: every
+    limit is unavailable (no apply), and the usage is still there to show."""
     fake = FakePrometheus(script={"cortex_limits_": [error_body(400, "bad_data", "x")] * 2})
     obs = make_source(fake).collect([spec("a", USAGE_A)], start=T0, end=T0 + 600)
     assert np.isnan(obs.current["a"]).all()
-    assert obs.unavailable == {}
+    assert obs.unavailable["a"].startswith("current limits unknown: ")
     assert obs.usage["a"].shape == (3, 3)
 
 

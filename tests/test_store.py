@@ -92,7 +92,7 @@ def test_open_creates_the_schema_once_and_reopening_is_a_no_op(store_url: str) -
             rows = conn.execute(text("SELECT version FROM schema_version")).all()
     finally:
         engine.dispose()
-    assert [row[0] for row in rows] == [1]
+    assert [row[0] for row in rows] == list(range(1, len(MIGRATIONS) + 1))
 
 
 def test_a_pending_step_is_applied_once_in_order(store_url: str) -> None:
@@ -102,13 +102,14 @@ def test_a_pending_step_is_applied_once_in_order(store_url: str) -> None:
         calls.append(2)
         conn.execute(text("CREATE TABLE example_step_two (note TEXT)"))
 
-    steps = (*MIGRATIONS, Migration(2, "example step", add_note_table))
+    known = len(MIGRATIONS)
+    steps = (*MIGRATIONS, Migration(known + 1, "example step", add_note_table))
     with Store.open(store_url) as v1:
-        assert v1.schema_version() == 1
+        assert v1.schema_version() == known
     with Store.open(store_url, migrations=steps) as v2:
-        assert v2.schema_version() == 2
+        assert v2.schema_version() == known + 1
     with Store.open(store_url, migrations=steps) as again:
-        assert again.schema_version() == 2
+        assert again.schema_version() == known + 1
     assert calls == [2]
 
 
@@ -118,9 +119,11 @@ def test_a_failing_step_leaves_the_previous_version(store_url: str) -> None:
         conn.execute(text("SELECT * FROM no_such_table"))
 
     with pytest.raises(StoreError, match="migrating the schema"):
-        Store.open(store_url, migrations=(*MIGRATIONS, Migration(2, "broken", broken)))
-    with Store.open(store_url) as reopened:  # step 1 rolled back too: applied again, cleanly
-        assert reopened.schema_version() == 1
+        Store.open(
+            store_url, migrations=(*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "broken", broken))
+        )
+    with Store.open(store_url) as reopened:  # earlier steps rolled back too: applied again
+        assert reopened.schema_version() == len(MIGRATIONS)
 
 
 def test_a_newer_schema_is_refused(store_url: str) -> None:
@@ -129,12 +132,13 @@ def test_a_newer_schema_is_refused(store_url: str) -> None:
         store_url,
         "INSERT INTO schema_version (version, description, applied_at) VALUES (7, 'x', 0)",
     )
-    with pytest.raises(StoreError, match=r"schema version 7, newer .* knows \(version 1\)"):
+    known = len(MIGRATIONS)
+    with pytest.raises(StoreError, match=rf"schema version 7, newer .* knows \(version {known}\)"):
         Store.open(store_url)
 
 
 def test_migration_versions_must_be_consecutive(tmp_path: Path) -> None:
-    gap = (*MIGRATIONS, Migration(3, "gap", lambda conn, tables: None))
+    gap = (*MIGRATIONS, Migration(len(MIGRATIONS) + 2, "gap", lambda conn, tables: None))
     with pytest.raises(ValueError, match="1, 2, 3"):
         Store.open(f"sqlite:///{tmp_path / 'mlo.db'}", migrations=gap)
 

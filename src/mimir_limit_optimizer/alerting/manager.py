@@ -156,6 +156,8 @@ class AlertingManager:
             self._router = Router(settings, list(new))
             self._settings = settings
             self._stage.settings = settings.delivery
+            self.metrics.queue_capacity.labels("main").set(settings.delivery.main_queue_size)
+            self.metrics.queue_capacity.labels("retry").set(settings.delivery.retry_queue_size)
             for dropped in self._main.resize(settings.delivery.main_queue_size):
                 self.metrics.channel_errors_total.labels("queue", QUEUE_FULL).inc()
                 self.metrics.delivery_total.labels("queue", dropped.type, "dropped").inc()

@@ -68,6 +68,13 @@ class AlertingMetrics:
             ["channel"],
             registry=registry,
         )
+        self.queue_capacity = Gauge(
+            f"{PREFIX}_alert_queue_capacity",
+            "Capacity of the alert queues (channel=main, channel=retry) from the settings, so "
+            "that a queue's fill ratio is alert_queue_size / alert_queue_capacity.",
+            ["channel"],
+            registry=registry,
+        )
         self.configuration_errors_total = Counter(
             f"{PREFIX}_alert_configuration_errors_total",
             "Channel configurations found unusable (at start or reload), by error type.",

@@ -140,7 +140,10 @@ def demand_series(
         left = (next_month - days).astype(np.int64)  # 1 on the last day of the month
         shape *= np.where(left <= demand.month_end.days, demand.month_end.factor, 1.0)
     if demand.dormant is not None:
-        shape *= np.where(elapsed > demand.dormant.at, demand.dormant.level, 1.0)
+        quiet = elapsed > demand.dormant.at
+        if demand.dormant.until is not None:
+            quiet &= elapsed <= demand.dormant.until
+        shape *= np.where(quiet, demand.dormant.level, 1.0)
     if demand.start:
         shape[elapsed <= demand.start] = np.nan
     return shape

@@ -20,7 +20,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
@@ -77,10 +84,19 @@ class Bursts(_Model):
 
 
 class Dormant(_Model):
-    """From `at` after the history starts, demand drops to `level` x what it would be."""
+    """From `at` after the history starts, demand drops to `level` x what it would be; with
+    `until`, it comes back to its full level that long after the history starts (a team back
+    from a shutdown, load moved back to this tenant)."""
 
     at: Duration = Field(ge=0)
     level: float = Field(0.01, ge=0, le=1)
+    until: Duration | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Dormant:
+        if self.until is not None and self.until <= self.at:
+            raise ValueError("`until` must be later than `at` (both from the history start)")
+        return self
 
 
 class Demand(_Model):

@@ -8,7 +8,7 @@ usage, as the tools they stand for do.
 - `ours`: `engine.recommend.recommend` with the given config (the default one unless the
   user passes a file): demand correction, spike exclusion, percentile, buffer, deadband,
   step limits, rounding.
-- `seed`: the seed project's formula, p95 of usage over 48 h x 1.2.
+- `p95x1.2`: p95 of usage over 48 h x 1.2 (the original Go optimizer's formula).
 - `krr`: KRR's simple strategy transposed: p95 x 1.15 for rate limits, max x 1.15 for count
   limits (series), over KRR's default 14 days, with at least KRR's 100 points.
 - `mimir-defaults`: Mimir's static defaults from the catalogue, for every tenant.
@@ -169,9 +169,9 @@ def operator_hygiene(value: FloatArray, spec: LimitSpec) -> FloatArray:
     return clipped
 
 
-SEED = WindowStatistic(
-    name="seed",
-    description="seed formula: p95 over 48h x 1.2",
+GO_FORMULA = WindowStatistic(
+    name="p95x1.2",
+    description="p95 × 1.2 over 48 h (the original Go optimizer's formula)",
     window=48 * HOUR,
     percentile_rate=95.0,
     percentile_count=95.0,
@@ -194,7 +194,7 @@ KEEP_CURRENT = Fixed("keep-current", "keep the limits in force", use_defaults=Fa
 
 def default_strategies(config: Config, catalogue: Catalogue) -> list[Strategy]:
     """Ours first, then the baselines, in the order reports show them."""
-    return [Ours(config, catalogue), SEED, KRR, MIMIR_DEFAULTS, KEEP_CURRENT]
+    return [Ours(config, catalogue), GO_FORMULA, KRR, MIMIR_DEFAULTS, KEEP_CURRENT]
 
 
 def by_name(strategies: Sequence[Strategy]) -> Mapping[str, Strategy]:
@@ -202,10 +202,10 @@ def by_name(strategies: Sequence[Strategy]) -> Mapping[str, Strategy]:
 
 
 __all__ = [
+    "GO_FORMULA",
     "KEEP_CURRENT",
     "KRR",
     "MIMIR_DEFAULTS",
-    "SEED",
     "Fixed",
     "Ours",
     "Strategy",

@@ -3,6 +3,8 @@ and the baselines, and score throttling, headroom and churn (docs/benchmarks.md)
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import io
 import math
 import os
@@ -15,20 +17,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
 from mimir_limit_optimizer.backtest.case import Case
 from mimir_limit_optimizer.backtest.generate import build_case
-from mimir_limit_optimizer.backtest.plot import plot_png
+from mimir_limit_optimizer.backtest.plot import plot_png, plot_sweep_png
 from mimir_limit_optimizer.backtest.recorded import case_from_observations
 from mimir_limit_optimizer.backtest.scenario import load_scenarios
-from mimir_limit_optimizer.backtest.score import Score
 from mimir_limit_optimizer.backtest.strategies import default_strategies
-from mimir_limit_optimizer.backtest.suite import SuiteResult, run_suite, suite_document
+from mimir_limit_optimizer.backtest.suite import run_suite, suite_document
+from mimir_limit_optimizer.backtest.sweep import run_sweep, sweep_document, sweep_settings
 from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
-from mimir_limit_optimizer.catalogue.units import DurationError, format_number, parse_duration
+from mimir_limit_optimizer.catalogue.units import DurationError, parse_duration
 from mimir_limit_optimizer.cli import output
 from mimir_limit_optimizer.cli.app import app
+from mimir_limit_optimizer.cli.backtest_output import render_sweep, render_tables
 from mimir_limit_optimizer.cli.common import (
     CommonOptions,
     ConfigOpt,
@@ -102,9 +104,13 @@ def backtest(
         typer.Option("--end", help="Prometheus: end of the evaluation (unix seconds; now)."),
     ] = None,
     limits: Annotated[
-        str,
-        typer.Option("--limits", help="Prometheus: comma-separated usage-driven limits."),
-    ] = ",".join(DEFAULT_LIMITS),
+        str | None,
+        typer.Option(
+            "--limits",
+            help="Comma-separated usage-driven limits to backtest (Prometheus default: "
+            f"{','.join(DEFAULT_LIMITS)}; scenario files: every limit they describe).",
+        ),
+    ] = None,
     fmt: Annotated[
         BacktestFormat, typer.Option("--format", "-f", help="table or json.")
     ] = BacktestFormat.TABLE,
@@ -112,8 +118,18 @@ def backtest(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG of throttling vs headroom.")
     ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Trade-off curves: replay each strategy with its headroom knob swept (ours: "
+            "buffer 0-60%; p95 × 1.2 formula: multiplier 1.0-1.6; KRR-like: 1.0-1.5) and "
+            "compare throttling and churn at equal median headroom.",
+        ),
+    ] = False,
 ) -> None:
-    """Backtest our recommendations against the seed's formula, a KRR-like strategy, Mimir's
+    """Backtest our recommendations against p95 × 1.2 over 48 h (the original Go
+    optimizer's formula), a KRR-like strategy, Mimir's
     defaults and "keep current": throttled minutes, dropped samples, rejected series,
     headroom and churn per scenario and in total."""
     loaded, catalogue = load(
@@ -121,6 +137,7 @@ def backtest(
     )
     cfg = loaded.config
     err = Console(stderr=True, soft_wrap=True)
+    chosen = None if limits is None else limit_names(limits, catalogue)
     if source is SourceOption.PROMETHEUS or prometheus_url is not None:
         cases = [
             _recorded_case(
@@ -130,16 +147,20 @@ def backtest(
                 evaluation=_duration(evaluation, "--evaluation"),
                 cycle=_duration(cycle, "--cycle"),
                 end=end,
-                limits=[n.strip() for n in limits.split(",") if n.strip()],
+                limits=list(chosen or DEFAULT_LIMITS),
             )
         ]
     else:
         cases = _scenario_cases(scenarios, catalogue)
+        if chosen is not None:
+            cases = only_limits(cases, chosen)
     for case in cases:
         for note in case.notes:
             err.print(f"[yellow]{case.name}:[/] {note}", highlight=False)
 
     strategies = default_strategies(cfg, catalogue)
+    settings = sweep_settings(cfg, catalogue) if sweep else []
+    runs = len(cases) * (len(settings) if sweep else len(strategies))
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -147,27 +168,80 @@ def backtest(
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task("backtest", total=len(cases) * len(strategies))
+        task = progress.add_task("backtest", total=runs)
 
         def report(done: int, total: int, label: str) -> None:
             progress.update(task, completed=done, total=total, description=label[:60])
 
-        result = run_suite(cases, strategies, progress=report)
+        if sweep:
+            swept = run_sweep(cases, settings, progress=report)
+        else:
+            result = run_suite(cases, strategies, progress=report)
 
     if fmt is BacktestFormat.JSON:
-        emit(output.to_json(suite_document(result)), output_file)
-    elif output_file is None:
-        render_tables(result, wide_console())
+        document = sweep_document(swept) if sweep else suite_document(result)
+        emit(output.to_json(document), output_file)
     else:
-        recorder = Console(record=True, width=200, file=io.StringIO())
-        render_tables(result, recorder)
-        emit(recorder.export_text(), output_file)
+        console = (
+            wide_console()
+            if output_file is None
+            else Console(record=True, width=200, file=io.StringIO())
+        )
+        if sweep:
+            render_sweep(swept, console)
+        else:
+            render_tables(result, console)
+        if output_file is not None:
+            emit(console.export_text(), output_file)
     if plot is not None:
         try:
-            plot.write_bytes(plot_png(result))
+            plot.write_bytes(plot_sweep_png(swept) if sweep else plot_png(result))
         except OSError as exc:
             fail(f"cannot write the plot {plot}: {exc.strerror}")
         err.print(f"plot written to {plot}", highlight=False)
+
+
+def limit_names(text: str, catalogue: Catalogue) -> list[str]:
+    """`--limits a,b`: usage-driven limits of the catalogue, else a clear error."""
+    usage_driven = [n for n, s in catalogue.limits.items() if s.signal is SignalKind.USAGE]
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        fail(f"--limits: no limit given; use one or more of: {', '.join(usage_driven)}")
+    for name in names:
+        if name in usage_driven:
+            continue
+        if name in catalogue.limits:
+            kind = catalogue.limits[name].signal.value
+            fail(
+                f"--limits: {name} is a {kind} limit; a backtest replays usage against "
+                f"usage-driven limits only: {', '.join(usage_driven)}"
+            )
+        close = difflib.get_close_matches(name, list(catalogue.limits), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        fail(
+            f"--limits: unknown limit {name!r}{hint}; usage-driven limits are: "
+            f"{', '.join(usage_driven)}"
+        )
+    return names
+
+
+def only_limits(cases: Sequence[Case], names: Sequence[str]) -> list[Case]:
+    """The cases restricted to `names`; a case that describes none of them is left out."""
+    kept: list[Case] = []
+    for case in cases:
+        specs = tuple(s for s in case.limits if s.name in names)
+        if specs:
+            kept.append(
+                dataclasses.replace(
+                    case,
+                    limits=specs,
+                    demand={s.name: case.demand[s.name] for s in specs},
+                    current={s.name: case.current[s.name] for s in specs},
+                )
+            )
+    if not kept:
+        fail(f"--limits: no scenario describes {', '.join(names)}; drop --limits or add them")
+    return kept
 
 
 def _scenario_cases(paths: Sequence[Path] | None, catalogue: Catalogue) -> list[Case]:
@@ -200,10 +274,6 @@ def _recorded_case(
 ) -> Case:
     """Collect the history window and the evaluation window that followed it, separately,
     with the same PrometheusSource the optimizer uses (see backtest/recorded.py)."""
-    usage_driven = [n for n, s in catalogue.limits.items() if s.signal is SignalKind.USAGE]
-    unknown = [n for n in limits if n not in usage_driven]
-    if unknown or not limits:
-        fail(f"--limits: {unknown or 'none given'}: use usage-driven limits ({usage_driven})")
     prom = config.source.prometheus
     step = prom.step
     last = math.floor((time.time() if end is None else end) / step) * step
@@ -229,59 +299,3 @@ def _recorded_case(
         fail(f"could not collect usage: {exc}", code=1)
     except ValueError as exc:  # RecordedDataError, or windows the grid cannot hold
         fail(f"cannot backtest on this data: {exc}", code=1)
-
-
-def _number(value: float) -> str:
-    return "0" if value == 0 else format_number(value)
-
-
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _row(table: Table, first: str, score: Score) -> None:
-    table.add_row(
-        first,
-        score.strategy,
-        f"{score.throttled_minutes:,.0f}",
-        _number(score.dropped_samples),
-        _number(score.rejected_series),
-        _ratio(score.headroom_median),
-        _ratio(score.headroom_p90),
-        str(score.churn),
-    )
-
-
-def _table(title: str, first: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(first)
-    table.add_column("strategy")
-    for name in ("throttled min", "dropped samples", "rejected series"):
-        table.add_column(name, justify="right")
-    table.add_column("headroom p50", justify="right")
-    table.add_column("headroom p90", justify="right")
-    table.add_column("churn", justify="right")
-    return table
-
-
-def render_tables(result: SuiteResult, console: Console) -> None:
-    """Per scenario, then totals, then the Pareto verdicts."""
-    per_case = _table("Backtest per scenario", "scenario")
-    for info in result.cases:
-        scores = [s for s in result.scores if s.scenario == info.name]
-        for k, score in enumerate(scores):
-            _row(per_case, info.name if k == 0 else "", score)
-        per_case.add_section()
-    console.print(per_case)
-    totals = _table(f"Totals over {len(result.cases)} scenario(s)", "")
-    for score in result.totals:
-        _row(totals, "", score)
-    console.print(totals)
-    for other, ok in result.dominance().items():
-        verdict = "[green]yes[/]" if ok else "[red]no[/]"
-        console.print(
-            f"ours Pareto-dominates {other} (fewer throttled minutes at no more median "
-            f"headroom): {verdict}"
-        )
-    descriptions = "; ".join(f"{name}: {text}" for name, text in result.strategies)
-    console.print(f"[dim]{descriptions}[/]", highlight=False)

@@ -102,6 +102,8 @@ class SlackSettings(_Section):
     enabled: bool = True
     # Incoming webhook URL (https://hooks.slack.com/services/...): a secret.
     webhook_url: SecretStr | None = Field(None, alias="webhookURL")
+    # Or a file holding it (a mounted Kubernetes Secret), read when the channel is built.
+    webhook_url_file: str | None = Field(None, alias="webhookURLFile")
     # Destination channel; legacy webhooks honour it, app webhooks post to their own channel.
     channel: str | None = None
     username: str = "Mimir Limit Optimizer"
@@ -117,6 +119,8 @@ class PagerDutySettings(_Section):
     enabled: bool = True
     # Events API v2 integration (routing) key of the service: a secret.
     integration_key: SecretStr | None = None
+    # Or a file holding it (a mounted Kubernetes Secret), read when the channel is built.
+    integration_key_file: str | None = None
     url: str = "https://events.pagerduty.com/v2/enqueue"
     # `payload.source` of each event (the affected system).
     source: str = "mimir-limit-optimizer"
@@ -139,6 +143,8 @@ class EmailSettings(_Section):
     ca_file: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    # Or a file holding it (a mounted Kubernetes Secret), read when the channel is built.
+    password_file: str | None = None
     from_address: str | None = Field(None, alias="from")
     to: Globs = Field(default_factory=list)
     subject_prefix: str = "[mimir-limit-optimizer]"
@@ -151,6 +157,8 @@ class WebhookSettings(_Section):
     enabled: bool = True
     # The endpoint; held as a secret (such URLs often carry a token).
     url: SecretStr | None = None
+    # Or a file holding it (a mounted Kubernetes Secret), read when the channel is built.
+    url_file: str | None = None
     # POST, PUT or PATCH (checked when the channel is built).
     method: str = "POST"
     headers: Headers = Field(default_factory=dict)

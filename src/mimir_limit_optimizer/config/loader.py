@@ -51,6 +51,10 @@ class LoadedConfig:
     warnings: tuple[str, ...]
     # The file as given (None: no file, defaults + environment + command line).
     path: str | None
+    # Every mapping key path the file itself sets, as written (e.g. ("source", "kind")): a
+    # hot reload compares them with the running config's (config_provider.py). Empty for no
+    # file, an empty file or a file of only comments.
+    file_keys: frozenset[tuple[str, ...]] = frozenset()
 
 
 def load_config(
@@ -70,6 +74,7 @@ def load_config(
     file = None if path is None else str(path)
     raw = RawDocument({}, Origins()) if file is None else parse_yaml(_read(file), file)
     data = raw.data
+    file_keys = frozenset(key_paths(data))
     findings = Findings(raw.origins)
 
     drop_empty_sections(data)
@@ -89,7 +94,18 @@ def load_config(
     if error is not None:
         raise error
     assert config is not None  # no errors recorded means validation succeeded
-    return LoadedConfig(config=config, warnings=findings.warnings, path=file)
+    return LoadedConfig(config=config, warnings=findings.warnings, path=file, file_keys=file_keys)
+
+
+def key_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path through nested mappings (list items are not descended into)."""
+    paths: list[tuple[str, ...]] = []
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        paths.append(path)
+        if isinstance(value, Mapping):
+            paths.extend(key_paths(value, path))
+    return paths
 
 
 def _read(file: str) -> str:

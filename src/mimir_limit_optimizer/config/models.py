@@ -64,15 +64,17 @@ class PrometheusSettings(_Section):
     basic_auth: BasicAuth | None = None
     tls_verify: bool = True
     ca_file: str | None = None
-    timeout: Duration = 30.0
+    # Lower bounds on durations (here and below) keep a typo such as `1ms` from turning into
+    # a busy loop or a request that can never succeed.
+    timeout: Duration = Field(30.0, ge=0.1)
     max_concurrency: int = Field(4, ge=1, le=64)
     retries: int = Field(3, ge=0, le=10)
     # Resolution of range queries (seconds); 5m gives 2016 points for 7 days.
-    step: Duration = Field(300.0, gt=0)
+    step: Duration = Field(300.0, ge=1)
     # Long ranges are split into chunks of this length (Mimir's query limits apply per query).
-    chunk_length: Duration = Field(86400.0, gt=0)
+    chunk_length: Duration = Field(86400.0, ge=1)
     # Window of rate() in every query; must cover at least two scrapes.
-    rate_interval: Duration = Field(300.0, gt=0)
+    rate_interval: Duration = Field(300.0, ge=1)
 
 
 class SourceSettings(_Section):
@@ -102,7 +104,7 @@ class TargetSettings(_Section):
     # Empty with the synthetic source: <dataDir>/overrides.yaml.
     path: str | None = None
     # Seconds to wait for the write lock held by another writer.
-    lock_timeout: Duration = Field(10.0, gt=0)
+    lock_timeout: Duration = Field(10.0, ge=0.1)
     config_map: ConfigMapTarget = Field(default_factory=ConfigMapTarget)
 
 
@@ -115,8 +117,8 @@ class VerifySettings(_Section):
     headers: Headers = Field(default_factory=dict)
     # How long to wait for the new values to appear: Mimir reloads every 10 s, and a mounted
     # ConfigMap reaches the pods only after the kubelet's sync (about a minute or more).
-    timeout: Duration = Field(180.0, gt=0)
-    poll_interval: Duration = Field(2.0, gt=0)
+    timeout: Duration = Field(180.0, ge=0.1)
+    poll_interval: Duration = Field(2.0, ge=0.01)
     # Restore the previous revision when verification fails.
     rollback_on_failure: bool = True
 
@@ -138,7 +140,7 @@ class StoreSettings(_Section):
     # SQLAlchemy URL: sqlite:///path (default <dataDir>/mlo.db) or postgresql://...
     url: str | None = None
     audit_max_entries: int = Field(100_000, ge=1)
-    audit_max_age: Duration = Field(90 * 86400.0, gt=0)
+    audit_max_age: Duration = Field(90 * 86400.0, ge=60)
 
 
 class TenantMetricsSettings(_Section):
@@ -178,9 +180,9 @@ class LeaderElectionSettings(_Section):
     lease_name: str = "mimir-limit-optimizer"
     # Defaults to the hostname (the pod name in Kubernetes).
     identity: str | None = None
-    lease_duration: Duration = Field(15.0, gt=0)
-    renew_deadline: Duration = Field(10.0, gt=0)
-    retry_period: Duration = Field(2.0, gt=0)
+    lease_duration: Duration = Field(15.0, ge=1)
+    renew_deadline: Duration = Field(10.0, ge=0.1)
+    retry_period: Duration = Field(2.0, ge=0.05)
 
 
 class TenantScoping(_Section):
@@ -201,6 +203,34 @@ class HistogramSettings(_Section):
     full_confidence_after: Duration = Field(7 * 86400.0, gt=0)
 
 
+class AdaptiveSettings(_Section):
+    """Per-tenant rules read from the tenant's own history (docs/engine.md, "Memory, growth
+    and variability"). Each can be turned off: variabilityReference 0, quietShare 0,
+    growthHorizon 0, safeLowering false."""
+
+    # The buffer is scaled by (the tenant's short-term coefficient of variation / this),
+    # within [bufferScaleMin, bufferScaleMax]: a steady tenant carries less, a noisy one more.
+    variability_reference: float = Field(0.10, ge=0, le=10)
+    buffer_scale_min: float = Field(1.0, gt=0, le=1)
+    buffer_scale_max: float = Field(3.0, ge=1, le=20)
+    # A tenant whose day level (a day's 70th percentile) fell below this share of its highest
+    # day level in the window went quiet: it is not lowered for quietHold, then only down to
+    # quietKeep x that level (+ buffer) while that day is in the window.
+    quiet_share: float = Field(0.5, ge=0, lt=1)
+    quiet_hold: Duration = Field(2 * 86400.0, ge=0)
+    quiet_keep: float = Field(0.6, ge=0, le=1)
+    # A throttled tenant that grew day over day is raised to its level projected this far
+    # ahead (the time it is not lowered after throttling).
+    growth_horizon: Duration = Field(86400.0, ge=0)
+    # Spikes (eventSpike) that recur this often per day of history are bursts the tenant
+    # sends routinely: kept in its demand instead of excluded (0: always excluded).
+    recurring_spikes_per_day: float = Field(1.0, ge=0)
+    # A lowering of a usage-driven limit never goes below the highest hourly level of the
+    # last max(quietHold, 1 day) (it waits), and then steps down by up to this percent per
+    # cycle instead of changePolicy.maxDecreasePercent: fewer, larger steps (0: off).
+    safe_lowering_percent: float = Field(75.0, ge=0, le=100)
+
+
 class TrendAnalysis(_Section):
     analysis_window: Duration = Field(7 * 86400.0, gt=0)
     strategy: Literal["percentile", "histogram"] = "percentile"
@@ -215,6 +245,7 @@ class TrendAnalysis(_Section):
     )
     min_history: Duration = Field(86400.0, ge=0)
     histogram: HistogramSettings = Field(default_factory=HistogramSettings)
+    adaptive: AdaptiveSettings = Field(default_factory=AdaptiveSettings)
 
 
 class EventSpike(_Section):
@@ -306,7 +337,7 @@ class SyntheticSettings(_Section):
     seed: int = 42
     # History generated up to "now" (seconds) and its resolution.
     history: Duration = Field(7 * 86400.0, gt=0)
-    step: Duration = Field(300.0, gt=0)
+    step: Duration = Field(300.0, ge=1)
 
 
 # Sections the seed README documents that this version accepts but does not act on yet.
@@ -351,7 +382,8 @@ class Config(_Section):
     mode: Mode = Mode.DRY_RUN
     # Unset: each limit uses its catalogue buffer (20% for most); set: this buffer for all.
     buffer_percentage: float | None = Field(None, ge=0, le=1000)
-    update_interval: Duration = Field(300.0, gt=0)
+    # At least one second: `1ms` would be a busy loop against Prometheus and the store.
+    update_interval: Duration = Field(300.0, ge=1)
     mimir: MimirSettings = Field(default_factory=MimirSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
     target: TargetSettings = Field(default_factory=TargetSettings)

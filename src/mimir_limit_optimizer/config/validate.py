@@ -6,6 +6,7 @@ import difflib
 import re
 import types
 import typing
+import urllib.parse
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -67,6 +68,42 @@ def check_config(config: Config, findings: Findings) -> None:
     _check_patterns(config, findings)
     _check_bounds(config, findings)
     _check_credentials(config, findings)
+    _check_urls(config, findings)
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be an HTTP endpoint (scheme, host, port), or None when it can."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port  # ValueError when not a number or outside 0-65535
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"{shown}: only http:// and https:// are supported"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0 is not a port a server listens on"
+    return None
+
+
+def _check_urls(config: Config, findings: Findings) -> None:
+    """Endpoints the service calls: a bad one would fail every cycle after start-up."""
+    urls: list[tuple[KeyPath, str]] = [
+        (("source", "prometheus", "url"), config.source.prometheus.url)
+    ]
+    if config.verify.mimir_url:
+        urls.append((("verify", "mimirUrl"), config.verify.mimir_url))
+    for path, url in urls:
+        problem = url_problem(url)
+        if problem is not None:
+            findings.error(
+                path,
+                f"invalid URL: {problem}",
+                "use http://host:port or https://host:port (port 1-65535), "
+                "e.g. http://prometheus:9090",
+            )
 
 
 def _record(error: ErrorDetails, findings: Findings) -> None:

@@ -20,7 +20,8 @@ from mimir_limit_optimizer.engine.overrides import (
     validate_overrides,
 )
 from mimir_limit_optimizer.engine.plan import Plan, apply_plan
-from mimir_limit_optimizer.store import Revision, Store
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, Revision, Store, StoreError
+from mimir_limit_optimizer.store.records import Intent
 from mimir_limit_optimizer.targets.base import ConflictError, Content, Target, TargetError
 from mimir_limit_optimizer.targets.verify import MimirVerifier
 
@@ -36,10 +37,30 @@ class ApplyOutcome:
     rolled_back: bool = False
     detail: str = ""
     errors: list[str] = field(default_factory=list)
+    # The store failed before the outcome was recorded: it is kept in the intent (and in
+    # memory) and recorded by `Applier.recover` once the store is back.
+    unrecorded: bool = False
+    # Audit events stored with the write, in the same transaction as its revision.
+    events: list[AuditEvent] = field(default_factory=list)
+    intent: int | None = None
 
 
 class ApplyError(Exception):
     """The plan could not be applied; the target is unchanged."""
+
+
+# Audit events to store with a plan's write once it is confirmed (built before the write).
+EventsFor = Callable[[Plan], list[AuditEvent]]
+
+
+@dataclass(frozen=True)
+class _Unrecorded:
+    """An outcome the store could not take when it happened."""
+
+    state: str
+    note: str
+    restored: str | None
+    events: tuple[AuditEvent, ...]
 
 
 def plan_rows(plan: Plan) -> list[dict[str, object]]:
@@ -73,7 +94,16 @@ def render_plan_onto(content: Content, plan: Plan, catalogue: Catalogue, source_
     return text
 
 
+def _event(now: float, level: str, action: str, **details: object) -> AuditEvent:
+    return AuditEvent(now, level, "system", "target", action, None, dict(details))
+
+
 class Applier:
+    """Writes plans to one target. Every write is an intent recorded in the store first
+    (plan, old and new content), then the write, then its revision and audit events in one
+    transaction, then verification; `recover` completes what a crash or a store outage left
+    open (docs/reliability.md)."""
+
     def __init__(
         self,
         target: Target,
@@ -99,20 +129,35 @@ class Applier:
         self.conflict_retries = conflict_retries
         self.sleep = sleep
         self.log = logger
+        self.audit = AuditLog(store, logger=logging.getLogger("mimir_limit_optimizer.audit"))
+        # Outcomes decided while the store was failing, by intent id (see _finish).
+        self._unrecorded: dict[int, _Unrecorded] = {}
 
     @property
     def name(self) -> str:
         return self.target.describe()
 
     def apply(
-        self, replan: Callable[[Content], Plan], *, now: float, actor: str = "controller"
+        self,
+        replan: Callable[[Content], Plan],
+        *,
+        now: float,
+        actor: str = "controller",
+        events: EventsFor | None = None,
     ) -> ApplyOutcome:
         with self._lock:
-            return self._apply(replan, now=now, actor=actor)
+            return self._apply(replan, now=now, actor=actor, events=events)
 
-    def _apply(self, replan: Callable[[Content], Plan], *, now: float, actor: str) -> ApplyOutcome:
-        """Read, plan against what was read (`replan`), write with compare-and-swap; on a
-        conflict re-read and re-plan, with backoff."""
+    def _apply(
+        self,
+        replan: Callable[[Content], Plan],
+        *,
+        now: float,
+        actor: str,
+        events: EventsFor | None,
+    ) -> ApplyOutcome:
+        """Read, plan against what was read (`replan`), record the intent, write with
+        compare-and-swap; on a conflict re-read and re-plan, with backoff."""
         for attempt in range(self.conflict_retries + 1):
             content = self.target.read()
             plan = replan(content)
@@ -121,8 +166,58 @@ class Applier:
             text = render_plan_onto(content, plan, self.catalogue, self.name)
             if text == content.text:
                 return ApplyOutcome(False, detail="the target already holds these values")
-            if self.store.latest_revision(self.name) is None and content.exists:
-                # Keep what was there before the optimizer's first write: rollback can reach it.
+            if not self.is_leader():  # the lease may have been lost while planning
+                raise ApplyError(f"not the leader any more: nothing written to {self.name}")
+            intent = self._intend(
+                content=content, text=text, plan=plan, now=now, actor=actor, events=events
+            )
+            try:
+                version = self.target.write(text, expected_version=content.version)
+            except ConflictError as exc:
+                self._finish(intent, "not_done", now, f"conflicting write: {exc}")
+                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                self.log.warning(
+                    "conflict writing %s (%s); re-planning in %.1fs", self.name, exc, delay
+                )
+                self.sleep(delay)
+                continue
+            except TargetError as exc:
+                self._finish(intent, "not_done", now, f"the write failed: {exc}")
+                raise
+            del version  # the read-back below is the proof
+            outcome = self._after_write(intent, text, now=now)
+            outcome.plan = plan
+            return outcome
+        raise ApplyError(
+            f"gave up after {self.conflict_retries + 1} conflicting writes to {self.name}"
+        )
+
+    def _intend(
+        self,
+        *,
+        content: Content,
+        text: str,
+        plan: Plan,
+        now: float,
+        actor: str,
+        events: EventsFor | None,
+    ) -> Intent:
+        """The durable record that comes before the write: no record, no write."""
+        problem = self.store.file_problem()
+        if problem is not None:
+            raise ApplyError(f"{problem}: nothing written to {self.name} (no durable record)")
+        try:
+            latest = self.store.latest_revision(self.name)
+            if latest is not None and latest.content and not content.exists:
+                # Written before and now gone: a new file holding only this plan would drop
+                # every other override Mimir has (it keeps its last good config meanwhile).
+                raise ApplyError(
+                    f"{self.name} no longer exists, but revision {latest.id} was written to "
+                    f"it: refusing to create it with only this cycle's changes; restore it "
+                    f"with `mlo rollback --to {latest.id}`"
+                )
+            if latest is None and content.exists:
+                # Keep what was there before the optimizer's first write: rollback reaches it.
                 self.store.add_revision(
                     target=self.name,
                     content=content.text,
@@ -132,79 +227,220 @@ class Applier:
                     kind="baseline",
                     note="content before the first apply",
                 )
-            if not self.is_leader():  # the lease may have been lost while planning
-                raise ApplyError(f"not the leader any more: nothing written to {self.name}")
-            try:
-                version = self.target.write(text, expected_version=content.version)
-            except ConflictError as exc:
-                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-                self.log.warning(
-                    "conflict writing %s (%s); re-planning in %.1fs", self.name, exc, delay
-                )
-                self.sleep(delay)
-                continue
-            outcome = self._after_write(content, text, version, plan, now=now, actor=actor)
-            outcome.plan = plan
-            return outcome
-        raise ApplyError(
-            f"gave up after {self.conflict_retries + 1} conflicting writes to {self.name}"
-        )
+            return self.store.add_intent(
+                target=self.name,
+                actor=actor,
+                created_at=now,
+                plan=plan_rows(plan),
+                old_content=content.text,
+                new_content=text,
+                events=events(plan) if events is not None else (),
+                verify=self.verifier is not None,
+            )
+        except StoreError as exc:
+            raise ApplyError(
+                f"cannot record the intended write, so nothing was written to {self.name}: {exc}"
+            ) from exc
 
-    def _after_write(
-        self, before: Content, text: str, version: str, plan: Plan, *, now: float, actor: str
-    ) -> ApplyOutcome:
+    def _after_write(self, intent: Intent, text: str, *, now: float) -> ApplyOutcome:
         back = self.target.read()
         if back.text != text:
+            self._finish(intent, "superseded", now, "the read-back differs from what was written")
             raise ApplyError(f"read-back of {self.name} differs from what was written")
-        revision = self.store.add_revision(
-            target=self.name,
-            content=text,
-            plan=plan_rows(plan),
-            actor=actor,
-            created_at=now,
-            kind="apply",
-        )
+        try:
+            revision, events = self.store.record_write(intent.id, at=now)
+        except StoreError as exc:
+            # The write is live and its intent is stored: `recover` records and verifies it
+            # once the store is back (at the latest, at the next start).
+            return ApplyOutcome(
+                True,
+                unrecorded=True,
+                intent=intent.id,
+                detail=f"written, but the store failed before its revision was recorded "
+                f"({exc}); it is recorded and verified once the store is back",
+            )
+        for event in events:
+            self.audit.logged(event)
         if self.verifier is None:
-            return ApplyOutcome(True, revision, detail="written and read back")
+            return ApplyOutcome(
+                True, revision, detail="written and read back", events=events, intent=intent.id
+            )
+        outcome = self._verify(intent, revision, now=now)
+        outcome.events = events + outcome.events
+        return outcome
+
+    def _verify(self, intent: Intent, revision: Revision | None, *, now: float) -> ApplyOutcome:
+        """Wait for Mimir to load the intent's values; roll back when it does not."""
+        assert self.verifier is not None
         expected: dict[str, dict[str, float]] = {}
-        for change in plan.changes:
-            expected.setdefault(change.tenant, {})[change.limit] = change.new
+        for row in intent.plan:
+            expected.setdefault(str(row["tenant"]), {})[str(row["limit"])] = float(row["new"])
         result = self.verifier.verify(expected, self.catalogue)
         if result.ok:
-            return ApplyOutcome(True, revision, detail=f"Mimir loaded it: {result.detail}")
-        if not self.rollback_on_failure:
+            detail = f"Mimir loaded it: {result.detail}"
+            recorded = self._finish(intent, "done", now, detail)
             return ApplyOutcome(
-                True, revision, unverified=True, detail=f"verification failed: {result.detail}"
+                True, revision, detail=detail, unrecorded=not recorded, intent=intent.id
             )
-        if not self.is_leader():
-            return ApplyOutcome(
-                True, revision, unverified=True,
-                detail=f"verification failed, and no longer the leader to roll "
-                f"back: the new content is live ({result.detail})",
-            )  # fmt: skip
-        try:
-            self.target.write(before.text, expected_version=back.version)
-        except TargetError as exc:
-            return ApplyOutcome(
-                True, revision, unverified=True,
-                detail=f"verification failed and the rollback failed ({exc}): the new content "
-                f"is live; restore it with `mlo rollback` ({result.detail})",
-            )  # fmt: skip
-        rollback = self.store.add_revision(
-            target=self.name,
-            content=before.text,
-            plan=[],
-            actor="controller",
-            created_at=now,
-            kind="rollback",
-            note=f"verification failed: {result.detail}",
-        )
+        unverified = "verification failed"
+        if not self.rollback_on_failure:
+            detail = f"{unverified}: {result.detail}"
+        elif not self.is_leader():
+            detail = (
+                f"{unverified}, and no longer the leader to roll back: the new content is "
+                f"live ({result.detail})"
+            )
+        else:
+            try:
+                current = self.target.read()
+                if current.text != intent.new_content:
+                    raise TargetError("it changed since the write")
+                self.target.write(intent.old_content, expected_version=current.version)
+            except TargetError as exc:
+                detail = (
+                    f"{unverified} and the rollback failed ({exc}): the new content is live; "
+                    f"restore it with `mlo rollback` ({result.detail})"
+                )
+            else:
+                detail = f"{unverified}, rolled back: {result.detail}"
+                event = _event(now, "error", "rollback", detail=detail)
+                recorded = self._finish(
+                    intent, "rolled_back", now, detail, restored=intent.old_content, events=[event]
+                )
+                latest = self.store.revisions(self.name, limit=1) if recorded else []
+                return ApplyOutcome(
+                    False,
+                    latest[0] if latest else None,
+                    rolled_back=True,
+                    detail=detail,
+                    unrecorded=not recorded,
+                    intent=intent.id,
+                )
+        event = _event(now, "error", "update_unverified", detail=detail)
+        recorded = self._finish(intent, "unverified", now, detail, events=[event])
         return ApplyOutcome(
-            False,
-            rollback,
-            rolled_back=True,
-            detail=f"verification failed, rolled back: {result.detail}",
+            True,
+            revision,
+            unverified=True,
+            detail=detail,
+            unrecorded=not recorded,
+            intent=intent.id,
         )
+
+    def _finish(
+        self,
+        intent: Intent,
+        state: str,
+        now: float,
+        note: str,
+        *,
+        restored: str | None = None,
+        events: list[AuditEvent] | None = None,
+    ) -> bool:
+        """Record an intent's outcome; when the store fails, keep it for `recover` (the
+        intent itself stays open in the store, so even a crash loses nothing). True when
+        recorded now."""
+        try:
+            _, stored = self.store.finish_intent(
+                intent.id, state, at=now, note=note, restored=restored, events=events or ()
+            )
+        except StoreError as exc:
+            self.log.error(
+                "could not record the outcome (%s) of the write to %s: %s; it is recorded "
+                "once the store is back",
+                state,
+                self.name,
+                exc,
+            )
+            self._unrecorded[intent.id] = _Unrecorded(state, note, restored, tuple(events or ()))
+            return False
+        for event in stored:
+            self.audit.logged(event)
+        return True
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def recover(self, *, now: float) -> list[ApplyOutcome]:
+        """Complete every write this target's intents left open: after a crash or a store
+        outage, reconcile each against what the target holds (docs/reliability.md). Raises
+        StoreError when the store still fails; nothing is written then."""
+        with self._lock:
+            return [self._recover(intent, now=now) for intent in self.store.open_intents(self.name)]
+
+    def _recover(self, intent: Intent, *, now: float) -> ApplyOutcome:
+        late = "recorded late"
+        held = self._unrecorded.pop(intent.id, None)
+        if held is not None:  # decided while the store was failing: record it as it happened
+            if intent.state == "pending":
+                self._record_late(intent, now)
+            self._finish(
+                intent, held.state, now, held.note, restored=held.restored, events=list(held.events)
+            )
+            return ApplyOutcome(
+                held.state in ("done", "unverified"),
+                rolled_back=held.state == "rolled_back",
+                unverified=held.state == "unverified",
+                detail=f"intent {intent.id} ({late}): {held.note}",
+                intent=intent.id,
+            )
+        current = self.target.read().text
+        if intent.state == "pending":
+            if current == intent.new_content:
+                revision = self._record_late(intent, now)
+                if not intent.verify:
+                    return ApplyOutcome(
+                        True,
+                        revision,
+                        detail=f"intent {intent.id}: the write happened before a crash; its "
+                        f"revision and audit events were {late}",
+                        intent=intent.id,
+                    )
+                refreshed = self.store.intent(intent.id)
+                intent = refreshed if refreshed is not None else intent
+            elif current == intent.old_content:
+                note = "the write did not happen (the target holds the content before it)"
+                event = _event(now, "warning", "update_not_done", detail=note)
+                self._finish(intent, "not_done", now, note, events=[event])
+                return ApplyOutcome(False, detail=f"intent {intent.id}: {note}", intent=intent.id)
+            else:
+                return self._superseded(intent, now)
+        # Written; its verification did not finish.
+        if current == intent.old_content:
+            note = "rolled back before its outcome was recorded"
+            event = _event(now, "error", "rollback", detail=note)
+            self._finish(
+                intent, "rolled_back", now, note, restored=intent.old_content, events=[event]
+            )
+            return ApplyOutcome(
+                False, rolled_back=True, detail=f"intent {intent.id}: {note}", intent=intent.id
+            )
+        if current != intent.new_content:
+            return self._superseded(intent, now)
+        if self.verifier is None:
+            note = "no verifier configured any more"
+            self._finish(intent, "done", now, note)
+            return ApplyOutcome(True, detail=f"intent {intent.id}: {note}", intent=intent.id)
+        written = self.store.revision(intent.revision_id) if intent.revision_id else None
+        outcome = self._verify(intent, written, now=now)
+        outcome.detail = f"intent {intent.id}, verified after a restart: {outcome.detail}"
+        return outcome
+
+    def _record_late(self, intent: Intent, now: float) -> Revision:
+        revision, events = self.store.record_write(
+            intent.id, at=now, note="recorded after a restart", extra={"recorded_late": True}
+        )
+        for event in events:
+            self.audit.logged(event)
+        return revision
+
+    def _superseded(self, intent: Intent, now: float) -> ApplyOutcome:
+        note = (
+            "the target holds neither the content before nor after this write: changed by "
+            "someone else; the outcome of this write is unknown"
+        )
+        event = _event(now, "warning", "update_superseded", detail=note)
+        self._finish(intent, "superseded", now, note, events=[event])
+        return ApplyOutcome(False, detail=f"intent {intent.id}: {note}", intent=intent.id)
 
     def restore(self, revision: Revision, *, now: float, actor: str) -> Revision:
         """Write `revision`'s content back byte for byte (mlo rollback)."""

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
 from mimir_limit_optimizer.engine.protection import KINDS, Event, Level
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, StoreError
 
@@ -123,6 +124,9 @@ class ProtectionMetrics:
             "global_series",
         ):
             self.blast_detections_total.labels(kind=kind)
+        for limit in PROTECTED_LIMITS:  # 0 before the first clamp: dashboards see 0
+            for mode in ("prod", "dry-run"):
+                self.throttled_requests_total.labels(limit=limit, mode=mode)
         for level in ("warning", "emergency", "panic"):
             self.panic_mode_activations_total.labels(level=level)
         for kind in ("breaker", "emergency"):
@@ -131,11 +135,15 @@ class ProtectionMetrics:
         registry.register(self.states)
 
 
+# Index = the value of circuit_breaker_state.
+BREAKER_STATE_NAMES = ("closed", "open", "half_open")
+
+
 class BreakerStateCollector(Collector):
     """`circuit_breaker_state{user}` at scrape time (0 closed, 1 open, 2 half-open) for the
     tenants of the last tick; a tenant's state is its worst breaker. Closed breakers (the
     normal state, 10,000 series at 10,000 tenants) are left out unless `closed_too`: an
-    absent series reads as closed. `circuit_breakers{state}` counts tenants per state."""
+    absent series reads as closed. `circuit_breaker_tenants{state}` counts tenants per state."""
 
     def __init__(self, *, closed_too: bool = False) -> None:
         self._snapshot: tuple[tuple[str, ...], list[int]] | None = None
@@ -145,37 +153,40 @@ class BreakerStateCollector(Collector):
         self._snapshot = (tuple(tenants), list(states))
 
     def describe(self) -> Iterable[Metric]:
-        return list(self._families())
+        return [self._family(), self._counts()]
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot
         if snapshot is None:
             return []
-        family, totals = self._families()
-        counts = [0, 0, 0]
+        family = self._family()
         for tenant, value in zip(*snapshot, strict=True):
-            if 0 <= value < len(counts):
-                counts[value] += 1
             if value or self._closed_too:
                 family.add_metric([tenant], float(value))
-        for value, state in enumerate(("closed", "open", "half-open")):
-            totals.add_metric([state], float(counts[value]))
-        return [family, totals]
+        # Cluster totals, every state always present (0 included): dashboards and alerts work
+        # whatever subset of the per-tenant series is exported.
+        counts = self._counts()
+        states = snapshot[1]
+        for value, name in enumerate(BREAKER_STATE_NAMES):
+            counts.add_metric([name], float(sum(1 for s in states if s == value)))
+        return [family, counts]
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                f"{PREFIX}_circuit_breaker_state",
-                "Per-tenant circuit breaker state: 1 open, 2 half-open (0 closed: exported "
-                "only with server.tenantMetrics.mode all; absent means closed).",
-                labels=["user"],
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_circuit_breakers",
-                "Tenants per circuit breaker state (closed, open, half-open) at the last tick.",
-                labels=["state"],
-            ),
+    def _counts() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            f"{PREFIX}_circuit_breaker_tenants",
+            "Tenants by circuit breaker state (closed, open, half_open) in the last fast-loop "
+            "tick; a tenant counts once, in its worst state.",
+            labels=["state"],
+        )
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            f"{PREFIX}_circuit_breaker_state",
+            "Per-tenant circuit breaker state: 1 open, 2 half-open; closed breakers are not "
+            "exported (an absent series means closed).",
+            labels=["user"],
         )
 
 

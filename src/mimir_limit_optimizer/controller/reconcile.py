@@ -29,10 +29,12 @@ from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.observability.progress import ProgressLog
 from mimir_limit_optimizer.sources.base import Source, SourceError
-from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
 CHECKPOINT_KEY = "last_cycle"
+# When the store was recreated after its file was lost (controller/service.py).
+STORE_RECREATED_KEY = "store_recreated"
 # Marker in `last_changed` for "a rollback happened within the cooldown" (see engine/safety.py).
 ROLLED_BACK = ("*", "*")
 
@@ -81,6 +83,8 @@ class Reconciler:
         alerts: AlertSink | None = None,
     ) -> None:
         self.guards: list[PlanGuard] = list(guards)
+        # Rollbacks and failed verifications of earlier writes completed in this cycle.
+        self._recovered_failures: list[str] = []
         self.alerts = alerts  # where alerts go (never blocks, never raises); None: nowhere
         self.catalogue = catalogue
         self.source_factory = source_factory
@@ -166,6 +170,34 @@ class Reconciler:
                 out.setdefault(key, revision.created_at)
         return out
 
+    def _report_incomplete(self, observation: Observation, now: float) -> None:
+        """Audit what the collection lacked: unavailable signals (nothing is applied) and
+        tenants whose invalid values were dropped (nothing is applied for them)."""
+        if observation.unavailable:
+            self._event(now, "collection_partial", level="warning", component="source",
+                        unavailable=dict(observation.unavailable))  # fmt: skip
+        by_tenant: dict[str, dict[str, str]] = {}
+        for limit, problems in observation.tenant_problems.items():
+            for tenant, reason in problems.items():
+                by_tenant.setdefault(tenant, {})[limit] = reason
+        for tenant, reasons in sorted(by_tenant.items()):
+            self._event(now, "tenant_data_incomplete", level="warning", component="source",
+                        tenant=tenant, limits=reasons)  # fmt: skip
+
+    def _store_recreated_hold(self, config: Config, now: float) -> str:
+        """Why applying waits after the store was recreated (its record of recent changes,
+        which the cooldown needs, was lost), or ""."""
+        raw = self.store.load_checkpoint(STORE_RECREATED_KEY)
+        if raw is None:
+            return ""
+        at = float(json.loads(raw)["at"])
+        if now - at >= config.change_policy.cooldown:
+            return ""
+        return (
+            f"the store was recreated {max(0.0, now - at) / 60:.0f} min ago and lost the record "
+            "of recent changes: applying resumes after changePolicy.cooldown"
+        )
+
     def _plan(
         self, config: Config, observation: Observation, content: Content, now: float
     ) -> tuple[Recommendations, SafetyResult]:
@@ -188,9 +220,29 @@ class Reconciler:
             guarded = apply_safety(plan, config, last_changed=self._last_changed(since), now=now)
         return recs, guarded
 
+    def _no_tenants(self, config: Config, source: Source, now: float) -> CycleResult:
+        """A source that answers with no tenant at all is misconfigured (wrong URL, prefix,
+        X-Scope-OrgID or selectors): a failed collection, as `mlo recommend` says."""
+        description = source.describe()
+        message = (
+            f"{description} returned no tenant (no series with a `user` label): check the URL, "
+            "pathPrefix, tenant (X-Scope-OrgID) and selectors, and that Mimir is scraped"
+        )
+        self.health.set_source_reachable(False, message)
+        self.metrics.errors_total.labels(component="source", reason="no_tenants").inc()
+        self._event(now, "collection_failed", level="error", component="source", error=message)
+        self._alert(now, "collection_failed", f"collection_failed:{config.source.kind}",
+                    (Priority.P2, Severity.ERROR), f"collecting usage failed: {message}",
+                    component="source", error=message)  # fmt: skip
+        return CycleResult(False, detail=f"collection failed, nothing applied: {message}")
+
     def run_once(self, config: Config, *, now: float, leader: bool = True) -> CycleResult:
+        self._recovered_failures = []
         with self.metrics.phase("total"):
             result = self._run(config, now=now, leader=leader)
+        if result.ok and self._recovered_failures:  # an earlier write was rolled back now
+            result.ok = False
+            result.detail = "; ".join([result.detail, *self._recovered_failures])
         self.metrics.reconcile_total.labels(result="success" if result.ok else "failure").inc()
         if result.ok:
             self.metrics.last_reconcile_timestamp.set(now)
@@ -198,7 +250,34 @@ class Reconciler:
         self.metrics.health_status.set(1 if result.ok else 0)
         return result
 
+    def _recover(self, now: float) -> CycleResult | None:
+        """Complete the writes a crash or a store outage left open (docs/reliability.md),
+        before anything new is planned; a failed cycle when the store still fails."""
+        try:
+            outcomes = self.applier.recover(now=now)
+        except (StoreError, TargetError) as exc:
+            self.metrics.errors_total.labels(component="store", reason="recovery_failed").inc()
+            self._alert(now, "store_failed", f"store_failed:{self.applier.name}",
+                        (Priority.P1, Severity.ERROR),
+                        f"cannot complete the records of earlier writes: {exc}",
+                        component="store", error=str(exc))  # fmt: skip
+            return CycleResult(False, detail=f"records of earlier writes incomplete: {exc}")
+        self._recovered_failures = [o.detail for o in outcomes if o.rolled_back or o.unverified]
+        for outcome in outcomes:
+            level = logging.ERROR if outcome.rolled_back or outcome.unverified else logging.WARNING
+            self.log.log(level, "completed an earlier write of %s: %s", self.applier.name,
+                         outcome.detail)  # fmt: skip
+            if outcome.rolled_back or outcome.unverified:
+                self._alert(now, "rollback", f"rollback:{self.applier.name}",
+                            (Priority.P1, Severity.ERROR), f"{self.applier.name}: {outcome.detail}",
+                            component="verify", detail=outcome.detail)  # fmt: skip
+        return None
+
     def _run(self, config: Config, *, now: float, leader: bool) -> CycleResult:
+        if leader:
+            failed = self._recover(now)
+            if failed is not None:
+                return failed
         specs = signals_needed(enabled_limits(config, self.catalogue), self.catalogue)
         start = now - config.trend_analysis.analysis_window
         try:
@@ -220,6 +299,8 @@ class Reconciler:
                 error=str(exc),
             )
             return CycleResult(False, detail=f"collection failed, nothing applied: {exc}")
+        if not observation.tenants:
+            return self._no_tenants(config, source, now)
         self.health.set_source_reachable(True, source.describe())
         self._alert(
             now,
@@ -265,7 +346,15 @@ class Reconciler:
                     mode=config.mode.value,
                 )
         partial = dict(observation.unavailable)
-        if config.mode is Mode.DRY_RUN or not leader or partial or not guarded.allowed.changes:
+        self._report_incomplete(observation, now)
+        lost = self._store_recreated_hold(config, now)
+        if (
+            config.mode is Mode.DRY_RUN
+            or not leader
+            or partial
+            or lost
+            or not guarded.allowed.changes
+        ):
             why = (
                 "dry-run mode"
                 if config.mode is Mode.DRY_RUN
@@ -273,7 +362,7 @@ class Reconciler:
                 if not leader
                 else f"partial collection ({', '.join(sorted(partial))} unavailable)"
                 if partial
-                else "no change needed"
+                else lost or "no change needed"
             )
             action = "would_update_limits" if config.mode is Mode.DRY_RUN else "skipped_update"
             with self.metrics.phase("audit"):
@@ -311,10 +400,32 @@ class Reconciler:
                 return allowed
             return self._plan(config, observation, content, now)[1].allowed
 
+        def events(plan: Plan) -> list[AuditEvent]:
+            """update_limits per change, stored with the write's revision (atomically)."""
+            mode = config.mode.value
+            return [
+                AuditEvent(
+                    now,
+                    "info",
+                    "system",
+                    "controller",
+                    "update_limits",
+                    c.tenant,
+                    {
+                        "limit": c.limit,
+                        "old": c.old,
+                        "new": c.new,
+                        "reasons": list(c.reasons),
+                        "mode": mode,
+                    },
+                )
+                for c in plan.changes
+            ]
+
         try:
             with self.metrics.phase("apply"):
-                outcome = self.applier.apply(replan, now=now)
-        except (ApplyError, TargetError, OverridesParseError) as exc:
+                outcome = self.applier.apply(replan, now=now, events=events)
+        except (ApplyError, TargetError, OverridesParseError, StoreError) as exc:
             self.metrics.errors_total.labels(component="target", reason="write_failed").inc()
             self._event(
                 now,
@@ -337,16 +448,13 @@ class Reconciler:
                 changes=len(allowed),
             )
             return result
-        if outcome.rolled_back:
+        if outcome.unrecorded:
+            self.metrics.errors_total.labels(component="store", reason="record_failed").inc()
+            self._alert(now, "store_failed", f"store_failed:{self.applier.name}",
+                        (Priority.P1, Severity.ERROR), f"{self.applier.name}: {outcome.detail}",
+                        component="store", detail=outcome.detail)  # fmt: skip
+        if outcome.rolled_back:  # the rollback audit event is stored with its revision
             self.metrics.errors_total.labels(component="verify", reason="reload_failed").inc()
-            self._event(
-                now,
-                "rollback",
-                level="error",
-                component="verify",
-                revision=outcome.revision.id if outcome.revision else None,
-                detail=outcome.detail,
-            )
             result.ok, result.detail = False, outcome.detail
             self._alert(
                 now,
@@ -369,19 +477,7 @@ class Reconciler:
                 resolved=True,
             )
         written = outcome.plan if outcome.plan is not None else allowed  # after any re-plan
-        if outcome.applied:
-            for c in written.changes:
-                self._event(
-                    now,
-                    "update_limits",
-                    tenant=c.tenant,
-                    limit=c.limit,
-                    old=c.old,
-                    new=c.new,
-                    reasons=list(c.reasons),
-                    mode=config.mode.value,
-                    revision=outcome.revision.id if outcome.revision else None,
-                )
+        if outcome.applied:  # its update_limits events are stored with the revision
             self.metrics.limits_applied_total.inc(len(written))
             result.applied = len(written)
             revision = outcome.revision.id if outcome.revision else None
@@ -402,11 +498,11 @@ class Reconciler:
                 changes=changes,
             )
         result.detail = outcome.detail
+        if outcome.unrecorded:
+            result.ok = False
         if outcome.unverified:  # written, Mimir did not confirm it, and no rollback happened
             result.ok = False
             self.metrics.errors_total.labels(component="verify", reason="unverified").inc()
-            self._event(now, "update_unverified", level="error", component="verify",
-                        detail=outcome.detail)  # fmt: skip
             self._alert(
                 now,
                 "rollback",

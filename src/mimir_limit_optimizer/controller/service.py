@@ -26,16 +26,23 @@ from mimir_limit_optimizer.controller.config_provider import ConfigProvider
 from mimir_limit_optimizer.controller.cost import build_cost_control
 from mimir_limit_optimizer.controller.protection import build_protection
 from mimir_limit_optimizer.controller.protection_sources import default_fast_source_factory
-from mimir_limit_optimizer.controller.reconcile import CycleResult, Reconciler, last_checkpoint
+from mimir_limit_optimizer.controller.reconcile import (
+    STORE_RECREATED_KEY,
+    CycleResult,
+    Reconciler,
+    last_checkpoint,
+)
 from mimir_limit_optimizer.controller.wiring import (
+    WiringError,
     build_target,
     build_verifier,
+    check_parts,
     open_store,
     source_factory,
 )
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
-from mimir_limit_optimizer.store import AuditEvent, AuditLog
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, StoreError
 from mimir_limit_optimizer.web.protection_api import build_protection_router
 from mimir_limit_optimizer.web.server import Servers, start_servers
 
@@ -70,6 +77,9 @@ class Service:
         self.options = options or ServiceOptions()
         config = provider.config
         self._started_config = config
+        # What every cycle builds (source, target) must build now: a setting that cannot work
+        # fails start-up (WiringError) instead of every cycle after it.
+        check_parts(config, os.environ)
         self.registry = CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry, tenant_series=config.server.tenant_metrics)
         self.health = HealthState(stall_after=max(3 * config.update_interval, 60.0))
@@ -135,21 +145,39 @@ class Service:
             logger=logger,
             alerts=self.alerting,
         )
-        provider._on_failure = self._config_failed
-        provider._on_reload = self._config_reloaded
+        provider.set_callbacks(
+            on_reload=self._config_reloaded,
+            on_failure=self._config_failed,
+            on_recovered=self._config_recovered,
+            check=self._check_config,
+        )
         self.servers: Servers | None = None
         self.elector: object | None = None
         self._leader = threading.Event()
         self._identity: str | None = None
 
     # --- config reload callbacks -------------------------------------------------------
+    def _check_config(self, config: Config) -> None:
+        """A reloaded config must build what start-up built (config_provider.py)."""
+        try:
+            check_parts(config, os.environ)
+        except WiringError as exc:
+            raise ConfigError(f"{exc}: refused, the running config is kept") from exc
+
+    def _audit_quietly(self, event: AuditEvent) -> None:
+        """Audit `event`; a failing store is logged, not raised (the log line stands)."""
+        try:
+            self.audit.record(event)
+        except StoreError as exc:
+            self.log.warning("could not audit %s: %s", event.action, exc)
+
     def _config_failed(self, error: ConfigError) -> None:
         now = self.clock()
         self.log.error("config reload failed, keeping the last good config: %s", error)
         self.alerting.emit(self._reload_alert(now, f"config reload failed: {error}"))
         self.metrics.config_reloads_total.labels(result="failure").inc()
         self.metrics.config_last_reload_successful.set(0)
-        self.audit.record(
+        self._audit_quietly(
             AuditEvent(
                 now,
                 "error",
@@ -160,6 +188,17 @@ class Service:
                 {"error": str(error)},
             )
         )
+
+    def _config_recovered(self, loaded: LoadedConfig) -> None:
+        """The refused file was replaced by the running one again: the failure is over."""
+        now = self.clock()
+        self.log.info("config file is back to the running config: reload failure cleared")
+        self.alerting.emit(self._reload_alert(now, "config file restored").resolved(now))
+        self.metrics.config_last_reload_successful.set(1)
+        self._audit_quietly(
+            AuditEvent(now, "info", "system", "config", "config_reload_recovered", None,
+                       {"mode": loaded.config.mode.value})
+        )  # fmt: skip
 
     def _reload_alert(self, now: float, summary: str) -> Alert:
         return Alert(
@@ -175,22 +214,13 @@ class Service:
     def _config_reloaded(self, loaded: LoadedConfig) -> None:
         now = self.clock()
         self.log.info("config reloaded: mode %s", loaded.config.mode.value)
-        # These sections build long-lived parts at start-up: a change needs a restart.
-        fixed = ("target", "store", "server", "leader_election", "data_dir", "verify")
-        changed = [
-            name for name in fixed
-            if getattr(loaded.config, name) != getattr(self._started_config, name)
-        ]  # fmt: skip
-        if changed:
-            self.log.warning(
-                "config changes to %s take effect after a restart; the rest applies now",
-                ", ".join(changed),
-            )
+        # Keys that need a restart never reach here: the provider refuses such a reload
+        # (config_provider.RESTART_ONLY).
         self.alerting.configure(loaded.config.alerting)  # channels recover without a restart
         self.alerting.emit(self._reload_alert(now, "config reloaded").resolved(now))
         self.metrics.config_reloads_total.labels(result="success").inc()
         self.metrics.config_last_reload_successful.set(1)
-        self.audit.record(
+        self._audit_quietly(
             AuditEvent(
                 now,
                 "info",
@@ -221,6 +251,7 @@ class Service:
         settings = self.provider.config.leader_election
         if not settings.enabled:
             self._leader.set()
+            self.metrics.leader.set(1)
             self.health.set_role("standalone")
             return
         from mimir_limit_optimizer.k8s.client import KubeApi
@@ -265,6 +296,7 @@ class Service:
         else:
             self._leader.clear()  # stop applying at once
             self.health.set_role("follower", leader=holder)
+        self.metrics.leader.set(1 if leading else 0)
 
     def is_leader(self) -> bool:
         elector = self.elector
@@ -272,19 +304,63 @@ class Service:
             return False
         return self._leader.is_set()
 
+    def _store_lost(self, now: float) -> CycleResult | None:
+        """The store's file was deleted or replaced while running: writes would go to an
+        unlinked file and vanish at the next start. Recreate it (records are durable again,
+        alerts can be queued), record the loss, and apply nothing for one cooldown (the record
+        of recent changes is gone); when it cannot be recreated, fail every cycle loudly."""
+        problem = self.store.file_problem()
+        if problem is None:
+            return None
+        self.metrics.errors_total.labels(component="store", reason="file_lost").inc()
+        self.log.error("%s: nothing is applied; recreating the store", problem)
+        try:
+            self.store.reopen()
+            self.store.save_checkpoint(
+                STORE_RECREATED_KEY, json.dumps({"at": now, "problem": problem}).encode(), at=now
+            )
+        except StoreError as exc:
+            detail = f"{problem}, and it cannot be recreated ({exc}): nothing is applied"
+            self.log.error(detail)
+            return CycleResult(False, detail=detail)
+        detail = (
+            f"{problem}: recreated empty (earlier history and audit are lost); nothing is "
+            "applied for changePolicy.cooldown"
+        )
+        self._audit_quietly(
+            AuditEvent(now, "error", "system", "store", "store_lost", None, {"error": problem})
+        )
+        self.alerting.emit(
+            Alert("store_lost", Priority.P1, Severity.ERROR, detail, "store", "store_lost", now)
+        )
+        return CycleResult(False, detail=detail)
+
     def cycle(self) -> CycleResult:
         now = self.clock()
         self.provider.reload_if_changed()
+        lost = self._store_lost(now)
+        if lost is not None:
+            self.metrics.reconcile_total.labels(result="failure").inc()
+            self.health.cycle_finished(ok=False, now=now, detail=lost.detail)
+            self.metrics.health_status.set(0)
+            self.log.error("cycle failed: %s", lost.detail)
+            return lost
         result = self.reconciler.run_once(self.provider.config, now=now, leader=self.is_leader())
+        self.metrics.count_changes(
+            planned=result.planned, applied=result.applied, held_back=result.held_back
+        )
         if result.recommendations is not None:
             with self.metrics.phase("cost"):
                 self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
-        with self.metrics.phase("prune"):
-            self.store.prune_audit(
-                max_entries=self.provider.config.store.audit_max_entries,
-                max_age=self.provider.config.store.audit_max_age,
-                now=now,
-            )
+        try:
+            with self.metrics.phase("prune"):
+                self.store.prune_audit(
+                    max_entries=self.provider.config.store.audit_max_entries,
+                    max_age=self.provider.config.store.audit_max_age,
+                    now=now,
+                )
+        except StoreError as exc:  # housekeeping: the next cycle prunes again
+            self.log.warning("could not prune the audit log: %s", exc)
         level = logging.INFO if result.ok else logging.ERROR
         self.log.log(level, "cycle %s: %s", "ok" if result.ok else "failed", result.detail)
         return result
@@ -293,7 +369,11 @@ class Service:
         """Run until `stop` is set (or one cycle with options.once); exit status 0 when the
         last cycle succeeded."""
         self.log.info(self.startup_line())
-        checkpoint = last_checkpoint(self.store)
+        try:
+            checkpoint = last_checkpoint(self.store)
+        except StoreError as exc:
+            self.log.warning("cannot read the last checkpoint: %s", exc)
+            checkpoint = None
         if checkpoint is not None:
             self.log.info("resuming: the last cycle ran at %s", checkpoint.get("at"))
         config = self.provider.config
@@ -318,7 +398,8 @@ class Service:
             if self.options.once:
                 self._await_election(stop)
                 self.health.heartbeat(self.clock())
-                return 0 if self.cycle().ok else 1
+                result = self._guarded("cycle", self.cycle)  # a failure is an exit status
+                return 0 if result is not None and result.ok else 1
             return self._loop(stop)
         finally:
             if self.servers is not None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.oneshot import build_source
-from mimir_limit_optimizer.sources.base import Source
+from mimir_limit_optimizer.sources.base import Source, SourceError
+from mimir_limit_optimizer.sources.prometheus import PrometheusSource
 from mimir_limit_optimizer.store import Store
-from mimir_limit_optimizer.targets.base import Target
+from mimir_limit_optimizer.targets.base import Target, TargetError
 from mimir_limit_optimizer.targets.file import FileTarget
 from mimir_limit_optimizer.targets.verify import MimirVerifier
 
@@ -59,6 +60,23 @@ def build_target(config: Config) -> Target:
             "or target.kind: configmap"
         )
     return FileTarget(Path(path).resolve(), lock_timeout=config.target.lock_timeout)
+
+
+def check_parts(config: Config, env: Mapping[str, str]) -> None:
+    """Build what a cycle builds from `config` (the source, the target) and drop it: start-up
+    and every config reload run this, so a setting that cannot work (a URL no client can
+    call, a token file that cannot be read, no target) is refused before it is used.
+    Raises WiringError naming the problem."""
+    try:
+        if config.source.kind == "prometheus":
+            PrometheusSource(
+                config.source.prometheus,
+                replication_factor=config.mimir.replication_factor,
+                env=env,
+            )
+        build_target(config)
+    except (SourceError, TargetError, ValueError) as exc:
+        raise WiringError(str(exc)) from exc
 
 
 def build_verifier(config: Config) -> MimirVerifier | None:

@@ -68,13 +68,23 @@ def deadband(value: FloatArray, current: FloatArray, percent: float) -> Step:
 
 
 def limit_step(
-    value: FloatArray, current: FloatArray, max_increase_percent: float, max_decrease_percent: float
+    value: FloatArray,
+    current: FloatArray,
+    max_increase_percent: float,
+    max_decrease_percent: float,
+    *,
+    safe: BoolArray | None = None,
+    safe_decrease_percent: float = 0.0,
 ) -> tuple[FloatArray, BoolArray, BoolArray]:
     """Raise fast, lower slowly: bound the move from a positive current value per cycle.
-    Returns (values, raise-limited mask, lower-limited mask)."""
+    `safe`: tenants whose lowering is safe and may step down by `safe_decrease_percent`
+    (when larger than the usual step). Returns (values, raise-limited, lower-limited masks)."""
     has = current > 0
     upper = current * (1.0 + max_increase_percent / 100.0)
-    lower = current * (1.0 - max_decrease_percent / 100.0)
+    decrease = np.full(current.shape, max_decrease_percent)
+    if safe is not None:
+        decrease = np.where(safe, max(max_decrease_percent, safe_decrease_percent), decrease)
+    lower = current * (1.0 - decrease / 100.0)
     raised = has & (value > upper)
     lowered = has & (value < lower)
     out = np.where(raised, upper, np.where(lowered, lower, value))
@@ -118,3 +128,53 @@ def round_readable(
         minimum, maximum = float(np.ceil(minimum)), float(np.floor(maximum))
     clipped = np.where(np.isfinite(rounded), np.clip(rounded, minimum, maximum), rounded)
     return np.where(changed, clipped, value)
+
+
+def variability_scale(
+    variability: FloatArray, reference: float, low: float, high: float
+) -> FloatArray:
+    """Factor on the buffer: the tenant's variability / the reference, within [low, high]
+    (1 where the variability is unknown or scaling is off, reference 0)."""
+    if reference <= 0:
+        return np.ones(variability.shape)
+    with np.errstate(invalid="ignore"):
+        scale = np.clip(variability / reference, low, high)
+    return np.where(np.isfinite(scale), scale, 1.0)
+
+
+def quiet_floor(
+    value: FloatArray,
+    current: FloatArray,
+    peak: FloatArray,
+    quiet_for: FloatArray,
+    buffer_percent: FloatArray,
+    *,
+    quiet_after: float,
+    hold: float,
+    keep: float,
+) -> Step:
+    """A tenant quiet for `quiet_after` or more seconds is not lowered below its limit in
+    force for `hold` seconds of quiet, then not below `keep` x its sustained peak plus the
+    buffer (never raised by this: at most to the limit in force)."""
+    remembered = peak * keep * (1.0 + buffer_percent / 100.0)
+    floor = np.where(quiet_for < hold, current, np.fmin(current, remembered))
+    with np.errstate(invalid="ignore"):
+        hit = (quiet_for >= quiet_after) & (floor > value)
+    return np.where(hit, floor, value), hit
+
+
+def growth_floor(
+    value: FloatArray,
+    level: FloatArray,
+    growth: FloatArray,
+    throttled: BoolArray,
+    buffer_percent: FloatArray,
+    *,
+    days: float,
+) -> Step:
+    """A throttled tenant that grows `growth` per day gets at least its level now, grown
+    for `days`, plus the buffer."""
+    floor = level * (1.0 + growth) ** days * (1.0 + buffer_percent / 100.0)
+    with np.errstate(invalid="ignore"):
+        hit = throttled & (growth > 0) & (floor > value)
+    return np.where(hit, floor, value), hit

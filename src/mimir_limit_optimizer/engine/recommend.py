@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType, SignalKind
 from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.engine import adaptive
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy, tenant_tiers
 from mimir_limit_optimizer.engine.results import (
@@ -192,7 +193,22 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     else:
         value = _policy_value(state, spec, policy, result)
     _finish(state, spec, policy, result, value)
+    _incomplete(state, spec, result)
     return result
+
+
+def _incomplete(state: _Pass, spec: LimitSpec, result: LimitResult) -> None:
+    """Tenants whose data for this limit is incomplete (invalid values dropped at the
+    source, engine/validity.py): no recommendation, with the reason."""
+    problems = state.obs.tenant_problems.get(spec.name)
+    if not problems:
+        return
+    for i, tenant in enumerate(state.tenants):
+        reason = problems.get(tenant)
+        if reason is not None:
+            result.recommended[i] = np.nan
+            result.status[i] = UNDEFINED
+            result.undefined_reason[i] = reason
 
 
 def _undefined(result: LimitResult, mask: npt.NDArray[np.bool_], reason: str) -> None:
@@ -251,11 +267,22 @@ def _usage_value(
             max_duration=spike_cfg.max_duration,
             row_max=ordered.maximum(),
         )
-        cleaned = report.cleaned
         result.spike_count = report.count
         result.spike_ratio = report.max_ratio
-        result.flags |= np.where(report.count > 0, int(Reason.SPIKES_EXCLUDED), 0)
+        # Spikes that recur every day are the tenant's demand, not incidents: kept.
+        cleaned = adaptive.keep_recurring(demand, report, history, result, trend.adaptive)
 
+    # Memory, growth and variability of the tenant (engine/adaptive.py): scales the buffer.
+    shape, policy = adaptive.prepare(
+        demand,
+        cleaned.full(),  # a copy only when spikes were cleaned
+        timestamps=state.timestamps,
+        step=obs.step,
+        now=state.now,
+        policy=policy,
+        result=result,
+        settings=trend.adaptive,
+    )
     if trend.strategy == "histogram":
         strat = histogram_strategy(
             cleaned.full(),
@@ -305,7 +332,15 @@ def _usage_value(
         result.extra["recent_level"] = recent_level
         result.flags |= np.where(raised, int(Reason.RECENT_LEVEL), 0)
     value, rescued = _react_to_throttling(
-        state, policy, result, value, cleaned=cleaned, short=short
+        state, policy, result, value, cleaned=cleaned, raw=demand, short=short
+    )
+    value = adaptive.floors(
+        value,
+        shape=shape,
+        result=result,
+        standing_percent=standing,
+        full_percent=policy.buffer_percent,
+        settings=trend.adaptive,
     )
     for i in np.flatnonzero(short & ~rescued):
         result.undefined_reason[i] = (
@@ -361,6 +396,7 @@ def _react_to_throttling(
     value: FloatArray,
     *,
     cleaned: Cleaned,
+    raw: AnyFloatArray,
     short: npt.NDArray[np.bool_],
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """What the discards say beyond the window's percentile. Returns the values and the
@@ -379,6 +415,12 @@ def _react_to_throttling(
         # full buffer. A week's percentile notices a new level only once it fills 5% of the
         # window (8 hours), and the last day's only after an hour or so.
         sending = np.fmax.reduce(cleaned.columns(recent), axis=1).astype(np.float64)
+        # A return to a level the tenant sustained earlier in the window (its sustained
+        # peak) is no spike: covered at once, not after the spike filter's maxDuration.
+        peak = result.extra.get("sustained_peak")
+        if peak is not None:
+            back = np.fmin(np.fmax.reduce(raw[:, recent], axis=1).astype(np.float64), peak)
+            sending = np.fmax(sending, back)
         value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
         result.extra["sending_now"] = sending
         result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)
@@ -537,9 +579,17 @@ def _finish(
             value, np.where(in_bounds, current, np.nan), change.deadband_percent
         )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
+        value, safe = adaptive.lowering(value, result, state.config.trend_analysis.adaptive)
         value, raised, lowered = pp.limit_step(
-            value, current, change.max_increase_percent, change.max_decrease_percent
+            value,
+            current,
+            change.max_increase_percent,
+            change.max_decrease_percent,
+            safe=safe,
+            safe_decrease_percent=state.config.trend_analysis.adaptive.safe_lowering_percent,
         )
+        if safe is not None:
+            flags |= np.where(safe & defined & (value < current), int(Reason.SAFE_LOWERING), 0)
         flags |= np.where(raised & defined, int(Reason.RAISE_LIMITED), 0)
         flags |= np.where(lowered & defined, int(Reason.LOWER_LIMITED), 0)
         # min/max are hard bounds, the step a soft one: re-clamp after stepping.

@@ -52,6 +52,12 @@ class Reason(IntFlag):
     SHORT_BUT_THROTTLED = 1 << 22  # short history, but discards seen: raised, never lowered
     RECENT_LEVEL = 1 << 23  # the last day's percentile is above the window's: raised to it
     STANDING_BUFFER = 1 << 24  # discard signal: part of the buffer stands, all on throttling
+    VARIABILITY_BUFFER = 1 << 25  # buffer scaled with the tenant's short-term variation
+    QUIET_MEMORY = 1 << 26  # went quiet: kept near its remembered sustained peak
+    GROWTH = 1 << 27  # throttled and growing: raised to its level projected ahead
+    SAFE_LOWERING = 1 << 28  # lowered by the larger step: still covers recent hourly levels
+    LOWERING_WAITS = 1 << 29  # not lowered below the highest hourly level of recent days
+    RECURRING_BURSTS = 1 << 30  # spikes recur every day: kept in the demand, not excluded
 
 
 @dataclass
@@ -190,6 +196,32 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         out.append(f"throttled now: raised to cover what it sends now{now} + buffer")
     if Reason.THROTTLED_NOW in f:
         out.append("discards in the last day: a throttled tenant is never lowered")
+    if Reason.VARIABILITY_BUFFER in f:
+        cv = r.extra.get("variability")
+        shown = f" ({cv[i]:.0%})" if cv is not None and np.isfinite(cv[i]) else ""
+        out.append(f"buffer scaled with the tenant's short-term variation{shown}")
+    if Reason.QUIET_MEMORY in f:
+        peak = r.extra.get("sustained_peak")
+        shown = f" ({v(peak[i])})" if peak is not None else ""
+        out.append(
+            f"went quiet: kept near its remembered level{shown}; lowered only after "
+            "trendAnalysis.adaptive.quietHold, and then only part of the way"
+        )
+    if Reason.GROWTH in f:
+        growth = r.extra.get("growth_per_day")
+        shown = f" {growth[i]:.1%}/day" if growth is not None else ""
+        out.append(f"throttled and growing{shown}: raised to its level projected ahead + buffer")
+    if Reason.SAFE_LOWERING in f:
+        out.append(
+            "safe lowering, larger step: the new value covers every hourly level of recent days"
+        )
+    if Reason.RECURRING_BURSTS in f:
+        out.append(
+            f"{int(r.spike_count[i])} bursts in the window (daily or more): part of its demand, "
+            "not excluded as spikes"
+        )
+    if Reason.LOWERING_WAITS in f:
+        out.append("lowering waits: not below the highest hourly level of recent days")
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:

@@ -111,3 +111,90 @@ def histogram_strategy(
         widen = 1.0 + 1.0 / np.maximum(confidence * 7.0, 1e-3)
     upper = percentile(settings.upper_percentile) * np.where(confidence >= 1.0, 1.0, widen)
     return StrategyResult(target, confidence, lower, upper)
+
+
+# --- what a tenant's own history says beyond one percentile (AdaptiveSettings) -------------
+_HOUR = 3600.0
+_DAY = 86400.0
+# Rows per chunk: the 1 h means are float64 (N, T); chunks keep that temporary small.
+_CHUNK_ROWS = 4096
+# (p90 - p10) of a normal distribution is 2.563 standard deviations.
+_P10_P90_SIGMAS = 2.563
+
+
+# A day's level: its 70th percentile. Robust to what lasts less than 30% of a day (an incident,
+# a rolled-back cardinality blast of a few hours), close to the daily peak of a daily cycle.
+_DAY_LEVEL_PERCENTILE = 70.0
+
+
+@dataclass(frozen=True)
+class TenantShape:
+    """Per tenant, over the analysis window, from days counted back from `now`:
+
+    - `variability`: short-term coefficient of variation: the spread of raw demand around its
+      trailing 1 h mean, (p90 - p10) of demand / that mean in standard deviations (robust: a
+      one-off incident moves p90 little; bursts several times a day do);
+    - `peak`: the remembered level: the highest day level (a day's 70th percentile of
+      cleaned demand) in the window;
+    - `quiet_for`: seconds since the end of the last day whose level reached
+      `quiet_share` x `peak` (0 when the last day did);
+    - `recent_peak`: the highest 1 h mean of cleaned demand within the last `recent` seconds;
+    - `growth`: growth per day of the day level over the last 3 days, when each day grew
+      (else 0)."""
+
+    variability: FloatArray
+    peak: FloatArray
+    quiet_for: FloatArray
+    recent_peak: FloatArray
+    growth: FloatArray
+
+
+def tenant_shape(
+    raw: AnyFloatArray,
+    cleaned: AnyFloatArray,
+    *,
+    timestamps: FloatArray,
+    step: float,
+    now: float,
+    quiet_share: float,
+    recent: float,
+) -> TenantShape:
+    n, t = cleaned.shape
+    cv, recent_peak = np.full(n, np.nan), np.full(n, np.nan)
+    if t == 0:
+        return TenantShape(cv, cv.copy(), np.zeros(n), recent_peak, np.zeros(n))
+    window = max(1, round(_HOUR / step))
+    last = timestamps > now - recent
+    for lo in range(0, n, _CHUNK_ROWS):
+        rows = slice(lo, min(n, lo + _CHUNK_ROWS))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.asarray(raw[rows], dtype=np.float64) / moving_average(raw[rows], window)
+        ratio = np.where(np.isfinite(ratio), ratio, 1.0)  # gaps and zeros: neutral
+        p10, p90 = np.percentile(ratio, [10.0, 90.0], axis=1)
+        cv[rows] = (p90 - p10) / _P10_P90_SIGMAS
+        if last.any():
+            level = moving_average(cleaned[rows][:, last], window)
+            top = np.where(np.isfinite(level), level, -np.inf).max(axis=1)
+            recent_peak[rows] = np.where(np.isfinite(top), top, np.nan)
+    # Day levels, newest first: day k covers (now - (k+1) days, now - k days].
+    days = int(min(np.ceil((now - float(timestamps[0]) + step) / _DAY), 64))
+    levels = np.full((n, max(days, 1)), np.nan)
+    for k in range(days):
+        inside = (timestamps > now - (k + 1) * _DAY) & (timestamps <= now - k * _DAY)
+        if np.count_nonzero(inside) * step >= _DAY / 2:  # half a day at least
+            levels[:, k] = SortedRows(cleaned[:, inside]).percentile(_DAY_LEVEL_PERCENTILE)
+    filled = np.where(np.isfinite(levels), levels, -np.inf)
+    top = filled.max(axis=1)
+    peak = np.where(np.isfinite(top), top, np.nan)
+    with np.errstate(invalid="ignore"):
+        reached = filled >= quiet_share * top[:, None]
+    first = np.argmax(reached, axis=1)  # newest day that reached it
+    quiet = np.where(np.isfinite(top) & reached.any(axis=1), first * _DAY, 0.0)
+    growth = np.zeros(n)
+    if days >= 3:
+        d0, d1, d2 = filled[:, 0], filled[:, 1], filled[:, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
+            rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
+        growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
+    return TenantShape(cv, peak, quiet, recent_peak, growth)

@@ -66,7 +66,9 @@ class Observation:
     - `current[limit]`: (N,) the limit in force per tenant; NaN when unknown.
     - `unavailable[limit]`: why a limit's signal could not be collected (then the engine
       reports every tenant "undefined" for that limit with this reason).
-    - `tenant_problems[limit]`: (N,) per-tenant reasons (empty string = fine), for partial data.
+    - `tenant_problems[limit][tenant]`: why that tenant's data for the limit is incomplete
+      (e.g. invalid values dropped, engine/validity.py); the engine makes no recommendation
+      for it, with this reason.
     """
 
     tenants: tuple[str, ...]
@@ -78,6 +80,7 @@ class Observation:
     unavailable: Mapping[str, str] = field(default_factory=dict)
     # Where each current value came from: "overrides file", "cortex_limits_overrides", ...
     current_origin: Mapping[str, list[str]] = field(default_factory=dict)
+    tenant_problems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n, t = len(self.tenants), len(self.timestamps)

@@ -44,6 +44,16 @@ PHASES = (
     "total",
 )
 RELOAD_RESULTS = ("success", "failure")
+CHANGE_OUTCOMES = ("applied", "held_back", "not_applied")
+# (component, reason) pairs of errors_total that the reconciler counts: created at 0 so that
+# the shipped alert rules (deploy/helm/.../files/alerts.yaml) compute increase() from 0.
+KNOWN_ERRORS = (
+    ("source", "collect_failed"),
+    ("target", "read_failed"),
+    ("target", "write_failed"),
+    ("verify", "reload_failed"),
+    ("verify", "unverified"),
+)
 
 # Seconds. A cycle over many tenants can take minutes; a single PromQL query, milliseconds.
 RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -130,8 +140,26 @@ class ControllerMetrics:
             "is kept because a reload failed.",
             registry=registry,
         )
+        self.changes_total = Counter(
+            f"{PREFIX}_changes_total",
+            "Planned limit changes (tenant x limit) by outcome: applied (written), held_back "
+            "(by a safety rule: cooldown, pinned, freeze, caps), not_applied (dry-run, "
+            "follower, partial data or a failed write).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.leader = Gauge(
+            f"{PREFIX}_leader",
+            "1 while this replica may write (it holds the Lease, or leader election is off), "
+            "0 while it stands by.",
+            registry=registry,
+        )
         for result in RECONCILE_RESULTS:
             self.reconcile_total.labels(result=result)
+        for outcome in CHANGE_OUTCOMES:
+            self.changes_total.labels(outcome=outcome)
+        for component, reason in KNOWN_ERRORS:
+            self.errors_total.labels(component=component, reason=reason)
         for name in PHASES:
             self.reconcile_duration.labels(phase=name)
         for result in RELOAD_RESULTS:
@@ -176,6 +204,12 @@ class ControllerMetrics:
         if result == "success":
             self.last_reconcile_timestamp.set(now)
 
+    def count_changes(self, *, planned: int, applied: int, held_back: int) -> None:
+        """Count one cycle's planned changes by outcome (`planned` includes held-back ones)."""
+        self.changes_total.labels(outcome="applied").inc(applied)
+        self.changes_total.labels(outcome="held_back").inc(held_back)
+        self.changes_total.labels(outcome="not_applied").inc(max(0, planned - held_back - applied))
+
     def config_reloaded(self, *, ok: bool) -> None:
         """Count a reload attempt and set config_last_reload_successful."""
         self.config_reloads_total.labels(result="success" if ok else "failure").inc()
@@ -196,6 +230,7 @@ class _LimitSnapshot:
     recommended: FloatArray
     spike_ratio: FloatArray  # NaN where the window had no spike
     status: npt.NDArray[np.int8]
+    throttled: int  # tenants with discards for this limit in the last day
 
 
 @dataclass(frozen=True)
@@ -244,6 +279,9 @@ class RecommendationsCollector(Collector):
                     np.nan,
                 ),
                 status=np.array(result.status, dtype=np.int8),
+                throttled=int(
+                    np.count_nonzero(np.asarray(result.flags) & int(Reason.THROTTLED_NOW))
+                ),
             )
             for name, result in recs.results.items()
         )
@@ -285,13 +323,14 @@ class RecommendationsCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Names only, for the registry's duplicate check; samples come from collect().
-        return list(_families())
+        return [*_families(), _throttled_family()]
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._snapshot
         if snapshot is None:
             return []
         monitored, current, recommended, spikes, totals, omitted = _families()
+        throttled = _throttled_family()
         monitored.add_metric([], len(snapshot.tenants))
         rows = snapshot.exported
         tenants = [snapshot.tenants[i] for i in rows.tolist()]
@@ -299,11 +338,12 @@ class RecommendationsCollector(Collector):
             _add_finite(current, tenants, limit.name, limit.current[rows])
             _add_finite(recommended, tenants, limit.name, limit.recommended[rows])
             _add_finite(spikes, tenants, limit.name, limit.spike_ratio[rows])
+            throttled.add_metric([limit.name], float(limit.throttled))
             counts = np.bincount(limit.status, minlength=len(STATUS_ORDER))
             for code, status in enumerate(STATUS_ORDER):
                 totals.add_metric([limit.name, status.value], float(counts[code]))
         omitted.add_metric([], float(len(snapshot.tenants) - len(rows)))
-        return [monitored, current, recommended, spikes, totals, omitted]
+        return [monitored, current, recommended, spikes, throttled, totals, omitted]
 
 
 def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -340,6 +380,16 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
             f"{PREFIX}_tenant_series_omitted",
             "Tenants of the latest cycle without per-tenant series (server.tenantMetrics).",
         ),
+    )
+
+
+def _throttled_family() -> GaugeMetricFamily:
+    # A cluster total per limit (0 included), exported whatever per-tenant subset is.
+    return GaugeMetricFamily(
+        f"{PREFIX}_tenants_throttled",
+        "Tenants whose samples Mimir discarded for this limit in the last day of the latest "
+        "cycle's window (such a limit is never lowered).",
+        labels=["limit_name"],
     )
 
 

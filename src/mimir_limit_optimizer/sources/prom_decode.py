@@ -40,7 +40,8 @@ class DecodedMatrix:
     """A matrix result: per series its labels and a slice of the shared sample arrays.
 
     `timestamps`/`values` hold every sample of the response in order; series i owns
-    `[offsets[i], offsets[i + 1])`. Values are float64 with NaN for NaN/+Inf/-Inf."""
+    `[offsets[i], offsets[i + 1])`. Values are float64 as sent: NaN is a gap, +-Inf stay
+    infinite (invalid data the source screens out with a reason, engine/validity.py)."""
 
     labels: list[Mapping[str, str]]
     offsets: npt.NDArray[np.int64]
@@ -107,6 +108,4 @@ def decode_matrix(body: bytes) -> DecodedMatrix | None:
     if len(numbers) != 2 * offsets[-1]:  # a sample of another shape: another layout
         return None
     pairs = numbers.reshape(-1, 2)
-    values = pairs[:, 1].copy()
-    values[~np.isfinite(values)] = np.nan
-    return DecodedMatrix(labels, offsets, pairs[:, 0].copy(), values)
+    return DecodedMatrix(labels, offsets, pairs[:, 0].copy(), pairs[:, 1].copy())

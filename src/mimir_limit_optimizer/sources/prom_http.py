@@ -64,8 +64,8 @@ class SourceConfigError(PermanentSourceError):
 
 @dataclass(frozen=True)
 class Series:
-    """One series of a query result: its labels, timestamps (unix s) and values (NaN for
-    NaN/Inf samples)."""
+    """One series of a query result: its labels, timestamps (unix s) and values (NaN and
+    +-Inf as sent; the source screens them, engine/validity.py)."""
 
     labels: Mapping[str, str]
     timestamps: FloatArray
@@ -482,7 +482,8 @@ def _as_matrix(series: list[Series]) -> DecodedMatrix:
 
 
 def _values(points: Any) -> tuple[FloatArray, FloatArray]:
-    """[[ts, "v"], ...] -> (timestamps, values) with NaN/+Inf/-Inf samples as NaN.
+    """[[ts, "v"], ...] -> (timestamps, values); NaN stays NaN (a gap) and +Inf/-Inf stay
+    infinite: invalid data that engine/validity.py drops with a reason.
 
     numpy parses the sample strings ("1.5", "NaN", "+Inf") itself, in one call."""
     if not points:
@@ -490,9 +491,7 @@ def _values(points: Any) -> tuple[FloatArray, FloatArray]:
     pairs = np.array(points, dtype=np.float64)
     if pairs.ndim != 2 or pairs.shape[1] != 2:
         raise ValueError(f"expected [timestamp, value] pairs, got shape {pairs.shape}")
-    values = pairs[:, 1].copy()
-    values[~np.isfinite(values)] = np.nan
-    return pairs[:, 0].copy(), values
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
 
 
 def _parse(data: Any, expected: str, shown: str, query: str) -> list[Series]:

@@ -25,6 +25,7 @@ from mimir_limit_optimizer.catalogue import LimitSpec
 from mimir_limit_optimizer.config.models import PrometheusSettings
 from mimir_limit_optimizer.engine.tenants import tenant_id_problem
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray, Observation
+from mimir_limit_optimizer.engine.validity import screen
 from mimir_limit_optimizer.sources.base import (
     PermanentSourceError,
     ProgressCallback,
@@ -344,7 +345,8 @@ class PrometheusSource:
         current: _Current,
     ) -> Observation:
         failed = [s for s in signals.values() if s.error is not None]
-        if len(failed) == len(signals) and len(current.errors) == 2:
+        if signals and len(failed) == len(signals):
+            # No usage at all: a failed collection even when the instant queries answered.
             self._raise_all_failed([s.error for s in failed if s.error] + current.errors)
 
         seen: set[str] = set()
@@ -382,6 +384,13 @@ class PrometheusSource:
             for limit, kind in signal.uses:
                 (usage if kind == "usage" else discards)[limit] = array
 
+        if current.errors:
+            # Without the limits in force every plan would start from a guess (the catalogue
+            # default): the collection is partial for every limit, so nothing is applied.
+            why = f"current limits unknown: {current.errors[0]}"
+            for spec in limits:
+                reasons.setdefault(spec.name, []).append(why)
+
         in_force: dict[str, FloatArray] = {}
         origins: dict[str, list[str]] = {}
         for spec in limits:
@@ -397,16 +406,18 @@ class PrometheusSource:
             in_force[spec.name] = values
             origins[spec.name] = origin
 
-        return Observation(
-            tenants=tuple(tenants),
-            timestamps=grid,
-            step=self._settings.step,
-            usage=usage,
-            discards=discards,
-            current=in_force,
-            unavailable={limit: "; ".join(texts) for limit, texts in reasons.items()},
-            current_origin=origins,
-        )
+        return screen(
+            Observation(
+                tenants=tuple(tenants),
+                timestamps=grid,
+                step=self._settings.step,
+                usage=usage,
+                discards=discards,
+                current=in_force,
+                unavailable={limit: "; ".join(texts) for limit, texts in reasons.items()},
+                current_origin=origins,
+            )
+        )  # invalid values dropped, their tenants marked incomplete (engine/validity.py)
 
     def _raise_all_failed(self, errors: Sequence[SourceError]) -> None:
         """Nothing at all could be read: one error, retryable if any failure was."""

@@ -36,6 +36,12 @@ class AuditLog:
         self._emit(stored)
         return stored
 
+    def logged(self, event: AuditEvent) -> AuditEvent:
+        """Log an event the store already holds (stored in one transaction with the write it
+        records, see store/intents.py); return it."""
+        self._emit(event)
+        return event
+
     def _emit(self, event: AuditEvent) -> None:
         data = event.to_json()
         # The message is the JSON itself; `audit_event` serves JSON log formatters.

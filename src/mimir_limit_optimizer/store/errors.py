@@ -66,11 +66,16 @@ def wrap(error: sa_exc.SQLAlchemyError, *, doing: str, url: URL) -> StoreError:
     cause = error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig else error
     detail = " ".join(str(cause).split()) or type(cause).__name__
     retryable = isinstance(error, _TRANSIENT)
-    hint = (
-        "; check that the database is reachable and store.url is right (retried next time)"
-        if retryable
-        else ""
-    )
+    if "readonly" in detail.lower() or "read-only" in detail.lower():
+        retryable = False
+        hint = (
+            "; the store is read-only: make the database file and its directory writable, "
+            "or set store.url (or dataDir) to a writable place"
+        )
+    elif retryable:
+        hint = "; check that the database is reachable and store.url is right (retried next time)"
+    else:
+        hint = ""
     # Scrubbed before the redacted URL is added: a short password must not mangle it.
     message = f"{doing} failed on {redact_url(url)}: {scrub(detail, url)}{hint}"
     return StoreError(message, retryable=retryable)

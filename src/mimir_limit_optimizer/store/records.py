@@ -17,6 +17,12 @@ LEVELS = ("info", "warning", "error")
 # The seed's audit categories: user actions, system actions, cost, security, performance.
 CATEGORIES = ("user", "system", "cost", "security", "performance")
 REVISION_KINDS = ("apply", "rollback", "baseline")
+# An intended write: "pending" (recorded before the write; whether it happened is known only
+# by reading the target), "written" (its revision and audit events are stored; verification
+# may be pending), then one final state: "done", "rolled_back", "unverified", "not_done" (the
+# write did not happen) or "superseded" (the target holds neither the old nor the new content).
+INTENT_OPEN = ("pending", "written")
+INTENT_STATES = (*INTENT_OPEN, "done", "rolled_back", "unverified", "not_done", "superseded")
 # pending: waiting for (another) delivery attempt at next_attempt_at; sent, failed (dead
 # letter) and cancelled (made moot before delivery, e.g. resolved during its escalation delay)
 # are final.
@@ -173,3 +179,30 @@ class QueuedAlert:
     next_attempt_at: float | None  # unix seconds; due when <= now and pending
     last_error: str | None
     created_at: float
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A write recorded before it happens (docs/reliability.md): what will be written over
+    what, with the audit events to store once the write is confirmed."""
+
+    id: int
+    target: str
+    actor: str
+    created_at: float  # unix seconds
+    plan: list[dict[str, Any]]
+    old_content: str
+    old_sha256: str
+    new_content: str
+    new_sha256: str
+    # Audit events (to_json form) stored with the revision once the write is confirmed.
+    events: list[dict[str, Any]]
+    verify: bool  # the write waits for Mimir's confirmation
+    state: str
+    revision_id: int | None
+    note: str
+    updated_at: float
+
+    @property
+    def open(self) -> bool:
+        return self.state in INTENT_OPEN

@@ -49,6 +49,7 @@ class Tables:
     revisions: Table
     checkpoints: Table
     alerts: Table
+    intents: Table
 
 
 def build_tables() -> Tables:
@@ -126,7 +127,28 @@ def build_tables() -> Tables:
         ),
         sqlite_autoincrement=True,
     )
-    return Tables(metadata, schema_version, audit, revisions, checkpoints, alerts)
+    intents = Table(
+        "intents",
+        metadata,
+        Column("id", _ID, primary_key=True),
+        Column("target", String(1000), nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("created_at", Double, nullable=False),  # unix seconds
+        Column("plan", JSON, nullable=False),
+        Column("old_content", Text, nullable=False),
+        Column("old_sha256", String(64), nullable=False),
+        Column("new_content", Text, nullable=False),
+        Column("new_sha256", String(64), nullable=False),
+        Column("events", JSON, nullable=False),
+        Column("verify", Integer, nullable=False),  # 1: waits for Mimir's confirmation
+        Column("state", String(16), nullable=False),
+        Column("revision_id", _ID),
+        Column("note", Text, nullable=False, default=""),
+        Column("updated_at", Double, nullable=False),  # unix seconds
+        Index("ix_intents_open", "target", "state", "id"),
+        sqlite_autoincrement=True,
+    )
+    return Tables(metadata, schema_version, audit, revisions, checkpoints, alerts, intents)
 
 
 @dataclass(frozen=True)
@@ -144,8 +166,13 @@ def _create_v1(conn: Connection, tables: Tables) -> None:
     )
 
 
+def _create_v2(conn: Connection, tables: Tables) -> None:
+    tables.intents.create(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit events, revisions, checkpoints, alert queue", _create_v1),
+    Migration(2, "intended writes (recorded before each write)", _create_v2),
 )
 
 

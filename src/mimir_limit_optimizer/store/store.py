@@ -7,6 +7,7 @@ seconds); the store reads no clock except to stamp applied migrations.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from sqlalchemy.engine import URL
 
 from mimir_limit_optimizer.store import engine as engines
 from mimir_limit_optimizer.store.errors import StoreError, redact_url, wrap
+from mimir_limit_optimizer.store.intents import IntentsMixin
 from mimir_limit_optimizer.store.records import (
     ALERT_STATUSES,
     REVISION_KINDS,
@@ -38,8 +40,11 @@ from mimir_limit_optimizer.store.schema import (
     migrate,
 )
 
+# Checkpoint key written when a store is opened: proves the store accepts writes.
+_WRITE_CHECK = "store_write_check"
 
-class Store:
+
+class Store(IntentsMixin):
     """Open with `Store.open(url)`; close with `close()` (or use it as a context manager)."""
 
     def __init__(self, engine: Engine, url: URL, tables: Tables) -> None:
@@ -48,6 +53,9 @@ class Store:
         self._url = url
         self._tables = tables
         self._closed = False
+        self._busy_timeout = 30.0
+        # (device, inode) of the SQLite file as opened; None for PostgreSQL.
+        self._identity: tuple[int, int] | None = None
 
     @classmethod
     def open(
@@ -68,13 +76,62 @@ class Store:
         parsed = engines.parse_url(url)
         engine = engines.create(parsed, busy_timeout=busy_timeout, connect_timeout=connect_timeout)
         store = cls(engine, parsed, build_tables())
+        store._busy_timeout = busy_timeout
         try:
-            with store._transaction("migrating the schema", write=True) as conn:
-                migrate(conn, store._tables, migrations, now=time.time(), url=redact_url(parsed))
+            store._migrate(migrations)
         except BaseException:
             engine.dispose()
             raise
         return store
+
+    def _migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        """Bring the schema up to date and prove the store takes writes (a read-only SQLite
+        file reads fine and fails at the first write: better at start than mid-cycle)."""
+        now = time.time()
+        with self._transaction("migrating the schema", write=True) as conn:
+            migrate(conn, self._tables, migrations, now=now, url=redact_url(self._url))
+        self.save_checkpoint(_WRITE_CHECK, b"", at=now)
+        self._identity = self._file_identity()
+
+    def _sqlite_path(self) -> str | None:
+        if self._url.get_backend_name() != "sqlite":
+            return None
+        return os.path.abspath(self._url.database or "")
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        path = self._sqlite_path()
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def file_problem(self) -> str | None:
+        """Why the SQLite file this store opened is no longer the file at its path (deleted,
+        its directory deleted, or replaced), or None (also for PostgreSQL). A process that
+        keeps writing to an unlinked file loses every record at its next start."""
+        path = self._sqlite_path()
+        if path is None or self._identity is None:
+            return None
+        current = self._file_identity()
+        if current is None:
+            return f"the store file {path} was deleted (or its directory) while running"
+        if current != self._identity:
+            return f"the store file {path} was replaced by another file while running"
+        return None
+
+    def reopen(self) -> None:
+        """Open the store's URL afresh (a SQLite file and its directory are created again);
+        raises StoreError when that fails."""
+        self._engine.dispose()
+        self._engine = engines.create(
+            self._url, busy_timeout=self._busy_timeout, connect_timeout=10.0
+        )
+        self._tables = build_tables()
+        self._closed = False
+        self._migrate()
 
     @property
     def url(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from mimir_limit_optimizer.alerting.breaker import BreakerPolicy
 from mimir_limit_optimizer.alerting.channels.alertmanager import AlertmanagerChannel
@@ -85,10 +86,46 @@ def resolve_channel_name(settings: AlertingSettings, name: str) -> str | None:
     return None
 
 
+# Settings type -> (secret field, its file field, the secret's config key).
+_SECRET_FILES: dict[type, tuple[str, str, str]] = {
+    SlackSettings: ("webhook_url", "webhook_url_file", "webhookURL"),
+    PagerDutySettings: ("integration_key", "integration_key_file", "integrationKey"),
+    EmailSettings: ("password", "password_file", "password"),
+    WebhookSettings: ("url", "url_file", "url"),
+}
+
+
+def _with_secret_file(settings: ChannelSettings, key: str) -> ChannelSettings:
+    """`settings` with its secret read from `<secret>File` when that is set (a mounted
+    Kubernetes Secret: the configuration names the file, never the value)."""
+    fields = _SECRET_FILES.get(type(settings))
+    if fields is None:
+        return settings
+    field, file_field, name = fields
+    path = getattr(settings, file_field)
+    if path is None:
+        return settings
+    if getattr(settings, field) is not None:
+        raise ChannelConfigError(
+            f"{key}: both {name} and {name}File are set: keep one", kind="invalid_value"
+        )
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ChannelConfigError(
+            f"{key}.{name}File: cannot read {path} ({exc.strerror}): check the path and the "
+            "mounted Secret",
+            kind="missing_field",
+        ) from exc
+    if not value:
+        raise ChannelConfigError(f"{key}.{name}File: {path} is empty", kind="missing_field")
+    return settings.model_copy(update={field: SecretStr(value)})
+
+
 def build_channel(spec: ChannelSpec, *, transport: httpx.BaseTransport | None = None) -> Channel:
     """The channel for `spec`; ChannelConfigError when its settings cannot work."""
-    s = spec.settings
     key = spec.key
+    s = _with_secret_file(spec.settings, key)
     if isinstance(s, SlackSettings):
         _require(s.webhook_url, f"{key}.webhookURL", "the incoming webhook URL")
         assert s.webhook_url is not None

@@ -1,0 +1,145 @@
+"""SIGKILL at the write, record and verify steps and at random moments (items 5 and 6): after
+the next start the overrides file, the revisions, the audit log and the cooldown always agree.
+
+Each iteration kills a forked `mlo run --once --mode prod` (harness.run_child), then runs it
+again unkilled, and checks the invariants. `MLO_KILL_ITERATIONS` raises the number of random
+kills (`make soak`); CI runs 100 iterations in total.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mimir_limit_optimizer.engine.overrides import validate_overrides
+from mimir_limit_optimizer.store.records import sha256_text
+from tests.fake_mimir import FakeMimir
+from tests.reliability.fakeprom import FrozenMimir
+from tests.reliability.harness import CATALOGUE, Workdir, run_child, run_once, store_view, workdir
+
+HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
+SETTINGS = """\
+mode: prod
+dataDir: {data}
+target:
+  path: {target}
+synthetic:
+  tenantCount: 3
+  history: 1d
+trendAnalysis:
+  analysisWindow: 1d
+  minHistory: 1h
+dynamicLimits:
+  enabledLimits: [ingestion_rate, max_global_series_per_user]
+server:
+  enabled: false
+"""
+VERIFY = "verify:\n  mimirUrl: {url}\n  timeout: {timeout}\n  pollInterval: 20ms\n"
+# Random kills on top of the deterministic ones: 100 iterations in all in CI.
+RANDOM_KILLS = int(os.environ.get("MLO_KILL_ITERATIONS", "90"))
+
+
+def setup(root: Path, verify: str = "") -> Workdir:
+    return workdir(root, SETTINGS + verify, HAND_WRITTEN)
+
+
+def check(work: Workdir, *, rolled_back: bool = False) -> None:
+    """What must hold after a crash and one unkilled run."""
+    view = store_view(work.store_url, work.target)
+    text = work.target.read_text()
+    assert validate_overrides(text, CATALOGUE, source_name=str(work.target)) == []
+    assert view.open_intents == []  # every intent reconciled
+    written = [r for r in view.revisions if r.kind in ("apply", "rollback")]
+    if written:  # the live content is the newest revision's, byte for byte
+        assert sha256_text(text) == written[0].sha256
+    else:
+        assert text == HAND_WRITTEN
+    changed: set[tuple[str, str]] = set()
+    for revision in view.applies():
+        updates = [
+            e for e in view.audit
+            if e.action == "update_limits" and e.details.get("revision") == revision.id
+        ]  # fmt: skip
+        assert len(updates) == len(revision.plan)  # every write has its audit events
+        keys = {(str(r["tenant"]), str(r["limit"])) for r in revision.plan}
+        assert not keys & changed, "a limit changed twice within the cooldown"
+        changed |= keys
+    if rolled_back:
+        assert text == HAND_WRITTEN
+        assert any(r.kind == "rollback" for r in view.revisions)
+        assert "rollback" in view.actions()
+
+
+@pytest.fixture
+def mimir_for() -> Iterator[list[FakeMimir | FrozenMimir]]:
+    started: list[FakeMimir | FrozenMimir] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("point", ["intent", "write", "record"])
+def test_kill_at_a_step_without_verification(tmp_path: Path, point: str) -> None:
+    work = setup(tmp_path)
+    assert run_child(work, crash_at=point) == -9
+    assert run_once(work) == 0
+    check(work)
+    view = store_view(work.store_url, work.target)
+    assert len(view.applies()) == 1  # written once, recorded once: the cooldown held
+    if point in ("write", "record"):
+        late = [e for e in view.audit if e.action == "update_limits"]
+        assert late and all(e.details.get("recorded_late") for e in late)
+
+
+@pytest.mark.parametrize("point", ["intent", "write", "record", "verify", "outcome"])
+def test_kill_at_a_step_with_verification(
+    tmp_path: Path, mimir_for: list[FakeMimir | FrozenMimir], point: str
+) -> None:
+    work = setup(tmp_path)
+    mimir = FakeMimir([work.target], CATALOGUE, period=0.05)
+    mimir_for.append(mimir)
+    work.config.write_text(work.config.read_text() + VERIFY.format(url=mimir.url, timeout="5s"))
+    assert run_child(work, crash_at=point) == -9
+    assert run_once(work) == 0  # verified after the restart
+    check(work)
+    intents = store_view(work.store_url, work.target).intents
+    assert intents[0].state == "done"
+
+
+@pytest.mark.parametrize("point", ["verify", "outcome"])
+def test_an_unverified_write_is_rolled_back_after_a_restart(
+    tmp_path: Path, mimir_for: list[FakeMimir | FrozenMimir], point: str
+) -> None:
+    """Mimir never loads the new file: the write killed during (or right after) its
+    verification is rolled back at the next start, and recorded."""
+    work = setup(tmp_path)
+    frozen = FrozenMimir()
+    mimir_for.append(frozen)
+    work.config.write_text(work.config.read_text() + VERIFY.format(url=frozen.url, timeout="300ms"))
+    assert run_child(work, crash_at=point) == -9
+    assert run_once(work) == 1  # the rollback is reported as a failure
+    check(work, rolled_back=True)
+    assert store_view(work.store_url, work.target).applies() != []
+
+
+def test_random_kills(tmp_path: Path) -> None:
+    """Kills spread over one whole run (start-up, collection, write, records)."""
+    rng = random.Random(9)
+    timing = setup(tmp_path / "timing")
+    started = time.monotonic()
+    assert run_child(timing) == 0
+    duration = time.monotonic() - started
+    outcomes: dict[int, int] = {}
+    for i in range(RANDOM_KILLS):
+        work = setup(tmp_path / f"run-{i}")
+        status = run_child(work, kill_after=rng.uniform(0.0, duration * 1.2))
+        outcomes[status] = outcomes.get(status, 0) + 1
+        assert status in (0, -9)
+        assert run_once(work) == 0
+        check(work)
+    assert outcomes.get(-9, 0) > RANDOM_KILLS // 2  # most runs were really killed

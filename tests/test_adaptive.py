@@ -1,0 +1,155 @@
+"""The engine rules of trendAnalysis.adaptive (issue 13 §4), each against the value it must
+produce: variability-scaled buffer, quiet memory, growth-aware raises, safe lowering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mimir_limit_optimizer.catalogue import load_catalogue
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.engine import postprocess as pp
+from mimir_limit_optimizer.engine.recommend import recommend
+from mimir_limit_optimizer.engine.strategies import tenant_shape
+from mimir_limit_optimizer.engine.usage import Observation
+
+CATALOGUE = load_catalogue()
+RATE = CATALOGUE.limits["ingestion_rate"]
+NOW = 1_800_000_000.0
+STEP = 300.0
+DAY = 288  # points
+T = 7 * DAY
+TS = NOW - STEP * np.arange(T)[::-1]
+NAN = np.nan
+
+
+def _run(usage: np.ndarray, current: float, discards: np.ndarray | None = None, cfg=None):
+    obs = Observation(
+        tenants=("t",),
+        timestamps=TS,
+        step=STEP,
+        usage={RATE.name: usage[None, :]},
+        discards={RATE.name: (np.zeros(T) if discards is None else discards)[None, :]},
+        current={RATE.name: np.array([current])},
+    )
+    return recommend(obs, cfg or Config(), CATALOGUE, now=NOW, limits=[RATE.name]).results[
+        RATE.name
+    ]
+
+
+def test_shape_reads_quiet_time_peak_and_growth() -> None:
+    quiet = np.full(T, 1000.0)
+    quiet[-3 * DAY :] = 20.0  # quiet for the last 3 days
+    grows = 1000.0 * 1.05 ** (np.arange(T) / DAY)  # 5% a day
+    shape = tenant_shape(
+        np.vstack([quiet, grows]),
+        np.vstack([quiet, grows]),
+        timestamps=TS,
+        step=STEP,
+        now=NOW,
+        quiet_share=0.5,
+        recent=86400.0,
+    )
+    assert shape.peak[0] == pytest.approx(1000.0)
+    assert shape.quiet_for[0] == 3 * 86400.0
+    assert shape.quiet_for[1] == 0.0
+    assert shape.growth[0] == 0.0
+    assert shape.growth[1] == pytest.approx(0.05, abs=0.005)
+
+
+def test_a_tenant_quiet_for_a_day_keeps_its_limit() -> None:
+    usage = np.full(T, 1000.0)
+    usage[-int(1.5 * DAY) :] = 20.0
+    result = _run(usage, current=1400.0)
+    assert result.recommended[0] == 1400.0
+    assert any("went quiet" in r for r in result.reasons(0))
+
+
+def test_a_tenant_quiet_for_days_is_lowered_only_part_of_the_way() -> None:
+    usage = np.full(T, 1000.0)
+    usage[-4 * DAY :] = 20.0
+    # The median of the week is the quiet level (the default p95 still sees the active days):
+    # quietKeep 0.6 x its day level 1000 + the standing buffer (10%) = 660; a -10% step from
+    # 700 would reach 630, so the floor holds at 660.
+    median = {"percentile": 50}
+    result = _run(usage, current=700.0, cfg=Config.model_validate({"trendAnalysis": median}))
+    assert result.recommended[0] == 660.0
+    off = {**median, "adaptive": {"quietShare": 0}}
+    assert (
+        _run(usage, 700.0, cfg=Config.model_validate({"trendAnalysis": off})).recommended[0]
+        == 180.0
+    )  # without the memory: a safe lowering, -75% in one step (175, rounded up)
+
+
+def test_a_return_to_the_remembered_level_is_covered_at_once() -> None:
+    usage = np.full(T, 1000.0)
+    discards = np.zeros(T)
+    usage[-4 * DAY :] = 20.0
+    usage[-6:] = 660.0  # back for the last half hour, at the limit of 660...
+    discards[-6:] = 340.0  # ...sending its old 1000: no spike, its own level
+    result = _run(usage, current=660.0, discards=discards)
+    assert result.recommended[0] >= 1200.0  # 1000 + the full 20% buffer
+    assert any("throttled now" in r for r in result.reasons(0))
+
+
+def test_a_throttled_tenant_that_grows_is_raised_a_day_ahead() -> None:
+    demand = 1000.0 * 1.08 ** (np.arange(T) / DAY)  # 8% a day
+    limit = demand[-1] * 0.95
+    usage = np.minimum(demand, limit)
+    discards = demand - usage
+    result = _run(usage, current=limit, discards=discards)
+    level = demand[-1]
+    assert result.recommended[0] >= level * 1.07 * 1.2  # a day of growth + the full buffer
+    assert any("growing" in r for r in result.reasons(0))
+
+
+def test_a_noisy_tenant_gets_a_larger_buffer_than_a_steady_one() -> None:
+    rng = np.random.default_rng(3)
+    steady = _run(np.full(T, 1000.0), current=1100.0)
+    noisy = _run(1000.0 * np.maximum(0.05, 1 + 0.3 * rng.standard_normal(T)), current=1100.0)
+    assert steady.buffer_percent[0] == 20.0
+    assert noisy.buffer_percent[0] > 40.0
+    assert any("short-term variation" in r for r in noisy.reasons(0))
+
+
+@pytest.mark.parametrize(
+    ("variability", "expected"),
+    [(0.05, 1.0), (0.2, 2.0), (0.9, 3.0), (NAN, 1.0)],
+)
+def test_variability_scale_table(variability: float, expected: float) -> None:
+    out = pp.variability_scale(np.array([variability]), 0.1, 1.0, 3.0)
+    assert out[0] == pytest.approx(expected)
+
+
+def test_a_lowering_waits_for_the_recent_hourly_peak() -> None:
+    usage = np.full(T, 1000.0)
+    usage[-DAY // 2 : -DAY // 2 + 12] = 1500.0  # an hour at 1500, half a day ago
+    result = _run(usage, current=3000.0)
+    # The week's p95 (1000) + 10% standing would give 1100; the last day's hour at 1500
+    # holds the lowering at 1500 (4% of the day: the last day's p95 is still 1000).
+    assert result.recommended[0] == 1500.0
+    assert any("lowering waits" in r for r in result.reasons(0))
+
+
+def test_safe_lowering_takes_a_larger_step_unsafe_waits_for_the_usual_one() -> None:
+    value = np.array([100.0, 100.0])
+    current = np.array([1000.0, 1000.0])
+    out, _, lowered = pp.limit_step(
+        value, current, 100.0, 10.0, safe=np.array([True, False]), safe_decrease_percent=50.0
+    )
+    assert out.tolist() == [500.0, 900.0]
+    assert lowered.tolist() == [True, True]
+
+
+def test_bursts_that_recur_every_day_stay_in_the_demand_an_incident_does_not() -> None:
+    bursty = np.full(T, 1000.0)
+    for start in range(0, T, 72):  # 30 minutes at 3x every 6 hours: 4 a day
+        bursty[start : start + 6] = 3000.0
+    result = _run(bursty, current=1100.0)
+    assert result.demand[0] == pytest.approx(3000.0)  # p95 of the week sees the bursts
+    assert any("bursts in the window" in r for r in result.reasons(0))
+    incident = np.full(T, 1000.0)
+    incident[DAY : DAY + 12] = 3000.0  # once, an hour
+    once = _run(incident, current=1100.0)
+    assert once.demand[0] == pytest.approx(1000.0)
+    assert any("spike" in r for r in once.reasons(0))
