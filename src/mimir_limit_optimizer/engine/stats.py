@@ -87,19 +87,27 @@ def _percentile(ordered: npt.NDArray[np.float32], counts: IntArray, q: float) ->
 def moving_average(values: AnyFloatArray, window: int) -> FloatArray:
     """Trailing NaN-aware moving average over `window` points (a point's own and earlier ones).
 
-    NaN where the window holds no finite value."""
+    NaN where the window holds no finite value. Sums `window` shifted slices in the input's
+    float type (no (N, T) cumulative sums, whose row-wise passes cost several times more);
+    rows without gaps divide by a count that depends only on the distance to the start."""
     if window <= 1:
         same: FloatArray = np.asarray(values, dtype=np.float64)
         return same
     finite = np.isfinite(values)
-    filled = np.where(finite, values, 0.0)
-    csum = np.cumsum(filled, axis=1)
-    ccount = np.cumsum(finite, axis=1)
-    csum[:, window:] = csum[:, window:] - csum[:, :-window].copy()
-    ccount[:, window:] = ccount[:, window:] - ccount[:, :-window].copy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: FloatArray = np.asarray(csum / ccount, dtype=np.float64)
-    out[ccount == 0] = np.nan
+    filled = np.where(finite, values, 0).astype(values.dtype, copy=False)
+    total = filled.copy()
+    for k in range(1, min(window, filled.shape[1])):
+        total[:, k:] += filled[:, :-k]
+    edge = np.minimum(np.arange(filled.shape[1]) + 1, window)
+    out: FloatArray = np.asarray(total / edge, dtype=np.float64)
+    gappy = np.flatnonzero(~finite.all(axis=1))
+    if len(gappy):
+        ones = finite[gappy].astype(np.int32)
+        count = ones.copy()
+        for k in range(1, min(window, ones.shape[1])):
+            count[:, k:] += ones[:, :-k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[gappy] = np.where(count > 0, total[gappy] / count, np.nan)
     return out
 
 
