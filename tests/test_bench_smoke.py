@@ -87,3 +87,12 @@ def test_scale_entry_point_runs_both_benchmarks() -> None:
     out = bench("scale.py", "--smoke")
     assert "$ engine_scale.py" in out and "$ collect_scale.py" in out
     assert re.search(rf"ours / plain = {NUMBER} +naive / ours = {NUMBER}x", out)
+
+
+def test_cli_startup_bench_prints_times_against_the_floor() -> None:
+    out = bench("cli_startup.py", "--runs", "1")
+    for case in ("python -c pass (floor)", "mlo --help", "mlo limits"):
+        assert re.search(rf"{re.escape(case)} +{NUMBER} +{NUMBER} +{NUMBER}", out), case
+    # What each command imported of the heavy libraries: none for --help.
+    assert re.search(r"mlo --help .* none\n", out)
+    assert "the 0.3 s target" in out

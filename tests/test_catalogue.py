@@ -383,10 +383,12 @@ cortex_ingester_memory_metadata_created_total{user="b",pod="i3"} 10x10
 cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage{user="a",pod="i1"} 30x10
 cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage{user="a",pod="i2"} 30x10
 cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage{user="a",pod="i3"} 30x10
-# query-frontend: a fetches 100 chunks/s over 2 queries/s; b ran no query
+# query-frontend: a fetches 100 chunks/s over 2 queries/s (label calls are not queries); b
+# ran no query
 cortex_query_fetched_chunks_total{user="a",pod="qf1"} 0+6000x10
 cortex_query_frontend_queries_total{user="a",op="query",pod="qf1"} 0+60x10
 cortex_query_frontend_queries_total{user="a",op="query_range",pod="qf1"} 0+60x10
+cortex_query_frontend_queries_total{user="a",op="label_names_and_values",pod="qf1"} 0+600x10
 cortex_query_fetched_chunks_total{user="b",pod="qf1"} 0+6000x10
 cortex_query_frontend_queries_total{user="b",op="query",pod="qf1"} 0x10
 # ruler: group g2 seen on two rulers while moving
@@ -525,3 +527,17 @@ def test_docs_table_lists_every_managed_limit_with_its_signal() -> None:
     for spec in CATALOGUE.limits.values():
         assert spec.name in rows, f"docs/catalogue.md: no table row for {spec.name}"
         assert rows[spec.name].strip().startswith(spec.signal.value), spec.name
+
+
+def test_the_fast_and_the_portable_yaml_parsers_read_the_catalogue_alike() -> None:
+    """The catalogue loads with libyaml when present (fast start-up) and ruamel otherwise:
+    both must give the same data (YAML 1.1 vs 1.2 differ on `1.0e9`, `yes`, `on`, ...)."""
+    from pathlib import Path
+
+    import yaml
+    from ruamel.yaml import YAML
+
+    import mimir_limit_optimizer.catalogue.load as load_module
+
+    text = (Path(load_module.__file__).parent / "data" / "mimir.yaml").read_text()
+    assert yaml.load(text, Loader=yaml.CSafeLoader) == YAML(typ="safe").load(text)

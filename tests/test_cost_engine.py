@@ -215,6 +215,36 @@ def test_month_end_forecast_follows_the_linear_trend() -> None:
     assert report.forecast.crossing["month"][g] == pytest.approx(expected)
 
 
+def test_the_year_forecast_is_never_below_the_month_forecast_in_december() -> None:
+    # Dec 6 with a rising cost: the month's remaining days follow the line; the year ends
+    # with the month, so its forecast is the same, never the lower flat extrapolation.
+    data = growing(5, 10.0, 1.0, month="2024-12")
+    settings = cost_settings(costPerUnit=1.0, globalBudget={"monthly": 100.0, "annual": 700.0})
+    now = ts("2024-12-06T00:00")
+    report = report_for(data, settings, now)
+    g = report.scopes.global_row
+    assert report.forecast.end["month"][g] == pytest.approx(60.0 + 715.0)
+    assert report.forecast.end["year"][g] == pytest.approx(report.forecast.end["month"][g])
+    # The yearly budget is reached when the month's line reaches it, not later.
+    assert report.forecast.crossing["year"][g] == pytest.approx(
+        now + _days_to(700.0 - 60.0, start=15.0) * DAY
+    )
+    # In March the year goes on after the month at the month's last predicted day, flat.
+    march = report_for(growing(5, 10.0, 1.0), settings, ts("2024-03-06T00:00"))
+    days_after_march = (ts("2025-01-01T00:00") - ts("2024-04-01T00:00")) / DAY
+    assert march.forecast.end["year"][g] == pytest.approx(60.0 + 715.0 + 40.0 * days_after_march)
+    assert (march.forecast.end["year"] >= march.forecast.end["month"]).all()
+
+
+def _days_to(amount: float, *, start: float) -> float:
+    """Days (fractional) until a daily cost of start, start + 1, ... adds up to `amount`."""
+    total, day = 0.0, 0
+    while total + start + day < amount:
+        total += start + day
+        day += 1
+    return day + (amount - total) / (start + day)
+
+
 def test_few_complete_days_use_their_mean_and_a_partial_day_is_scaled() -> None:
     settings = cost_settings(costPerUnit=1.0)
     two = report_for(growing(2, 10.0, 2.0), settings, ts("2024-03-03T00:00"))
@@ -581,3 +611,47 @@ def test_cost_settings_errors_name_the_key(
     with pytest.raises(ConfigError) as info:
         load_text(tmp_path, text)
     assert key in str(info.value) and problem in str(info.value)
+
+
+def test_lowering_advice_never_goes_below_what_the_engine_would_recommend() -> None:
+    """The advice's target is where the engine is heading: its value without the maximum
+    step per cycle, with all its floors (here the last day's higher level), never the bare
+    demand plus buffer below them."""
+    from mimir_limit_optimizer.config.loader import load_config
+    from mimir_limit_optimizer.engine.cost.advice import limit_advice
+    from mimir_limit_optimizer.engine.recommend import recommend
+    from mimir_limit_optimizer.engine.usage import Observation
+
+    points = 7 * 288
+    level = np.full((1, points), 1000.0)
+    level[0, -24:] = 3000.0  # the last 2 h run higher: the last day's p95, not the week's
+    grid = ts("2024-03-01T00:00") + STEP * np.arange(points)
+    obs = Observation(
+        tenants=("t",),
+        timestamps=grid,
+        step=STEP,
+        usage={"ingestion_rate": level},
+        current={"ingestion_rate": np.array([200000.0])},
+    )
+    now = float(grid[-1])
+
+    def config(**change: float) -> Any:
+        cli = {f"changePolicy.{k}": v for k, v in change.items()}
+        return load_config(None, env={}, cli=cli, catalogue=CATALOGUE).config
+
+    stepped = recommend(obs, config(), CATALOGUE, now=now, limits=["ingestion_rate"])
+    free = recommend(
+        obs, config(maxDecreasePercent=100.0), CATALOGUE, now=now, limits=["ingestion_rate"]
+    )
+    engine_target = float(free.results["ingestion_rate"].recommended[0])
+    this_cycle = float(stepped.results["ingestion_rate"].recommended[0])
+    assert engine_target < this_cycle  # the step limit held the lowering back
+
+    price = PriceModel.from_settings(cost_settings(costPerUnit=0.001))
+    advice = limit_advice(stepped, price, "USD")
+    assert len(advice) == 1
+    target = advice[0].target
+    assert target is not None
+    # Rounding to readable numbers aside (2 significant digits), the same value.
+    assert engine_target * 0.95 <= target <= this_cycle
+    assert target >= 3000.0  # above the last day's level, not the week's 1000 + buffer

@@ -385,8 +385,9 @@ def test_recovery_from_unlimited_takes_the_same_steps_and_restores_zero() -> Non
     for k in range(6):
         c.tick(cfg, T0 + 150 + 30 * k)
         caps.append(c.cap("a", SERIES))
-    # +25% of the starting cap per step; the 4th step restores "unlimited" (0).
-    assert caps == [131_250.0, 157_500.0, 183_750.0, None, None, None]
+    # +25% of the starting cap per step, rounded up to 3 significant digits (131,250 ->
+    # 132,000); the 4th step restores "unlimited" (0).
+    assert caps == [132_000.0, 159_000.0, 186_000.0, None, None, None]
     assert c.breaker("a", Kind.SERIES) is CLOSED
 
 
@@ -607,3 +608,21 @@ def test_a_tick_over_20000_tenants_is_fast() -> None:
     run(c, cfg, T0 + 15, T0 + 60)
     assert time.perf_counter() - started < 2.0
     assert sum(c.breaker(t, Kind.SERIES) is OPEN for t in tenants[:12]) == 10
+
+
+@pytest.mark.parametrize(
+    ("value", "lowest", "up", "expected"),
+    [
+        (3001.0, 0.0, False, 3000.0),  # readable
+        (168_000.0, 0.0, False, 168_000.0),  # already readable
+        (3004.0, 3002.0, False, 3010.0),  # never below the floor: the readable value above
+        (3001.0, 0.0, True, 3010.0),  # recovery steps always move up
+        (2.346, 0.0, False, 2.35),  # small rates: 3 significant digits
+    ],
+)
+def test_caps_are_rounded_to_readable_values_within_the_floors(
+    value: float, lowest: float, up: bool, expected: float
+) -> None:
+    from mimir_limit_optimizer.engine.protection.clamps import round_limit
+
+    assert round_limit(value, "ingestion_rate", CATALOGUE, lowest=lowest, up=up) == expected

@@ -227,13 +227,14 @@ def test_overrides_document_lists_exactly_the_overridden_tenants() -> None:
             assert isinstance(value, float if name in {"ingestion_rate", "request_rate"} else int)
 
 
-def test_generation_is_vectorised() -> None:
-    """2,500 tenants x 7 days at 5m (about a second for 10,000 on a laptop)."""
-    started = time.perf_counter()
+def test_generation_covers_every_tenant_and_point() -> None:
+    """2,500 tenants x 7 days at 5m in one array per signal (its speed is measured in bench/,
+    not asserted here)."""
     cluster = _cluster(count=2500)
-    elapsed = time.perf_counter() - started
     assert cluster.samples_demand.shape == (2500, 2017)
-    assert elapsed < 5.0, f"generate_cluster took {elapsed:.2f}s"
+    finite = np.isfinite(cluster.samples_demand)
+    assert finite.mean() > 0.9  # scrape gaps are NaN by design, but rare
+    assert (cluster.samples_demand[finite] >= 0).all()
 
 
 def _spec(name: str, signal: SignalKind, **extra: Any) -> LimitSpec:

@@ -182,8 +182,8 @@ class FrozenMimir:
     value ever shows up and every verification times out."""
 
     def __init__(self, on_first_request: Callable[[], None] | None = None) -> None:
-        """`on_first_request`: called once, before the first answer (a fault to inject
-        while a verification is under way)."""
+        """`on_first_request`: called once, before the first /runtime_config answer (a fault
+        to inject while a verification is under way)."""
         self.requests = 0
         self._hook = on_first_request
 
@@ -195,10 +195,13 @@ class FrozenMimir:
 
             def do_GET(self) -> None:
                 fake.requests += 1
-                hook, fake._hook = fake._hook, None
-                if hook is not None:
-                    hook()
                 path = urllib.parse.urlsplit(self.path).path
+                # Only a verification's read fires the fault: the cycle may also read the
+                # cluster's defaults from /config (a 404 here) before it writes.
+                if path == "/runtime_config":
+                    hook, fake._hook = fake._hook, None
+                    if hook is not None:
+                        hook()
                 if path == "/runtime_config":
                     body = b"overrides: {}\n"
                 elif path == "/metrics":

@@ -137,6 +137,42 @@ def run_child(work: Workdir, *, crash_at: str | None = None, kill_after: float |
     """`mlo run --once` in a forked child. `crash_at`: a crash point (the child kills itself
     there); `kill_after`: seconds after which the parent kills it. Returns the exit status,
     or -9 when it was killed."""
+    return run_children([work], crash_at=crash_at, kill_after=[kill_after], timeout=timeout)[0]
+
+
+def run_children(
+    works: list[Workdir],
+    *,
+    crash_at: str | None = None,
+    kill_after: list[float | None] | None = None,
+    timeout: float = 30.0,
+) -> list[int]:
+    """`run_child` for several working directories at once (each its own child, killed at
+    its own time): the kill loops use every core."""
+    delays = kill_after or [None] * len(works)
+    pids = [_fork(work, crash_at) for work in works]
+    started = time.monotonic()
+    statuses: dict[int, int] = {}
+    while len(statuses) < len(pids):
+        now = time.monotonic() - started
+        for pid, delay in zip(pids, delays, strict=True):
+            if pid in statuses:
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if not done and ((delay is not None and now >= delay) or now >= timeout):
+                os.kill(pid, signal.SIGKILL)
+                done, status = os.waitpid(pid, 0)
+            if done:
+                statuses[pid] = status
+        time.sleep(0.002)
+    return [
+        -os.WTERMSIG(statuses[pid]) if os.WIFSIGNALED(statuses[pid])
+        else os.WEXITSTATUS(statuses[pid])
+        for pid in pids
+    ]  # fmt: skip
+
+
+def _fork(work: Workdir, crash_at: str | None) -> int:
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         status = EXIT_CRASHED
@@ -147,18 +183,4 @@ def run_child(work: Workdir, *, crash_at: str | None = None, kill_after: float |
             status = run_once(work)
         finally:
             os._exit(status)
-    deadline = time.monotonic() + timeout
-    killed_at = None if kill_after is None else time.monotonic() + kill_after
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        now = time.monotonic()
-        if (killed_at is not None and now >= killed_at) or now >= deadline:
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            break
-        time.sleep(0.002)
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    return pid

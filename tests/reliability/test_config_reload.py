@@ -6,6 +6,8 @@ clears the metric and resolves the alert."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,3 +209,41 @@ def test_start_up_refuses_an_emptied_file(tmp_path: Path, text: str) -> None:
     work = workdir(tmp_path, text, OVERRIDES)
     assert run_once(work, cli={"mode": "prod", "target.path": str(work.target)}) == EXIT_USAGE
     assert work.target.read_text() == OVERRIDES
+
+
+def test_rewrites_while_the_loop_runs(tmp_path: Path) -> None:
+    """The same through the real loop (a cycle a second): truncate, then restore."""
+    prom = FakePrometheus({"t-busy": 50_000.0}, defaults={"ingestion_rate": 10_000.0})
+    good = SETTINGS.replace("URL", prom.url).replace("updateInterval: 1m", "updateInterval: 1s")
+    work = workdir(tmp_path, good, OVERRIDES)
+    provider = ConfigProvider(work.config, env={}, cli={}, catalogue=CATALOGUE)
+    service = Service(provider, CATALOGUE, logger=logging.getLogger("loop"))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+
+    def gauge_becomes(value: float) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (
+                service.registry.get_sample_value(
+                    "mimir_limit_optimizer_config_last_reload_successful"
+                )
+                == value
+            ):
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        text = work.config.read_text()
+        work.config.write_text(text[: len(text) // 2])  # a half-written file
+        assert gauge_becomes(0)
+        assert provider.config.source.kind == "prometheus" and provider.config.mode is Mode.PROD
+        work.config.write_text(text)
+        assert gauge_becomes(1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        prom.stop()
+    assert not thread.is_alive()

@@ -20,7 +20,15 @@ from mimir_limit_optimizer.engine.overrides import validate_overrides
 from mimir_limit_optimizer.store.records import sha256_text
 from tests.fake_mimir import FakeMimir
 from tests.reliability.fakeprom import FrozenMimir
-from tests.reliability.harness import CATALOGUE, Workdir, run_child, run_once, store_view, workdir
+from tests.reliability.harness import (
+    CATALOGUE,
+    Workdir,
+    run_child,
+    run_children,
+    run_once,
+    store_view,
+    workdir,
+)
 
 HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
 SETTINGS = """\
@@ -42,15 +50,21 @@ server:
 VERIFY = "verify:\n  mimirUrl: {url}\n  timeout: {timeout}\n  pollInterval: 20ms\n"
 # Random kills on top of the deterministic ones: 100 iterations in all in CI.
 RANDOM_KILLS = int(os.environ.get("MLO_KILL_ITERATIONS", "90"))
+# Children killed at once (each in its own working directory).
+PARALLEL = 4
 
 
 def setup(root: Path, verify: str = "") -> Workdir:
     return workdir(root, SETTINGS + verify, HAND_WRITTEN)
 
 
-def check(work: Workdir, *, rolled_back: bool = False) -> None:
-    """What must hold after a crash and one unkilled run."""
+def check(work: Workdir, *, rolled_back: bool = False, killed: str | None = None) -> None:
+    """What must hold after a crash and one unkilled run. `killed`: the overrides file as
+    the killed run left it."""
     view = store_view(work.store_url, work.target)
+    if killed is not None and killed != HAND_WRITTEN:  # the write the kill interrupted...
+        shas = {r.sha256 for r in view.revisions}
+        assert sha256_text(killed) in shas  # ...has its revision
     text = work.target.read_text()
     assert validate_overrides(text, CATALOGUE, source_name=str(work.target)) == []
     assert view.open_intents == []  # every intent reconciled
@@ -87,10 +101,13 @@ def mimir_for() -> Iterator[list[FakeMimir | FrozenMimir]]:
 def test_kill_at_a_step_without_verification(tmp_path: Path, point: str) -> None:
     work = setup(tmp_path)
     assert run_child(work, crash_at=point) == -9
+    killed = work.target.read_text()
     assert run_once(work) == 0
-    check(work)
+    check(work, killed=killed)
     view = store_view(work.store_url, work.target)
     assert len(view.applies()) == 1  # written once, recorded once: the cooldown held
+    if killed != HAND_WRITTEN:  # no second step on top of the unrecorded write
+        assert work.target.read_text() == killed
     if point in ("write", "record"):
         late = [e for e in view.audit if e.action == "update_limits"]
         assert late and all(e.details.get("recorded_late") for e in late)
@@ -128,18 +145,25 @@ def test_an_unverified_write_is_rolled_back_after_a_restart(
 
 
 def test_random_kills(tmp_path: Path) -> None:
-    """Kills spread over one whole run (start-up, collection, write, records)."""
+    """Kills spread over one whole run (start-up, collection, write, records), a few
+    children at a time; each then runs again unkilled (also in parallel) and is checked."""
     rng = random.Random(9)
     timing = setup(tmp_path / "timing")
     started = time.monotonic()
     assert run_child(timing) == 0
     duration = time.monotonic() - started
     outcomes: dict[int, int] = {}
-    for i in range(RANDOM_KILLS):
-        work = setup(tmp_path / f"run-{i}")
-        status = run_child(work, kill_after=rng.uniform(0.0, duration * 1.2))
-        outcomes[status] = outcomes.get(status, 0) + 1
-        assert status in (0, -9)
-        assert run_once(work) == 0
-        check(work)
+    # Children sharing the cores run slower: spread the kills over their longer run.
+    span = duration * 1.2 * max(1.0, PARALLEL / (os.cpu_count() or 1))
+    for first in range(0, RANDOM_KILLS, PARALLEL):
+        batch = range(first, min(first + PARALLEL, RANDOM_KILLS))
+        works = [setup(tmp_path / f"run-{i}") for i in batch]
+        delays: list[float | None] = [rng.uniform(0.0, span) for _ in works]
+        statuses = run_children(works, kill_after=delays)
+        killed = [work.target.read_text() for work in works]
+        assert run_children(works) == [0] * len(works)
+        for work, status, text in zip(works, statuses, killed, strict=True):
+            outcomes[status] = outcomes.get(status, 0) + 1
+            assert status in (0, -9)
+            check(work, killed=text)
     assert outcomes.get(-9, 0) > RANDOM_KILLS // 2  # most runs were really killed

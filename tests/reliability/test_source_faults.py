@@ -33,7 +33,7 @@ source:
   prometheus:
     url: URL
     retries: 0
-    timeout: 500ms
+    timeout: 2s
 target:
   path: {target}
 dynamicLimits:
@@ -48,7 +48,9 @@ server:
 
 @pytest.fixture
 def prom() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus(USAGE, overrides=EXPORTED, defaults={"ingestion_rate": 10_000.0})
+    fake = FakePrometheus(
+        USAGE, overrides=EXPORTED, defaults={"ingestion_rate": 10_000.0}, delay=2.5
+    )
     yield fake
     fake.stop()
 
@@ -129,7 +131,20 @@ def test_invalid_values_mark_the_tenant_incomplete(
     assert all(e.tenant != "t-idle" for e in view.audit if e.action == "update_limits")
 
 
-@pytest.mark.parametrize("mode", ["nan", "partial_tenants", "missing_last_hour"])
+def test_a_missing_last_hour_is_stale_data(tmp_path: Path, prom: FakePrometheus) -> None:
+    """No point for any tenant in the last hour: scrapes or remote-write stopped; planning
+    from older data would ignore whatever happened since. Nothing is applied."""
+    work = setup(tmp_path, prom)
+    prom.mode = "missing_last_hour"
+    assert run_once(work) == 0  # partial: the reasons are in the audit log
+    assert work.target.read_text() == OVERRIDES
+    view = store_view(work.store_url, work.target)
+    assert view.applies() == []
+    partial = [e for e in view.audit if e.action == "collection_partial"]
+    assert partial and "stale data" in str(partial[0].details["unavailable"])
+
+
+@pytest.mark.parametrize("mode", ["nan", "partial_tenants"])
 def test_gaps_never_lower_a_limit_on_missing_data(
     tmp_path: Path, prom: FakePrometheus, mode: str
 ) -> None:

@@ -134,8 +134,10 @@ def test_a_read_only_store_at_start_is_one_line_and_exit_2(
     assert work.target.read_text() == before
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postgres() -> PgServer:
+    # One server per test: each test stops it, and a failure half-way must not leave the
+    # next test a stopped server.
     server = start_postgres(require_bindir())
     yield server  # type: ignore[misc]
     server.stop()

@@ -78,6 +78,13 @@ class LimitSpec:
     # False when the measure cannot show the true maximum (per-query averages): never lower.
     may_lower: bool = True
     notes: str = ""
+    # When the measure is only an estimate of what the limit counts: one sentence saying how,
+    # added to the reasons of every recommendation of the limit.
+    estimate: str = ""
+    # A second usage measure for tenants the first one has no data for, and the reason shown
+    # for those tenants (e.g. active series where the created/removed counters are missing).
+    usage_fallback_query: str | None = None
+    usage_fallback_reason: str = ""
 
     @property
     def value_kind(self) -> ValueKind:

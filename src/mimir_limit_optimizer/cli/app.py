@@ -2,56 +2,76 @@
 
 Exit codes: 0 ok; 1 nothing could be computed, or `validate` found problems; 2 bad
 configuration or usage.
+
+Only Typer and the option types are imported at module level: `mlo --help` and `mlo limits`
+must start fast (bench/cli_startup.py). Everything else is imported by the command that uses
+it, and the service, cost, alert and backtest commands live in modules loaded on first use
+(cli/lazy.py).
 """
 
 from __future__ import annotations
 
 import difflib
-import io
-import os
 import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
-from mimir_limit_optimizer.cli import output
+from mimir_limit_optimizer import __version__
 from mimir_limit_optimizer.cli.common import (
     CommonOptions,
     FormatOpt,
     OutputFormat,
     OutputOpt,
+    check_output,
     emit,
     fail,
     load,
+    stderr_console,
     wide_console,
     with_common_options,
 )
-from mimir_limit_optimizer.cli.progress import collection_progress
-from mimir_limit_optimizer.config.loader import LoadedConfig, render_config
-from mimir_limit_optimizer.controller.oneshot import Cycle, build_source, run_cycle
-from mimir_limit_optimizer.engine.overrides import (
-    OverridesParseError,
-    OverridesValueError,
-    format_problems,
-    parse_overrides,
-    validate_overrides,
-)
-from mimir_limit_optimizer.engine.plan import apply_plan, render_plan
-from mimir_limit_optimizer.engine.results import UNDEFINED
-from mimir_limit_optimizer.sources.base import SourceError
+from mimir_limit_optimizer.cli.lazy import LazyGroup
+
+if TYPE_CHECKING:
+    from mimir_limit_optimizer.catalogue import Catalogue
+    from mimir_limit_optimizer.config.loader import LoadedConfig
+    from mimir_limit_optimizer.controller.oneshot import Cycle
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="Recommend, plan and validate per-tenant Grafana Mimir limits from real usage.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"mlo (mimir-limit-optimizer) {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Recommend, plan and validate per-tenant Grafana Mimir limits from real usage."""
 
 
 class PlanFormat(StrEnum):
@@ -65,28 +85,45 @@ class PlanFormat(StrEnum):
 
 def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     """Collect and recommend, with a progress bar on stderr (shown on terminals only)."""
+    import os
+
+    from mimir_limit_optimizer.cli.progress import collection_progress
+    from mimir_limit_optimizer.controller.oneshot import build_source, run_cycle
+    from mimir_limit_optimizer.engine.overrides import OverridesParseError, OverridesValueError
+    from mimir_limit_optimizer.sources.base import SourceError
+    from mimir_limit_optimizer.sources.current_limits import CurrentLimitsError
+
     config = loaded.config
     path = config.target.path
     if path and not Path(path).is_file():
         what = "is not a file" if Path(path).exists() else "does not exist"
         fail(f"overrides file {path} {what} (--overrides-file / target.path)")
     now = time.time()
-    source = build_source(config, now=now, env=dict(os.environ))
-    description = source.describe()
-    err = Console(stderr=True, soft_wrap=True)
     try:
+        source = build_source(config, now=now, env=dict(os.environ))
+    except SourceError as exc:
+        fail(f"cannot use the source: {exc}")
+    description = source.describe()
+    err = stderr_console()
+    try:
+        # Nothing for a short collection; after 2 s a bar with the known total on a
+        # terminal, log lines otherwise (cli/progress.py).
         with collection_progress(err, f"querying {description}") as report:
             cycle = run_cycle(config, catalogue, source, now=now, progress=report)
+    except CurrentLimitsError as exc:
+        fail(f"cannot read the current limits: {exc}")
     except SourceError as exc:
         fail(f"could not collect usage: {exc}", code=1)
     except (OverridesParseError, OverridesValueError) as exc:
         fail(f"{exc}\nThe overrides file was not changed.", code=2)
     except OSError as exc:
         fail(f"cannot read the overrides file {path}: {exc.strerror}", code=2)
+    from rich.markup import escape
+
     for tenant, reason in cycle.skipped_tenants.items():
-        err.print(f"[yellow]skipped tenant[/] {tenant!r}: {reason}", highlight=False)
+        err.print(f"[yellow]skipped tenant[/] {escape(repr(tenant))}: {escape(reason)}")
     for name, reason in cycle.observation.unavailable.items():
-        err.print(f"[yellow]{name} undefined:[/] {reason}", highlight=False)
+        err.print(f"[yellow]{name} undefined:[/] {escape(reason)}", highlight=False)
     return cycle, description
 
 
@@ -98,7 +135,12 @@ def _nothing_computed(cycle: Cycle, description: str) -> str | None:
             "pathPrefix, tenant (X-Scope-OrgID) and selectors, and that Mimir is scraped"
         )
     if not cycle.recommendations.tenants:
-        return "no tenant matches --tenants / tenantScoping"
+        return (
+            "no tenant matches --tenants / tenantScoping (globs are case-sensitive, as tenant "
+            "ids are; separate several with commas)"
+        )
+    from mimir_limit_optimizer.engine.results import UNDEFINED
+
     results = cycle.recommendations.results.values()
     if all(bool((r.status == UNDEFINED).all()) for r in results):
         return "every recommendation is undefined (see the reasons above)"
@@ -113,6 +155,13 @@ def recommend(
     output_file: OutputOpt = None,
 ) -> None:
     """Recommend limits per tenant: current, usage, demand, recommended value and why."""
+    import io
+
+    from rich.console import Console
+
+    from mimir_limit_optimizer.cli import output
+
+    check_output(output_file)
     loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
     recs = cycle.recommendations
@@ -150,6 +199,10 @@ def plan(
     output_file: OutputOpt = None,
 ) -> None:
     """Show the changes the recommendations ask for (nothing is written to any target)."""
+    from mimir_limit_optimizer.cli import output
+    from mimir_limit_optimizer.engine.plan import render_plan
+
+    check_output(output_file)
     loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
     if fmt in (PlanFormat.PATCH, PlanFormat.FILE):
@@ -169,10 +222,15 @@ def plan(
 def _rendered_plan(cycle: Cycle, loaded: LoadedConfig, catalogue: Catalogue, *, patch: bool) -> str:
     """The overrides file with the plan applied (or the unified diff to it), for teams that
     apply by pull request. Comments, order and unmanaged keys are kept."""
+    from mimir_limit_optimizer.engine.overrides import (
+        format_problems,
+        parse_overrides,
+        validate_overrides,
+    )
+    from mimir_limit_optimizer.engine.plan import apply_plan
+
     path = loaded.config.target.path or "overrides.yaml"
-    before = ""
-    if Path(path).exists():
-        before = Path(path).read_text(encoding="utf-8")
+    before = cycle.document.render() if cycle.document is not None else ""
     document = parse_overrides(before, source_name=path)
     apply_plan(document, cycle.plan, catalogue)
     after = document.render()
@@ -196,36 +254,49 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Runtime overrides file to check.")],
 ) -> None:
     """Check a runtime overrides file against the limit catalogue (exit 1 on problems)."""
+    from mimir_limit_optimizer.catalogue import load_catalogue
+    from mimir_limit_optimizer.engine.overrides import format_problems, validate_overrides
+
     catalogue = load_catalogue()
+    if file.is_dir():
+        fail(f"{file} is a directory: give the runtime overrides file")
     try:
         text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        fail(
+            f"{file} is not UTF-8 text (byte {exc.start}): Mimir reads the runtime file as "
+            "UTF-8 YAML and would reject it; re-save it as UTF-8"
+        )
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
     problems = validate_overrides(text, catalogue, source_name=str(file))
     if problems:
         sys.stdout.write(format_problems(problems, str(file)).rstrip("\n") + "\n")
-        Console(stderr=True, soft_wrap=True).print(
+        stderr_console().print(
             f"[red]{len(problems)} problem(s):[/] Mimir would reject this file.", highlight=False
         )
         raise typer.Exit(1)
-    Console(stderr=True, soft_wrap=True).print(
-        f"[green]ok:[/] {file} is a valid {catalogue.flavour} runtime file"
-    )
+    sys.stdout.write(f"ok: {file} is a valid {catalogue.flavour} runtime file\n")
 
 
 @app.command("limits")
 def list_limits(fmt: FormatOpt = OutputFormat.TABLE) -> None:
     """List the limit catalogue: every managed limit, its type, default and signal."""
+    from mimir_limit_optimizer.catalogue import load_catalogue
+    from mimir_limit_optimizer.cli import catalogue_output
+
     catalogue = load_catalogue()
     if fmt is OutputFormat.TABLE:
-        output.limits_table(catalogue, wide_console())
+        catalogue_output.limits_table(catalogue, wide_console())
         return
-    rows = output.limit_rows(catalogue)
+    rows = catalogue_output.limit_rows(catalogue)
     if fmt is OutputFormat.CSV:
-        output.emit_rows(rows, "csv")
+        sys.stdout.write(catalogue_output.rows_csv(rows))
         return
     doc = {"flavour": catalogue.flavour, "limits": rows}
-    sys.stdout.write(output.to_yaml(doc) if fmt is OutputFormat.YAML else output.to_json(doc))
+    sys.stdout.write(
+        catalogue_output.to_yaml(doc) if fmt is OutputFormat.YAML else catalogue_output.to_json(doc)
+    )
 
 
 @config_app.command("show")
@@ -236,6 +307,8 @@ def config_show(
 ) -> None:
     """Print the effective configuration (defaults < file < environment < flags), secrets
     redacted."""
+    from mimir_limit_optimizer.config.loader import render_config
+
     if fmt not in ("yaml", "json"):
         fail("--format must be yaml or json")
     loaded, _ = load(opts)

@@ -128,10 +128,9 @@ def backtest(
         ),
     ] = False,
 ) -> None:
-    """Backtest our recommendations against p95 × 1.2 over 48 h (the original Go
-    optimizer's formula), a KRR-like strategy, Mimir's
-    defaults and "keep current": throttled minutes, dropped samples, rejected series,
-    headroom and churn per scenario and in total."""
+    """Backtest our recommendations against p95 × 1.2 over 48 h (the original Go optimizer's
+    formula), a KRR-like strategy, Mimir's defaults and "keep current": throttled minutes,
+    dropped samples, rejected series, headroom and churn per scenario and in total."""
     loaded, catalogue = load(
         CommonOptions(config=config, source=source, prometheus_url=prometheus_url)
     )

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -39,14 +40,42 @@ from mimir_limit_optimizer.controller.service import Service, ServiceOptions
 from mimir_limit_optimizer.controller.wiring import WiringError, build_target, open_store
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Revision, Store, StoreError
 from mimir_limit_optimizer.targets.base import TargetError
+from mimir_limit_optimizer.web.server import ServerStartError
 
 
-def _logging() -> logging.Logger:
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+# Libraries whose INFO lines are detail: every HTTP request httpx makes (one per query chunk),
+# and uvicorn's start/stop lines for each of the servers (the service logs its endpoints once).
+_CHATTY_LOGGERS = ("httpx", "httpcore", "uvicorn.error", "uvicorn")
+
+
+class DemoteToDebug(logging.Filter):
+    """Re-level a chatty library's INFO records to DEBUG: shown only with --log-level debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _logging(level: LogLevel = LogLevel.INFO) -> logging.Logger:
     logging.basicConfig(
-        level=logging.INFO,
+        level=getattr(logging, level.value.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    demote = DemoteToDebug()
+    for name in _CHATTY_LOGGERS:
+        chatty = logging.getLogger(name)
+        if demote not in chatty.filters:
+            chatty.addFilter(demote)
     return logging.getLogger("mimir_limit_optimizer")
 
 
@@ -57,10 +86,17 @@ def run(
     once: Annotated[
         bool, typer.Option("--once", help="Run exactly one cycle; exit 0 if it succeeded.")
     ] = False,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            help="debug also shows every HTTP request and the web servers' own lines.",
+        ),
+    ] = LogLevel.INFO,
 ) -> None:
     """Run the service: a reconcile loop every updateInterval (dry-run unless --mode prod),
     with /metrics, /healthz and /readyz on 127.0.0.1."""
-    log = _logging()
+    log = _logging(log_level)
     catalogue = load_catalogue()
     cli, flags = cli_overrides(opts)
     try:
@@ -83,11 +119,15 @@ def run(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    raise typer.Exit(service.run(stop))
+    try:
+        status = service.run(stop)
+    except ServerStartError as exc:  # a port in use, a host that does not resolve
+        fail(str(exc))
+    raise typer.Exit(status)
 
 
 def _store_and_applier(
-    config: Path | None, overrides_file: Path | None
+    config: Path | None, overrides_file: list[Path] | None
 ) -> tuple[Store, Applier, str]:
     loaded, catalogue = load(CommonOptions(config=config, overrides_file=overrides_file))
     try:
@@ -127,7 +167,7 @@ def history(
     config: ConfigOpt = None,
     overrides_file: OverridesOpt = None,
     fmt: FormatOpt = OutputFormat.TABLE,
-    limit: Annotated[int, typer.Option("--limit", help="Newest N revisions.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N revisions.")] = 50,
 ) -> None:
     """List the revisions written to the target (newest first)."""
     store, _applier, name = _store_and_applier(config, overrides_file)
@@ -210,12 +250,19 @@ def diff(
 @app.command()
 def audit(
     config: ConfigOpt = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    action: Annotated[str | None, typer.Option("--action")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only events of this tenant (exact id).")
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(
+            "--action", help="Only this action, e.g. update_limits, would_update_limits, rollback."
+        ),
+    ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="A duration back from now, e.g. 1h, 7d.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N events.")] = 100,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Query the audit log (newest first); export as json or csv."""

@@ -78,7 +78,9 @@ class Budget(_Section):
     @model_validator(mode="after")
     def _amount_is_monthly(self) -> Budget:
         if self.amount is not None and self.monthly is not None and self.amount != self.monthly:
-            raise ValueError("amount is the seed's name of monthly: set only one of them")
+            raise ValueError(
+                "amount is the Go mimir-limit-optimizer's name of monthly: set only one of them"
+            )
         return self
 
     @property

@@ -37,6 +37,12 @@ class MimirSettings(_Section):
     flavour: Literal["mimir"] = "mimir"
     # Used only when `cortex_distributor_replication_factor` is absent from the source.
     replication_factor: int = Field(3, ge=1, le=10)
+    # The cluster's own `limits:` defaults (what a tenant without an override gets), read from
+    # `<configUrl>/config` (any Mimir component; unset: verify.mimirUrl when that is set) and
+    # from a copy of Mimir's config file. Without either, `cortex_limits_defaults` or
+    # limitOverrides.defaultValue; else Mimir's flag defaults, and recommendations say so.
+    config_url: str | None = None
+    config_file: str | None = None
     # Seed option: accepted with a warning, not used (runtime overrides need no rollout).
     trigger_rollout: bool = False
 
@@ -103,6 +109,10 @@ class TargetSettings(_Section):
     # The runtime overrides file: current limits are read from it and, in prod, written to it.
     # Empty with the synthetic source: <dataDir>/overrides.yaml.
     path: str | None = None
+    # Runtime files listed BEFORE the optimizer's in Mimir's `-runtime-config.file` (e.g. the
+    # one the Helm chart renders). Read only: Mimir merges the list left to right, so a limit
+    # set there is the current value unless the optimizer's own file overrides it.
+    base_files: list[str] = Field(default_factory=list)
     # Seconds to wait for the write lock held by another writer.
     lock_timeout: Duration = Field(10.0, ge=0.1)
     config_map: ConfigMapTarget = Field(default_factory=ConfigMapTarget)

@@ -54,7 +54,7 @@ EventsFor = Callable[[Plan], list[AuditEvent]]
 
 
 @dataclass(frozen=True)
-class _Unrecorded:
+class Unrecorded:
     """An outcome the store could not take when it happened."""
 
     state: str
@@ -94,7 +94,7 @@ def render_plan_onto(content: Content, plan: Plan, catalogue: Catalogue, source_
     return text
 
 
-def _event(now: float, level: str, action: str, **details: object) -> AuditEvent:
+def target_event(now: float, level: str, action: str, **details: object) -> AuditEvent:
     return AuditEvent(now, level, "system", "target", action, None, dict(details))
 
 
@@ -131,7 +131,7 @@ class Applier:
         self.log = logger
         self.audit = AuditLog(store, logger=logging.getLogger("mimir_limit_optimizer.audit"))
         # Outcomes decided while the store was failing, by intent id (see _finish).
-        self._unrecorded: dict[int, _Unrecorded] = {}
+        self._unrecorded: dict[int, Unrecorded] = {}
 
     @property
     def name(self) -> str:
@@ -174,7 +174,7 @@ class Applier:
             try:
                 version = self.target.write(text, expected_version=content.version)
             except ConflictError as exc:
-                self._finish(intent, "not_done", now, f"conflicting write: {exc}")
+                self.finish(intent, "not_done", now, f"conflicting write: {exc}")
                 delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
                 self.log.warning(
                     "conflict writing %s (%s); re-planning in %.1fs", self.name, exc, delay
@@ -182,7 +182,7 @@ class Applier:
                 self.sleep(delay)
                 continue
             except TargetError as exc:
-                self._finish(intent, "not_done", now, f"the write failed: {exc}")
+                self.finish(intent, "not_done", now, f"the write failed: {exc}")
                 raise
             del version  # the read-back below is the proof
             outcome = self._after_write(intent, text, now=now)
@@ -245,10 +245,10 @@ class Applier:
     def _after_write(self, intent: Intent, text: str, *, now: float) -> ApplyOutcome:
         back = self.target.read()
         if back.text != text:
-            self._finish(intent, "superseded", now, "the read-back differs from what was written")
+            self.finish(intent, "superseded", now, "the read-back differs from what was written")
             raise ApplyError(f"read-back of {self.name} differs from what was written")
         try:
-            revision, events = self.store.record_write(intent.id, at=now)
+            revision, events = self.store.record_write(intent.id, at=now, writer=True)
         except StoreError as exc:
             # The write is live and its intent is stored: `recover` records and verifies it
             # once the store is back (at the latest, at the next start).
@@ -265,11 +265,11 @@ class Applier:
             return ApplyOutcome(
                 True, revision, detail="written and read back", events=events, intent=intent.id
             )
-        outcome = self._verify(intent, revision, now=now)
+        outcome = self.verify(intent, revision, now=now)
         outcome.events = events + outcome.events
         return outcome
 
-    def _verify(self, intent: Intent, revision: Revision | None, *, now: float) -> ApplyOutcome:
+    def verify(self, intent: Intent, revision: Revision | None, *, now: float) -> ApplyOutcome:
         """Wait for Mimir to load the intent's values; roll back when it does not."""
         assert self.verifier is not None
         expected: dict[str, dict[str, float]] = {}
@@ -278,7 +278,7 @@ class Applier:
         result = self.verifier.verify(expected, self.catalogue)
         if result.ok:
             detail = f"Mimir loaded it: {result.detail}"
-            recorded = self._finish(intent, "done", now, detail)
+            recorded = self.finish(intent, "done", now, detail)
             return ApplyOutcome(
                 True, revision, detail=detail, unrecorded=not recorded, intent=intent.id
             )
@@ -303,8 +303,8 @@ class Applier:
                 )
             else:
                 detail = f"{unverified}, rolled back: {result.detail}"
-                event = _event(now, "error", "rollback", detail=detail)
-                recorded = self._finish(
+                event = target_event(now, "error", "rollback", detail=detail)
+                recorded = self.finish(
                     intent, "rolled_back", now, detail, restored=intent.old_content, events=[event]
                 )
                 latest = self.store.revisions(self.name, limit=1) if recorded else []
@@ -316,8 +316,8 @@ class Applier:
                     unrecorded=not recorded,
                     intent=intent.id,
                 )
-        event = _event(now, "error", "update_unverified", detail=detail)
-        recorded = self._finish(intent, "unverified", now, detail, events=[event])
+        event = target_event(now, "error", "update_unverified", detail=detail)
+        recorded = self.finish(intent, "unverified", now, detail, events=[event])
         return ApplyOutcome(
             True,
             revision,
@@ -327,7 +327,7 @@ class Applier:
             intent=intent.id,
         )
 
-    def _finish(
+    def finish(
         self,
         intent: Intent,
         state: str,
@@ -336,13 +336,20 @@ class Applier:
         *,
         restored: str | None = None,
         events: list[AuditEvent] | None = None,
+        writer: bool = True,
     ) -> bool:
         """Record an intent's outcome; when the store fails, keep it for `recover` (the
         intent itself stays open in the store, so even a crash loses nothing). True when
         recorded now."""
         try:
             _, stored = self.store.finish_intent(
-                intent.id, state, at=now, note=note, restored=restored, events=events or ()
+                intent.id,
+                state,
+                at=now,
+                note=note,
+                restored=restored,
+                events=events or (),
+                writer=writer,
             )
         except StoreError as exc:
             self.log.error(
@@ -352,95 +359,24 @@ class Applier:
                 self.name,
                 exc,
             )
-            self._unrecorded[intent.id] = _Unrecorded(state, note, restored, tuple(events or ()))
+            self._unrecorded[intent.id] = Unrecorded(state, note, restored, tuple(events or ()))
             return False
         for event in stored:
             self.audit.logged(event)
         return True
 
-    # -- recovery ----------------------------------------------------------------------------
-
     def recover(self, *, now: float) -> list[ApplyOutcome]:
         """Complete every write this target's intents left open: after a crash or a store
-        outage, reconcile each against what the target holds (docs/reliability.md). Raises
-        StoreError when the store still fails; nothing is written then."""
+        outage, reconcile each against what the target holds (controller/recovery.py).
+        Raises StoreError when the store still fails; nothing is written then."""
+        from mimir_limit_optimizer.controller.recovery import recover_intents
+
         with self._lock:
-            return [self._recover(intent, now=now) for intent in self.store.open_intents(self.name)]
+            return recover_intents(self, now=now)
 
-    def _recover(self, intent: Intent, *, now: float) -> ApplyOutcome:
-        late = "recorded late"
-        held = self._unrecorded.pop(intent.id, None)
-        if held is not None:  # decided while the store was failing: record it as it happened
-            if intent.state == "pending":
-                self._record_late(intent, now)
-            self._finish(
-                intent, held.state, now, held.note, restored=held.restored, events=list(held.events)
-            )
-            return ApplyOutcome(
-                held.state in ("done", "unverified"),
-                rolled_back=held.state == "rolled_back",
-                unverified=held.state == "unverified",
-                detail=f"intent {intent.id} ({late}): {held.note}",
-                intent=intent.id,
-            )
-        current = self.target.read().text
-        if intent.state == "pending":
-            if current == intent.new_content:
-                revision = self._record_late(intent, now)
-                if not intent.verify:
-                    return ApplyOutcome(
-                        True,
-                        revision,
-                        detail=f"intent {intent.id}: the write happened before a crash; its "
-                        f"revision and audit events were {late}",
-                        intent=intent.id,
-                    )
-                refreshed = self.store.intent(intent.id)
-                intent = refreshed if refreshed is not None else intent
-            elif current == intent.old_content:
-                note = "the write did not happen (the target holds the content before it)"
-                event = _event(now, "warning", "update_not_done", detail=note)
-                self._finish(intent, "not_done", now, note, events=[event])
-                return ApplyOutcome(False, detail=f"intent {intent.id}: {note}", intent=intent.id)
-            else:
-                return self._superseded(intent, now)
-        # Written; its verification did not finish.
-        if current == intent.old_content:
-            note = "rolled back before its outcome was recorded"
-            event = _event(now, "error", "rollback", detail=note)
-            self._finish(
-                intent, "rolled_back", now, note, restored=intent.old_content, events=[event]
-            )
-            return ApplyOutcome(
-                False, rolled_back=True, detail=f"intent {intent.id}: {note}", intent=intent.id
-            )
-        if current != intent.new_content:
-            return self._superseded(intent, now)
-        if self.verifier is None:
-            note = "no verifier configured any more"
-            self._finish(intent, "done", now, note)
-            return ApplyOutcome(True, detail=f"intent {intent.id}: {note}", intent=intent.id)
-        written = self.store.revision(intent.revision_id) if intent.revision_id else None
-        outcome = self._verify(intent, written, now=now)
-        outcome.detail = f"intent {intent.id}, verified after a restart: {outcome.detail}"
-        return outcome
-
-    def _record_late(self, intent: Intent, now: float) -> Revision:
-        revision, events = self.store.record_write(
-            intent.id, at=now, note="recorded after a restart", extra={"recorded_late": True}
-        )
-        for event in events:
-            self.audit.logged(event)
-        return revision
-
-    def _superseded(self, intent: Intent, now: float) -> ApplyOutcome:
-        note = (
-            "the target holds neither the content before nor after this write: changed by "
-            "someone else; the outcome of this write is unknown"
-        )
-        event = _event(now, "warning", "update_superseded", detail=note)
-        self._finish(intent, "superseded", now, note, events=[event])
-        return ApplyOutcome(False, detail=f"intent {intent.id}: {note}", intent=intent.id)
+    def take_unrecorded(self, intent_id: int) -> Unrecorded | None:
+        """The outcome of `intent_id` decided while the store was failing, if any (once)."""
+        return self._unrecorded.pop(intent_id, None)
 
     def restore(self, revision: Revision, *, now: float, actor: str) -> Revision:
         """Write `revision`'s content back byte for byte (mlo rollback)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,19 +11,23 @@ from pathlib import Path
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, SignalKind
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine.current import merge_current
-from mimir_limit_optimizer.engine.overrides import (
-    OverridesDocument,
-    current_limits,
-    parse_overrides,
-)
+from mimir_limit_optimizer.engine.current import resolve_current
+from mimir_limit_optimizer.engine.overrides import OverridesDocument
 from mimir_limit_optimizer.engine.plan import Plan, build_plan
 from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.sources.base import ProgressCallback, Source
+from mimir_limit_optimizer.sources.current_limits import (
+    cluster_defaults,
+    declared_defaults,
+    read_base_documents,
+    read_runtime_file,
+)
 from mimir_limit_optimizer.sources.prometheus import PrometheusSource
 from mimir_limit_optimizer.sources.synthetic import SyntheticSource
+
+_LOG = logging.getLogger("mimir_limit_optimizer")
 
 
 def build_source(config: Config, *, now: float, env: Mapping[str, str]) -> Source:
@@ -59,15 +64,38 @@ class Cycle:
     skipped_tenants: dict[str, str] = field(default_factory=dict)
 
 
-def read_overrides(path: str | None) -> tuple[OverridesDocument | None, str]:
-    """Parse the overrides file at `path` (None or absent file: no document)."""
+def read_overrides(path: str | None) -> OverridesDocument | None:
+    """Parse the overrides file at `path` (None or absent file: no document). Raises
+    CurrentLimitsError (a SourceError) naming the file when it cannot be read or parsed."""
     if not path:
-        return None, ""
-    file = Path(path)
-    if not file.exists():
-        return None, ""
-    text = file.read_text(encoding="utf-8")
-    return parse_overrides(text, source_name=str(file)), text
+        return None
+    return read_runtime_file(str(Path(path)))
+
+
+def resolve_limits_in_force(
+    observation: Observation,
+    config: Config,
+    catalogue: Catalogue,
+    specs: list[LimitSpec],
+    target: OverridesDocument | None,
+    *,
+    logger: logging.Logger,
+) -> Observation:
+    """The observation with every current value and its origin resolved as Mimir does:
+    the operator's runtime files (target.baseFiles) merged with the optimizer's own file last,
+    then the cluster's defaults (Mimir /config, its config file, cortex_limits_defaults,
+    limitOverrides.defaultValue). Reads the files and /config (I/O); the decision is the
+    engine's `resolve_current`."""
+    documents = read_base_documents(config.target.base_files)
+    if target is not None:
+        documents.append(target)
+    return resolve_current(
+        observation,
+        specs,
+        documents=documents,
+        cluster_defaults=cluster_defaults(config, catalogue, logger=logger),
+        declared_defaults=declared_defaults(config),
+    )
 
 
 def run_cycle(
@@ -80,13 +108,13 @@ def run_cycle(
     progress: ProgressCallback | None = None,
 ) -> Cycle:
     specs = [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
-    document, _ = read_overrides(config.target.path)
+    document = read_overrides(config.target.path)
     start = now - config.trend_analysis.analysis_window
     collected = signals_needed(specs, catalogue)
     observation = source.collect(collected, start=start, end=now, progress=progress)
-    if document is not None:
-        from_file = current_limits(document, observation.tenants, collected)
-        observation = merge_current(observation, from_file)
+    observation = resolve_limits_in_force(
+        observation, config, catalogue, collected, document, logger=_LOG
+    )
     recs = recommend(observation, config, catalogue, now=now, limits=[s.name for s in specs])
     skipped = dict(getattr(source, "last_skipped_tenants", {}) or {})
     return Cycle(observation, recs, build_plan(recs), document, skipped)

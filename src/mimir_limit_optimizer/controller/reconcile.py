@@ -13,11 +13,10 @@ from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, 
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
-from mimir_limit_optimizer.controller.oneshot import signals_needed
-from mimir_limit_optimizer.engine.current import merge_current
+from mimir_limit_optimizer.controller.oneshot import resolve_limits_in_force, signals_needed
 from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
-    current_limits,
+    OverridesValueError,
     parse_overrides,
 )
 from mimir_limit_optimizer.engine.plan import Plan, build_plan
@@ -29,6 +28,7 @@ from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.observability.progress import ProgressLog
 from mimir_limit_optimizer.sources.base import Source, SourceError
+from mimir_limit_optimizer.sources.current_limits import CurrentLimitsError
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
@@ -205,8 +205,8 @@ class Reconciler:
         collected = signals_needed(specs, self.catalogue)
         with self.metrics.phase("read_target"):
             document = parse_overrides(content.text, source_name=self.applier.name)
-            merged = merge_current(
-                observation, current_limits(document, observation.tenants, collected)
+            merged = resolve_limits_in_force(
+                observation, config, self.catalogue, collected, document, logger=self.log
             )
         with self.metrics.phase("recommend"):
             recs = recommend(
@@ -314,7 +314,7 @@ class Reconciler:
             with self.metrics.phase("read_target"):
                 content = self.applier.target.read()
             recs, guarded = self._plan(config, observation, content, now)
-        except (TargetError, OverridesParseError) as exc:
+        except (TargetError, OverridesParseError, OverridesValueError, CurrentLimitsError) as exc:
             self.metrics.errors_total.labels(component="target", reason="read_failed").inc()
             self._event(
                 now, "target_read_failed", level="error", component="target", error=str(exc)

@@ -18,6 +18,7 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry
 
 from mimir_limit_optimizer.alerting import Alert, AlertingManager, Priority, Severity
+from mimir_limit_optimizer.alerting.codec import iso
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, redacted_dump
 from mimir_limit_optimizer.config.models import Config
@@ -375,7 +376,9 @@ class Service:
             self.log.warning("cannot read the last checkpoint: %s", exc)
             checkpoint = None
         if checkpoint is not None:
-            self.log.info("resuming: the last cycle ran at %s", checkpoint.get("at"))
+            at = checkpoint.get("at")
+            when = iso(float(at)) if isinstance(at, int | float) else "an unknown time"
+            self.log.info("resuming: the last cycle ran at %s", when)
         config = self.provider.config
         self.alerting.start()
         try:

@@ -125,10 +125,7 @@ def limit_yaml_value(value: float, spec: LimitSpec) -> int | float | str | bool:
 
 
 def _number(raw: Any, spec: LimitSpec) -> float:
-    """Base-unit value of a raw YAML value that passed `value_problem` (null: 0, as yaml.v2
-    decodes null into the Go zero value)."""
-    if raw is None:
-        return 0.0
+    """Base-unit value of a raw, non-null YAML value that passed `value_problem`."""
     if spec.type is LimitType.BOOL:
         return 1.0 if yaml_bool(raw) else 0.0
     if spec.type is LimitType.DURATION:
@@ -220,9 +217,18 @@ class OverridesDocument:
         position = _position(entry, limit, value=True)
         return None if position is None else position[0] + 1
 
+    def sets(self, tenant: str, limit: str) -> bool:
+        """True when the tenant's entry has the key, even with a null value: in a list of
+        runtime files a later file's key (null included) replaces an earlier file's value."""
+        entry = self._entry(tenant)
+        return entry is not None and limit in entry
+
     def number(self, tenant: str, spec: LimitSpec) -> float | None:
         """The limit in base units (seconds for durations, 1.0/0.0 for booleans), or None when
-        the file does not set it. An explicit null reads as 0 (what Mimir does with it).
+        the file does not set it. An explicit null also reads as None: Mimir copies the
+        `limits:` defaults into the tenant before decoding it (`validation.Limits`
+        unmarshalling), and yaml.v3 leaves a field untouched on null, so null keeps the
+        default (it is not 0).
 
         Raises OverridesValueError when the value is of a type Mimir rejects: then Mimir is
         not running this file at all (it keeps its last good one)."""
@@ -230,12 +236,13 @@ class OverridesDocument:
         if entry is None or spec.name not in entry:
             return None
         raw = entry[spec.name]
-        if raw is not None:
-            problem = value_problem(raw, spec.value_kind)
-            if problem is not None:
-                raise OverridesValueError(
-                    self.source_name, self.line_of(tenant, spec.name), tenant, spec.name, problem[0]
-                )
+        if raw is None:
+            return None
+        problem = value_problem(raw, spec.value_kind)
+        if problem is not None:
+            raise OverridesValueError(
+                self.source_name, self.line_of(tenant, spec.name), tenant, spec.name, problem[0]
+            )
         return _number(raw, spec)
 
     # -- editing ------------------------------------------------------------------------------

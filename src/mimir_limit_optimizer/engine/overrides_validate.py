@@ -5,8 +5,9 @@ one value of the wrong type, a duplicate key or a second document rejects the WH
 running Mimir keeps its last good config and a starting one refuses to start. The validator
 therefore reports all problems at once, each with its 1-based line, instead of stopping at
 the first. It also reports what Mimir accepts but nobody means: an entry for an invalid
-tenant id (it never applies), a null value (it sets the Go zero value, often "unlimited",
-rather than the default), a fractional integer (truncated), a negative count.
+tenant id (it never applies), a fractional integer (truncated), a negative count. A null value
+is fine: Mimir copies the `limits:` defaults into each tenant before decoding its entry, and
+yaml.v3 leaves a field untouched on null, so `ingestion_rate:` keeps the default.
 """
 
 from __future__ import annotations
@@ -171,14 +172,7 @@ class _Checker:
 
     def _value(self, raw: Any, kind: ValueKind, name: str, path: str, line: int | None) -> None:
         if raw is None:
-            self._add(
-                line,
-                path,
-                "null value: Mimir sets the limit to its zero value (0, false or empty, often "
-                "meaning unlimited), not to the default",
-                "delete the key to inherit the default from the `limits` block, or write a value",
-            )
-            return
+            return  # null keeps the default (see the module docstring)
         problem = value_problem(raw, kind)
         if problem is not None:
             self._add(line, path, *problem)

@@ -50,6 +50,13 @@ STANDING_BUFFER_SHARE = 0.5
 # Discard-driven limits look only at recent discards, so one old burst of discards does not
 # raise the limit again on every cycle.
 DISCARD_LOOKBACK_SECONDS = 3600.0
+# Retried 429s: a client that retries a rate-limited batch is counted again in the
+# `rate_limited` discards (each try), so accepted + discarded overstates demand by up to the
+# number of tries. Per point the discards count at most this many times the accepted rate
+# (demand at most 2x what got in): a tenant that really sends more is still throttled after
+# the raise, and the next cycle raises again. An honest bound, not an exact correction.
+RETRY_DEMAND_BOUND = 1.0
+_RETRIED_REASON = "rate_limited"
 
 
 def enabled_limits(config: Config, catalogue: Catalogue) -> list[LimitSpec]:
@@ -180,6 +187,11 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     result = _empty_result(state, spec, policy, current, flags)
     if policy.default_value is None:  # the catalogue's Mimir default stood in: a guess
         result.extra["current_guessed"] = (flags & int(Reason.CURRENT_DEFAULT)) != 0
+    # Origins of the current values, read per row only when shown (no 100k-string copies).
+    origins = state.obs.current_origin.get(spec.name)
+    if origins is not None:
+        result.extra["origin_list"] = origins
+        result.extra["origin_index"] = None if state.all_rows else np.flatnonzero(state.rows)
     unavailable = state.obs.unavailable.get(spec.name)
     if unavailable:
         result.undefined_reason = [unavailable] * state.n
@@ -230,6 +242,10 @@ def _usage_value(
     # No copy when the source already hands over float32 for every tenant.
     usage = np.asarray(state.take_window(usage_full), dtype=np.float32)
     del usage_full  # a streamed array is freed as soon as the engine lets go of it
+    fallback = obs.usage_fallback.get(spec.name)
+    if fallback is not None:
+        rows = fallback if state.all_rows else fallback[state.rows]
+        result.flags |= np.where(rows, int(Reason.USAGE_FALLBACK), 0)
     demand, throttled_rows = _demand(state, spec, result, usage)
     # One sort of demand serves everything: usage statistics differ from it only in the rows
     # with discards, and the spike-cleaned demand only in the rows with spikes. When most
@@ -253,7 +269,12 @@ def _usage_value(
     history = history_seconds(usage, state.timestamps, observed.counts)
     no_data = observed.counts == 0
     short = ~no_data & (history < trend.min_history)
-    _undefined(result, no_data, "no data for this tenant in the analysis window")
+    _undefined(
+        result,
+        no_data,
+        "no data for this tenant in the analysis window"
+        + (" (nor from its fallback measure)" if spec.usage_fallback_query else ""),
+    )
     del usage
 
     spike_cfg = config.event_spike
@@ -367,6 +388,13 @@ def _demand(
     # our own array: it becomes the demand in place (one (N, T) buffer, not three).
     d = np.fmax(np.asarray(state.take_window(discards_full), dtype=np.float32), np.float32(0))
     del discards_full
+    if _RETRIED_REASON in spec.discard_reasons:
+        bound = usage * np.float32(RETRY_DEMAND_BOUND)
+        with np.errstate(invalid="ignore"):
+            over = d > bound  # False where usage is NaN: nothing to bound against
+        np.copyto(d, bound, where=over)
+        result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
+        del bound, over
     gaps: npt.NDArray[np.bool_] | None = np.isnan(usage)
     if gaps is not None and gaps.any():
         d[gaps] = 0
@@ -580,6 +608,8 @@ def _finish(
         )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
         value, safe = adaptive.lowering(value, result, state.config.trend_analysis.adaptive)
+        # The engine's answer before the step limit: where it is heading (cost advice).
+        result.extra["unstepped"] = np.clip(value, policy.minimum, policy.maximum)
         value, raised, lowered = pp.limit_step(
             value,
             current,

@@ -58,6 +58,8 @@ class Reason(IntFlag):
     SAFE_LOWERING = 1 << 28  # lowered by the larger step: still covers recent hourly levels
     LOWERING_WAITS = 1 << 29  # not lowered below the highest hourly level of recent days
     RECURRING_BURSTS = 1 << 30  # spikes recur every day: kept in the demand, not excluded
+    RETRIES_BOUNDED = 1 << 31  # rate_limited discards capped: retried batches count again
+    USAGE_FALLBACK = 1 << 32  # usage from the catalogue's fallback measure (see its reason)
 
 
 @dataclass
@@ -94,6 +96,24 @@ class LimitResult:
     def reasons(self, i: int) -> list[str]:
         return _render_reasons(self, i)
 
+    def current_origin(self, i: int) -> str:
+        """Where the current value of tenant i comes from: "tenant override (file)",
+        "cluster default (where)" or "flag default (cluster default unknown)"."""
+        if Reason.CURRENT_DEFAULT in Reason(int(self.flags[i])):
+            if _guessed(self, i):
+                return "flag default (cluster default unknown)"
+            return "cluster default (limitOverrides.defaultValue)"
+        origins = self.extra.get("origin_list")
+        if origins is None:
+            return ""
+        index = self.extra.get("origin_index")
+        return str(origins[int(index[i]) if index is not None else i])
+
+
+def _guessed(r: LimitResult, i: int) -> bool:
+    guessed = r.extra.get("current_guessed")
+    return bool(guessed[i]) if guessed is not None else False
+
 
 STATUS_ORDER = (Status.CHANGE, Status.UNCHANGED, Status.UNDEFINED)
 CHANGE, UNCHANGED, UNDEFINED = 0, 1, 2
@@ -124,12 +144,32 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
     def v(x: float) -> str:
         return render_value(float(x), spec)
 
-    if Reason.CURRENT_DEFAULT in f:
-        out.append(f"no override set: current is the default {v(r.current[i])}")
+    if Reason.CURRENT_DEFAULT in f and _guessed(r, i):
+        out.append(
+            f"the cluster default is unknown: current assumed to be Mimir's flag default "
+            f"{v(r.current[i])} (set mimir.configUrl, mimir.configFile or "
+            "limitOverrides.defaultValue to know it)"
+        )
+    elif Reason.CURRENT_DEFAULT in f:
+        out.append(
+            f"no override set: current is the cluster default {v(r.current[i])} "
+            "(limitOverrides.defaultValue)"
+        )
     if Reason.DISCARDS_ADDED in f:
+        retried = "rate_limited" in spec.discard_reasons
         out.append(
             f"throttled: {r.discard_share[i]:.0%} of demand was discarded "
             f"({', '.join(spec.discard_reasons)}); demand = accepted + discarded"
+            + (
+                ", an upper bound: a retried batch is discarded (and counted) again"
+                if retried
+                else ""
+            )
+        )
+    if Reason.RETRIES_BOUNDED in f:
+        out.append(
+            "demand bounded at 2x the accepted rate, as clients that retry 429s inflate the "
+            "discards; if it is still throttled, the next cycle raises again"
         )
     if Reason.SATURATED in f:
         out.append("usage sat at the current limit: real demand may be higher")
@@ -222,6 +262,10 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
         )
     if Reason.LOWERING_WAITS in f:
         out.append("lowering waits: not below the highest hourly level of recent days")
+    if spec.estimate:
+        out.append(spec.estimate)
+    if Reason.USAGE_FALLBACK in f and spec.usage_fallback_reason:
+        out.append(spec.usage_fallback_reason)
     if Reason.DEADBAND in f:
         out.append("within the deadband of the current value: unchanged")
     if Reason.RAISE_LIMITED in f:

@@ -78,9 +78,13 @@ class Observation:
     discards: Mapping[str, AnyFloatArray] = field(default_factory=dict)
     current: Mapping[str, FloatArray] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
-    # Where each current value came from: "overrides file", "cortex_limits_overrides", ...
+    # Where each current value came from: "tenant override (overrides.yaml)", ... (see
+    # engine/current.py); "" where unknown.
     current_origin: Mapping[str, list[str]] = field(default_factory=dict)
     tenant_problems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # (N,) True where `usage[limit]` came from the catalogue's fallback measure
+    # (LimitSpec.usage_fallback_query) because the first had no data for the tenant.
+    usage_fallback: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n, t = len(self.tenants), len(self.timestamps)

@@ -22,6 +22,11 @@ from mimir_limit_optimizer.engine.usage import AnyFloatArray, Observation
 
 # Above any real cluster in any base unit: 1e15 samples/s, series or bytes (a petabyte).
 MAX_PLAUSIBLE = 1e15
+# A usage signal with no point at all, for any tenant, in the last max(STALE_STEPS x step,
+# STALE_AFTER) seconds of the window has stopped (scrapes or remote-write broken): planning
+# from the older data would ignore whatever happened since, so the signal is unavailable.
+STALE_STEPS = 3
+STALE_AFTER = 900.0  # seconds
 
 
 def invalid_points(values: AnyFloatArray) -> npt.NDArray[np.bool_]:
@@ -39,10 +44,41 @@ def _describe(what: str, values: AnyFloatArray, bad: npt.NDArray[np.bool_]) -> s
     )
 
 
+def stale_signals(observation: Observation) -> dict[str, str]:
+    """limit -> why its usage is stale, for every limit, when no usage signal has a point
+    for any tenant near the window's end although some had points before: the source as a
+    whole stopped (scrapes or remote-write broken). One sparse signal going quiet (a discard
+    counter whose series went away) is not staleness: others still answer."""
+    stamps = observation.timestamps
+    if len(stamps) == 0 or not observation.usage:
+        return {}
+    horizon = max(STALE_STEPS * observation.step, STALE_AFTER)
+    if stamps[-1] - stamps[0] <= horizon:
+        return {}  # too short a window to tell
+    recent = stamps > stamps[-1] - horizon
+    newest: float | None = None
+    for array in observation.usage.values():
+        if array.shape[0] == 0:
+            continue
+        seen = np.flatnonzero(np.isfinite(array).any(axis=0))
+        if len(seen) == 0:
+            continue
+        if recent[seen[-1]]:
+            return {}  # fresh data somewhere
+        newest = max(newest or 0.0, float(stamps[seen[-1]]))
+    if newest is None:
+        return {}  # no data at all: "no data", not stale
+    why = (
+        f"no usage point for any tenant in the last {horizon:.0f} s of the window (the newest "
+        f"is {stamps[-1] - newest:.0f} s old): stale data (scrapes or remote-write stopped?)"
+    )
+    return dict.fromkeys(observation.usage, why)
+
+
 def screen(observation: Observation) -> Observation:
     """`observation` with invalid usage, discard and current-limit values dropped (NaN) and
-    `tenant_problems[limit][tenant]` saying why, for every limit that reads them. Returns the
-    same object when everything is valid."""
+    `tenant_problems[limit][tenant]` saying why, for every limit that reads them, and stale
+    signals (`stale_signals`) unavailable. Returns the same object when all is valid."""
     tenants = observation.tenants
     problems: dict[str, dict[str, str]] = {
         limit: dict(by_tenant) for limit, by_tenant in observation.tenant_problems.items()
@@ -78,8 +114,15 @@ def screen(observation: Observation) -> Observation:
         limit: np.asarray(values, dtype=np.float64)
         for limit, values in screened(observation.current, "current-limit value").items()
     }
-    if all(not reasons for _, reasons in cleaned.values()):
+    stale = stale_signals(observation)
+    if not stale and all(not reasons for _, reasons in cleaned.values()):
         return observation
+    unavailable = {**stale, **observation.unavailable}
     return dataclasses.replace(
-        observation, usage=usage, discards=discards, current=current, tenant_problems=problems
+        observation,
+        usage=usage,
+        discards=discards,
+        current=current,
+        tenant_problems=problems,
+        unavailable=unavailable,
     )

@@ -32,6 +32,7 @@ from mimir_limit_optimizer.sources.base import (
     PermanentSourceError,
     RetryableSourceError,
 )
+from mimir_limit_optimizer.sources.body_summary import summarise_body
 from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix, decode_matrix
 
 REDACTED = "<redacted>"
@@ -87,6 +88,12 @@ def _split_url(url: str) -> _Endpoint:
             "source.prometheus.url must be an http:// or https:// URL with a host, "
             "e.g. http://prometheus:9090 or https://mimir.example.com"
         )
+    try:
+        parts.port  # noqa: B018 (urllib checks the range when it is read)
+    except ValueError:
+        raise SourceConfigError(
+            f"source.prometheus.url {url.strip()!r}: the port must be a number from 1 to 65535"
+        ) from None
     if parts.query or parts.fragment:
         raise SourceConfigError(
             "source.prometheus.url must not contain a query string or fragment; "
@@ -412,7 +419,9 @@ class PromConnection:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            excerpt = api.scrub(response.text).strip()[:BODY_EXCERPT] or "empty body"
+            excerpt = summarise_body(
+                api.scrub(response.text), response.headers.get("content-type", ""), BODY_EXCERPT
+            )
             if status == 429 or status >= 500:
                 return _Failure(f"HTTP {status}: {excerpt}", retryable=True, wait=wait)
             return _Failure(

@@ -35,6 +35,7 @@ from mimir_limit_optimizer.sources.base import (
 from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix
 from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP
 from mimir_limit_optimizer.sources.promql import TemplateRenderer
+from mimir_limit_optimizer.sources.usage_fallback import FALLBACK_KIND, apply_fallbacks
 
 __all__ = [
     "MAX_POINTS_PER_QUERY",
@@ -46,9 +47,12 @@ __all__ = [
 
 # Prometheus refuses range queries returning more than 11,000 points per series.
 MAX_POINTS_PER_QUERY = 11_000
-# `current_origin` values; "" where the limit in force is unknown (NaN).
-ORIGIN_OVERRIDES = "cortex_limits_overrides"
-ORIGIN_DEFAULTS = "cortex_limits_defaults"
+# The overrides exporter's metrics, and the `current_origin` texts of their values (see
+# engine/current.py); "" where the limit in force is unknown (NaN).
+METRIC_OVERRIDES = "cortex_limits_overrides"
+METRIC_DEFAULTS = "cortex_limits_defaults"
+ORIGIN_OVERRIDES = f"tenant override ({METRIC_OVERRIDES})"
+ORIGIN_DEFAULTS = f"cluster default ({METRIC_DEFAULTS})"
 
 # Timestamps within this many seconds of a grid point belong to it (the API has ms precision).
 _GRID_TOLERANCE = 0.001
@@ -248,8 +252,8 @@ class PrometheusSource:
                 for signal in signals.values():
                     for number in range(len(chunks)):
                         group.create_task(fetch(conn, signal, number))
-                group.create_task(fetch_current(conn, ORIGIN_OVERRIDES))
-                group.create_task(fetch_current(conn, ORIGIN_DEFAULTS))
+                group.create_task(fetch_current(conn, METRIC_OVERRIDES))
+                group.create_task(fetch_current(conn, METRIC_DEFAULTS))
         except ExceptionGroup as group_error:
             # Source errors are handled per task; anything here is a bug or a failing
             # progress callback: surface it as itself, not wrapped in a group.
@@ -263,7 +267,11 @@ class PrometheusSource:
         """Distinct rendered queries, in the order limits first need them."""
         signals: dict[str, _Signal] = {}
         for spec in limits:
-            for kind, template in (("usage", spec.usage_query), ("discards", spec.discard_query)):
+            for kind, template in (
+                ("usage", spec.usage_query),
+                ("discards", spec.discard_query),
+                (FALLBACK_KIND, spec.usage_fallback_query),
+            ):
                 if not template:
                     continue
                 query = self._render.render(template, what=f"{kind} query of {spec.name}")
@@ -315,7 +323,7 @@ class PrometheusSource:
     ) -> None:
         """Limits in force from one overrides-exporter metric (durations in seconds, bools
         1/0, as the exporter writes them); a missing metric leaves NaN."""
-        is_override = metric == ORIGIN_OVERRIDES
+        is_override = metric == METRIC_OVERRIDES
         by = "user, limit_name" if is_override else "limit_name"
         # last_over_time: a scrape gap (or data that ends a few minutes before `at`) must not
         # turn known limits into "unknown"; 15m is short enough that a removed override
@@ -372,18 +380,23 @@ class PrometheusSource:
         arrays: dict[str, AnyFloatArray] = {}
         usage: dict[str, AnyFloatArray] = {}
         discards: dict[str, AnyFloatArray] = {}
+        fallbacks: dict[str, AnyFloatArray] = {}
         reasons: dict[str, list[str]] = {}
         for signal in signals.values():
             if signal.error is not None:
                 for limit, kind in signal.uses:
+                    if kind == FALLBACK_KIND:
+                        continue  # only a stand-in: its failure leaves the gaps as they were
                     reasons.setdefault(limit, []).append(f"{kind} query failed: {signal.error}")
                 continue
             # float32: what the engine computes in, half the memory of float64.
             array = arrays[signal.query] = signal.rows.take(tenants, len(grid))
             signal.rows = _Rows(0)  # the chunks' array is no longer needed
             for limit, kind in signal.uses:
-                (usage if kind == "usage" else discards)[limit] = array
+                kinds = {"usage": usage, "discards": discards, FALLBACK_KIND: fallbacks}
+                kinds[kind][limit] = array
 
+        filled = apply_fallbacks(usage, fallbacks)
         if current.errors:
             # Without the limits in force every plan would start from a guess (the catalogue
             # default): the collection is partial for every limit, so nothing is applied.
@@ -416,6 +429,7 @@ class PrometheusSource:
                 current=in_force,
                 unavailable={limit: "; ".join(texts) for limit, texts in reasons.items()},
                 current_origin=origins,
+                usage_fallback=filled,
             )
         )  # invalid values dropped, their tenants marked incomplete (engine/validity.py)
 

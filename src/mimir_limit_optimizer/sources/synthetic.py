@@ -32,8 +32,9 @@ from mimir_limit_optimizer.sources.synthetic_openmetrics import EMITTED_METRICS,
 
 __all__ = ["SyntheticCluster", "SyntheticSource", "generate_cluster", "write_openmetrics"]
 
-ORIGIN_OVERRIDE = "synthetic overrides file"
-ORIGIN_DEFAULT = "synthetic cluster default"
+# `current_origin` texts (see engine/current.py).
+ORIGIN_OVERRIDE = "tenant override (synthetic cluster)"
+ORIGIN_DEFAULT = "cluster default (synthetic cluster)"
 
 _SAMPLES = "cortex_distributor_received_samples_total"
 _EXEMPLARS = "cortex_distributor_received_exemplars_total"

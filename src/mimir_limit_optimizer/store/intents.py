@@ -95,14 +95,33 @@ class IntentsMixin:
             return [_intent(row) for row in conn.execute(query.limit(limit))]
 
     def record_write(
-        self, intent_id: int, *, at: float, note: str = "", extra: dict[str, Any] | None = None
+        self,
+        intent_id: int,
+        *,
+        at: float,
+        note: str = "",
+        extra: dict[str, Any] | None = None,
+        writer: bool = False,
     ) -> tuple[Revision, list[AuditEvent]]:
         """The intent's write happened: store its revision (created at the intent's time, so
         the cooldown counts from the write) and its audit events (each naming the revision,
         plus `extra` details), and mark it written (or done when nothing is left to verify),
-        in one transaction."""
+        in one transaction.
+
+        `writer`: called by the process that wrote and read back, which knows the write
+        happened: it overrides another process's recovery that guessed otherwise (it saw the
+        target between the intent and the write), and a write already recorded by such a
+        recovery is returned as it is, never recorded twice."""
         with self._transaction(f"recording the write of intent {intent_id}", write=True) as conn:
-            intent = self._open_intent(conn, intent_id, ("pending",))
+            intent = self._open_intent(conn, intent_id, INTENT_STATES)
+            if intent.revision_id is None and not writer and intent.state != "pending":
+                raise StoreError(f"intent {intent_id} is {intent.state}: its write is not known")
+            if intent.revision_id is not None:  # recorded meanwhile (by the writer or a recovery)
+                table = self._tables.revisions
+                row = conn.execute(select(table).where(table.c.id == intent.revision_id)).one()
+                m = row._mapping
+                recorded = Revision(**{k: m[k] for k in Revision.__dataclass_fields__})
+                return recorded, []
             revision = self._insert_revision(
                 conn,
                 intent,
@@ -138,13 +157,18 @@ class IntentsMixin:
         note: str = "",
         restored: str | None = None,
         events: Sequence[AuditEvent] = (),
+        writer: bool = False,
     ) -> tuple[Revision | None, list[AuditEvent]]:
         """Record an intent's outcome `state` with `events`; `restored`: the content a
-        rollback put back (stored as a "rollback" revision). One transaction."""
+        rollback put back (stored as a "rollback" revision). One transaction. `writer`: as in
+        `record_write`, the process that did the write and knows its outcome overrides a
+        recovery's guess."""
         if state not in INTENT_STATES or state in INTENT_OPEN:
             raise ValueError(f"a final intent state is one of {INTENT_STATES[2:]}; got {state!r}")
         with self._transaction(f"recording the outcome of intent {intent_id}", write=True) as conn:
-            intent = self._open_intent(conn, intent_id, INTENT_OPEN)
+            intent = self._open_intent(conn, intent_id, INTENT_STATES)
+            if intent.state == state or (not writer and intent.state not in INTENT_OPEN):
+                return None, []  # recorded meanwhile: by its writer, or this very outcome
             revision = None
             if restored is not None:
                 revision = self._insert_revision(

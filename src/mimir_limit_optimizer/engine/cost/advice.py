@@ -105,16 +105,15 @@ def limit_advice(
 
 def _goal(result: LimitResult) -> FloatArray:
     """Where the engine is heading: its recommendation, or, where only the maximum step per
-    cycle held it back, the demand plus buffer within min/max (never above the recommendation)."""
-    flags = result.flags
-    stepped = ((flags & int(Reason.LOWER_LIMITED)) != 0) & ((flags & int(Reason.TIME_OF_DAY)) == 0)
-    with np.errstate(invalid="ignore"):
-        unstepped = np.clip(
-            result.demand * (1 + result.buffer_percent / 100),
-            result.minimum,
-            result.maximum_allowed,
-        )
-    goal = np.where(stepped & np.isfinite(unstepped), unstepped, result.recommended)
+    cycle held it back, the engine's own value before that step limit (with every floor it
+    applies: recent level, throttling, tiers, min/max). Never below what the engine would
+    recommend, never above this cycle's recommendation."""
+    stepped = (result.flags & int(Reason.LOWER_LIMITED)) != 0
+    unstepped = result.extra.get("unstepped")
+    if unstepped is None:
+        return np.asarray(result.recommended, dtype=np.float64)
+    target = np.asarray(unstepped, dtype=np.float64)
+    goal = np.where(stepped & np.isfinite(target), target, result.recommended)
     return np.asarray(np.minimum(goal, result.recommended), dtype=np.float64)
 
 

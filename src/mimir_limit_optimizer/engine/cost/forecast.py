@@ -9,8 +9,10 @@ today's cost scaled to a whole day. Predicted daily cost = max(0, line at that d
   are not estimated. The measured part alone is what budget alerts use.
 - Month end: spend so far + the rest of today + each remaining day of the month on the line.
 - Day end: spend so far + the rest of today at today's predicted cost.
-- Year end: spend so far + the rest of the year at today's predicted cost (flat: a line over
-  months from a few weeks of data would extrapolate far beyond what the data says).
+- Year end: the month-end forecast, then the months after it at the daily cost the line
+  predicts for the month's last day, held flat (a line over months from a few weeks of data
+  would extrapolate far beyond what the data says). So the year forecast always contains the
+  month's: on Dec 6 they share the same remaining days and the year is never below the month.
 """
 
 from __future__ import annotations
@@ -132,22 +134,30 @@ def forecast(
     _, month_end = period_bounds("month", now)
     future = np.arange(today + 1, int(month_end // DAY), dtype=np.int64)
     future_costs = trend.per_day(future)
+    rest_of_month = rest_today + future_costs.sum(axis=1)
+    # After this month: the last predicted day of the month, held flat (per second).
+    last_day = future_costs[:, -1] if future_costs.shape[1] else trend.today()
+    after_month = last_day / DAY * max(year_end - month_end, 0.0)
     end: dict[PeriodKind, FloatArray] = {
         "day": estimate["day"] + rest_today,
-        "month": estimate["month"] + rest_today + future_costs.sum(axis=1),
-        "year": estimate["year"] + per_second_today * (year_end - now),
+        "month": estimate["month"] + rest_of_month,
+        "year": estimate["year"] + rest_of_month + after_month,
     }
+    # Longer periods contain shorter ones (their spend so far includes the shorter's).
+    end["month"] = np.maximum(end["month"], end["day"])
+    end["year"] = np.maximum(end["year"], end["month"])
     bounds = {kind: period_bounds(kind, now) for kind in PERIODS}
     rest_rate = {
         kind: (end[kind] - estimate[kind]) / max(bounds[kind][1] - now, 1.0) for kind in PERIODS
     }
 
-    crossing: dict[PeriodKind, FloatArray] = {}
-    for kind in ("day", "year"):
-        crossing[kind] = _flat_crossing(
-            estimate[kind], budgets[kind], per_second_today, now, bounds[kind][1]
+    crossing: dict[PeriodKind, FloatArray] = {
+        "day": _flat_crossing(
+            estimate["day"], budgets["day"], per_second_today, now, bounds["day"][1]
         )
-    # Month: piecewise over the rest of today and each remaining day.
+    }
+    # Month: piecewise over the rest of today and each remaining day; the year goes on with
+    # one flat segment from the month's end to the year's.
     starts = np.concatenate([[now], future.astype(np.float64) * DAY])
     lengths = np.concatenate([[day_end - now], np.full(len(future), DAY)])
     amounts = np.concatenate([rest_today[:, None], future_costs], axis=1)
@@ -157,6 +167,14 @@ def forecast(
         starts=starts,
         lengths=lengths,
         amounts=amounts,
+        now=now,
+    )
+    crossing["year"] = _piecewise_crossing(
+        estimate["year"],
+        budget=budgets["year"],
+        starts=np.concatenate([starts, [month_end]]),
+        lengths=np.concatenate([lengths, [max(year_end - month_end, 0.0)]]),
+        amounts=np.concatenate([amounts, after_month[:, None]], axis=1),
         now=now,
     )
     return Forecast(trend, estimate, end, rest_rate, crossing)

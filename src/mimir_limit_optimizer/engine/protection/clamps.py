@@ -33,13 +33,40 @@ def floor_of(limit: str, config: Config, catalogue: Catalogue) -> float:
     return max(minimum, float(configured)) if configured is not None else minimum
 
 
-def round_limit(value: float, limit: str, catalogue: Catalogue) -> float:
-    """Up to an integer: counts must be integers, and a rate in whole samples/s reads well.
-    Rounding up keeps every floor."""
+# Caps are shown to people and written to Mimir: 3 significant digits (3001 -> 3000, 168,000
+# stays). One more than the recommendations' 2: a cap sits close to usage + a margin of a
+# few percent, which 2 digits could move by up to 5%.
+READABLE_DIGITS = 3
+
+
+def _readable(value: float, *, up: bool) -> float:
+    """`value` at READABLE_DIGITS significant digits, rounded up or down."""
+    if not math.isfinite(value) or value <= 0:
+        return value
+    exponent = math.floor(math.log10(value)) - (READABLE_DIGITS - 1)
+    ratio = value / 10.0**exponent
+    # A hair of slack so float noise (2999.9999999) does not jump a whole unit.
+    units = math.ceil(ratio - 1e-9) if up else math.floor(ratio + 1e-9)
+    return units * 10.0**exponent if exponent >= 0 else units / 10.0 ** (-exponent)
+
+
+def round_limit(
+    value: float, limit: str, catalogue: Catalogue, *, lowest: float = 0.0, up: bool = False
+) -> float:
+    """A readable cap: the nearest value with READABLE_DIGITS significant digits (3001 ->
+    3000), never below `lowest` (the floor and the maximum depth: then the readable value
+    above), or the next one up when `up` (recovery steps must move). Counts are integers."""
+    below, above = _readable(value, up=False), _readable(value, up=True)
+    if up:
+        chosen = above
+    else:
+        chosen = below if value - below <= above - value else above
+        if chosen < lowest - 1e-9:
+            chosen = above
     spec = catalogue.limits[limit]
-    if spec.type is LimitType.RATE and value < 10:
-        return math.ceil(value * 100) / 100
-    return float(math.ceil(value - 1e-9))
+    if spec.type is LimitType.RATE and chosen < 10:
+        return math.ceil(chosen * 100 - 1e-9) / 100
+    return float(math.ceil(chosen - 1e-9))
 
 
 def bounded(
@@ -65,7 +92,7 @@ def bounded(
         if depth:
             share = config.circuit_breaker.max_clamp_depth_percent / 100.0
             lowest = max(lowest, top * (1.0 - share))
-    capped = round_limit(max(value, lowest), limit, catalogue)
+    capped = round_limit(max(value, lowest), limit, catalogue, lowest=lowest)
     return target if capped >= top else capped
 
 
@@ -92,13 +119,13 @@ def step_up(
     steps = clamp.steps.get(source, 0) + 1
     clamp.steps[source] = steps
     if math.isfinite(top):
-        raised = round_limit(cap + step_percent / 100.0 * top, limit, catalogue)
+        raised = round_limit(cap + step_percent / 100.0 * top, limit, catalogue, up=True)
         if raised >= top:
             return None, True
         return raised, False
     if steps >= math.ceil(100.0 / step_percent - 1e-9):
         return None, True
-    return round_limit(cap + step_percent / 100.0 * start, limit, catalogue), False
+    return round_limit(cap + step_percent / 100.0 * start, limit, catalogue, up=True), False
 
 
 def set_cap(clamp: Clamp, source: str, value: float | None) -> None:
