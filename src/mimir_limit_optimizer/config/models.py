@@ -163,7 +163,7 @@ class TenantMetricsSettings(_Section):
     # closest to their limits; all: every tenant (small clusters); none: totals only.
     mode: Literal["relevant", "all", "none"] = "relevant"
     # Also export the N tenants whose usage (p95) is closest to or above a limit in force.
-    top_n: int = Field(0, ge=0)
+    top_n: int = Field(10, ge=0)
     # A tenant that had a planned change keeps its series this long (seconds) afterwards.
     recent: Duration = Field(3600.0, ge=0)
     # Upper bound on per-tenant series per family (tenants x limits); 0 = no bound. Keeps a

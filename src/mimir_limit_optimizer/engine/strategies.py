@@ -170,7 +170,8 @@ def tenant_shape(
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.asarray(raw[rows], dtype=np.float64) / moving_average(raw[rows], window)
         ratio = np.where(np.isfinite(ratio), ratio, 1.0)  # gaps and zeros: neutral
-        p10, p90 = np.percentile(ratio, [10.0, 90.0], axis=1)
+        # One float32 sort (the engine's SortedRows) instead of a float64 partition: 2-4x faster.
+        p10, p90 = SortedRows(ratio).percentiles([10.0, 90.0])
         cv[rows] = (p90 - p10) / _P10_P90_SIGMAS
         if last.any():
             level = moving_average(cleaned[rows][:, last], window)
