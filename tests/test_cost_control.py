@@ -223,7 +223,7 @@ class Cycle:
             source_factory=lambda cfg, now: build_source(cfg, now=now, env={}),
             applier=applier, store=self.parts.store, audit=self.parts.audit,
             metrics=ControllerMetrics(CollectorRegistry()), health=HealthState(stall_after=60),
-            logger=LOG, guards=[self.parts.control.guard],
+            logger=LOG, guards=[self.parts.control],
         )  # fmt: skip
 
     def run(self, config: Config) -> Any:
@@ -297,6 +297,7 @@ def test_monitor_only_never_caps(tmp_path: Path) -> None:
 
 def test_caps_are_held_while_the_cost_source_is_down(tmp_path: Path) -> None:
     from mimir_limit_optimizer.engine.plan import Plan
+    from mimir_limit_optimizer.engine.planning import plan_recommendations
     from tests.test_cost_engine import recs_with
 
     source = ConstantSource({"dev": {"samples": 5000.0}})
@@ -312,12 +313,21 @@ def test_caps_are_held_while_the_cost_source_is_down(tmp_path: Path) -> None:
         }
     )
     recs = recs_with({"dev": 10000.0})
-    first = parts.control.guard(Plan(()), recs, config, ts("2024-03-10T12:00"))
+
+    def guard(at: str) -> Plan:
+        """One cycle of the cost guard through the planning function: the plan it writes."""
+        now = ts(at)
+        inputs = parts.control.guard_inputs(config, now)
+        planned = plan_recommendations(recs, config, CATALOGUE, guards=inputs, now=now)
+        parts.control.planned(planned, config, now)
+        return planned.writes
+
+    first = guard("2024-03-10T12:00")
     assert [(c.tenant, c.old, c.new) for c in first.changes] == [("dev", 10000.0, 1000.0)]
     parts.control.after_cycle(None, recs, config, ts("2024-03-10T12:00"))
     source.down = True
     parts.control = parts.build()  # even across a restart
-    again = parts.control.guard(Plan(()), recs, config, ts("2024-03-10T12:05"))
+    again = guard("2024-03-10T12:05")
     assert [(c.tenant, c.new) for c in again.changes] == [("dev", 1000.0)]
     assert parts.actions("budget_cap_lifted") == []
     assert len(parts.actions("cost_collection_failed")) == 1

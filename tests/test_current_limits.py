@@ -308,7 +308,7 @@ def test_plan_given_both_runtime_files_reads_the_operators_values_as_current(
 
     plan = _cli_json(["plan", "-f", "json", *both, *common], tmp_path, monkeypatch)
     # The synthetic usage is far below both values: both are lowered, from the merged value.
-    olds = {c["tenant"]: c["old"] for c in plan["changes"]}
+    olds = {c["tenant"]: c["current"] for c in plan["changes"]}
     assert olds == {"tenant-001": 123456, "labels-001": 15000}
 
     # The same list as Mimir's comma-separated flag value.

@@ -27,6 +27,7 @@ from mimir_limit_optimizer.controller.reconcile import Reconciler
 from mimir_limit_optimizer.engine.overrides import parse_overrides, validate_overrides
 from mimir_limit_optimizer.engine.plan import Change, Plan
 from mimir_limit_optimizer.engine.protection import RESOURCES
+from mimir_limit_optimizer.engine.protection.guard import hold_caps
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
@@ -353,7 +354,7 @@ def test_the_guard_keeps_caps_in_a_slow_cycle_plan(tmp_path: Path) -> None:
         catalogue=CATALOGUE, source_factory=lambda _c, _n: SlowSource(),
         applier=rig.applier, store=rig.store, audit=rig.audit,
         metrics=ControllerMetrics(CollectorRegistry()), health=HealthState(stall_after=60),
-        logger=LOG, guards=[rig.protection.guard],
+        logger=LOG, guards=[rig.protection],
     )  # fmt: skip
     unguarded = Reconciler(
         catalogue=CATALOGUE, source_factory=lambda _c, _n: SlowSource(),
@@ -386,14 +387,20 @@ def test_the_guard_keeps_caps_in_a_slow_cycle_plan(tmp_path: Path) -> None:
             Change("alpha", "max_global_series_per_user", 1.0, 2.0, ("recommended",)),
         )
     )
-    guarded = rig.protection.guard(plan, recs, cfg, rig.now)
+    del recs
+
+    def guard(plan: Plan, config: Config) -> Plan:
+        caps = rig.protection.guard_inputs(config, rig.now).protection
+        return hold_caps(plan, caps, CATALOGUE)
+
+    guarded = guard(plan, cfg)
     assert [c.tenant for c in guarded.changes] == ["alpha"]
     lower = Plan((Change("gamma", "max_global_series_per_user", cap * 2, cap * 3, ("r",)),))
-    held = rig.protection.guard(lower, recs, cfg, rig.now).changes[0]
+    held = guard(lower, cfg).changes[0]
     assert held.new == cap and "held at" in held.reasons[-1]
     tighter = Plan((Change("gamma", "max_global_series_per_user", cap, cap / 2, ("r",)),))
-    assert rig.protection.guard(tighter, recs, cfg, rig.now) == tighter
-    assert rig.protection.guard(plan, recs, dry, rig.now) is plan
+    assert guard(tighter, cfg) == tighter
+    assert guard(plan, dry) is plan
 
 
 def test_a_restart_resumes_open_breakers_and_caps_from_the_checkpoint(tmp_path: Path) -> None:

@@ -385,8 +385,8 @@ def test_recovery_from_unlimited_takes_the_same_steps_and_restores_zero() -> Non
     for k in range(6):
         c.tick(cfg, T0 + 150 + 30 * k)
         caps.append(c.cap("a", SERIES))
-    # +25% of the starting cap per step, rounded up to 3 significant digits (131,250 ->
-    # 132,000); the 4th step restores "unlimited" (0).
+    # +25% of the starting cap per step, rounded up to readable values (131,250 -> 132,000);
+    # the 4th step restores "unlimited" (0).
     assert caps == [132_000.0, 159_000.0, 186_000.0, None, None, None]
     assert c.breaker("a", Kind.SERIES) is CLOSED
 
@@ -610,19 +610,17 @@ def test_a_tick_over_20000_tenants_is_fast() -> None:
     assert sum(c.breaker(t, Kind.SERIES) is OPEN for t in tenants[:12]) == 10
 
 
-@pytest.mark.parametrize(
-    ("value", "lowest", "up", "expected"),
-    [
-        (3001.0, 0.0, False, 3000.0),  # readable
-        (168_000.0, 0.0, False, 168_000.0),  # already readable
-        (3004.0, 3002.0, False, 3010.0),  # never below the floor: the readable value above
-        (3001.0, 0.0, True, 3010.0),  # recovery steps always move up
-        (2.346, 0.0, False, 2.35),  # small rates: 3 significant digits
-    ],
-)
-def test_caps_are_rounded_to_readable_values_within_the_floors(
-    value: float, lowest: float, up: bool, expected: float
-) -> None:
-    from mimir_limit_optimizer.engine.protection.clamps import round_limit
+def test_caps_are_readable_values_within_the_floor_rules() -> None:
+    """30,010 -> 30,000 (tighter); a value whose rounding down would break the floor or the depth
+    bound is rounded up instead; a freeze at usage + margin is rounded up (keeps its margin)."""
+    from mimir_limit_optimizer.engine.protection.clamps import bounded
 
-    assert round_limit(value, "ingestion_rate", CATALOGUE, lowest=lowest, up=up) == expected
+    cfg = config(circuitBreaker={"maxClampDepthPercent": 90})
+    limit = "max_global_series_per_user"
+    assert bounded(30_010.0, 100_000.0, limit, cfg, CATALOGUE) == 30_000.0
+    assert bounded(123_456.0, 1_000_000.0, limit, cfg, CATALOGUE) == 123_000.0
+    # The depth bound (90% of 1M: nothing below 100K): 100,050 must not round to 100,000 - 1.
+    assert bounded(50_000.0, 1_000_000.0, limit, cfg, CATALOGUE) == 100_000.0
+    floored = config(circuitBreaker={"floors": {limit: 30_010}, "maxClampDepthPercent": 99})
+    assert bounded(30_010.0, 100_000.0, limit, floored, CATALOGUE) == 30_100.0
+    assert bounded(168_420.0, 1_000_000.0, limit, cfg, CATALOGUE, depth=False) == 169_000.0

@@ -39,7 +39,9 @@ from mimir_limit_optimizer.cli.lazy import LazyGroup
 if TYPE_CHECKING:
     from mimir_limit_optimizer.catalogue import Catalogue
     from mimir_limit_optimizer.config.loader import LoadedConfig
+    from mimir_limit_optimizer.config.models import Config
     from mimir_limit_optimizer.controller.oneshot import Cycle
+    from mimir_limit_optimizer.targets.base import Target
 
 app = typer.Typer(
     cls=LazyGroup,
@@ -84,21 +86,29 @@ class PlanFormat(StrEnum):
 
 
 def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
-    """Collect and recommend, with a progress bar on stderr (shown on terminals only)."""
+    """Collect and plan, with a progress bar on stderr (shown on terminals only). Current
+    limits come from the configured target (file or ConfigMap); the guards (cooldowns,
+    protection and budget caps) from the service's store when there is one, so the plan is
+    what `mlo run --mode prod` would write now."""
     import os
 
     from mimir_limit_optimizer.cli.progress import collection_progress
     from mimir_limit_optimizer.controller.oneshot import build_source, run_cycle
+    from mimir_limit_optimizer.controller.plan_inputs import guards_from_store
     from mimir_limit_optimizer.engine.overrides import OverridesParseError, OverridesValueError
+    from mimir_limit_optimizer.engine.planning import GuardInputs
     from mimir_limit_optimizer.sources.base import SourceError
     from mimir_limit_optimizer.sources.current_limits import CurrentLimitsError
+    from mimir_limit_optimizer.store import StoreError
+    from mimir_limit_optimizer.targets.base import TargetError
 
     config = loaded.config
     path = config.target.path
-    if path and not Path(path).is_file():
+    if config.target.kind == "file" and path and not Path(path).is_file():
         what = "is not a file" if Path(path).exists() else "does not exist"
         fail(f"overrides file {path} {what} (--overrides-file / target.path)")
     now = time.time()
+    target = _target(config)
     try:
         source = build_source(config, now=now, env=dict(os.environ))
     except SourceError as exc:
@@ -106,16 +116,25 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     description = source.describe()
     err = stderr_console()
     try:
+        guards = (
+            GuardInputs() if target is None else guards_from_store(config, catalogue, target, now)
+        )
         # Nothing for a short collection; after 2 s a bar with the known total on a
         # terminal, log lines otherwise (cli/progress.py).
         with collection_progress(err, f"querying {description}") as report:
-            cycle = run_cycle(config, catalogue, source, now=now, progress=report)
+            cycle = run_cycle(
+                config, catalogue, source, now=now, progress=report, target=target, guards=guards
+            )
     except CurrentLimitsError as exc:
         fail(f"cannot read the current limits: {exc}")
     except SourceError as exc:
         fail(f"could not collect usage: {exc}", code=1)
     except (OverridesParseError, OverridesValueError) as exc:
         fail(f"{exc}\nThe overrides file was not changed.", code=2)
+    except TargetError as exc:
+        fail(f"cannot read the current limits: {exc}", code=2)
+    except StoreError as exc:
+        fail(f"cannot read the optimizer's store: {exc}", code=2)
     except OSError as exc:
         fail(f"cannot read the overrides file {path}: {exc.strerror}", code=2)
     from rich.markup import escape
@@ -125,6 +144,27 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     for name, reason in cycle.observation.unavailable.items():
         err.print(f"[yellow]{name} undefined:[/] {escape(reason)}", highlight=False)
     return cycle, description
+
+
+def _target(config: Config) -> Target | None:
+    """The configured target (file or ConfigMap) to read current limits from; None when no
+    file is configured (every current value then comes from the source)."""
+    from mimir_limit_optimizer.controller.wiring import WiringError, build_target
+    from mimir_limit_optimizer.targets.base import TargetError
+
+    if config.target.kind == "configmap":
+        from mimir_limit_optimizer.k8s.errors import KubeError  # the Kubernetes client: lazily
+
+        try:
+            return build_target(config)
+        except (KubeError, TargetError) as exc:
+            fail(str(exc))
+    try:
+        return build_target(config)
+    except WiringError:
+        return None
+    except TargetError as exc:
+        fail(str(exc))
 
 
 def _nothing_computed(cycle: Cycle, description: str) -> str | None:
@@ -164,18 +204,18 @@ def recommend(
     check_output(output_file)
     loaded, catalogue = load(opts)
     cycle, description = _cycle(loaded, catalogue)
-    recs = cycle.recommendations
+    recs, planned = cycle.recommendations, cycle.plan
     if fmt is OutputFormat.TABLE and output_file is None:
-        output.recommendations_table(recs, wide_console())
+        output.recommendations_table(recs, wide_console(), planned)
     elif fmt is OutputFormat.TABLE:
         recorder = Console(record=True, width=200, file=io.StringIO())
-        output.recommendations_table(recs, recorder)
+        output.recommendations_table(recs, recorder, planned)
         emit(recorder.export_text(), output_file)
     elif fmt is OutputFormat.CSV:
-        emit(output.recommendations_csv(recs), output_file)
+        emit(output.recommendations_csv(recs, planned), output_file)
     else:
         document = output.recommendations_document(
-            recs, source=description, skipped=cycle.skipped_tenants
+            recs, source=description, skipped=cycle.skipped_tenants, plan=planned
         )
         text = output.to_yaml(document) if fmt is OutputFormat.YAML else output.to_json(document)
         emit(text, output_file)
@@ -198,9 +238,10 @@ def plan(
     ] = PlanFormat.TABLE,
     output_file: OutputOpt = None,
 ) -> None:
-    """Show the changes the recommendations ask for (nothing is written to any target)."""
+    """Show what `mlo run --mode prod` would write now: each change with the engine's target,
+    the next step and, when held back (pins, freeze, cooldown, caps), why. Nothing is
+    written to any target."""
     from mimir_limit_optimizer.cli import output
-    from mimir_limit_optimizer.engine.plan import render_plan
 
     check_output(output_file)
     loaded, catalogue = load(opts)
@@ -208,7 +249,7 @@ def plan(
     if fmt in (PlanFormat.PATCH, PlanFormat.FILE):
         emit(_rendered_plan(cycle, loaded, catalogue, patch=fmt is PlanFormat.PATCH), output_file)
     elif fmt is PlanFormat.TABLE:
-        emit(render_plan(cycle.plan, catalogue), output_file)
+        emit(output.plan_text(cycle.plan, catalogue), output_file)
     elif fmt is PlanFormat.CSV:
         emit(output.plan_csv(cycle.plan), output_file)
     else:
@@ -220,8 +261,9 @@ def plan(
 
 
 def _rendered_plan(cycle: Cycle, loaded: LoadedConfig, catalogue: Catalogue, *, patch: bool) -> str:
-    """The overrides file with the plan applied (or the unified diff to it), for teams that
-    apply by pull request. Comments, order and unmanaged keys are kept."""
+    """The overrides with this cycle's writes applied (or the unified diff to them), for teams
+    that apply by pull request: exactly what `run` would write. Comments, order and unmanaged
+    keys are kept."""
     from mimir_limit_optimizer.engine.overrides import (
         format_problems,
         parse_overrides,
@@ -229,10 +271,15 @@ def _rendered_plan(cycle: Cycle, loaded: LoadedConfig, catalogue: Catalogue, *, 
     )
     from mimir_limit_optimizer.engine.plan import apply_plan
 
-    path = loaded.config.target.path or "overrides.yaml"
-    before = cycle.document.render() if cycle.document is not None else ""
+    config = loaded.config
+    if config.target.kind == "configmap":
+        cm = config.target.config_map
+        path = f"{cm.namespace}/{cm.name}/{cm.key}"
+    else:
+        path = config.target.path or str(Path(config.data_dir) / "overrides.yaml")
+    before = cycle.content
     document = parse_overrides(before, source_name=path)
-    apply_plan(document, cycle.plan, catalogue)
+    apply_plan(document, cycle.plan.writes, catalogue)
     after = document.render()
     problems = validate_overrides(after, catalogue, source_name=path)
     if problems:

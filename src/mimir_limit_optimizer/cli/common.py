@@ -237,12 +237,15 @@ def load(opts: CommonOptions) -> tuple[LoadedConfig, Catalogue]:
 
 
 def wide_console() -> Console:
-    """The terminal's width; 200 columns when piped (a log, `make run`), where Rich would
-    otherwise squeeze the reasons column into 80."""
+    """The terminal's width; when piped (a log, `make run`) $COLUMNS if set, else 200 columns,
+    where Rich would otherwise squeeze the reasons column into 80."""
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) >= 40 else 200)
 
 
 def check_output(output_file: Path | None) -> None:

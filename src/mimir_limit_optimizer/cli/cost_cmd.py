@@ -49,6 +49,7 @@ from mimir_limit_optimizer.engine.cost import (
 )
 from mimir_limit_optimizer.engine.cost.periods import BUDGET_NAMES, backfill_start, day_iso
 from mimir_limit_optimizer.engine.cost.usage import QUANTITY_UNITS
+from mimir_limit_optimizer.engine.plan import build_plan
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.cost_signals import build_cost_source
 
@@ -311,7 +312,9 @@ def compute(
         decision = plan_caps(
             report, settings, sticky={}, digits=config.change_policy.rounding_digits
         )
-        _, caps = apply_caps(cycle.plan, cycle.recommendations, decision.caps)
+        _, caps = apply_caps(
+            build_plan(cycle.recommendations), cycle.recommendations, decision.caps
+        )
     advice = recommendations(report, cycle.recommendations) if settings.cost_optimization else []
     return report, caps, advice, source.describe()
 

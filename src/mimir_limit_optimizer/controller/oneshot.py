@@ -1,5 +1,6 @@
-"""One recommendation cycle, wired from config: collect -> merge current limits -> recommend
--> plan. The CLI's `recommend` and `plan` and (later) the service loop share it."""
+"""One planning cycle for the CLI, wired from config: collect -> read the target's current
+limits -> the engine's planning pipeline (engine/planning.py), the same one the service runs.
+`recommend` and `plan` use it; `plan` passes the guard inputs the service would hold."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, SignalKind
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine.current import resolve_current
-from mimir_limit_optimizer.engine.overrides import OverridesDocument
-from mimir_limit_optimizer.engine.plan import Plan, build_plan
-from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
+from mimir_limit_optimizer.engine.overrides import OverridesDocument, parse_overrides
+from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs, plan_cycle
+from mimir_limit_optimizer.engine.recommend import enabled_limits
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.sources.base import ProgressCallback, Source
@@ -26,6 +27,7 @@ from mimir_limit_optimizer.sources.current_limits import (
 )
 from mimir_limit_optimizer.sources.prometheus import PrometheusSource
 from mimir_limit_optimizer.sources.synthetic import SyntheticSource
+from mimir_limit_optimizer.targets.base import Target
 
 _LOG = logging.getLogger("mimir_limit_optimizer")
 
@@ -59,9 +61,10 @@ def signals_needed(specs: list[LimitSpec], catalogue: Catalogue) -> list[LimitSp
 class Cycle:
     observation: Observation
     recommendations: Recommendations
-    plan: Plan
+    plan: CyclePlan
     document: OverridesDocument | None
     skipped_tenants: dict[str, str] = field(default_factory=dict)
+    content: str = ""  # the overrides as read (the base of `plan --format file/patch`)
 
 
 def read_overrides(path: str | None) -> OverridesDocument | None:
@@ -106,15 +109,35 @@ def run_cycle(
     now: float,
     limits: list[str] | None = None,
     progress: ProgressCallback | None = None,
+    target: Target | None = None,
+    guards: GuardInputs | None = None,
 ) -> Cycle:
+    """One cycle's plan, the same pipeline as the service's (engine/planning.py). Current
+    limits come from `target` (file or ConfigMap; it raises TargetError) or, without one, from
+    target.path; `guards` are what the service's guards would hold (see plan_inputs)."""
     specs = [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
-    document = read_overrides(config.target.path)
+    if target is not None:
+        text = target.read().text
+        # Origins name a file by its path (as `validate` does), a ConfigMap by its description.
+        name = config.target.path if config.target.kind == "file" else None
+        document = parse_overrides(text, source_name=name or target.describe()) if text else None
+    else:
+        document = read_overrides(config.target.path)
+        text = document.render() if document is not None else ""
     start = now - config.trend_analysis.analysis_window
     collected = signals_needed(specs, catalogue)
     observation = source.collect(collected, start=start, end=now, progress=progress)
     observation = resolve_limits_in_force(
         observation, config, catalogue, collected, document, logger=_LOG
     )
-    recs = recommend(observation, config, catalogue, now=now, limits=[s.name for s in specs])
+    planned = plan_cycle(
+        observation,
+        {},  # resolved above, with origins
+        config,
+        catalogue,
+        guards=guards or GuardInputs(),
+        now=now,
+        limits=[s.name for s in specs],
+    )
     skipped = dict(getattr(source, "last_skipped_tenants", {}) or {})
-    return Cycle(observation, recs, build_plan(recs), document, skipped)
+    return Cycle(observation, planned.recommendations, planned, document, skipped, text)

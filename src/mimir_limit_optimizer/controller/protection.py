@@ -9,74 +9,79 @@ signal for all tenants), advance the pure state machines (engine.protection), th
   (in prod a runtime disable restores the values protection had written);
 and persist the state in a store checkpoint, so a restart resumes open breakers and caps.
 
-`Protection.guard` is a PlanGuard for the slow cycle: it holds every active cap in the
-recommender's plan (a change may only end at or below the cap), so the slow cycle never undoes
-protection. Only values protection wrote itself are ever raised back (recovery, restore);
-a value someone else changed meanwhile is left alone.
+`Protection` is a PlanGuard for the slow cycle: it hands every active cap to the planning
+function (engine/planning.py), which holds it (a change may only end at or below the cap), so
+the slow cycle never undoes protection. The decisions live in engine/protection/guard.py.
+Only values protection wrote itself are ever raised back (recovery, restore); a value someone
+else changed meanwhile is left alone.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from mimir_limit_optimizer.alerting.model import AlertSink, AlertStatus, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
-from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
-from mimir_limit_optimizer.controller.apply import Applier, ApplyError
-from mimir_limit_optimizer.controller.protection_report import (
-    COMPONENT,
-    ProtectionMetrics,
-    ProtectionReporter,
-)
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.protection_report import ProtectionReporter
 from mimir_limit_optimizer.controller.protection_sources import FastSourceFactory
+from mimir_limit_optimizer.controller.protection_state import (
+    CHECKPOINT_KEY,
+    acting,
+    load_runtime_switch,
+    load_state,
+    runtime_switch,
+    save_runtime_switch,
+    stored_caps,
+)
+from mimir_limit_optimizer.controller.protection_status import status_of
+from mimir_limit_optimizer.controller.protection_writes import ClampWriter
 from mimir_limit_optimizer.engine.overrides import (
     OverridesDocument,
     OverridesParseError,
-    OverridesValueError,
     parse_overrides,
 )
-from mimir_limit_optimizer.engine.plan import Change, Plan
+from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs
 from mimir_limit_optimizer.engine.protection import (
-    KINDS,
-    BreakerState,
-    FastObservation,
-    Level,
     ProtectionState,
     StepResult,
     TenantPolicy,
-    breaker_summary,
     resolve_policy,
     settle,
     step,
     tenant_states,
 )
-from mimir_limit_optimizer.engine.protection.clamps import effective
-from mimir_limit_optimizer.engine.results import Recommendations
-from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.engine.protection.guard import (
+    active_caps,
+    file_limits,
+    in_force,
+)
+from mimir_limit_optimizer.observability.protection_metrics import ProtectionMetrics
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.fast_signals import FastSource
-from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
+from mimir_limit_optimizer.store import AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
-__all__ = ["CHECKPOINT_KEY", "FastSourceFactory", "Protection", "build_protection"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "FastSourceFactory",
+    "Protection",
+    "build_protection",
+    "stored_caps",
+]
 
-CHECKPOINT_KEY = "protection"
-RUNTIME_KEY = "protection_runtime"
-ACTOR = "protection"
 # Consecutive failed ticks before the "fast loop failing" alert.
 FAILURES_BEFORE_ALERT = 4
 # The state is checkpointed when something changed, and at least this often (seconds).
@@ -116,6 +121,9 @@ class Protection:
         self.report = ProtectionReporter(
             audit=audit, alerts=alerts, metrics=self.metrics, logger=self.log
         )
+        self.writer = ClampWriter(
+            applier=applier, catalogue=catalogue, report=self.report, metrics=self.metrics
+        )
         self._lock = threading.RLock()
         self._config = config
         self._source: FastSource | None = None
@@ -134,21 +142,7 @@ class Protection:
 
     # -- persistence ------------------------------------------------------------------------
     def _load_state(self) -> ProtectionState:
-        raw = self.store.load_checkpoint(CHECKPOINT_KEY)
-        if raw is None:
-            return ProtectionState()
-        try:
-            state = ProtectionState.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError) as exc:
-            self.log.warning("protection checkpoint unreadable, starting afresh: %s", exc)
-            return ProtectionState()
-        self.log.info(
-            "protection resumed: %d tenants, %d clamps, level %s",
-            len(state.tenants),
-            len(state.clamps),
-            Level(state.pressure.level).label,
-        )
-        return state
+        return load_state(self.store, self.log)
 
     def _save(self, now: float, *, force: bool) -> None:
         if not force and now - self._last_saved < CHECKPOINT_EVERY:
@@ -158,34 +152,24 @@ class Protection:
         self._last_saved = now
 
     def _load_runtime(self) -> None:
-        raw = self.store.load_checkpoint(RUNTIME_KEY)
-        if raw is None:
-            return
         try:
-            data = json.loads(raw)
-            self._override = bool(data["enabled"])
-            self._override_base = bool(data["config_value"])
+            switch = load_runtime_switch(self.store)
         except (ValueError, KeyError, TypeError):
             self.log.warning("protection runtime switch checkpoint unreadable; using the config")
+            return
+        if switch is not None:
+            self._override, self._override_base = switch
 
     # -- runtime switch ---------------------------------------------------------------------
     def runtime_enabled(self, config: Config | None = None) -> tuple[bool, str]:
         """(enabled, where from): the API's last word, until the config file's
         runtimeEnabled changes (then the file's value wins: the latest change wins)."""
-        config = config or self._config
-        configured = config.circuit_breaker.runtime_enabled
-        if self._override is not None and self._override_base == configured:
-            return self._override, "api"
-        return configured, "config"
+        return runtime_switch(config or self._config, self._override, self._override_base)
 
     def acting(self, config: Config | None = None) -> bool:
         """Protection writes: prod, enabled at runtime, and not under safety.freeze."""
         config = config or self._config
-        return (
-            config.mode is Mode.PROD
-            and self.runtime_enabled(config)[0]
-            and not config.safety.freeze
-        )
+        return acting(config, self.runtime_enabled(config)[0])
 
     def _switch(self, enabled: bool, actor: str) -> dict[str, Any]:
         with self._lock:
@@ -193,18 +177,16 @@ class Protection:
             before = self.runtime_enabled()
             self._override = enabled
             self._override_base = self._config.circuit_breaker.runtime_enabled
-            payload = {"enabled": enabled, "config_value": self._override_base, "at": now}
-            self.store.save_checkpoint(RUNTIME_KEY, json.dumps(payload).encode(), at=now)
-            self.audit.record(
-                AuditEvent(
-                    now,
-                    "warning" if not enabled else "info",
-                    "user",
-                    COMPONENT,
-                    "circuit_breaker_enabled" if enabled else "circuit_breaker_disabled",
-                    None,
-                    {"actor": actor, "before": before[0], "after": enabled, "mode": self._mode()},
-                )
+            save_runtime_switch(self.store, enabled, self._override_base, now)
+            self.report.shared.event(
+                now,
+                "circuit_breaker_enabled" if enabled else "circuit_breaker_disabled",
+                level="warning" if not enabled else "info",
+                category="user",
+                actor=actor,
+                before=before[0],
+                after=enabled,
+                mode=self._mode(),
             )
             self.metrics.circuit_breaker_enabled.set(1 if self.acting() else 0)
             return self.status()
@@ -267,58 +249,16 @@ class Protection:
             self._doc_cache = (digest, parse_overrides(content.text, source_name=self.applier.name))
         return self._doc_cache[1]
 
-    def _file_value(self, doc: OverridesDocument | None, tenant: str, limit: str) -> float | None:
-        if doc is None:
-            return None
-        try:
-            return doc.number(tenant, self.catalogue.limits[limit])
-        except OverridesValueError:
-            return None
-
     def _file_limits(self, doc: OverridesDocument | None) -> dict[str, dict[str, float]]:
         """tenant -> protected limit -> value the file sets (cached per parsed document)."""
-        out: dict[str, dict[str, float]] = {}
-        if doc is None:
-            return out
         parsed = self._doc_cache
         digest = parsed[0] if parsed is not None and parsed[1] is doc else None
         cached = self._limits_cache
         if digest is not None and cached is not None and cached[0] == digest:
             return cached[1]
-        for tenant in doc.tenants():
-            for limit in PROTECTED_LIMITS:
-                value = self._file_value(doc, tenant, limit)
-                if value is not None:
-                    out.setdefault(tenant, {})[limit] = value
+        out = file_limits(doc, self.catalogue)
         if digest is not None:
             self._limits_cache = (digest, out)
-        return out
-
-    def _default(self, config: Config, limit: str) -> float:
-        override = config.dynamic_limits.limit_overrides.get(limit)
-        if override is not None and override.default_value is not None:
-            return float(override.default_value)
-        return float(self.catalogue.limits[limit].default)
-
-    def _in_force(
-        self, config: Config, obs: FastObservation, file_limits: Mapping[str, Mapping[str, float]]
-    ) -> dict[str, FloatArray]:
-        """Per protected limit, (N,) aligned to obs.tenants: the overrides file, else what
-        the source reported, else the configured default, else Mimir's."""
-        out: dict[str, FloatArray] = {}
-        for limit in PROTECTED_LIMITS:
-            reported = obs.limits.get(limit)
-            values = (
-                reported.astype(np.float64, copy=True)
-                if reported is not None
-                else np.full(len(obs.tenants), np.nan)
-            )
-            values[np.isnan(values)] = self._default(config, limit)
-            for i, tenant in enumerate(obs.tenants):
-                own = file_limits.get(tenant, {}).get(limit)
-                if own is not None:
-                    values[i] = own
-            out[limit] = values
         return out
 
     def _tick(self, config: Config, now: float) -> bool:
@@ -351,7 +291,7 @@ class Protection:
         result = step(
             self.state,
             obs,
-            self._in_force(config, obs, file_limits),
+            in_force(config, self.catalogue, obs.tenants, obs.limits, file_limits),
             config,
             self.catalogue,
             now=now,
@@ -364,9 +304,11 @@ class Protection:
         wrote = False
         # Prod writes caps (acting) or restores them (switched off); safety.freeze: nothing.
         if config.mode is Mode.PROD and not config.safety.freeze and content is not None:
-            wrote = self._write(config, content, now, acting=acting)
+            wrote = self.writer.write(
+                self.state, self._document, config, content, now, acting=acting
+            )
         if not acting:
-            self._report_would(config, now, doc)
+            self.writer.report_would(self.state, config, now, doc, self._why_not_acting(config))
         settle(self.state)
         self._publish(acting)
         self._recovered(now)
@@ -404,132 +346,6 @@ class Protection:
         self._failures = 0
         self._last_error = None
 
-    # -- writing ----------------------------------------------------------------------------
-    def _changes(self, content: Content, *, acting: bool) -> list[tuple[tuple[str, str], Change]]:
-        """The changes the clamps ask of `content`: tightenings (acting), and raises of
-        values protection wrote itself (recovery steps, restores)."""
-        doc = self._document(content)
-        out: list[tuple[tuple[str, str], Change]] = []
-        for key, clamp in sorted(self.state.clamps.items()):
-            tenant, limit = key
-            file_value = self._file_value(doc, tenant, limit)
-            in_force = file_value if file_value is not None else clamp.target
-            ours = clamp.written is not None and file_value == clamp.written
-            if clamp.active and acting:
-                want = clamp.desired()
-                tighter = effective(want, limit, self.catalogue) < effective(
-                    in_force, limit, self.catalogue
-                )
-                if not (tighter or (ours and want != in_force)):
-                    continue
-                why = tuple(clamp.reasons) or ("protection",)
-            else:
-                if clamp.written is None:
-                    continue
-                if not ours:  # someone else changed it meanwhile: theirs now
-                    clamp.written = None
-                    continue
-                want = clamp.target
-                if want == in_force:
-                    clamp.written = None
-                    continue
-                why = (
-                    "protection released: back to the value in force before it"
-                    if acting
-                    else "protection disabled at runtime: restoring the value in force before it",
-                )
-            out.append((key, Change(tenant, limit, in_force, want, why)))
-        return out
-
-    def _write(self, config: Config, content: Content, now: float, *, acting: bool) -> bool:
-        if not self._changes(content, acting=acting):
-            return False  # nothing to write: no second read of the target
-        planned: list[tuple[tuple[str, str], Change]] = []
-
-        def replan(content: Content) -> Plan:
-            nonlocal planned
-            planned = self._changes(content, acting=acting)
-            return Plan(tuple(change for _, change in planned))
-
-        try:
-            outcome = self.applier.apply(replan, now=now, actor=ACTOR)
-        except (ApplyError, TargetError, OverridesParseError, StoreError) as exc:
-            self.report.event(now, "protection_write_failed", None, {"error": str(exc)}, "error")
-            return False
-        if outcome.rolled_back:
-            self.report.event(
-                now, "protection_write_rolled_back", None, {"detail": outcome.detail}, "error"
-            )
-            return False
-        if not outcome.applied:
-            return False
-        revision = outcome.revision.id if outcome.revision else None
-        for key, change in planned:
-            clamp = self.state.clamps.get(key)
-            if clamp is None:
-                continue
-            tightening = effective(change.new, change.limit, self.catalogue) < effective(
-                change.old, change.limit, self.catalogue
-            )
-            clamp.written = change.new if clamp.active and acting else None
-            action = "clamp_limits" if tightening else "restore_limits"
-            if tightening:
-                self.metrics.throttled_requests_total.labels(
-                    limit=change.limit, mode=config.mode.value
-                ).inc()
-            self.report.event(
-                now,
-                action,
-                change.tenant,
-                {
-                    "limit": change.limit,
-                    "old": change.old,
-                    "new": change.new,
-                    "reasons": list(change.reasons),
-                    "mode": config.mode.value,
-                    "revision": revision,
-                },
-                "warning" if tightening else "info",
-            )
-        return True
-
-    def _report_would(
-        self,
-        config: Config,
-        now: float,
-        doc: OverridesDocument | None,
-    ) -> None:
-        """Not acting: every cap whose value changed since it was last reported is audited
-        as `would_clamp_limits` / `would_restore_limits` (before/after values)."""
-        for (tenant, limit), clamp in sorted(self.state.clamps.items()):
-            want = clamp.desired() if clamp.active else None
-            if want == clamp.reported:
-                continue
-            in_force = self._file_value(doc, tenant, limit)
-            old = in_force if in_force is not None else clamp.target
-            if want is None:
-                action, new = "would_restore_limits", clamp.target
-            else:
-                action, new = "would_clamp_limits", want
-                self.metrics.throttled_requests_total.labels(
-                    limit=limit, mode=config.mode.value
-                ).inc()
-            clamp.reported = want
-            self.report.event(
-                now,
-                action,
-                tenant,
-                {
-                    "limit": limit,
-                    "old": old,
-                    "new": new,
-                    "reasons": list(clamp.reasons),
-                    "mode": config.mode.value,
-                    "why": self._why_not_acting(config),
-                },
-                "info",
-            )
-
     def _why_not_acting(self, config: Config) -> str:
         if config.mode is Mode.DRY_RUN:
             return "dry-run mode"
@@ -547,104 +363,28 @@ class Protection:
         self.metrics.circuit_breaker_enabled.set(1 if acting else 0)
 
     # -- the plan guard ---------------------------------------------------------------------
-    def guard(self, plan: Plan, recs: Recommendations, config: Config, now: float) -> Plan:
-        """PlanGuard: hold every active cap in the slow cycle's plan. A change may end at or
-        below the cap (never above it); one that would end where the limit already is goes."""
-        del recs, now
+    def guard_inputs(self, config: Config, now: float) -> GuardInputs:
+        """PlanGuard: every active cap, which the slow cycle's plan must hold (a change may
+        end at or below the cap, never above it); nothing when protection does not act."""
+        del now
         if not self.acting(config):
-            return plan
+            return GuardInputs()
         with self._lock:
-            caps = {
-                key: (clamp.desired(), clamp.reasons)
-                for key, clamp in self.state.clamps.items()
-                if clamp.active
-            }
-        if not caps:
-            return plan
-        kept: list[Change] = []
-        for change in plan.changes:
-            held = caps.get((change.tenant, change.limit))
-            if held is None:
-                kept.append(change)
-                continue
-            cap, reasons = held
-            if effective(change.new, change.limit, self.catalogue) <= effective(
-                cap, change.limit, self.catalogue
-            ):
-                kept.append(change)
-                continue
-            if cap == change.old:
-                continue  # the limit stays at the cap: no change at all
-            why = f"held at {cap:g} by protection" + (f" ({reasons[-1]})" if reasons else "")
-            kept.append(dataclasses.replace(change, new=cap, reasons=(*change.reasons, why)))
-        return Plan(tuple(kept))
+            return GuardInputs(protection=active_caps(self.state.clamps))
+
+    def planned(self, plan: CyclePlan, config: Config, now: float) -> None:
+        """PlanGuard: the holds show in the plan's reasons; nothing else to report."""
+        del plan, config, now
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """What the API shows: switch, mode, breakers that are not closed, level, caps."""
         with self._lock:
-            config = self._config
-            enabled, origin = self.runtime_enabled(config)
-            state = self.state
-            last = self._last
-            breakers = []
-            for kind in KINDS:
-                table = state.breakers[kind.value]
-                for i in np.flatnonzero(table.state != BreakerState.CLOSED).tolist():
-                    value = threshold = math.nan
-                    if last is not None and i < len(last.demand[kind.value]):
-                        value = float(last.demand[kind.value][i])
-                        threshold = float(last.thresholds[kind].value[i])
-                    breakers.append(
-                        {
-                            "tenant": state.tenants[i],
-                            "kind": kind.value,
-                            "state": BreakerState(int(table.state[i])).name.lower(),
-                            "openedAt": _plain(float(table.opened_at[i])),
-                            "relapses": int(table.relapses[i]),
-                            "value": _plain(value),
-                            "threshold": _plain(threshold),
-                        }
-                    )
-            return {
-                "mode": config.mode.value,
-                "enabled": enabled,
-                "enabledSource": origin,
-                "acting": config.mode is Mode.PROD and enabled,
-                "lastTick": _plain(state.last_tick),
-                "lastError": self._last_error,
-                "circuitBreaker": {
-                    "enabled": config.circuit_breaker.enabled,
-                    "mode": config.circuit_breaker.mode,
-                    "tenants": breaker_summary(state),
-                    "breakers": breakers,
-                },
-                "emergency": {
-                    "enabled": config.emergency.enabled,
-                    "level": Level(state.pressure.level).label,
-                    "since": _plain(state.pressure.level_since),
-                    "pressure": {
-                        k: _plain(v) for k, v in state.pressure.last.items() if math.isfinite(v)
-                    },
-                },
-                "clamps": [
-                    {
-                        "tenant": tenant,
-                        "limit": limit,
-                        "target": clamp.target,
-                        "breaker": clamp.breaker,
-                        "emergency": clamp.emergency,
-                        "desired": clamp.desired(),
-                        "written": clamp.written,
-                        "reasons": list(clamp.reasons),
-                    }
-                    for (tenant, limit), clamp in sorted(state.clamps.items())
-                ],
-            }
-
-
-def _plain(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+            enabled, origin = self.runtime_enabled(self._config)
+            return status_of(
+                self._config, self.state, self._last, enabled=enabled, origin=origin,
+                last_error=self._last_error,
+            )  # fmt: skip
 
 
 def build_protection(
@@ -661,7 +401,7 @@ def build_protection(
     logger: logging.Logger | None = None,
 ) -> Protection:
     """The service's protection: pass `protection.fast_hook` in ServiceOptions.fast_hooks
-    (with fast_interval = config.circuit_breaker.fast_loop.interval), `protection.guard` in
+    (with fast_interval = config.circuit_breaker.fast_loop.interval), `protection` in
     the Reconciler's guards, and mount `build_protection_router(protection)`."""
     return Protection(
         config,

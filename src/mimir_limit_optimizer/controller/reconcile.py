@@ -3,26 +3,38 @@ or apply (prod). Never applies from a failed or partial collection."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, Priority, Severity
+from mimir_limit_optimizer.alerting.model import AlertSink, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
 from mimir_limit_optimizer.controller.oneshot import resolve_limits_in_force, signals_needed
+from mimir_limit_optimizer.controller.plan_inputs import ROLLED_BACK, last_changed
+from mimir_limit_optimizer.controller.reporter import Reporter
 from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
     OverridesValueError,
     parse_overrides,
 )
-from mimir_limit_optimizer.engine.plan import Plan, build_plan
+from mimir_limit_optimizer.engine.plan import Plan
+from mimir_limit_optimizer.engine.planning import (
+    PLAN_SCHEMA_VERSION,
+    CyclePlan,
+    GuardInputs,
+    combine,
+    item_rows,
+    plan_recommendations,
+)
 from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
 from mimir_limit_optimizer.engine.results import Recommendations
-from mimir_limit_optimizer.engine.safety import SafetyResult, apply_safety
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
@@ -35,13 +47,23 @@ from mimir_limit_optimizer.targets.base import Content, TargetError
 CHECKPOINT_KEY = "last_cycle"
 # When the store was recreated after its file was lost (controller/service.py).
 STORE_RECREATED_KEY = "store_recreated"
-# Marker in `last_changed` for "a rollback happened within the cooldown" (see engine/safety.py).
-ROLLED_BACK = ("*", "*")
+PLAN_KEY = "last_plan"  # the cycle's whole plan (items, held and why): the UI reads it
+__all__ = ["CHECKPOINT_KEY", "PLAN_KEY", "ROLLED_BACK", "PlanGuard", "Reconciler", "last_plan"]
+# Examples of held-back changes in the one summarised `change_held_back` event per cycle.
+HELD_EXAMPLES = 5
 
-# A guard sees the plan the recommendations ask for and returns the plan to go ahead with.
-# Guards (blast protection, budgets) may only tighten: keep a change, drop it, or replace its
-# new value with a lower one, each with a reason in the change's reasons.
-PlanGuard = Callable[[Plan, Recommendations, Config, float], Plan]
+
+class PlanGuard(Protocol):
+    """A guard (blast protection, budgets) contributes data to the pure planning function and
+    hears what was planned. Guards may only tighten the plan (engine/planning.py)."""
+
+    def guard_inputs(self, config: Config, now: float) -> GuardInputs:
+        """What this guard holds (caps), gathered by its own I/O; no reporting here."""
+        ...
+
+    def planned(self, plan: CyclePlan, config: Config, now: float) -> None:
+        """Report what the plan made of this guard's inputs (audit, alerts, metrics)."""
+        ...
 
 
 def _plain(value: float) -> float | None:
@@ -52,6 +74,18 @@ def last_checkpoint(store: Store) -> dict[str, object] | None:
     """The last cycle's results saved by `Reconciler` (None before the first cycle)."""
     raw = store.load_checkpoint(CHECKPOINT_KEY)
     return None if raw is None else dict(json.loads(raw))
+
+
+def last_plan(store: Store) -> dict[str, object] | None:
+    """The last cycle's stored plan (see `Reconciler._store_plan`); None before the first."""
+    raw = store.load_checkpoint(PLAN_KEY)
+    return None if raw is None else dict(json.loads(zlib.decompress(raw)))
+
+
+def _digest(plan: Plan) -> str:
+    """Identity of a set of writes: the same changes to the same values."""
+    rows = sorted((c.tenant, c.limit, repr(c.old), repr(c.new)) for c in plan.changes)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 @dataclass
@@ -85,7 +119,6 @@ class Reconciler:
         self.guards: list[PlanGuard] = list(guards)
         # Rollbacks and failed verifications of earlier writes completed in this cycle.
         self._recovered_failures: list[str] = []
-        self.alerts = alerts  # where alerts go (never blocks, never raises); None: nowhere
         self.catalogue = catalogue
         self.source_factory = source_factory
         self.applier = applier
@@ -94,6 +127,18 @@ class Reconciler:
         self.metrics = metrics
         self.health = health
         self.log = logger
+        self.report = Reporter(audit=audit, alerts=alerts, logger=logger, component="controller")
+        self._audited: str | None = None  # digest of the last audited dry-run write set
+        self._audited_loaded = False
+
+    @property
+    def alerts(self) -> AlertSink | None:
+        """Where alerts go (never blocks, never raises); None: nowhere."""
+        return self.report.alerts
+
+    @alerts.setter
+    def alerts(self, sink: AlertSink | None) -> None:
+        self.report.alerts = sink
 
     def _event(
         self,
@@ -106,9 +151,10 @@ class Reconciler:
         component: str = "controller",
         **details: object,
     ) -> None:
-        self.audit.record(
-            AuditEvent(now, level, category, component, action, tenant, dict(details))
-        )
+        self.report.event(
+            now, action, level=level, category=category, tenant=tenant, component=component,
+            details=details,
+        )  # fmt: skip
 
     def _alert(
         self,
@@ -122,24 +168,11 @@ class Reconciler:
         resolved: bool = False,
         **details: object,
     ) -> None:
-        """Emit an alert (or, `resolved`, the end of the incident `key`: channels that were
-        notified of it hear it is over; the others hear nothing)."""
-        if self.alerts is not None:
-            priority, severity = level
-            status = AlertStatus.RESOLVED if resolved else AlertStatus.FIRING
-            self.alerts.emit(
-                Alert(
-                    kind,
-                    priority,
-                    severity,
-                    summary or kind,
-                    component,
-                    key,
-                    now,
-                    details=details,
-                    status=status,
-                )
-            )
+        """Emit an alert (or, `resolved`, the end of the incident `key`)."""
+        self.report.alert(
+            now, kind, key, level, summary, component=component,
+            resolved=resolved, details=details,
+        )  # fmt: skip
 
     def _checkpoint(self, recs: Recommendations, now: float) -> None:
         """The last cycle's results, so a restart knows where it stood. (Usage history itself
@@ -154,21 +187,29 @@ class Reconciler:
         payload = {"at": now, "window": list(recs.window), "limits": limits}
         self.store.save_checkpoint(CHECKPOINT_KEY, json.dumps(payload).encode(), at=now)
 
-    def _last_changed(self, since: float) -> dict[tuple[str, str], float]:
-        """When each tenant x limit was last changed on this target (from the revisions)."""
-        out: dict[tuple[str, str], float] = {}
-        for revision in self.store.revisions(self.applier.name, limit=200):
-            if revision.created_at < since:
-                break
-            if revision.kind == "rollback":
-                out[ROLLED_BACK] = revision.created_at  # a recent rollback holds every change
-                continue
-            if revision.kind != "apply":
-                continue
-            for row in revision.plan:
-                key = (str(row["tenant"]), str(row["limit"]))
-                out.setdefault(key, revision.created_at)
-        return out
+    def _store_plan(self, plan: CyclePlan, config: Config, now: float, audited: str) -> None:
+        """The cycle's whole plan, held-back items and why included, for the UI and for the
+        next cycle (which audits a dry-run plan again only when it changed)."""
+        payload = {
+            "version": PLAN_SCHEMA_VERSION,
+            "at": now,
+            "mode": config.mode.value,
+            "target": self.applier.name,
+            "auditedDigest": audited,
+            "items": item_rows(plan),
+        }
+        data = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
+        self.store.save_checkpoint(PLAN_KEY, data, at=now)
+
+    def _last_audited(self) -> str | None:
+        if not self._audited_loaded:
+            self._audited_loaded = True
+            try:
+                stored = last_plan(self.store)
+            except (ValueError, zlib.error):
+                stored = None
+            self._audited = str(stored.get("auditedDigest")) if stored else None
+        return self._audited
 
     def _report_incomplete(self, observation: Observation, now: float) -> None:
         """Audit what the collection lacked: unavailable signals (nothing is applied) and
@@ -200,7 +241,7 @@ class Reconciler:
 
     def _plan(
         self, config: Config, observation: Observation, content: Content, now: float
-    ) -> tuple[Recommendations, SafetyResult]:
+    ) -> CyclePlan:
         specs = enabled_limits(config, self.catalogue)
         collected = signals_needed(specs, self.catalogue)
         with self.metrics.phase("read_target"):
@@ -213,12 +254,12 @@ class Reconciler:
                 merged, config, self.catalogue, now=now, limits=[s.name for s in specs]
             )
         with self.metrics.phase("plan"):
-            plan = build_plan(recs)
-            for guard in self.guards:  # protection, budgets: they may only tighten the plan
-                plan = guard(plan, recs, config, now)
             since = now - config.change_policy.cooldown
-            guarded = apply_safety(plan, config, last_changed=self._last_changed(since), now=now)
-        return recs, guarded
+            guards = combine(
+                [guard.guard_inputs(config, now) for guard in self.guards],
+                last_changed(self.store, self.applier.name, since),
+            )
+            return plan_recommendations(recs, config, self.catalogue, guards=guards, now=now)
 
     def _no_tenants(self, config: Config, source: Source, now: float) -> CycleResult:
         """A source that answers with no tenant at all is misconfigured (wrong URL, prefix,
@@ -313,48 +354,32 @@ class Reconciler:
         try:
             with self.metrics.phase("read_target"):
                 content = self.applier.target.read()
-            recs, guarded = self._plan(config, observation, content, now)
+            planned = self._plan(config, observation, content, now)
         except (TargetError, OverridesParseError, OverridesValueError, CurrentLimitsError) as exc:
             self.metrics.errors_total.labels(component="target", reason="read_failed").inc()
             self._event(
                 now, "target_read_failed", level="error", component="target", error=str(exc)
             )
             return CycleResult(False, detail=f"cannot read {self.applier.name}: {exc}")
+        recs = planned.recommendations
+        for guard in self.guards:
+            guard.planned(planned, config, now)
+        writes, held = planned.writes, planned.held_back
         with self.metrics.phase("report"):
-            self.metrics.observe_recommendations(recs, planned=guarded.allowed.tenants(), now=now)
+            self.metrics.observe_recommendations(recs, planned=writes.tenants(), now=now)
             self._checkpoint(recs, now)
             spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
             if spikes:
                 self.metrics.spikes_detected_total.inc(spikes)
-        result = CycleResult(
-            True,
-            planned=len(guarded.allowed) + len(guarded.held_back),
-            held_back=len(guarded.held_back),
-            recommendations=recs,
-        )
-        with self.metrics.phase("audit"):
-            for held in guarded.held_back:
-                c = held.change
-                self._event(
-                    now,
-                    "change_held_back",
-                    tenant=c.tenant,
-                    limit=c.limit,
-                    old=c.old,
-                    new=c.new,
-                    reason=held.reason,
-                    mode=config.mode.value,
-                )
+        result = CycleResult(True, planned=len(planned), held_back=len(held), recommendations=recs)
+        if held:
+            with self.metrics.phase("audit"):
+                self._held_back(planned, config, now)
         partial = dict(observation.unavailable)
         self._report_incomplete(observation, now)
         lost = self._store_recreated_hold(config, now)
-        if (
-            config.mode is Mode.DRY_RUN
-            or not leader
-            or partial
-            or lost
-            or not guarded.allowed.changes
-        ):
+        audited = self._last_audited() or ""
+        if config.mode is Mode.DRY_RUN or not leader or partial or lost or not writes.changes:
             why = (
                 "dry-run mode"
                 if config.mode is Mode.DRY_RUN
@@ -365,22 +390,60 @@ class Reconciler:
                 else lost or "no change needed"
             )
             action = "would_update_limits" if config.mode is Mode.DRY_RUN else "skipped_update"
-            with self.metrics.phase("audit"):
-                for c in guarded.allowed.changes:
-                    self._event(
-                        now,
-                        action,
-                        tenant=c.tenant,
-                        limit=c.limit,
-                        old=c.old,
-                        new=c.new,
-                        reasons=list(c.reasons),
-                        mode=config.mode.value,
-                        why=why,
-                    )
-            result.detail = f"{len(guarded.allowed)} change(s) not applied: {why}"
+            digest = _digest(writes)
+            if digest == audited:  # the same writes as last audited: counted, not re-audited
+                self.metrics.plans_unchanged_total.inc()
+            else:
+                with self.metrics.phase("audit"):
+                    for c in writes.changes:
+                        self._event(
+                            now,
+                            action,
+                            tenant=c.tenant,
+                            limit=c.limit,
+                            old=c.old,
+                            new=c.new,
+                            reasons=list(c.reasons),
+                            mode=config.mode.value,
+                            why=why,
+                        )
+                audited = self._audited = digest
+            with self.metrics.phase("audit"):  # the stored plan: the held-back details
+                self._store_plan(planned, config, now, audited)
+            result.detail = f"{len(writes)} change(s) not applied: {why}"
             return result
-        return self._apply(config, guarded.allowed, observation, result, now=now)
+        self._audited = ""  # after a write, the next dry-run plan is news again
+        self._store_plan(planned, config, now, "")
+        return self._apply(config, writes, observation, result, now=now)
+
+    def _held_back(self, plan: CyclePlan, config: Config, now: float) -> None:
+        """One summarised event per cycle for everything held back (at 10,000 tenants the
+        per-cycle tenant cap alone holds thousands); each item and why is in the stored plan."""
+        held = plan.held_back
+        by_reason: dict[str, int] = {}
+        for h in held:
+            reason = h.reason.removeprefix("held: ")
+            kind = reason.split(":", 1)[0] if ":" in reason[:40] else reason
+            by_reason[kind] = by_reason.get(kind, 0) + 1
+        self._event(
+            now,
+            "change_held_back",
+            count=len(held),
+            tenants=len({h.change.tenant for h in held}),
+            reasons=by_reason,
+            examples=[
+                {
+                    "tenant": h.change.tenant,
+                    "limit": h.change.limit,
+                    "old": h.change.old,
+                    "new": h.change.new,
+                    "reason": h.reason,
+                }
+                for h in held[:HELD_EXAMPLES]
+            ],
+            mode=config.mode.value,
+            detail=f"the cycle's stored plan ({PLAN_KEY}) lists every held-back change",
+        )
 
     def _apply(
         self,
@@ -398,7 +461,7 @@ class Reconciler:
             if first:  # the plan was made against this very read
                 first = False
                 return allowed
-            return self._plan(config, observation, content, now)[1].allowed
+            return self._plan(config, observation, content, now).writes
 
         def events(plan: Plan) -> list[AuditEvent]:
             """update_limits per change, stored with the write's revision (atomically)."""

@@ -135,7 +135,7 @@ class Service:
         self.options.fast_hooks.append(self.protection.fast_hook)
         self.options.fast_interval = config.circuit_breaker.fast_loop.interval
         self.reconciler = Reconciler(
-            guards=[self.protection.guard, self.cost.guard],
+            guards=[self.protection, self.cost],
             catalogue=catalogue,
             source_factory=source_factory(),
             applier=self.applier,

@@ -1,4 +1,6 @@
-"""A plan: the changes a set of recommendations asks for, and how they read as a diff."""
+"""A plan's write set: the changes a set of recommendations asks for, and how they are applied
+to an overrides document. engine/planning.py turns them into the full plan (target, next step,
+held and why); cli/output.py renders it."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.engine.overrides import OverridesDocument
-from mimir_limit_optimizer.engine.results import CHANGE, Recommendations, render_value
+from mimir_limit_optimizer.engine.results import CHANGE, Recommendations
 
 
 @dataclass(frozen=True)
@@ -59,36 +61,3 @@ def apply_plan(document: OverridesDocument, plan: Plan, catalogue: Catalogue) ->
     """Write every change of `plan` into `document` (in memory; the caller renders it)."""
     for change in plan.changes:
         document.set(change.tenant, change.limit, change.new, catalogue.limits[change.limit])
-
-
-def render_plan(plan: Plan, catalogue: Catalogue, *, with_reasons: bool = True) -> str:
-    """A readable diff, grouped by tenant:
-
-    tenant-a
-      ~ ingestion_rate: 10K samples/s -> 13K samples/s (+30%)
-          throttled: 12% of demand was discarded ...
-    """
-    if not plan.changes:
-        return "No changes: every managed limit is where it should be.\n"
-    lines: list[str] = []
-    tenant = None
-    for change in plan.changes:
-        if change.tenant != tenant:
-            tenant = change.tenant
-            lines.append(tenant)
-        spec = catalogue.limits[change.limit]
-        rel = change.relative
-        delta = f" ({rel:+.0%})" if rel is not None else " (from 0)"
-        sign = "+" if change.new > change.old else "-"
-        lines.append(
-            f"  {sign} {change.limit}: {render_value(change.old, spec)} -> "
-            f"{render_value(change.new, spec)}{delta}"
-        )
-        if with_reasons:
-            lines.extend(f"      {reason}" for reason in change.reasons)
-    raised = sum(1 for c in plan.changes if c.new > c.old)
-    lines.append(
-        f"{len(plan.changes)} change(s) for {len(plan.tenants())} tenant(s): "
-        f"{raised} raised, {len(plan.changes) - raised} lowered"
-    )
-    return "\n".join(lines) + "\n"

@@ -599,6 +599,7 @@ def _finish(
             result.extra["would_be"] = np.where(keep_zero, value, np.nan)
             flags |= np.where(keep_zero, int(Reason.UNLIMITED_KEPT), 0)
 
+    unstepped = value
     if spec.signal is not SignalKind.POLICY and spec.type is not LimitType.BOOL:
         moved = value != current
         # The deadband never keeps a current value that breaks the hard min/max.
@@ -607,6 +608,9 @@ def _finish(
             value, np.where(in_bounds, current, np.nan), change.deadband_percent
         )
         flags |= np.where(hit & moved & defined & ~zero, int(Reason.DEADBAND), 0)
+        # The engine's answer before the pacing of this cycle (a lowering that waits for the
+        # recent peak, the per-cycle step): its target.
+        unstepped = value
         value, safe = adaptive.lowering(value, result, state.config.trend_analysis.adaptive)
         # The engine's answer before the step limit: where it is heading (cost advice).
         result.extra["unstepped"] = np.clip(value, policy.minimum, policy.maximum)
@@ -626,18 +630,20 @@ def _finish(
         value = np.clip(value, policy.minimum, policy.maximum)
     # 0 that switches a feature off stays 0, whatever the clamps say.
     value = np.where(keep_zero, 0.0, value)
+    target = np.where(keep_zero, 0.0, np.clip(unstepped, policy.minimum, policy.maximum))
     if spec.type in (LimitType.RATE, LimitType.COUNT, LimitType.BYTES):
+        integer = spec.type is not LimitType.RATE
+        lo, hi, digits = policy.minimum, policy.maximum, change.rounding_digits
         value = pp.round_readable(
-            value,
-            current,
-            digits=change.rounding_digits,
-            minimum=policy.minimum,
-            maximum=policy.maximum,
-            integer=spec.type is not LimitType.RATE,
+            value, current, digits=digits, minimum=lo, maximum=hi, integer=integer
+        )
+        target = pp.round_readable(
+            target, current, digits=digits, minimum=lo, maximum=hi, integer=integer
         )
 
     result.flags = flags
     result.recommended = np.where(defined, value, np.nan)
+    result.target = np.where(defined, target, np.nan)
     status = np.where(result.recommended == current, UNCHANGED, CHANGE).astype(np.int8)
     status[~defined] = UNDEFINED
     result.status = status

@@ -89,6 +89,13 @@ class LimitResult:
     percentile: float = 95.0
     strategy: str = "percentile"
     extra: dict[str, Any] = field(default_factory=dict)
+    # The engine's answer before the per-cycle step limit (changePolicy.maxIncrease/
+    # DecreasePercent): where the limit is heading; `recommended` is the next step towards it.
+    # None: same as `recommended`.
+    target: FloatArray | None = None
+
+    def target_of(self, i: int) -> float:
+        return float((self.recommended if self.target is None else self.target)[i])
 
     def status_of(self, i: int) -> Status:
         return STATUS_ORDER[int(self.status[i])]

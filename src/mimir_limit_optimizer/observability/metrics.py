@@ -140,6 +140,12 @@ class ControllerMetrics:
             "is kept because a reload failed.",
             registry=registry,
         )
+        self.plans_unchanged_total = Counter(
+            f"{PREFIX}_plans_unchanged_total",
+            "Cycles that did not write (dry-run, standby, nothing to write) and whose planned "
+            "writes were the same as the last audited ones: not audited again.",
+            registry=registry,
+        )
         self.changes_total = Counter(
             f"{PREFIX}_changes_total",
             "Planned limit changes (tenant x limit) by outcome: applied (written), held_back "

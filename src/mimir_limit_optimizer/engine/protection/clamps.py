@@ -33,40 +33,43 @@ def floor_of(limit: str, config: Config, catalogue: Catalogue) -> float:
     return max(minimum, float(configured)) if configured is not None else minimum
 
 
-# Caps are shown to people and written to Mimir: 3 significant digits (3001 -> 3000, 168,000
-# stays). One more than the recommendations' 2: a cap sits close to usage + a margin of a
-# few percent, which 2 digits could move by up to 5%.
+# Caps are written for people to read: 3000, not 3001. Three significant digits move a cap
+# by less than 1%, so a freeze at usage + margin keeps its margin.
 READABLE_DIGITS = 3
 
 
-def _readable(value: float, *, up: bool) -> float:
-    """`value` at READABLE_DIGITS significant digits, rounded up or down."""
+def round_limit(value: float, limit: str, catalogue: Catalogue) -> float:
+    """Up to an integer: counts must be integers, and a rate in whole samples/s reads well.
+    Rounding up keeps every floor."""
+    spec = catalogue.limits[limit]
+    if spec.type is LimitType.RATE and value < 10:
+        return math.ceil(value * 100) / 100
+    return float(math.ceil(value - 1e-9))
+
+
+def _significant(value: float, *, up: bool) -> float:
+    """`value` rounded to READABLE_DIGITS significant digits, up or down."""
     if not math.isfinite(value) or value <= 0:
         return value
     exponent = math.floor(math.log10(value)) - (READABLE_DIGITS - 1)
-    ratio = value / 10.0**exponent
-    # A hair of slack so float noise (2999.9999999) does not jump a whole unit.
-    units = math.ceil(ratio - 1e-9) if up else math.floor(ratio + 1e-9)
-    return units * 10.0**exponent if exponent >= 0 else units / 10.0 ** (-exponent)
+    scale = 10.0**exponent
+    ratio = value / scale
+    digits = math.ceil(ratio - 1e-9) if up else math.floor(ratio + 1e-9)
+    return digits * scale if exponent >= 0 else digits / 10.0 ** (-exponent)
 
 
-def round_limit(
-    value: float, limit: str, catalogue: Catalogue, *, lowest: float = 0.0, up: bool = False
+def readable_cap(
+    value: float, lowest: float, limit: str, catalogue: Catalogue, *, up: bool = False
 ) -> float:
-    """A readable cap: the nearest value with READABLE_DIGITS significant digits (3001 ->
-    3000), never below `lowest` (the floor and the maximum depth: then the readable value
-    above), or the next one up when `up` (recovery steps must move). Counts are integers."""
-    below, above = _readable(value, up=False), _readable(value, up=True)
-    if up:
-        chosen = above
-    else:
-        chosen = below if value - below <= above - value else above
-        if chosen < lowest - 1e-9:
-            chosen = above
-    spec = catalogue.limits[limit]
-    if spec.type is LimitType.RATE and chosen < 10:
-        return math.ceil(chosen * 100 - 1e-9) / 100
-    return float(math.ceil(chosen - 1e-9))
+    """A cap at about `value`, readable (3001 -> 3000): rounded down (tighter), unless that
+    breaks the floor `lowest` or `up` asks otherwise (a freeze at usage + margin never loses
+    its margin, a recovery step never goes back), then up; always a valid value of the limit
+    (round_limit)."""
+    down = round_limit(_significant(value, up=False), limit, catalogue)
+    if down >= lowest and not up:
+        return down
+    raised = round_limit(_significant(value, up=True), limit, catalogue)
+    return raised if raised >= lowest else round_limit(lowest, limit, catalogue)
 
 
 def bounded(
@@ -92,7 +95,7 @@ def bounded(
         if depth:
             share = config.circuit_breaker.max_clamp_depth_percent / 100.0
             lowest = max(lowest, top * (1.0 - share))
-    capped = round_limit(max(value, lowest), limit, catalogue, lowest=lowest)
+    capped = readable_cap(max(value, lowest), lowest, limit, catalogue, up=not depth)
     return target if capped >= top else capped
 
 
@@ -119,13 +122,14 @@ def step_up(
     steps = clamp.steps.get(source, 0) + 1
     clamp.steps[source] = steps
     if math.isfinite(top):
-        raised = round_limit(cap + step_percent / 100.0 * top, limit, catalogue, up=True)
+        raised = readable_cap(cap + step_percent / 100.0 * top, cap, limit, catalogue, up=True)
         if raised >= top:
             return None, True
         return raised, False
     if steps >= math.ceil(100.0 / step_percent - 1e-9):
         return None, True
-    return round_limit(cap + step_percent / 100.0 * start, limit, catalogue, up=True), False
+    step = cap + step_percent / 100.0 * start
+    return readable_cap(step, cap, limit, catalogue, up=True), False
 
 
 def set_cap(clamp: Clamp, source: str, value: float | None) -> None:
