@@ -22,7 +22,7 @@ from mimir_limit_optimizer.config.models import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
-from mimir_limit_optimizer.engine.spikes import SpikeReport
+from mimir_limit_optimizer.engine.spikes import Cleaned, SpikeReport
 from mimir_limit_optimizer.engine.strategies import TenantShape, tenant_shape
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -38,7 +38,7 @@ def keep_recurring(
     history: FloatArray,
     result: LimitResult,
     settings: AdaptiveSettings,
-) -> AnyFloatArray:
+) -> Cleaned:
     """Cleaned demand, except for tenants with recurringSpikesPerDay spikes a day or more
     over their history: their bursts are what they send, and a limit must cover them."""
     days = np.maximum(history / DAY, 1.0)
@@ -46,12 +46,12 @@ def keep_recurring(
     recurring = (report.count >= per_day * days) if per_day > 0 else np.zeros(len(days), bool)
     result.flags |= np.where((report.count > 0) & ~recurring, int(Reason.SPIKES_EXCLUDED), 0)
     result.flags |= np.where(recurring, int(Reason.RECURRING_BURSTS), 0)
+    cleaned = report.cleaned
     if not recurring.any():
-        return report.cleaned
-    kept: AnyFloatArray = np.where(recurring[:, None], demand, report.cleaned).astype(
-        report.cleaned.dtype, copy=False
-    )
-    return kept
+        return cleaned
+    # Recurring tenants keep their demand: their rows leave the patch of cleaned rows.
+    stay = ~recurring[cleaned.rows]
+    return Cleaned(cleaned.base, cleaned.rows[stay], cleaned.values[stay])
 
 
 def prepare(
