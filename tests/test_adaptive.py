@@ -153,3 +153,25 @@ def test_bursts_that_recur_every_day_stay_in_the_demand_an_incident_does_not() -
     once = _run(incident, current=1100.0)
     assert once.demand[0] == pytest.approx(1000.0)
     assert any("spike" in r for r in once.reasons(0))
+
+
+def test_a_tenant_growing_day_over_day_is_not_lowered() -> None:
+    grows = 1000.0 * 1.05 ** (np.arange(T) / DAY)  # 5% a day, never throttled
+    result = _run(grows, current=5000.0)
+    assert result.recommended[0] == 5000.0
+    assert any("lowering waits" in r for r in result.reasons(0))
+    flat = _run(np.full(T, grows[-1]), current=5000.0)  # the same level, not growing
+    assert flat.recommended[0] < 5000.0
+
+
+def test_shape_of_no_tenant_and_of_less_than_an_hour() -> None:
+    empty = np.zeros((0, T))
+    shape = tenant_shape(
+        empty, empty, timestamps=TS, step=STEP, now=NOW, quiet_share=0.5, recent=86400.0
+    )
+    assert shape.peak.shape == shape.growth.shape == (0,)
+    short = np.ones((2, 5))
+    shape = tenant_shape(
+        short, short, timestamps=TS[-5:], step=STEP, now=NOW, quiet_share=0.5, recent=86400.0
+    )
+    assert np.isnan(shape.variability).all() and (shape.quiet_for == 0).all()

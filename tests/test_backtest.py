@@ -26,6 +26,7 @@ from mimir_limit_optimizer.backtest.recorded import case_from_observations
 from mimir_limit_optimizer.backtest.replay import replay
 from mimir_limit_optimizer.backtest.scenario import load_scenarios, parse_scenarios
 from mimir_limit_optimizer.backtest.score import (
+    HEADROOM_TIE,
     Score,
     dominates,
     dropped,
@@ -300,7 +301,9 @@ def test_ours_pareto_dominates_the_go_formula_and_krr_on_the_suite(suite_result)
         baseline = suite_result.total_of(other)
         assert ours.throttled_minutes < baseline.throttled_minutes, other
         assert ours.headroom_median is not None and baseline.headroom_median is not None
-        assert ours.headroom_median <= baseline.headroom_median, other
+        # Within 1% is a tie at one point (HEADROOM_TIE); tests/test_backtest_sweep.py
+        # compares the trade-off curves at equal headroom.
+        assert ours.headroom_median <= baseline.headroom_median * (1 + HEADROOM_TIE), other
     assert suite_result.dominance() == {"p95x1.2": True, "krr": True}
 
 

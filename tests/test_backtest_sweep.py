@@ -44,14 +44,13 @@ def test_compare_interpolates_at_equal_headroom() -> None:
     # The baseline spans 0.9..1.5; at 1.1 it throttles 300, ours (interpolated) 60: 5x.
     base = _curve("b", [(1.0, 0.9, 900.0, 30), (1.2, 1.1, 300.0, 20), (1.4, 1.5, 100.0, 20)])
     c = compare(ours, base)
-    assert (c.low, c.high) == (1.0, 1.4)
-    assert c.coverage == pytest.approx(0.4 / 0.6)
+    # From the lowest headroom both reach (1.0) to the baseline's highest (1.5); above 1.4,
+    # ours is read at its last point (10 minutes at less headroom).
+    assert (c.low, c.high) == (1.0, 1.5)
+    assert c.coverage == pytest.approx(0.5 / 0.6)
     assert c.dominates
-    assert c.ratio_min > 1.0
-    assert (
-        c.churn_ratio == pytest.approx(10 / 30 * 30 / 30 * 1.0 / (1.0), rel=1)
-        and c.churn_ratio <= 0.5
-    )
+    assert c.ratio_min == pytest.approx(5.0)  # at 1.1: 300 against ours (interpolated) 60
+    assert c.churn_ratio == pytest.approx(0.5)  # 10 changes against 20 at 1.1 and above
     assert "ours throttles" in c.sentence() and "less than b" in c.sentence()
 
 
@@ -190,3 +189,16 @@ def test_cli_limits_restrict_a_scenario_file(tmp_path: Path) -> None:
     ours = next(r for r in document["results"] if r["strategy"] == "ours")
     # Only the two rate tenants count (the series tenant is out): two pairs at most.
     assert ours["rejected_series"] == 0
+
+
+def test_json_documents_define_their_metrics(tmp_path: Path) -> None:
+    file = tmp_path / "mine.yaml"
+    file.write_text(SMALL)
+    done = RUNNER.invoke(app, ["backtest", "--scenarios", str(file), "--format", "json"])
+    assert done.exit_code == 0, done.output
+    definitions = json.loads(done.stdout)["definitions"]
+    assert set(definitions) == {
+        "throttled_minutes", "dropped_samples", "rejected_series", "headroom", "churn"
+    }  # fmt: skip
+    assert "÷ p99 of true demand (×" in definitions["headroom"]
+    assert definitions["churn"].startswith("limit changes")

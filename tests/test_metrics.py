@@ -282,3 +282,53 @@ def test_exposition_parses_as_prometheus_text() -> None:
     assert parsed[f"{P}tenants_monitored_total"].type == "gauge"
     users = {s.labels["user"] for s in parsed[f"{P}tenant_recommended_limits"].samples}
     assert users == {"a"}
+
+
+def test_relevant_mode_exports_planned_recent_and_top_tenants_and_always_the_totals() -> None:
+    from mimir_limit_optimizer.config.models import TenantMetricsSettings
+
+    registry = CollectorRegistry()
+    settings = TenantMetricsSettings(top_n=1, recent=600.0)
+    m = ControllerMetrics(registry, tenant_series=settings)
+    get = registry.get_sample_value
+    # Usage 100..400 against a limit of 500: "d" (400) is closest to its limit.
+    levels: dict[str, float | None] = {"a": 100.0, "b": 200.0, "c": 300.0, "d": 400.0}
+
+    def exported() -> set[str]:
+        return {
+            user
+            for user in levels
+            if get(f"{P}tenant_current_limits", {"user": user, "limit_name": "ingestion_rate"})
+            is not None
+        }
+
+    m.observe_recommendations(recommendations(levels), planned=["a"], now=NOW)
+    assert exported() == {"a", "d"}  # planned this cycle, and the top 1 by usage / limit
+    assert get(f"{P}tenant_series_omitted") == 2
+    first = recommendations(levels).results["ingestion_rate"]
+    changes = int(np.count_nonzero(first.status == 0))
+    assert get(f"{P}recommendations", {"limit_name": "ingestion_rate", "status": "change"}) == (
+        changes
+    )
+    # "a" stays while its change is recent, and is dropped after `recent`.
+    m.observe_recommendations(recommendations(levels), planned=["b"], now=NOW + 300)
+    assert exported() == {"a", "b", "d"}
+    m.observe_recommendations(recommendations(levels), planned=[], now=NOW + 1200)
+    assert exported() == {"d"}
+
+
+def test_max_series_bounds_the_per_tenant_series_and_none_exports_only_totals() -> None:
+    from mimir_limit_optimizer.config.models import TenantMetricsSettings
+
+    levels: dict[str, float | None] = {f"t{i}": 100.0 + i for i in range(10)}
+    for settings, count in (
+        (TenantMetricsSettings(mode="all", max_series=3), 3),
+        (TenantMetricsSettings(mode="none"), 0),
+    ):
+        registry = CollectorRegistry()
+        m = ControllerMetrics(registry, tenant_series=settings)
+        m.observe_recommendations(recommendations(levels), now=NOW)
+        text = generate_latest(registry).decode()
+        assert text.count(f"{P}tenant_current_limits{{") == count
+        assert registry.get_sample_value(f"{P}tenant_series_omitted") == 10 - count
+        assert registry.get_sample_value(f"{P}tenants_monitored_total") == 10

@@ -194,7 +194,10 @@ def test_prod_blast_clamps_only_the_offender_within_one_interval_and_recovers(
     assert event.category == "security" and event.details["mode"] == "prod"
     assert [r.actor for r in rig.store.revisions(rig.applier.name)][:1] == ["protection"]
     assert rig.sample("mimir_limit_optimizer_circuit_breaker_state", {"user": "gamma"}) == 1.0
-    assert rig.sample("mimir_limit_optimizer_circuit_breaker_state", {"user": "alpha"}) == 0.0
+    # Closed breakers have no per-tenant series (absent = closed); the totals count them.
+    assert rig.sample("mimir_limit_optimizer_circuit_breaker_state", {"user": "alpha"}) is None
+    assert rig.sample("mimir_limit_optimizer_circuit_breaker_tenants", {"state": "open"}) == 1.0
+    assert rig.sample("mimir_limit_optimizer_circuit_breaker_tenants", {"state": "closed"}) >= 1.0
     assert rig.sample("mimir_limit_optimizer_blast_detections_total", {"kind": "series"}) == 1.0
     assert (
         rig.sample(
@@ -219,7 +222,8 @@ def test_prod_blast_clamps_only_the_offender_within_one_interval_and_recovers(
         "circuit_breaker:gamma:series",
         "circuit_breaker:gamma:ingestion",
     }
-    assert rig.sample("mimir_limit_optimizer_circuit_breaker_state", {"user": "gamma"}) == 0.0
+    assert rig.sample("mimir_limit_optimizer_circuit_breaker_state", {"user": "gamma"}) is None
+    assert rig.sample("mimir_limit_optimizer_circuit_breaker_tenants", {"state": "open"}) == 0.0
     assert rig.sample("mimir_limit_optimizer_recovery_attempts_total", {"kind": "breaker"}) >= 2
 
 

@@ -99,9 +99,10 @@ def _rows(tenants: tuple[str, ...], names: tuple[str, ...]) -> FloatArray:
 
 def _demand(obs: Observation, limit: str) -> FloatArray | None:
     """Accepted + discarded; missing discard points count as 0, missing usage stays NaN."""
-    usage = obs.usage.get(limit)
-    if usage is None:
+    found = obs.usage.get(limit)
+    if found is None:
         return None
+    usage = np.asarray(found, dtype=np.float64)  # sources may hand float32
     discards = obs.discards.get(limit)
     if discards is None:
         return usage

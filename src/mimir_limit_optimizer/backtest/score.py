@@ -16,14 +16,33 @@ nothing.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
 from mimir_limit_optimizer.backtest.replay import Replay
 from mimir_limit_optimizer.catalogue import LimitSpec, LimitType
 from mimir_limit_optimizer.engine.usage import FloatArray
+
+# What each reported metric means, with its unit: printed under every table and carried in
+# the JSON documents (`definitions`).
+METRIC_DEFINITIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "throttled_minutes": "minutes (summed over tenant × limit pairs) in which true demand "
+        "was above the limit in force",
+        "dropped_samples": "samples above a rate limit (integral of demand over the limit, "
+        "samples/s × s)",
+        "rejected_series": "series a tenant could not create at the worst moment (largest "
+        "excess over a series limit, summed over tenants)",
+        "headroom": "time-averaged limit in force ÷ p99 of true demand (×; 1.00× = the limit "
+        "equals the demand's p99, below 1 = under-provisioned); headroom_median / "
+        "headroom_p90 over tenant × limit pairs",
+        "churn": "limit changes (writes): cycles that changed a tenant × limit's limit, "
+        "summed over the whole evaluation window",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +157,17 @@ def total(strategy: str, scores: Iterable[Score]) -> Score:
     )
 
 
+# Median headrooms closer than this (relative) are a tie at one point: a single point per
+# strategy cannot resolve them; the trade-off curves (backtest/sweep.py) compare at equal
+# headroom.
+HEADROOM_TIE = 0.01
+
+
 def dominates(a: Score, b: Score) -> bool:
-    """Pareto on the suite: strictly fewer throttled minutes at no more median headroom."""
+    """Pareto at one point on the suite: strictly fewer throttled minutes at no more median
+    headroom (a difference under HEADROOM_TIE counts as equal)."""
     if a.headroom_median is None or b.headroom_median is None:
         return False
-    return a.throttled_minutes < b.throttled_minutes and a.headroom_median <= b.headroom_median
+    return a.throttled_minutes < b.throttled_minutes and a.headroom_median <= b.headroom_median * (
+        1.0 + HEADROOM_TIE
+    )

@@ -9,7 +9,13 @@ from typing import Any
 
 from mimir_limit_optimizer.backtest.case import Case
 from mimir_limit_optimizer.backtest.replay import replay
-from mimir_limit_optimizer.backtest.score import Score, dominates, score_replay, total
+from mimir_limit_optimizer.backtest.score import (
+    METRIC_DEFINITIONS,
+    Score,
+    dominates,
+    score_replay,
+    total,
+)
 from mimir_limit_optimizer.backtest.strategies import Strategy
 
 # Ours must Pareto-dominate these on the repository's suite (issue 4).
@@ -128,4 +134,5 @@ def suite_document(result: SuiteResult) -> dict[str, Any]:
         "results": [score_fields(s) for s in result.scores],
         "totals": [score_fields(s) for s in result.totals],
         "ours_dominates": result.dominance(),
+        "definitions": dict(METRIC_DEFINITIONS),
     }

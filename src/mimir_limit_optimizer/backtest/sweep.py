@@ -21,7 +21,7 @@ import numpy as np
 
 from mimir_limit_optimizer.backtest.case import Case
 from mimir_limit_optimizer.backtest.replay import replay
-from mimir_limit_optimizer.backtest.score import Score, score_replay, total
+from mimir_limit_optimizer.backtest.score import METRIC_DEFINITIONS, Score, score_replay, total
 from mimir_limit_optimizer.backtest.strategies import GO_FORMULA, KRR, Ours, Strategy
 from mimir_limit_optimizer.backtest.suite import BASELINES_TO_BEAT, score_fields
 from mimir_limit_optimizer.catalogue import Catalogue
@@ -242,6 +242,7 @@ def _number(value: float) -> float | str | None:
 
 def sweep_document(result: SweepResult) -> dict[str, Any]:
     return {
+        "definitions": dict(METRIC_DEFINITIONS),
         "scenarios": list(result.scenarios),
         "curves": [
             {

@@ -92,8 +92,7 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     what `mlo run --mode prod` would write now."""
     import os
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+    from mimir_limit_optimizer.cli.progress import collection_progress
     from mimir_limit_optimizer.controller.oneshot import build_source, run_cycle
     from mimir_limit_optimizer.controller.plan_inputs import guards_from_store
     from mimir_limit_optimizer.engine.overrides import OverridesParseError, OverridesValueError
@@ -120,18 +119,9 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
         guards = (
             GuardInputs() if target is None else guards_from_store(config, catalogue, target, now)
         )
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),  # "3/12"; "0/?" until the source says how many requests
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"querying {description}", total=None)
-
-            def report(done: int, total: int, label: str) -> None:
-                progress.update(task, completed=done, total=total, description=label[:60])
-
+        # Nothing for a short collection; after 2 s a bar with the known total on a
+        # terminal, log lines otherwise (cli/progress.py).
+        with collection_progress(err, f"querying {description}") as report:
             cycle = run_cycle(
                 config, catalogue, source, now=now, progress=report, target=target, guards=guards
             )

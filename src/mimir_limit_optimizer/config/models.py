@@ -154,6 +154,24 @@ class StoreSettings(_Section):
     audit_max_age: Duration = Field(90 * 86400.0, ge=60)
 
 
+class TenantMetricsSettings(_Section):
+    """Which tenants get per-tenant series on the optimizer's own /metrics. At 10,000 tenants
+    every tenant x limit is ~200,000 series per scrape, weighing on the Prometheus the
+    optimizer reads from; cluster totals are always exported."""
+
+    # relevant: tenants whose series say something (a change planned this cycle or within
+    # `recent`, throttled now, at a tier cap, an open circuit breaker) plus the `topN`
+    # closest to their limits; all: every tenant (small clusters); none: totals only.
+    mode: Literal["relevant", "all", "none"] = "relevant"
+    # Also export the N tenants whose usage (p95) is closest to or above a limit in force.
+    top_n: int = Field(10, ge=0)
+    # A tenant that had a planned change keeps its series this long (seconds) afterwards.
+    recent: Duration = Field(3600.0, ge=0)
+    # Upper bound on per-tenant series per family (tenants x limits); 0 = no bound. Keeps a
+    # scrape under ~20,000 series with the default families even when many tenants qualify.
+    max_series: int = Field(4000, ge=0)
+
+
 class ServerSettings(_Section):
     """HTTP endpoints; loopback unless configured otherwise."""
 
@@ -162,6 +180,7 @@ class ServerSettings(_Section):
     health_port: int = Field(8081, ge=0, le=65535)  # /healthz, /readyz
     ui_port: int = Field(8082, ge=0, le=65535)
     enabled: bool = True
+    tenant_metrics: TenantMetricsSettings = Field(default_factory=TenantMetricsSettings)
 
 
 class LeaderElectionSettings(_Section):

@@ -38,6 +38,7 @@ from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
+from mimir_limit_optimizer.observability.progress import ProgressLog
 from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.sources.current_limits import CurrentLimitsError
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
@@ -243,10 +244,11 @@ class Reconciler:
     ) -> CyclePlan:
         specs = enabled_limits(config, self.catalogue)
         collected = signals_needed(specs, self.catalogue)
-        document = parse_overrides(content.text, source_name=self.applier.name)
-        merged = resolve_limits_in_force(
-            observation, config, self.catalogue, collected, document, logger=self.log
-        )
+        with self.metrics.phase("read_target"):
+            document = parse_overrides(content.text, source_name=self.applier.name)
+            merged = resolve_limits_in_force(
+                observation, config, self.catalogue, collected, document, logger=self.log
+            )
         with self.metrics.phase("recommend"):
             recs = recommend(
                 merged, config, self.catalogue, now=now, limits=[s.name for s in specs]
@@ -320,9 +322,10 @@ class Reconciler:
         specs = signals_needed(enabled_limits(config, self.catalogue), self.catalogue)
         start = now - config.trend_analysis.analysis_window
         try:
-            source = self.source_factory(config, now)  # may read token files: a source error
             with self.metrics.phase("collect"), self.metrics.source_query(config.source.kind):
-                observation = source.collect(specs, start=start, end=now)
+                source = self.source_factory(config, now)  # may read token files: source error
+                progress = ProgressLog(self.log, f"collecting from {source.describe()}")
+                observation = source.collect(specs, start=start, end=now, progress=progress)
         except SourceError as exc:
             self.health.set_source_reachable(False, str(exc))
             self.metrics.errors_total.labels(component="source", reason="collect_failed").inc()
@@ -349,7 +352,8 @@ class Reconciler:
             resolved=True,
         )
         try:
-            content = self.applier.target.read()
+            with self.metrics.phase("read_target"):
+                content = self.applier.target.read()
             planned = self._plan(config, observation, content, now)
         except (TargetError, OverridesParseError, OverridesValueError, CurrentLimitsError) as exc:
             self.metrics.errors_total.labels(component="target", reason="read_failed").inc()
@@ -360,15 +364,17 @@ class Reconciler:
         recs = planned.recommendations
         for guard in self.guards:
             guard.planned(planned, config, now)
-        self.metrics.observe_recommendations(recs)
-        self._checkpoint(recs, now)
-        spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
-        if spikes:
-            self.metrics.spikes_detected_total.inc(spikes)
         writes, held = planned.writes, planned.held_back
+        with self.metrics.phase("report"):
+            self.metrics.observe_recommendations(recs, planned=writes.tenants(), now=now)
+            self._checkpoint(recs, now)
+            spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
+            if spikes:
+                self.metrics.spikes_detected_total.inc(spikes)
         result = CycleResult(True, planned=len(planned), held_back=len(held), recommendations=recs)
         if held:
-            self._held_back(planned, config, now)
+            with self.metrics.phase("audit"):
+                self._held_back(planned, config, now)
         partial = dict(observation.unavailable)
         self._report_incomplete(observation, now)
         lost = self._store_recreated_hold(config, now)
@@ -388,20 +394,22 @@ class Reconciler:
             if digest == audited:  # the same writes as last audited: counted, not re-audited
                 self.metrics.plans_unchanged_total.inc()
             else:
-                for c in writes.changes:
-                    self._event(
-                        now,
-                        action,
-                        tenant=c.tenant,
-                        limit=c.limit,
-                        old=c.old,
-                        new=c.new,
-                        reasons=list(c.reasons),
-                        mode=config.mode.value,
-                        why=why,
-                    )
+                with self.metrics.phase("audit"):
+                    for c in writes.changes:
+                        self._event(
+                            now,
+                            action,
+                            tenant=c.tenant,
+                            limit=c.limit,
+                            old=c.old,
+                            new=c.new,
+                            reasons=list(c.reasons),
+                            mode=config.mode.value,
+                            why=why,
+                        )
                 audited = self._audited = digest
-            self._store_plan(planned, config, now, audited)
+            with self.metrics.phase("audit"):  # the stored plan: the held-back details
+                self._store_plan(planned, config, now, audited)
             result.detail = f"{len(writes)} change(s) not applied: {why}"
             return result
         self._audited = ""  # after a write, the next dry-run plan is news again

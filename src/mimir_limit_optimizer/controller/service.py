@@ -83,7 +83,7 @@ class Service:
         # fails start-up (WiringError) instead of every cycle after it.
         check_parts(config, os.environ)
         self.registry = CollectorRegistry()
-        self.metrics = ControllerMetrics(self.registry)
+        self.metrics = ControllerMetrics(self.registry, tenant_series=config.server.tenant_metrics)
         self.health = HealthState(stall_after=max(3 * config.update_interval, 60.0))
         self.store = open_store(config)
         self.audit = AuditLog(self.store, logger=logging.getLogger("mimir_limit_optimizer.audit"))
@@ -356,13 +356,15 @@ class Service:
             planned=result.planned, applied=result.applied, held_back=result.held_back
         )
         if result.recommendations is not None:
-            self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
+            with self.metrics.phase("cost"):
+                self.cost.after_cycle(None, result.recommendations, self.provider.config, now)
         try:
-            self.store.prune_audit(
-                max_entries=self.provider.config.store.audit_max_entries,
-                max_age=self.provider.config.store.audit_max_age,
-                now=now,
-            )
+            with self.metrics.phase("prune"):
+                self.store.prune_audit(
+                    max_entries=self.provider.config.store.audit_max_entries,
+                    max_age=self.provider.config.store.audit_max_age,
+                    now=now,
+                )
         except StoreError as exc:  # housekeeping: the next cycle prunes again
             self.log.warning("could not prune the audit log: %s", exc)
         self.ui.cycle_finished(result, at=now, duration=time.monotonic() - started)

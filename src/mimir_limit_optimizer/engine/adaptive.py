@@ -22,7 +22,7 @@ from mimir_limit_optimizer.config.models import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
-from mimir_limit_optimizer.engine.spikes import SpikeReport
+from mimir_limit_optimizer.engine.spikes import Cleaned, SpikeReport
 from mimir_limit_optimizer.engine.strategies import TenantShape, tenant_shape
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -38,7 +38,7 @@ def keep_recurring(
     history: FloatArray,
     result: LimitResult,
     settings: AdaptiveSettings,
-) -> AnyFloatArray:
+) -> Cleaned:
     """Cleaned demand, except for tenants with recurringSpikesPerDay spikes a day or more
     over their history: their bursts are what they send, and a limit must cover them."""
     days = np.maximum(history / DAY, 1.0)
@@ -46,12 +46,12 @@ def keep_recurring(
     recurring = (report.count >= per_day * days) if per_day > 0 else np.zeros(len(days), bool)
     result.flags |= np.where((report.count > 0) & ~recurring, int(Reason.SPIKES_EXCLUDED), 0)
     result.flags |= np.where(recurring, int(Reason.RECURRING_BURSTS), 0)
+    cleaned = report.cleaned
     if not recurring.any():
-        return report.cleaned
-    kept: AnyFloatArray = np.where(recurring[:, None], demand, report.cleaned).astype(
-        report.cleaned.dtype, copy=False
-    )
-    return kept
+        return cleaned
+    # Recurring tenants keep their demand: their rows leave the patch of cleaned rows.
+    stay = ~recurring[cleaned.rows]
+    return Cleaned(cleaned.base, cleaned.rows[stay], cleaned.values[stay])
 
 
 def prepare(
@@ -138,16 +138,21 @@ def lowering(
     """Fewer, larger lowering steps; where a lowering is not safe, wait.
 
     A lowering never goes below the highest hourly level of the last max(quietHold, 1 day)
-    (it waits until that level has passed), and is then taken with the larger step
+    (it waits until that level has passed), a growing tenant is not lowered, and a lowering
+    is then taken with the larger step
     safeLoweringPercent instead of changePolicy.maxDecreasePercent. Returns the values and
     the tenants whose lowering may take the larger step (None: rule off)."""
     recent_peak = result.extra.get("recent_peak")
     if settings.safe_lowering_percent <= 0 or recent_peak is None:
         return value, None
     current = result.current
+    # A tenant whose day level grew on each of the last days is not lowered at all: its
+    # next peak is above the last ones.
+    growing = result.extra.get("growth_per_day", np.zeros(value.shape)) > 0
     with np.errstate(invalid="ignore"):
         lower = value < current
         floor = np.fmin(np.where(np.isfinite(recent_peak), recent_peak, -np.inf), current)
+        floor = np.where(growing, current, floor)
         waited = lower & (floor > value)
     result.flags |= np.where(waited, int(Reason.LOWERING_WAITS), 0)
     value = np.where(waited, floor, value)

@@ -27,7 +27,7 @@ from mimir_limit_optimizer.engine.results import (
     Reason,
     Recommendations,
 )
-from mimir_limit_optimizer.engine.spikes import detect_spikes
+from mimir_limit_optimizer.engine.spikes import Cleaned, detect_spikes
 from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
 from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
 from mimir_limit_optimizer.engine.tenants import TenantMatcher
@@ -101,8 +101,14 @@ class _Pass:
         self.n = len(self.tenants)
 
     def take(self, array: FloatArray) -> FloatArray:
+        """In-scope rows of a (N,) array."""
+        return array if self.all_rows else array[self.rows]
+
+    def take_window(self, array: AnyFloatArray) -> AnyFloatArray:
+        """In-scope rows and the analysis window of a (N, T) array (a view when every
+        tenant is in scope)."""
         rows = array if self.all_rows else array[self.rows]
-        return rows[:, self.window] if rows.ndim == 2 else rows
+        return rows[:, self.window]
 
 
 def recommend(
@@ -233,42 +239,28 @@ def _usage_value(
         _undefined(result, np.ones(state.n, bool), f"the source returned no data for {spec.name}")
         return np.full(state.n, np.nan)
     # float32 from here on: half the memory traffic; limits are rounded to 2 digits anyway.
-    usage = state.take(usage_full).astype(np.float32)
+    # No copy when the source already hands over float32 for every tenant.
+    usage = np.asarray(state.take_window(usage_full), dtype=np.float32)
+    del usage_full  # a streamed array is freed as soon as the engine lets go of it
     fallback = obs.usage_fallback.get(spec.name)
     if fallback is not None:
         rows = fallback if state.all_rows else fallback[state.rows]
         result.flags |= np.where(rows, int(Reason.USAGE_FALLBACK), 0)
-    demand = usage
-    discards_full = obs.discards.get(spec.name)
-    if discards_full is not None:
-        # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
-        d = np.fmax(state.take(discards_full).astype(np.float32), np.float32(0))
-        if _RETRIED_REASON in spec.discard_reasons:
-            bound = usage * np.float32(RETRY_DEMAND_BOUND)
-            with np.errstate(invalid="ignore"):
-                over = d > bound  # False where usage is NaN: nothing to bound against
-            d = np.where(over, bound, d)
-            result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
-        demand = usage + d
-        gaps = np.isnan(demand)
-        if gaps.any():
-            d[gaps] = 0
-            total = np.where(gaps, np.float32(0), demand).sum(axis=1, dtype=np.float64)
-        else:
-            total = demand.sum(axis=1, dtype=np.float64)
-        total_d = d.sum(axis=1, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(total > 0, total_d / total, 0.0)
-        result.discard_share = share
-        result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
-        recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-        result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
-        last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
-        result.extra["throttled_recently"] = d[:, last_day].sum(axis=1) > 0
-
-    observed = SortedRows(usage)
-    result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
-    if discards_full is None:
+    demand, throttled_rows = _demand(state, spec, result, usage)
+    # One sort of demand serves everything: usage statistics differ from it only in the rows
+    # with discards, and the spike-cleaned demand only in the rows with spikes. When most
+    # rows had discards, usage gets its own sort (released before demand's, so two sorted
+    # copies never coexist).
+    if len(throttled_rows) > state.n // 4:
+        observed = SortedRows(usage)
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+        observed.sorted = observed.sorted[:0]  # keep the counts, free the sorted copy
+        ordered = SortedRows(demand)
+    else:
+        ordered = SortedRows(demand)
+        observed = ordered.patched(throttled_rows, usage[throttled_rows])
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+    if spec.name not in obs.discards:
         # More than 5% of points at the limit <=> the 95th percentile reaches it.
         with np.errstate(invalid="ignore"):
             saturated = (result.p95 >= _SATURATION_LEVEL * result.current) & (result.current > 0)
@@ -283,9 +275,10 @@ def _usage_value(
         "no data for this tenant in the analysis window"
         + (" (nor from its fallback measure)" if spec.usage_fallback_query else ""),
     )
+    del usage
 
     spike_cfg = config.event_spike
-    cleaned = demand
+    cleaned = Cleaned(demand, _NO_ROWS, np.zeros((0, demand.shape[1]), dtype=np.float32))
     if spike_cfg.enabled:
         report = detect_spikes(
             demand,
@@ -293,6 +286,7 @@ def _usage_value(
             threshold=spike_cfg.threshold,
             baseline_window=spike_cfg.baseline_window,
             max_duration=spike_cfg.max_duration,
+            row_max=ordered.maximum(),
         )
         result.spike_count = report.count
         result.spike_ratio = report.max_ratio
@@ -302,7 +296,7 @@ def _usage_value(
     # Memory, growth and variability of the tenant (engine/adaptive.py): scales the buffer.
     shape, policy = adaptive.prepare(
         demand,
-        cleaned,
+        cleaned.full(),  # a copy only when spikes were cleaned
         timestamps=state.timestamps,
         step=obs.step,
         now=state.now,
@@ -312,7 +306,7 @@ def _usage_value(
     )
     if trend.strategy == "histogram":
         strat = histogram_strategy(
-            cleaned,
+            cleaned.full(),
             timestamps=state.timestamps,
             now=state.now,
             history=history,
@@ -322,12 +316,15 @@ def _usage_value(
             result.extra["lower_bound"] = strat.lower
             result.extra["upper_bound"] = strat.upper
     else:
+        # `cleaned` itself is read only for the moving-average and peak options; otherwise
+        # the shared sort, patched with the spike rows, holds everything the strategy needs.
+        full = trend.use_moving_average or trend.include_peaks
         strat = percentile_strategy(
-            cleaned,
+            cleaned.full() if full else demand,
             step=obs.step,
             history=history,
             settings=trend,
-            presorted=observed if cleaned is usage else None,
+            presorted=ordered.patched(cleaned.rows, cleaned.values),
         )
     value = strat.value
     result.confidence = strat.confidence
@@ -336,7 +333,7 @@ def _usage_value(
     if trend.strategy == "percentile" and 0 < np.count_nonzero(last_day) < len(last_day):
         # A week's percentile lags a tenant that grew or moved to a new level; the last
         # day's percentile does not. Raise-only: a quiet day never lowers the week's value.
-        recent_level = SortedRows(cleaned[:, last_day]).percentile(result.percentile)
+        recent_level = SortedRows(cleaned.columns(last_day)).percentile(result.percentile)
 
     if trend.time_of_day_buffers:
         # Factors refine the strategy's estimate hour by hour; they never take it below it.
@@ -345,7 +342,7 @@ def _usage_value(
     result.demand = value.copy()
 
     standing = policy.buffer_percent
-    if discards_full is not None:
+    if spec.name in obs.discards:
         standing = policy.buffer_percent * STANDING_BUFFER_SHARE
         result.extra["standing_percent"] = standing
         result.flags |= np.where(standing > 0, int(Reason.STANDING_BUFFER), 0)
@@ -376,13 +373,57 @@ def _usage_value(
     return value
 
 
+_NO_ROWS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+
+def _demand(
+    state: _Pass, spec: LimitSpec, result: LimitResult, usage: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Demand = accepted + discarded, and the rows where discards were seen (where demand
+    differs from usage). Without a discard signal, demand is `usage` itself (no copy)."""
+    discards_full = state.obs.discards.get(spec.name)
+    if discards_full is None:
+        return usage, _NO_ROWS
+    # fmax turns missing discards into 0; where usage is missing, demand stays NaN. `d` is
+    # our own array: it becomes the demand in place (one (N, T) buffer, not three).
+    d = np.fmax(np.asarray(state.take_window(discards_full), dtype=np.float32), np.float32(0))
+    del discards_full
+    if _RETRIED_REASON in spec.discard_reasons:
+        bound = usage * np.float32(RETRY_DEMAND_BOUND)
+        with np.errstate(invalid="ignore"):
+            over = d > bound  # False where usage is NaN: nothing to bound against
+        np.copyto(d, bound, where=over)
+        result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
+        del bound, over
+    gaps: npt.NDArray[np.bool_] | None = np.isnan(usage)
+    if gaps is not None and gaps.any():
+        d[gaps] = 0
+    else:
+        gaps = None
+    total_d = d.sum(axis=1, dtype=np.float64)
+    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
+    result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
+    last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
+    result.extra["throttled_recently"] = d[:, last_day].sum(axis=1) > 0
+    demand = np.add(usage, d, out=d)
+    if gaps is None:
+        total = demand.sum(axis=1, dtype=np.float64)
+    else:
+        total = demand.sum(axis=1, dtype=np.float64, where=~gaps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, total_d / total, 0.0)
+    result.discard_share = share
+    result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
+    return demand, np.flatnonzero(total_d > 0)
+
+
 def _react_to_throttling(
     state: _Pass,
     policy: LimitPolicy,
     result: LimitResult,
     value: FloatArray,
     *,
-    cleaned: AnyFloatArray,
+    cleaned: Cleaned,
     raw: AnyFloatArray,
     short: npt.NDArray[np.bool_],
 ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
@@ -401,13 +442,15 @@ def _react_to_throttling(
         # Throttled right now: cover what the tenant sends now (spikes excluded) plus the
         # full buffer. A week's percentile notices a new level only once it fills 5% of the
         # window (8 hours), and the last day's only after an hour or so.
-        sending = np.fmax.reduce(cleaned[:, recent], axis=1).astype(np.float64)
-        # A return to a level the tenant sustained earlier in the window (its sustained
-        # peak) is no spike: covered at once, not after the spike filter's maxDuration.
-        peak = result.extra.get("sustained_peak")
-        if peak is not None:
-            back = np.fmin(np.fmax.reduce(raw[:, recent], axis=1).astype(np.float64), peak)
-            sending = np.fmax(sending, back)
+        sending = np.fmax.reduce(cleaned.columns(recent), axis=1).astype(np.float64)
+        # A return to a level the tenant reached before the last hour (spikes excluded) is no
+        # spike: covered at once, not after the spike filter's maxDuration.
+        rows = np.flatnonzero(throttled)
+        if (~recent).any() and len(rows):
+            earlier = np.fmax.reduce(cleaned.rows_columns(rows, ~recent), axis=1)
+            now = np.fmax.reduce(raw[rows][:, recent], axis=1)
+            back = np.fmin(now, earlier).astype(np.float64)
+            sending[rows] = np.fmax(sending[rows], back)
         value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
         result.extra["sending_now"] = sending
         result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)
@@ -427,7 +470,7 @@ def _hours(key: str) -> list[int]:
     return list(range(a, b + 1)) if a <= b else [*range(a, 24), *range(0, b + 1)]
 
 
-def _time_of_day(state: _Pass, cleaned: AnyFloatArray, percentile: float) -> FloatArray:
+def _time_of_day(state: _Pass, cleaned: Cleaned, percentile: float) -> FloatArray:
     """Max over hour ranges of (percentile in those hours x the range's factor); hours in no
     range form one more range with factor 1 (UTC hours)."""
     hours = ((state.timestamps % 86400) // 3600).astype(np.int64)
@@ -438,10 +481,11 @@ def _time_of_day(state: _Pass, cleaned: AnyFloatArray, percentile: float) -> Flo
         covered.update(chosen)
         mask = np.isin(hours, chosen)
         if mask.any():
-            value = np.fmax(value, SortedRows(cleaned[:, mask]).percentile(percentile) * factor)
+            level = SortedRows(cleaned.columns(mask)).percentile(percentile)
+            value = np.fmax(value, level * factor)
     rest = ~np.isin(hours, sorted(covered))
     if rest.any():
-        value = np.fmax(value, SortedRows(cleaned[:, rest]).percentile(percentile))
+        value = np.fmax(value, SortedRows(cleaned.columns(rest)).percentile(percentile))
     return value
 
 
@@ -452,7 +496,7 @@ def _discard_value(state: _Pass, spec: LimitSpec, result: LimitResult) -> FloatA
             result, np.ones(state.n, bool), f"the source returned no discards for {spec.name}"
         )
         return np.full(state.n, np.nan)
-    discards = state.take(discards_full)
+    discards = state.take_window(discards_full)
     recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
     window = discards[:, recent]
     no_data = np.asarray(~np.isfinite(window).any(axis=1), dtype=bool)

@@ -19,7 +19,11 @@ F = TypeVar("F", np.float32, np.float64)
 
 
 class SortedRows:
-    """Rows sorted ascending with NaN last, and the count of finite values per row."""
+    """Rows sorted ascending with NaN last, and the count of finite values per row.
+
+    The sort is the engine's most expensive step (one per usage-driven limit), so it is shared:
+    `patched` answers for an array that differs from this one in a few rows (usage vs. demand
+    where discards were added, demand vs. spike-cleaned demand) by sorting only those rows."""
 
     def __init__(self, values: AnyFloatArray) -> None:
         # Sources hand over NaN for missing points (never inf); NaN sorts last, so only rows
@@ -31,22 +35,29 @@ class SortedRows:
             gappy = np.flatnonzero(np.isnan(self.sorted[:, -1]))
             if len(gappy):
                 self.counts[gappy] = t - np.isnan(self.sorted[gappy]).sum(axis=1)
+        self._patch: tuple[IntArray, SortedRows] | None = None
+
+    def patched(self, rows: IntArray, values: AnyFloatArray) -> SortedRows:
+        """These rows, except `rows`, whose values are `values` (len(rows), T): shares this
+        sort and sorts only the replaced rows. Patches do not stack (one per sort)."""
+        if len(rows) == 0:
+            return self
+        if self._patch is not None:
+            raise ValueError("SortedRows.patched: this object is already a patch")
+        out = SortedRows.__new__(SortedRows)
+        out.sorted = self.sorted
+        replaced = SortedRows(values)
+        out.counts = self.counts.copy()
+        out.counts[rows] = replaced.counts
+        out._patch = (np.asarray(rows, dtype=np.int64), replaced)
+        return out
 
     def percentile(self, q: float) -> FloatArray:
         """Linear-interpolated q-th percentile (0-100) per row; NaN for empty rows."""
-        n = self.counts
-        out = np.full(n.shape, np.nan)
-        has = n > 0
-        if not has.any():
-            return out
-        pos = (q / 100.0) * (np.maximum(n, 1) - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-        frac = pos - lo
-        rows = np.arange(len(n))
-        lo_v = self.sorted[rows, lo].astype(np.float64)
-        hi_v = self.sorted[rows, hi].astype(np.float64)
-        out[has] = (lo_v + (hi_v - lo_v) * frac)[has]
+        out = _percentile(self.sorted, self.counts, q)
+        if self._patch is not None:
+            rows, replaced = self._patch
+            out[rows] = replaced.percentile(q)
         return out
 
     def percentiles(self, qs: Sequence[float]) -> list[FloatArray]:
@@ -56,22 +67,47 @@ class SortedRows:
         return self.percentile(100.0)
 
 
+def _percentile(ordered: npt.NDArray[np.float32], counts: IntArray, q: float) -> FloatArray:
+    n = counts
+    out = np.full(n.shape, np.nan)
+    has = n > 0
+    if not has.any():
+        return out
+    pos = (q / 100.0) * (np.maximum(n, 1) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    frac = pos - lo
+    rows = np.arange(len(n))
+    lo_v = ordered[rows, lo].astype(np.float64)
+    hi_v = ordered[rows, hi].astype(np.float64)
+    out[has] = (lo_v + (hi_v - lo_v) * frac)[has]
+    return out
+
+
 def moving_average(values: AnyFloatArray, window: int) -> FloatArray:
     """Trailing NaN-aware moving average over `window` points (a point's own and earlier ones).
 
-    NaN where the window holds no finite value."""
+    NaN where the window holds no finite value. Sums `window` shifted slices in the input's
+    float type (no (N, T) cumulative sums, whose row-wise passes cost several times more);
+    rows without gaps divide by a count that depends only on the distance to the start."""
     if window <= 1:
         same: FloatArray = np.asarray(values, dtype=np.float64)
         return same
     finite = np.isfinite(values)
-    filled = np.where(finite, values, 0.0)
-    csum = np.cumsum(filled, axis=1)
-    ccount = np.cumsum(finite, axis=1)
-    csum[:, window:] = csum[:, window:] - csum[:, :-window].copy()
-    ccount[:, window:] = ccount[:, window:] - ccount[:, :-window].copy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: FloatArray = np.asarray(csum / ccount, dtype=np.float64)
-    out[ccount == 0] = np.nan
+    filled = np.where(finite, values, 0).astype(values.dtype, copy=False)
+    total = filled.copy()
+    for k in range(1, min(window, filled.shape[1])):
+        total[:, k:] += filled[:, :-k]
+    edge = np.minimum(np.arange(filled.shape[1]) + 1, window)
+    out: FloatArray = np.asarray(total / edge, dtype=np.float64)
+    gappy = np.flatnonzero(~finite.all(axis=1))
+    if len(gappy):
+        ones = finite[gappy].astype(np.int32)
+        count = ones.copy()
+        for k in range(1, min(window, ones.shape[1])):
+            count[:, k:] += ones[:, :-k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[gappy] = np.where(count > 0, total[gappy] / count, np.nan)
     return out
 
 
@@ -103,20 +139,29 @@ def history_seconds(
 def centred_nanmean(values: npt.NDArray[F], window: int) -> npt.NDArray[F]:
     """Centred rolling mean over `window` (odd) columns ignoring NaN; NaN where the window
     holds no value. Keeps the float dtype. Sums `window` shifted slices: for the small
-    windows used here (hours of a baseline) that beats cumulative sums and needs no gathers."""
+    windows used here (hours of a baseline) that beats cumulative sums and needs no gathers.
+    Rows without NaN (nearly all) divide by a count that depends only on the distance to
+    the edges; only rows with gaps count their points."""
     n, t = values.shape
     half = window // 2
     finite = ~np.isnan(values)
     filled = np.zeros((n, t + 2 * half), dtype=values.dtype)
-    filled[:, half : half + t] = np.where(finite, values, 0)
-    counts = np.zeros((n, t + 2 * half), dtype=values.dtype)
-    counts[:, half : half + t] = finite
+    np.copyto(filled[:, half : half + t], values, where=finite)
     total = filled[:, :t].copy()
-    count = counts[:, :t].copy()
     for k in range(1, window):
         total += filled[:, k : k + t]
-        count += counts[:, k : k + t]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    columns = np.arange(t)
+    edge = np.minimum(columns + half, t - 1) - np.maximum(columns - half, 0) + 1
+    mean = total
+    mean /= edge.astype(values.dtype)
+    gappy = np.flatnonzero(~finite.all(axis=1))
+    if len(gappy):
+        counts = np.zeros((len(gappy), t + 2 * half), dtype=values.dtype)
+        counts[:, half : half + t] = finite[gappy]
+        count = counts[:, :t].copy()
+        for k in range(1, window):
+            count += counts[:, k : k + t]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean[gappy] = np.where(count > 0, total[gappy] * edge / np.maximum(count, 1), np.nan)
     out: npt.NDArray[F] = mean.astype(values.dtype, copy=False)
     return out

@@ -1,21 +1,27 @@
 """Strategies turn a tenant's cleaned demand into a raw value (before buffers and clamps).
 
-(a) percentile: the seed's semantics — the p-th percentile of demand over the analysis window,
-    optionally of its moving average, optionally at least the highest sustained peak.
+(a) percentile: the Go optimizer's semantics — the p-th percentile of demand over the analysis
+    window, optionally of its moving average, optionally at least the highest sustained peak.
 (b) histogram: VPA-like decaying histogram — recent points weigh more (half-life), the target
     percentile of the weighted distribution, with confidence growing with history length.
+Then `tenant_shape`: what a tenant's own history says beyond one percentile (variability,
+remembered level, quiet time, growth), for engine/adaptive.py.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from mimir_limit_optimizer.config.models import HistogramSettings, TrendAnalysis
 from mimir_limit_optimizer.engine.stats import SortedRows, moving_average
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
+
+Float32Array = npt.NDArray[np.float32]
 
 # Histogram buckets grow by 5% (VPA uses the same ratio): values within a bucket differ by
 # less than the deadband, and 1e-3..1e13 fits in ~740 buckets.
@@ -116,29 +122,29 @@ def histogram_strategy(
 # --- what a tenant's own history says beyond one percentile (AdaptiveSettings) -------------
 _HOUR = 3600.0
 _DAY = 86400.0
-# Rows per chunk: the 1 h means are float64 (N, T); chunks keep that temporary small.
-_CHUNK_ROWS = 4096
-# (p90 - p10) of a normal distribution is 2.563 standard deviations.
-_P10_P90_SIGMAS = 2.563
-
-
-# A day's level: its 70th percentile. Robust to what lasts less than 30% of a day (an incident,
-# a rolled-back cardinality blast of a few hours), close to the daily peak of a daily cycle.
+# A day's level: the 70th percentile of its hourly means. Robust to what lasts less than 30% of
+# a day (an incident, a rolled-back cardinality blast of a few hours), close to the daily peak
+# of a daily cycle.
 _DAY_LEVEL_PERCENTILE = 70.0
+# Mean absolute deviation x sqrt(pi/2) = standard deviation for normal noise.
+_MAD_TO_SIGMA = 1.2533
 
 
 @dataclass(frozen=True)
 class TenantShape:
-    """Per tenant, over the analysis window, from days counted back from `now`:
+    """Per tenant, over the analysis window, from hours and days counted back from `now`:
 
-    - `variability`: short-term coefficient of variation: the spread of raw demand around its
-      trailing 1 h mean, (p90 - p10) of demand / that mean in standard deviations (robust: a
-      one-off incident moves p90 little; bursts several times a day do);
-    - `peak`: the remembered level: the highest day level (a day's 70th percentile of
-      cleaned demand) in the window;
+    - `variability`: short-term coefficient of variation of raw demand: its mean absolute
+      deviation from the mean of its hour (each deviation capped at 100% of that mean, so a
+      single burst counts as much as a strong one), as a standard deviation. Hour means
+      follow level shifts: an incident of an hour or two barely counts, bursts of minutes
+      several times a day do;
+    - `peak`: the remembered level: the highest day level (70th percentile of a day's hourly
+      means of cleaned demand) in the window;
     - `quiet_for`: seconds since the end of the last day whose level reached
       `quiet_share` x `peak` (0 when the last day did);
-    - `recent_peak`: the highest 1 h mean of cleaned demand within the last `recent` seconds;
+    - `recent_peak`: the highest hourly mean of cleaned demand within the last `recent`
+      seconds;
     - `growth`: growth per day of the day level over the last 3 days, when each day grew
       (else 0)."""
 
@@ -147,6 +153,23 @@ class TenantShape:
     quiet_for: FloatArray
     recent_peak: FloatArray
     growth: FloatArray
+
+
+def _hour_blocks(values: AnyFloatArray, per_hour: int) -> tuple[Float32Array, Float32Array]:
+    """Whole hours counted back from the last point: the points as (N, H, per_hour) float32,
+    and each hour's mean (N, H) (NaN: an empty hour)."""
+    n, t = values.shape
+    hours = t // per_hour
+    blocks = np.asarray(values[:, t - hours * per_hour :], dtype=np.float32).reshape(
+        n, hours, per_hour
+    )
+    if np.isnan(blocks).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an empty hour: NaN
+            means: Float32Array = np.nanmean(blocks, axis=2)
+    else:
+        means = blocks.mean(axis=2)
+    return blocks, means
 
 
 def tenant_shape(
@@ -160,41 +183,51 @@ def tenant_shape(
     recent: float,
 ) -> TenantShape:
     n, t = cleaned.shape
-    cv, recent_peak = np.full(n, np.nan), np.full(n, np.nan)
-    if t == 0:
-        return TenantShape(cv, cv.copy(), np.zeros(n), recent_peak, np.zeros(n))
-    window = max(1, round(_HOUR / step))
-    last = timestamps > now - recent
-    for lo in range(0, n, _CHUNK_ROWS):
-        rows = slice(lo, min(n, lo + _CHUNK_ROWS))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.asarray(raw[rows], dtype=np.float64) / moving_average(raw[rows], window)
-        ratio = np.where(np.isfinite(ratio), ratio, 1.0)  # gaps and zeros: neutral
-        p10, p90 = np.percentile(ratio, [10.0, 90.0], axis=1)
-        cv[rows] = (p90 - p10) / _P10_P90_SIGMAS
-        if last.any():
-            level = moving_average(cleaned[rows][:, last], window)
-            top = np.where(np.isfinite(level), level, -np.inf).max(axis=1)
-            recent_peak[rows] = np.where(np.isfinite(top), top, np.nan)
-    # Day levels, newest first: day k covers (now - (k+1) days, now - k days].
-    days = int(min(np.ceil((now - float(timestamps[0]) + step) / _DAY), 64))
-    levels = np.full((n, max(days, 1)), np.nan)
+    per_hour = max(1, round(_HOUR / step))
+    hours = t // per_hour
+    if hours == 0 or n == 0:
+        nan = np.full(n, np.nan)
+        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n))
+    # Variability of raw demand around its hour means (float32: a ratio, 2 digits matter).
+    blocks, raw_means = _hour_blocks(raw, per_hour)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deviation = blocks / raw_means[:, :, None]  # in place from here: one temporary
+        deviation -= 1
+        np.abs(deviation, out=deviation)
+        np.minimum(deviation, 1, out=deviation)
+    deviation = deviation.reshape(n, hours * per_hour)
+    if np.isnan(deviation).any():  # gaps, or hours whose mean is 0
+        count = np.count_nonzero(~np.isnan(deviation), axis=1)
+        total = np.nansum(deviation, axis=1, dtype=np.float64)
+    else:
+        count = np.full(n, deviation.shape[1])
+        total = deviation.sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variability = np.where(count > 0, _MAD_TO_SIGMA * total / count, np.nan)
+    # Levels of cleaned demand: hours, then days (24 hours, newest first).
+    means = raw_means if cleaned is raw else _hour_blocks(cleaned, per_hour)[1]
+    filled = np.where(np.isfinite(means), means, -np.inf)
+    ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]  # end of each hour
+    last = ends > now - recent
+    recent_top = filled[:, last].max(axis=1) if last.any() else np.full(n, -np.inf)
+    recent_peak = np.where(np.isfinite(recent_top), recent_top, np.nan)
+    days = hours // 24
+    levels = np.full((n, max(days, 1)), -np.inf)
     for k in range(days):
-        inside = (timestamps > now - (k + 1) * _DAY) & (timestamps <= now - k * _DAY)
-        if np.count_nonzero(inside) * step >= _DAY / 2:  # half a day at least
-            levels[:, k] = SortedRows(cleaned[:, inside]).percentile(_DAY_LEVEL_PERCENTILE)
-    filled = np.where(np.isfinite(levels), levels, -np.inf)
-    top = filled.max(axis=1)
+        day = means[:, hours - (k + 1) * 24 : hours - k * 24]
+        level = SortedRows(day).percentile(_DAY_LEVEL_PERCENTILE)  # an empty day: NaN
+        levels[:, k] = np.where(np.isfinite(level), level, -np.inf)
+    top = levels.max(axis=1)
     peak = np.where(np.isfinite(top), top, np.nan)
     with np.errstate(invalid="ignore"):
-        reached = filled >= quiet_share * top[:, None]
+        reached = levels >= quiet_share * top[:, None]
     first = np.argmax(reached, axis=1)  # newest day that reached it
     quiet = np.where(np.isfinite(top) & reached.any(axis=1), first * _DAY, 0.0)
     growth = np.zeros(n)
     if days >= 3:
-        d0, d1, d2 = filled[:, 0], filled[:, 1], filled[:, 2]
+        d0, d1, d2 = levels[:, 0], levels[:, 1], levels[:, 2]
         with np.errstate(invalid="ignore", divide="ignore"):
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
         growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
-    return TenantShape(cv, peak, quiet, recent_peak, growth)
+    return TenantShape(variability, peak, quiet, recent_peak, growth)

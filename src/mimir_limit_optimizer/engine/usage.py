@@ -1,11 +1,14 @@
 """What a source hands the engine: usage per limit as tenant x time arrays.
 
-Everything past the source sees numpy arrays, never JSON or PromQL.
+Everything past the source sees numpy arrays, never JSON or PromQL. Arrays may be float32 or
+float64; the engine computes in float32. A source that streams hands over `LazyArrays`: each
+limit's array is produced when the engine asks for it and dropped when the engine is done with
+it, so a pass over 100,000 tenants never holds every limit's (N, T) array at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +20,47 @@ FloatArray = npt.NDArray[np.float64]
 AnyFloatArray = npt.NDArray[np.floating[Any]]
 
 
+class LazyArrays(Mapping[str, AnyFloatArray]):
+    """A read-only mapping whose arrays are produced on access by `load(name)` and never
+    cached: the caller's reference is the only one, so memory is freed as soon as the engine
+    moves on to the next limit. Every access loads again (the engine reads each limit once)."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        load: Callable[[str], AnyFloatArray],
+        *,
+        shape: tuple[int, int],
+    ) -> None:
+        self._names = tuple(dict.fromkeys(names))
+        self._load = load
+        self.shape = shape
+
+    def __getitem__(self, name: str) -> AnyFloatArray:
+        if name not in self._names:
+            raise KeyError(name)
+        array = self._load(name)
+        if array.shape != self.shape:
+            raise ValueError(f"{name}: expected shape {self.shape}, got {array.shape}")
+        return array
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclass(frozen=True)
 class Observation:
     """Usage of N tenants over T timestamps, and their current limits.
 
     - `usage[limit]`: (N, T) accepted usage in the limit's base unit (samples/s, series, ...);
       NaN where the tenant had no data at that time. Limits sharing a signal may share arrays.
+      float32 or float64; a `LazyArrays` when the source streams.
     - `discards[limit]`: (N, T) rate of samples/series rejected for the limit's discard reasons
       (demand the limit hid); absent when the limit has no discard signal.
     - `current[limit]`: (N,) the limit in force per tenant; NaN when unknown.
@@ -36,8 +74,8 @@ class Observation:
     tenants: tuple[str, ...]
     timestamps: FloatArray  # (T,) unix seconds, ascending, evenly spaced by `step`
     step: float  # seconds
-    usage: Mapping[str, FloatArray]
-    discards: Mapping[str, FloatArray] = field(default_factory=dict)
+    usage: Mapping[str, AnyFloatArray]
+    discards: Mapping[str, AnyFloatArray] = field(default_factory=dict)
     current: Mapping[str, FloatArray] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
     # Where each current value came from: "tenant override (overrides.yaml)", ... (see
@@ -50,9 +88,14 @@ class Observation:
 
     def __post_init__(self) -> None:
         n, t = len(self.tenants), len(self.timestamps)
-        for name, array in (*self.usage.items(), *self.discards.items()):
-            if array.shape != (n, t):
-                raise ValueError(f"{name}: expected shape {(n, t)}, got {array.shape}")
+        for arrays in (self.usage, self.discards):
+            if isinstance(arrays, LazyArrays):  # checked on each load; loading now would
+                if arrays.shape != (n, t):  # defeat the streaming
+                    raise ValueError(f"expected shape {(n, t)}, got {arrays.shape}")
+                continue
+            for name, array in arrays.items():
+                if array.shape != (n, t):
+                    raise ValueError(f"{name}: expected shape {(n, t)}, got {array.shape}")
         for name, array in self.current.items():
             if array.shape != (n,):
                 raise ValueError(f"current {name}: expected shape {(n,)}, got {array.shape}")

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.engine.usage import FloatArray, Observation
+from mimir_limit_optimizer.engine.usage import AnyFloatArray, Observation
 
 # Above any real cluster in any base unit: 1e15 samples/s, series or bytes (a petabyte).
 MAX_PLAUSIBLE = 1e15
@@ -29,13 +29,13 @@ STALE_STEPS = 3
 STALE_AFTER = 900.0  # seconds
 
 
-def invalid_points(values: FloatArray) -> npt.NDArray[np.bool_]:
+def invalid_points(values: AnyFloatArray) -> npt.NDArray[np.bool_]:
     """True where a value is negative, infinite or beyond MAX_PLAUSIBLE (NaN is a gap)."""
     with np.errstate(invalid="ignore"):
         return (values < 0) | (values > MAX_PLAUSIBLE) | np.isinf(values)
 
 
-def _describe(what: str, values: FloatArray, bad: npt.NDArray[np.bool_]) -> str:
+def _describe(what: str, values: AnyFloatArray, bad: npt.NDArray[np.bool_]) -> str:
     example = float(values[bad][0])
     count = int(bad.sum())
     return (
@@ -83,9 +83,9 @@ def screen(observation: Observation) -> Observation:
     problems: dict[str, dict[str, str]] = {
         limit: dict(by_tenant) for limit, by_tenant in observation.tenant_problems.items()
     }
-    cleaned: dict[int, tuple[FloatArray, dict[int, str]]] = {}  # shared arrays: once
+    cleaned: dict[int, tuple[AnyFloatArray, dict[int, str]]] = {}  # shared arrays: once
 
-    def clean(array: FloatArray, what: str) -> tuple[FloatArray, dict[int, str]]:
+    def clean(array: AnyFloatArray, what: str) -> tuple[AnyFloatArray, dict[int, str]]:
         key = id(array)
         if key not in cleaned:
             bad = invalid_points(array)
@@ -100,8 +100,8 @@ def screen(observation: Observation) -> Observation:
                 cleaned[key] = (np.where(bad, np.nan, array), reasons)
         return cleaned[key]
 
-    def screened(arrays: Mapping[str, FloatArray], what: str) -> dict[str, FloatArray]:
-        out: dict[str, FloatArray] = {}
+    def screened(arrays: Mapping[str, AnyFloatArray], what: str) -> dict[str, AnyFloatArray]:
+        out: dict[str, AnyFloatArray] = {}
         for limit, array in arrays.items():
             out[limit], reasons = clean(array, what)
             for i, reason in reasons.items():
@@ -110,7 +110,10 @@ def screen(observation: Observation) -> Observation:
 
     usage = screened(observation.usage, "usage values")
     discards = screened(observation.discards, "discard values")
-    current = screened(observation.current, "current-limit value")
+    current = {  # limits in force stay float64
+        limit: np.asarray(values, dtype=np.float64)
+        for limit, values in screened(observation.current, "current-limit value").items()
+    }
     stale = stale_signals(observation)
     if not stale and all(not reasons for _, reasons in cleaned.values()):
         return observation

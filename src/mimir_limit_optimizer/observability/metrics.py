@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from mimir_limit_optimizer.engine.results import Reason, Recommendations
+from mimir_limit_optimizer.config.models import TenantMetricsSettings
+from mimir_limit_optimizer.engine.results import STATUS_ORDER, Reason, Recommendations
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 PREFIX = "mimir_limit_optimizer"
@@ -27,7 +29,20 @@ PREFIX = "mimir_limit_optimizer"
 # Label values created at construction so that dashboards see 0, not "no data", before the
 # first event. Other values are accepted (the label sets stay small and code-defined).
 RECONCILE_RESULTS = ("success", "failure", "skipped")
-PHASES = ("collect", "recommend", "plan", "apply", "verify", "total")
+# Phases of a cycle: "total" is the reconcile (collect .. apply); cost and prune run after it.
+PHASES = (
+    "collect",
+    "read_target",
+    "recommend",
+    "plan",
+    "report",
+    "audit",
+    "apply",
+    "verify",
+    "cost",
+    "prune",
+    "total",
+)
 RELOAD_RESULTS = ("success", "failure")
 CHANGE_OUTCOMES = ("applied", "held_back", "not_applied")
 # (component, reason) pairs of errors_total that the reconciler counts: created at 0 so that
@@ -57,7 +72,9 @@ class ControllerMetrics:
         registry: CollectorRegistry,
         *,
         timer: Callable[[], float] = time.perf_counter,
+        tenant_series: TenantMetricsSettings | None = None,
     ) -> None:
+        """`tenant_series`: which tenants get per-tenant series (None: every tenant)."""
         self._timer = timer
         self.reconcile_total = Counter(
             f"{PREFIX}_reconcile_total",
@@ -155,7 +172,9 @@ class ControllerMetrics:
             self.config_reloads_total.labels(result=result)
         # The service only starts with a valid configuration: the initial load succeeded.
         self.config_last_reload_successful.set(1)
-        self._recommendations = RecommendationsCollector()
+        self._recommendations = RecommendationsCollector(
+            tenant_series or TenantMetricsSettings(mode="all", max_series=0)
+        )
         registry.register(self._recommendations)
 
     @contextmanager
@@ -202,9 +221,12 @@ class ControllerMetrics:
         self.config_reloads_total.labels(result="success" if ok else "failure").inc()
         self.config_last_reload_successful.set(1 if ok else 0)
 
-    def observe_recommendations(self, recs: Recommendations) -> None:
-        """Remember `recs` as the state the per-tenant gauges show from the next scrape on."""
-        self._recommendations.update(recs)
+    def observe_recommendations(
+        self, recs: Recommendations, *, planned: Iterable[str] = (), now: float | None = None
+    ) -> None:
+        """Remember `recs` as the state the per-tenant gauges show from the next scrape on.
+        `planned`: tenants with a change going ahead this cycle; `now`: the cycle's time."""
+        self._recommendations.update(recs, planned=planned, now=now)
 
 
 @dataclass(frozen=True)
@@ -213,6 +235,7 @@ class _LimitSnapshot:
     current: FloatArray
     recommended: FloatArray
     spike_ratio: FloatArray  # NaN where the window had no spike
+    status: npt.NDArray[np.int8]
     throttled: int  # tenants with discards for this limit in the last day
 
 
@@ -220,10 +243,17 @@ class _LimitSnapshot:
 class _Snapshot:
     tenants: tuple[str, ...]
     limits: tuple[_LimitSnapshot, ...]
+    exported: npt.NDArray[np.int64]  # rows of the tenants that get per-tenant series
+
+
+# Reasons that make a tenant's series worth exporting: throttled now, held at a cap.
+_NOTEWORTHY = int(Reason.THROTTLED_NOW | Reason.TIER_CAP | Reason.THROTTLE_FLOOR)
 
 
 class RecommendationsCollector(Collector):
-    """Per-tenant gauges computed at scrape time from the latest recommendations.
+    """Per-tenant gauges computed at scrape time from the latest recommendations, for the
+    tenants `settings` selects; cluster totals (`recommendations{limit_name,status}`,
+    `tenant_series_omitted`) for all of them.
 
     Nothing is exported before the first observation (0 tenants would be a false statement).
     Non-finite values (undefined recommendations, unknown current limits) are omitted.
@@ -231,10 +261,19 @@ class RecommendationsCollector(Collector):
     next, never a mix; arrays are copied so later changes by the caller do not leak in.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: TenantMetricsSettings) -> None:
+        self._settings = settings
         self._snapshot: _Snapshot | None = None
+        self._last_planned: dict[str, float] = {}  # tenant -> when it last had a change
 
-    def update(self, recs: Recommendations) -> None:
+    def update(
+        self, recs: Recommendations, *, planned: Iterable[str] = (), now: float | None = None
+    ) -> None:
+        when = recs.generated_at if now is None else now
+        for tenant in planned:
+            self._last_planned[tenant] = when
+        recent = self._settings.recent
+        self._last_planned = {t: at for t, at in self._last_planned.items() if when - at <= recent}
         limits = tuple(
             _LimitSnapshot(
                 name=name,
@@ -245,13 +284,48 @@ class RecommendationsCollector(Collector):
                     np.asarray(result.spike_ratio, dtype=np.float64),
                     np.nan,
                 ),
+                status=np.array(result.status, dtype=np.int8),
                 throttled=int(
                     np.count_nonzero(np.asarray(result.flags) & int(Reason.THROTTLED_NOW))
                 ),
             )
             for name, result in recs.results.items()
         )
-        self._snapshot = _Snapshot(tenants=tuple(recs.tenants), limits=limits)
+        exported = self._select(recs)
+        self._snapshot = _Snapshot(tenants=tuple(recs.tenants), limits=limits, exported=exported)
+
+    def _select(self, recs: Recommendations) -> npt.NDArray[np.int64]:
+        """Rows of the tenants to export, most telling first, within max_series."""
+        settings = self._settings
+        n = len(recs.tenants)
+        if settings.mode == "none" or n == 0:
+            return np.zeros(0, dtype=np.int64)
+        if settings.mode == "all":
+            order = np.arange(n, dtype=np.int64)
+        else:
+            recent = np.fromiter(
+                (t in self._last_planned for t in recs.tenants), dtype=bool, count=n
+            )
+            noteworthy = np.zeros(n, dtype=bool)
+            closeness = np.zeros(n)
+            for result in recs.results.values():
+                noteworthy |= (np.asarray(result.flags) & _NOTEWORTHY) != 0
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = np.asarray(result.p95) / np.asarray(result.current)
+                closeness = np.fmax(closeness, np.where(np.isfinite(ratio), ratio, 0.0))
+            # Most telling first: planned or recently changed, then throttled or capped,
+            # then the top N by usage / limit.
+            first = np.flatnonzero(recent)
+            second = np.flatnonzero(noteworthy & ~recent)
+            chosen = np.zeros(n, dtype=bool)
+            chosen[first] = chosen[second] = True
+            rest = np.flatnonzero(~chosen)
+            top = rest[np.argsort(-closeness[rest], kind="stable")[: settings.top_n]]
+            order = np.concatenate([first, second, top]).astype(np.int64)
+        if settings.max_series:
+            per_tenant = max(1, len(recs.results))
+            order = order[: settings.max_series // per_tenant]
+        return np.sort(order)
 
     def describe(self) -> Iterable[Metric]:
         # Names only, for the registry's duplicate check; samples come from collect().
@@ -261,20 +335,24 @@ class RecommendationsCollector(Collector):
         snapshot = self._snapshot
         if snapshot is None:
             return []
-        monitored, current, recommended, spikes = _families()
+        monitored, current, recommended, spikes, totals, omitted = _families()
         throttled = _throttled_family()
         monitored.add_metric([], len(snapshot.tenants))
+        rows = snapshot.exported
+        tenants = [snapshot.tenants[i] for i in rows.tolist()]
         for limit in snapshot.limits:
-            _add_finite(current, snapshot.tenants, limit.name, limit.current)
-            _add_finite(recommended, snapshot.tenants, limit.name, limit.recommended)
-            _add_finite(spikes, snapshot.tenants, limit.name, limit.spike_ratio)
+            _add_finite(current, tenants, limit.name, limit.current[rows])
+            _add_finite(recommended, tenants, limit.name, limit.recommended[rows])
+            _add_finite(spikes, tenants, limit.name, limit.spike_ratio[rows])
             throttled.add_metric([limit.name], float(limit.throttled))
-        return [monitored, current, recommended, spikes, throttled]
+            counts = np.bincount(limit.status, minlength=len(STATUS_ORDER))
+            for code, status in enumerate(STATUS_ORDER):
+                totals.add_metric([limit.name, status.value], float(counts[code]))
+        omitted.add_metric([], float(len(snapshot.tenants) - len(rows)))
+        return [monitored, current, recommended, spikes, throttled, totals, omitted]
 
 
-def _families() -> tuple[
-    GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
-]:
+def _families() -> tuple[GaugeMetricFamily, ...]:
     labels = ["user", "limit_name"]
     return (
         GaugeMetricFamily(
@@ -283,18 +361,30 @@ def _families() -> tuple[
         ),
         GaugeMetricFamily(
             f"{PREFIX}_tenant_current_limits",
-            "The limit in force per tenant, in the limit's base unit (0 may mean unlimited).",
+            "The limit in force per tenant, in the limit's base unit (0 may mean unlimited); "
+            "only the tenants server.tenantMetrics selects.",
             labels=labels,
         ),
         GaugeMetricFamily(
             f"{PREFIX}_tenant_recommended_limits",
-            "The recommended limit per tenant; absent when the recommendation is undefined.",
+            "The recommended limit per tenant; absent when the recommendation is undefined "
+            "or the tenant is not selected by server.tenantMetrics.",
             labels=labels,
         ),
         GaugeMetricFamily(
             f"{PREFIX}_spike_multiplier",
             "Largest spike-to-baseline ratio in the latest window, where spikes were found.",
             labels=labels,
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_recommendations",
+            "Tenants per limit and recommendation status (change, unchanged, undefined) in the "
+            "latest cycle: the cluster totals, always exported.",
+            labels=["limit_name", "status"],
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_tenant_series_omitted",
+            "Tenants of the latest cycle without per-tenant series (server.tenantMetrics).",
         ),
     )
 
@@ -310,7 +400,7 @@ def _throttled_family() -> GaugeMetricFamily:
 
 
 def _add_finite(
-    family: GaugeMetricFamily, tenants: tuple[str, ...], limit: str, values: FloatArray
+    family: GaugeMetricFamily, tenants: list[str], limit: str, values: FloatArray
 ) -> None:
     (index,) = np.nonzero(np.isfinite(values))
     for i, value in zip(index.tolist(), values[index].tolist(), strict=True):

@@ -107,11 +107,14 @@ BREAKER_STATE_NAMES = ("closed", "open", "half_open")
 
 
 class BreakerStateCollector(Collector):
-    """`circuit_breaker_state{user}` at scrape time (0 closed, 1 open, 2 half-open) for the
-    tenants of the last tick; a tenant's state is its worst breaker."""
+    """`circuit_breaker_state{user}` at scrape time (1 open, 2 half-open) for the tenants of
+    the last tick; a tenant's state is its worst breaker. Closed breakers (the normal state,
+    10,000 series at 10,000 tenants) are left out unless `closed_too`: an absent series reads
+    as closed; `circuit_breaker_tenants{state}` counts every state."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, closed_too: bool = False) -> None:
         self._snapshot: tuple[tuple[str, ...], list[int]] | None = None
+        self._closed_too = closed_too
 
     def update(self, tenants: Sequence[str], states: Iterable[int]) -> None:
         self._snapshot = (tuple(tenants), list(states))
@@ -125,7 +128,8 @@ class BreakerStateCollector(Collector):
             return []
         family = self._family()
         for tenant, value in zip(*snapshot, strict=True):
-            family.add_metric([tenant], float(value))
+            if value or self._closed_too:
+                family.add_metric([tenant], float(value))
         # Cluster totals, every state always present (0 included): dashboards and alerts work
         # whatever subset of the per-tenant series is exported.
         counts = self._counts()
@@ -147,6 +151,7 @@ class BreakerStateCollector(Collector):
     def _family() -> GaugeMetricFamily:
         return GaugeMetricFamily(
             f"{PREFIX}_circuit_breaker_state",
-            "Per-tenant circuit breaker state: 0 closed, 1 open, 2 half-open.",
+            "Per-tenant circuit breaker state: 1 open, 2 half-open; closed breakers are not "
+            "exported (an absent series means closed).",
             labels=["user"],
         )

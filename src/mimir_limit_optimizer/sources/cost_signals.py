@@ -122,7 +122,7 @@ class PrometheusCostSource:
             if len(observation.timestamps) and not np.isfinite(array).any():
                 unavailable[signal] = f"no series in the window for: {spec.usage_query}"
                 continue
-            rates[signal] = array
+            rates[signal] = np.asarray(array, dtype=np.float64)  # sources may hand float32
         return CostUsage(
             observation.tenants, observation.timestamps, observation.step, rates, unavailable
         )

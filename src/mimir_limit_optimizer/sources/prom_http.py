@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 from pydantic import SecretStr
 
 from mimir_limit_optimizer.config.models import PrometheusSettings
@@ -32,6 +33,7 @@ from mimir_limit_optimizer.sources.base import (
     RetryableSourceError,
 )
 from mimir_limit_optimizer.sources.body_summary import summarise_body
+from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix, decode_matrix
 
 REDACTED = "<redacted>"
 # Backoff between attempts: BACKOFF_BASE * 2**attempt, capped, times a jitter in [0.5, 1].
@@ -321,6 +323,13 @@ class PromConnection:
         self._client = client
 
     async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
+        matrix = await self.query_range_matrix(query, start, end, step)
+        return [Series(matrix.labels[i], *matrix.series(i)) for i in range(len(matrix))]
+
+    async def query_range_matrix(
+        self, query: str, start: float, end: float, step: float
+    ) -> DecodedMatrix:
+        """The result as one set of arrays for all series (no Python object per sample)."""
         form = {
             "query": query,
             "start": format_time(start),
@@ -328,7 +337,11 @@ class PromConnection:
             "step": format_time(step),
         }
         data = await self._post("/api/v1/query_range", form, query)
-        return _parse(data, "matrix", self._api.shown + "/api/v1/query_range", query)
+        shown = self._api.shown + "/api/v1/query_range"
+        if isinstance(data, dict) and isinstance(data.get("result"), DecodedMatrix):
+            decoded: DecodedMatrix = data["result"]
+            return decoded
+        return _as_matrix(_parse(data, "matrix", shown, query))
 
     async def query(self, query: str, time: float) -> list[Series]:
         form = {"query": query, "time": format_time(time)}
@@ -402,7 +415,7 @@ class PromConnection:
         status = response.status_code
         wait = _retry_after(response) if status in (429, 503) else None
         try:
-            body = response.json()
+            body = _decode(response)
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -455,6 +468,28 @@ def _hint(status: int, error_type: str = "") -> str:
     return "retrying will not help; check the server's logs"
 
 
+def _decode(response: httpx.Response) -> Any:
+    """The response body: a successful matrix straight into arrays when it has Prometheus'
+    layout (`prom_decode`), anything else through orjson."""
+    content = response.content
+    if 200 <= response.status_code < 300:
+        matrix = decode_matrix(content)
+        if matrix is not None:
+            return {"status": "success", "data": {"resultType": "matrix", "result": matrix}}
+    return orjson.loads(content)
+
+
+def _as_matrix(series: list[Series]) -> DecodedMatrix:
+    offsets = np.zeros(len(series) + 1, dtype=np.int64)
+    np.cumsum([len(s.values) for s in series], out=offsets[1:])
+    return DecodedMatrix(
+        [s.labels for s in series],
+        offsets,
+        np.concatenate([s.timestamps for s in series]) if series else np.zeros(0),
+        np.concatenate([s.values for s in series]) if series else np.zeros(0),
+    )
+
+
 def _values(points: Any) -> tuple[FloatArray, FloatArray]:
     """[[ts, "v"], ...] -> (timestamps, values); NaN stays NaN (a gap) and +Inf/-Inf stay
     infinite: invalid data that engine/validity.py drops with a reason.
@@ -485,6 +520,8 @@ def _parse(data: Any, expected: str, shown: str, query: str) -> list[Series]:
             url=shown,
             query=query,
         )
+    if isinstance(result, DecodedMatrix):
+        return [Series(result.labels[i], *result.series(i)) for i in range(len(result))]
     series: list[Series] = []
     try:
         for item in result:

@@ -19,11 +19,12 @@ from types import MappingProxyType
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import LimitSpec
 from mimir_limit_optimizer.config.models import PrometheusSettings
 from mimir_limit_optimizer.engine.tenants import tenant_id_problem
-from mimir_limit_optimizer.engine.usage import FloatArray, Observation
+from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray, Observation
 from mimir_limit_optimizer.engine.validity import screen
 from mimir_limit_optimizer.sources.base import (
     PermanentSourceError,
@@ -31,7 +32,8 @@ from mimir_limit_optimizer.sources.base import (
     RetryableSourceError,
     SourceError,
 )
-from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP, Series
+from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix
+from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP
 from mimir_limit_optimizer.sources.promql import TemplateRenderer
 from mimir_limit_optimizer.sources.usage_fallback import FALLBACK_KIND, apply_fallbacks
 
@@ -81,14 +83,48 @@ def chunk_bounds(points: int, per_chunk: int) -> list[tuple[int, int]]:
     return [(i, min(i + per_chunk, points) - 1) for i in range(0, points, per_chunk)]
 
 
+class _Rows:
+    """A signal's (tenants x grid) float32 array, filled chunk by chunk as responses arrive:
+    memory is this array plus the chunk being decoded. Grows by doubling as new tenants
+    appear (row order = first seen; `_assemble` reorders once)."""
+
+    def __init__(self, points: int) -> None:
+        self.index: dict[str, int] = {}
+        self.data = np.full((0, points), np.nan, dtype=np.float32)
+
+    def rows_of(self, tenants: Sequence[str]) -> npt.NDArray[np.int64]:
+        index = self.index
+        for tenant in tenants:
+            index.setdefault(tenant, len(index))
+        if len(index) > len(self.data):
+            grown = np.full((max(len(index), 2 * len(self.data)), self.data.shape[1]), np.nan,
+                            dtype=np.float32)  # fmt: skip
+            grown[: len(self.data)] = self.data
+            self.data = grown
+        return np.fromiter((index[t] for t in tenants), dtype=np.int64, count=len(tenants))
+
+    def take(self, order: Sequence[str], points: int) -> npt.NDArray[np.float32]:
+        """(len(order), points) rows in `order`; NaN for tenants this signal never saw."""
+        out = np.full((len(order), points), np.nan, dtype=np.float32)
+        mine = [(i, self.index[t]) for i, t in enumerate(order) if t in self.index]
+        if mine:
+            to, frm = np.array(mine, dtype=np.int64).T
+            out[to] = self.data[frm]
+        return out
+
+
 @dataclass
 class _Signal:
     """One distinct rendered query and the limits that read it."""
 
     query: str
+    points: int
     uses: list[tuple[str, str]] = field(default_factory=list)  # (limit, "usage"|"discards")
-    rows: dict[str, FloatArray] = field(default_factory=dict)  # tenant -> (T,)
+    rows: _Rows = field(init=False)
     error: SourceError | None = None
+
+    def __post_init__(self) -> None:
+        self.rows = _Rows(self.points)
 
     @property
     def label(self) -> str:
@@ -173,7 +209,7 @@ class PrometheusSource:
     ) -> Observation:
         step = self._settings.step
         grid = time_grid(start, end, step)
-        signals = self._signals(limits)
+        signals = self._signals(limits, len(grid))
         chunks = chunk_bounds(len(grid), self.points_per_chunk)
         total = len(signals) * len(chunks) + 2
         done = 0
@@ -195,8 +231,10 @@ class PrometheusSource:
             async with slots:
                 if signal.error is None:
                     try:
-                        series = await conn.query_range(signal.query, grid[first], grid[last], step)
-                        self._place(signal, series, grid, first, last)
+                        matrix = await conn.query_range_matrix(
+                            signal.query, grid[first], grid[last], step
+                        )
+                        self._place(signal, matrix, grid, first, last)
                     except SourceError as exc:
                         signal.error = signal.error or exc
             finished(f"{signal.label} [{number + 1}/{len(chunks)}]")
@@ -225,7 +263,7 @@ class PrometheusSource:
 
         return self._assemble(limits, grid, signals, current)
 
-    def _signals(self, limits: Sequence[LimitSpec]) -> dict[str, _Signal]:
+    def _signals(self, limits: Sequence[LimitSpec], points: int) -> dict[str, _Signal]:
         """Distinct rendered queries, in the order limits first need them."""
         signals: dict[str, _Signal] = {}
         for spec in limits:
@@ -237,37 +275,48 @@ class PrometheusSource:
                 if not template:
                     continue
                 query = self._render.render(template, what=f"{kind} query of {spec.name}")
-                signals.setdefault(query, _Signal(query)).uses.append((spec.name, kind))
+                signals.setdefault(query, _Signal(query, points)).uses.append((spec.name, kind))
         return signals
 
     def _place(
-        self, signal: _Signal, series: list[Series], grid: FloatArray, first: int, last: int
+        self, signal: _Signal, matrix: DecodedMatrix, grid: FloatArray, first: int, last: int
     ) -> None:
-        """Copy one chunk's series into the signal's per-tenant rows."""
+        """Write one chunk's samples into the signal's array, all series at once."""
         step = self._settings.step
-        seen: set[str] = set()
-        for item in series:
-            tenant = item.labels.get("user")
+        tenants: list[str] = []
+        keep: list[int] = []
+        for i, labels in enumerate(matrix.labels):
+            tenant = labels.get("user")
             if tenant is None:
                 # Series of components without a tenant: not anyone's usage.
-                self._log.debug("ignoring a series without a `user` label: %s", item.labels)
+                self._log.debug("ignoring a series without a `user` label: %s", labels)
                 continue
-            if tenant in seen:
-                raise PermanentSourceError(
-                    f"the query returned more than one series for tenant {tenant!r}; "
-                    "its template must aggregate `by (user)`",
-                    url=self._http.shown + "/api/v1/query_range",
-                    query=signal.query,
-                )
-            seen.add(tenant)
-            index = np.rint((item.timestamps - grid[0]) / step).astype(np.int64)
-            inside = (index >= first) & (index <= last)
-            index, values, stamps = index[inside], item.values[inside], item.timestamps[inside]
-            on_grid = np.abs(grid[index] - stamps) <= _GRID_TOLERANCE
-            row = signal.rows.get(tenant)
-            if row is None:
-                row = signal.rows[tenant] = np.full(len(grid), np.nan)
-            row[index[on_grid]] = values[on_grid]
+            tenants.append(tenant)
+            keep.append(i)
+        if len(set(tenants)) != len(tenants):
+            twice = next(t for t in tenants if tenants.count(t) > 1)
+            raise PermanentSourceError(
+                f"the query returned more than one series for tenant {twice!r}; "
+                "its template must aggregate `by (user)`",
+                url=self._http.shown + "/api/v1/query_range",
+                query=signal.query,
+            )
+        if not tenants:
+            return
+        rows = signal.rows.rows_of(tenants)
+        lo, hi = matrix.offsets[:-1][keep], matrix.offsets[1:][keep]
+        counts = hi - lo
+        # Sample positions of the kept series, and the row each sample goes to.
+        picks = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+        picks += np.arange(int(counts.sum()))
+        row = np.repeat(rows, counts)
+        stamps, values = matrix.timestamps[picks], matrix.values[picks]
+        index = np.rint((stamps - grid[0]) / step).astype(np.int64)
+        inside = (index >= first) & (index <= last)
+        on_grid = inside & (
+            np.abs(grid[np.clip(index, 0, len(grid) - 1)] - stamps) <= _GRID_TOLERANCE
+        )
+        signal.rows.data[row[on_grid], index[on_grid]] = values[on_grid]
 
     async def _current(
         self, conn: PromConnection, metric: str, current: _Current, at: float
@@ -311,7 +360,7 @@ class PrometheusSource:
         seen: set[str] = set()
         for signal in signals.values():
             if signal.error is None:
-                seen.update(signal.rows)
+                seen.update(signal.rows.index)
         for by_tenant in current.overrides.values():
             seen.update(by_tenant)
         skipped: dict[str, str] = {}
@@ -327,12 +376,11 @@ class PrometheusSource:
                 "dropped %d tenant IDs Mimir would reject: %s", len(skipped), sorted(skipped)
             )
         self.last_skipped_tenants = skipped
-        row_of = {tenant: i for i, tenant in enumerate(tenants)}
 
-        arrays: dict[str, FloatArray] = {}
-        usage: dict[str, FloatArray] = {}
-        discards: dict[str, FloatArray] = {}
-        fallbacks: dict[str, FloatArray] = {}
+        arrays: dict[str, AnyFloatArray] = {}
+        usage: dict[str, AnyFloatArray] = {}
+        discards: dict[str, AnyFloatArray] = {}
+        fallbacks: dict[str, AnyFloatArray] = {}
         reasons: dict[str, list[str]] = {}
         for signal in signals.values():
             if signal.error is not None:
@@ -341,10 +389,9 @@ class PrometheusSource:
                         continue  # only a stand-in: its failure leaves the gaps as they were
                     reasons.setdefault(limit, []).append(f"{kind} query failed: {signal.error}")
                 continue
-            array = arrays[signal.query] = np.full((len(tenants), len(grid)), np.nan)
-            for tenant, row in signal.rows.items():
-                if tenant in row_of:
-                    array[row_of[tenant]] = row
+            # float32: what the engine computes in, half the memory of float64.
+            array = arrays[signal.query] = signal.rows.take(tenants, len(grid))
+            signal.rows = _Rows(0)  # the chunks' array is no longer needed
             for limit, kind in signal.uses:
                 kinds = {"usage": usage, "discards": discards, FALLBACK_KIND: fallbacks}
                 kinds[kind][limit] = array

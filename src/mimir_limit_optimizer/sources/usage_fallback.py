@@ -9,13 +9,13 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.engine.usage import FloatArray
+from mimir_limit_optimizer.engine.usage import AnyFloatArray
 
 FALLBACK_KIND = "usage_fallback"
 
 
 def apply_fallbacks(
-    usage: MutableMapping[str, FloatArray], fallbacks: Mapping[str, FloatArray]
+    usage: MutableMapping[str, AnyFloatArray], fallbacks: Mapping[str, AnyFloatArray]
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Per limit with a fallback: replace the rows of `usage[limit]` that hold no value at all
     with the fallback's rows where those hold data; returns the (N,) mask of filled tenants.

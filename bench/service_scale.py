@@ -1,0 +1,135 @@
+"""Service benchmark: one `mlo run` dry-run cycle on the synthetic cluster at 1k, 10k, 100k
+tenants (2 days of history, the service's own wiring: store, audit, guards, metrics).
+
+Each size runs in a child process (one core: OMP/OPENBLAS threads = 1) that builds the
+service as `mlo run` does, runs one cycle and prints: the cycle's wall time end to end, each
+phase as the service measures it (`reconcile_duration_seconds`) and the time outside every
+phase, peak RSS, audit events written by the cycle, and its own /metrics (series, bytes).
+Goals at 10,000 tenants (issue 13): cycle <= 5 s, no unaccounted time, peak RSS <= 500 MB,
+/metrics <= 20,000 series.
+
+    .venv/bin/python bench/service_scale.py                      # 1k, 10k, 100k
+    .venv/bin/python bench/service_scale.py --sizes 1000 10000   # skip 100k (long)
+    .venv/bin/python bench/service_scale.py --sizes 200          # seconds (CI smoke)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PHASES = (
+    "collect",
+    "read_target",
+    "recommend",
+    "plan",
+    "report",
+    "audit",
+    "apply",
+    "cost",
+    "prune",
+)
+
+
+def child(tenants: int, history: str) -> dict[str, object]:
+    from prometheus_client import generate_latest
+
+    from mimir_limit_optimizer.catalogue import load_catalogue
+    from mimir_limit_optimizer.controller.config_provider import ConfigProvider
+    from mimir_limit_optimizer.controller.service import Service, ServiceOptions
+
+    workdir = Path(tempfile.mkdtemp(prefix="mlo-service-bench-"))
+    config = workdir / "config.yaml"
+    config.write_text(
+        "mode: dry-run\n"
+        "source:\n  kind: synthetic\n"
+        f"synthetic:\n  tenantCount: {tenants}\n  history: {history}\n"
+        f"dataDir: {workdir / 'data'}\n"
+        "server:\n  enabled: false\n"
+    )
+    logging.basicConfig(level=logging.WARNING)
+    log = logging.getLogger("mimir_limit_optimizer")
+    catalogue = load_catalogue()
+    provider = ConfigProvider(config, env={}, cli={}, catalogue=catalogue)
+    service = Service(provider, catalogue, logger=log, options=ServiceOptions(once=True))
+    start = time.perf_counter()
+    result = service.cycle()
+    wall = time.perf_counter() - start
+    registry = service.registry
+
+    def phase(name: str) -> float:
+        value = registry.get_sample_value(
+            "mimir_limit_optimizer_reconcile_duration_seconds_sum", {"phase": name}
+        )
+        return float(value or 0.0)
+
+    phases = {name: phase(name) for name in PHASES}
+    scrape = generate_latest(registry)
+    series = sum(1 for line in scrape.decode().splitlines() if line and not line.startswith("#"))
+    events = len(service.store.audit())
+    return {
+        "tenants": tenants,
+        "ok": result.ok,
+        "wall": wall,
+        "total": phase("total"),
+        "phases": phases,
+        "outside": wall - sum(phases.values()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "audit_events": events,
+        "held_back": result.held_back,
+        "metrics_series": series,
+        "metrics_bytes": len(scrape),
+    }
+
+
+def run_child(tenants: int, history: str) -> dict[str, object]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    args = [sys.executable, __file__, "--child", str(tenants), "--history", history]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child for {tenants} tenants failed:\n{done.stderr[-3000:]}")
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--history", default="2d")
+    parser.add_argument("--child", type=int)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.history)))
+        return
+    print(f"service: one dry-run cycle, synthetic cluster, {args.history} of history, one core")
+    short = {"read_target": "read", "recommend": "recomm", "report": "report"}
+    head = " ".join(f"{short.get(p, p):>7}" for p in PHASES)
+    print(
+        f"{'tenants':>8} {'cycle s':>8} {head} {'outside':>7} {'peak MB':>8} "
+        f"{'audit ev':>8} {'series':>7} {'MB':>5}"
+    )
+    for size in args.sizes:
+        r = run_child(size, args.history)
+        phases = r["phases"]
+        assert isinstance(phases, dict)
+        cells = " ".join(f"{phases[p]:>7.2f}" for p in PHASES)
+        print(
+            f"{size:>8} {r['wall']:>8.2f} {cells} {r['outside']:>7.2f} "
+            f"{r['peak_rss_mb']:>8.0f} {r['audit_events']:>8} {r['metrics_series']:>7} "
+            f"{int(r['metrics_bytes']) / 1e6:>5.1f}",  # type: ignore[call-overload]
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
