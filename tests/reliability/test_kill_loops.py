@@ -160,6 +160,10 @@ def test_random_kills(tmp_path: Path) -> None:
         works = [setup(tmp_path / f"run-{i}") for i in batch]
         delays: list[float | None] = [rng.uniform(0.0, span) for _ in works]
         statuses = run_children(works, kill_after=delays)
+        if statuses.count(-9) * 2 < len(statuses):
+            # Most finished before their kill: the machine got faster than the timing run
+            # (load from elsewhere went away); aim the next kills at a shorter span.
+            span *= 0.7
         killed = [work.target.read_text() for work in works]
         assert run_children(works) == [0] * len(works)
         for work, status, text in zip(works, statuses, killed, strict=True):

@@ -1,4 +1,4 @@
-"""A circuit breaker per channel (the seed's table), on time passed in: no clock reads.
+"""A circuit breaker per channel (the Go optimizer's table), on time passed in: no clock reads.
 
 closed     sends go through; `failure_threshold` consecutive failures open it.
 open       nothing is sent until `recovery_timeout` has passed since it opened.
@@ -23,7 +23,7 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half-open"
 
 
-# The value of alert_channel_circuit_breaker_state (the seed's Grafana rule: 1 = open).
+# The value of alert_channel_circuit_breaker_state (the Go optimizer's Grafana rule: 1 = open).
 STATE_VALUES = MappingProxyType(
     {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 )

@@ -244,7 +244,7 @@ class RetryStage:
         attempts: int,
         **extra: str,
     ) -> None:
-        """One structured line per attempt, as the seed's examples (never a secret)."""
+        """One structured line per attempt, as the Go optimizer's examples (never a secret)."""
         fields = {
             "component": f"{state.spec.kind}-channel",
             "action": action,

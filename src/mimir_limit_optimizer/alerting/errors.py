@@ -1,9 +1,9 @@
-"""What a channel says when it could not deliver: retry or not, and why (the seed's error
+"""What a channel says when it could not deliver: retry or not, and why (the Go optimizer's error
 types). Channels only send and raise these; the retry stage (delivery.py) decides the rest."""
 
 from __future__ import annotations
 
-# The seed's error types, the `error_type` label of alert_channel_errors_total.
+# The Go optimizer's error types, the `error_type` label of alert_channel_errors_total.
 CHANNEL_NOT_FOUND = "channel_not_found"  # routed to a channel that is not configured
 CIRCUIT_BREAKER_OPEN = "circuit_breaker_open"  # not tried: the channel's breaker is open
 SEND_FAILED = "send_failed"  # network or API failure

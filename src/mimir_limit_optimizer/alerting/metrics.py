@@ -1,4 +1,4 @@
-"""The seed's alerting metrics, on an injected registry (`mimir_limit_optimizer_` prefix).
+"""The Go optimizer's alerting metrics, on an injected registry (`mimir_limit_optimizer_` prefix).
 
 delivery results: success; failure (an attempt failed, a retry is scheduled); dead_letter
 (given up: permanent error, maxAttempts, maxAge, retry queue full); deduplicated (not sent:

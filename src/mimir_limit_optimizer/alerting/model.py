@@ -44,7 +44,7 @@ class Alert:
 
     @property
     def id(self) -> str:
-        """The seed's alert id: type and creation time in milliseconds
+        """The Go optimizer's alert id: type and creation time in milliseconds
         ("cost_violation-1642248600123"); for logs, not for deduplication."""
         return f"{self.type}-{round(self.timestamp * 1000)}"
 

@@ -2,7 +2,7 @@
 
 Rules (alerting.routing) are tried in order: the first matching rule routes, and a rule
 with `continue: true` lets the following rules add their channels too. An alert no rule
-matches goes where its priority says (the seed's table unless alerting.priorities changes
+matches goes where its priority says (the Go optimizer's table unless alerting.priorities changes
 it): P0 all channels at once, P1 PagerDuty + Slack after 5m, P2 Slack + email after 15m,
 P3 email + webhooks after 1h.
 

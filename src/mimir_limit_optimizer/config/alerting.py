@@ -46,9 +46,9 @@ PAGE_PRIORITIES: tuple[PriorityName, ...] = ("P0", "P1")  # PagerDuty's default
 
 # Channel names a routing rule may use besides a webhook's own name.
 CHANNEL_KINDS = ("slack", "pagerduty", "email", "alertmanager")
-ROUTE_GROUPS = ("all", "webhooks", "webhook")  # "webhook" = "webhooks" (the seed's spelling)
+ROUTE_GROUPS = ("all", "webhooks", "webhook")  # "webhook" = "webhooks" (the Go tool spells it so)
 
-# The seed's priority table: channels and escalation delay (seconds) when no rule matches.
+# The Go optimizer's priority table: channels and escalation delay (seconds) when no rule matches.
 SEED_PRIORITY_DEFAULTS: Mapping[str, tuple[tuple[str, ...], float]] = MappingProxyType(
     {
         "P0": (("all",), 0.0),
@@ -212,7 +212,7 @@ class RoutingRule(_Section):
 
 
 class PriorityPolicy(_Section):
-    """Unset fields keep the seed's value for the priority (SEED_PRIORITY_DEFAULTS)."""
+    """Unset fields keep the Go optimizer's value for the priority (SEED_PRIORITY_DEFAULTS)."""
 
     channels: Globs | None = None
     escalation: Escalation | None = None

@@ -56,7 +56,7 @@ class CostPrices(_Section):
 
 
 class CompositeWeights(_Section):
-    """Weights of each model's cost in the composite model (the seed's 0.4 / 0.4 / 0.2)."""
+    """Weights of each model's cost in the composite model (the Go optimizer's 0.4 / 0.4 / 0.2)."""
 
     samples: float = Field(0.4, ge=0)
     series: float = Field(0.4, ge=0)
@@ -70,7 +70,7 @@ class Budget(_Section):
     daily: Money | None = None
     monthly: Money | None = None
     annual: Money | None = None
-    # The seed's Helm value `globalBudget.amount`: the monthly budget.
+    # The Go optimizer's Helm value `globalBudget.amount`: the monthly budget.
     amount: Money | None = None
     # Unset: inherit (tenant entry > perTenantBudgets > team > globalBudget).
     enforce_budget: bool | None = None
@@ -111,17 +111,17 @@ class TenantBudget(Budget):
 
 
 class CostControlSettings(_Section):
-    """The seed's `costControl` section."""
+    """The Go optimizer's `costControl` section."""
 
     # The service tracks costs, alerts on budgets and (optionally) enforces them.
     enabled: bool = False
     cost_method: CostMethod = "samples"
-    # The seed's single price: per million samples (default of prices.perMillionSamples).
+    # The Go optimizer's single price: per million samples (default of prices.perMillionSamples).
     cost_per_unit: Money = 0.001
     prices: CostPrices = Field(default_factory=CostPrices)
     composite_weights: CompositeWeights = Field(default_factory=CompositeWeights)
     global_budget: GlobalBudget = Field(default_factory=GlobalBudget)
-    # Tenant glob -> its own budget and mode (the seed's hybrid mode).
+    # Tenant glob -> its own budget and mode (the Go optimizer's hybrid mode).
     tenant_budgets: dict[str, TenantBudget] = Field(default_factory=dict)
     # The budget and mode of every tenant without a `tenantBudgets` entry.
     per_tenant_budgets: TenantBudget = Field(default_factory=TenantBudget)

@@ -1,4 +1,4 @@
-"""Typed configuration. camelCase keys in files (as the seed README documents them);
+"""Typed configuration. camelCase keys in files (as the Go optimizer's README documents them);
 snake_case attributes in code. Every duration is seconds; every percentage is 0-100."""
 
 from __future__ import annotations
@@ -351,7 +351,7 @@ class SyntheticSettings(_Section):
     step: Duration = Field(300.0, ge=1)
 
 
-# Sections the seed README documents that this version accepts but does not act on yet.
+# Sections the Go optimizer's README documents that this version accepts but does not act on yet.
 UNUSED_SEED_SECTIONS = (
     "performance",
     "metricsDiscovery",
@@ -360,7 +360,7 @@ UNUSED_SEED_SECTIONS = (
 )
 
 
-# Keys of used sections that the seed documents and this version accepts but does not act on:
+# Keys of used sections the Go optimizer documents, this version accepts but does not act on:
 # (key path, why). Each one present in a file, the environment or the CLI gives one warning.
 UNUSED_SEED_KEYS: tuple[tuple[str, str], ...] = (
     ("mimir.triggerRollout", "Mimir reloads runtime overrides without a rollout"),

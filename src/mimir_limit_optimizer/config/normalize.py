@@ -1,4 +1,4 @@
-"""Rewrites of raw configuration data before model validation: the seed's aliases and legacy
+"""Rewrites of raw configuration data before model validation: the Go optimizer's aliases and legacy
 shorthands (each with a deprecation warning), limit names checked against the catalogue, and
 warnings for seed options this version accepts but does not act on.
 
@@ -90,7 +90,7 @@ def normalize_limit_names(data: dict[str, Any], catalogue: Catalogue, findings: 
 
 
 def map_legacy_shorthand(data: dict[str, Any], catalogue: Catalogue, findings: Findings) -> None:
-    """The seed's `limits: {ingestion_rate: 25000}` -> `dynamicLimits.limitOverrides.
+    """The Go optimizer's `limits: {ingestion_rate: 25000}` -> `dynamicLimits.limitOverrides.
     ingestion_rate.defaultValue`. Afterwards `limits` holds only its own keys."""
     limits = data.get("limits")
     if not isinstance(limits, dict):

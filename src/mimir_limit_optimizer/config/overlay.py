@@ -12,7 +12,7 @@ from typing import Any
 
 from mimir_limit_optimizer.config.errors import ConfigError, Findings, KeyPath, Origin
 
-# The seed README's variables -> the key each one sets.
+# The Go optimizer's README's variables -> the key each one sets.
 ENVIRONMENT_VARIABLES: Mapping[str, str] = MappingProxyType(
     {
         "MODE": "mode",

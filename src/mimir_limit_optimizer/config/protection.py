@@ -1,9 +1,9 @@
-"""Typed settings of the protection features: the seed's `circuitBreaker` (with its nested
+"""Typed settings of the protection features: the Go optimizer's `circuitBreaker` (with its nested
 `blastProtection`) and `emergency` sections.
 
 The optimizer is not in Mimir's data path: every protective action is a tightening of some
 per-tenant limits in the overrides it manages (with a reason, a floor and a way back) and an
-alert. So the seed's request-level breaker knobs (`failureThreshold`,
+alert. So the Go optimizer's request-level breaker knobs (`failureThreshold`,
 `requestVolumeThreshold`, `rateLimit`) are accepted with a warning and not used.
 
 Defaults follow the seed: detection, thresholds and reporting always run; acting needs
@@ -43,7 +43,7 @@ PROTECTED_LIMITS: tuple[ProtectedLimit, ...] = (
 
 BreakerMode = Literal["auto", "manual", "hybrid"]
 LevelName = Literal["warning", "emergency", "panic"]
-# Emergency actions. `reduce_limits` (the seed's name) is `reduce_top_contributors`: it never
+# Emergency actions. `reduce_limits` (Go tool's name) is `reduce_top_contributors`: it never
 # means a blanket cut. `blanket_cut` (every tenant's limits cut by blanketCutPercent, floors
 # kept) happens only when listed explicitly.
 EmergencyAction = Literal[

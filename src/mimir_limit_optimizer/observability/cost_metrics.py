@@ -1,4 +1,4 @@
-"""Cost control's metrics (the seed's names), on an injected registry. Gauges are derived from
+"""Cost control's metrics (the Go tool's names), on an injected registry. Gauges are derived from
 the latest report at scrape time; counters count events as they happen."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["CostCollector", "CostMetrics"]
 
 
 class CostMetrics:
-    """The seed's cost metrics on an injected registry. Gauges are derived from the latest
+    """The Go optimizer's cost metrics on an injected registry. Gauges are derived from the latest
     report at scrape time; counters count events as they happen."""
 
     def __init__(self, registry: CollectorRegistry) -> None:

@@ -1,6 +1,6 @@
 """The optimizer's own Prometheus metrics, all registered on an injected registry.
 
-Names follow the seed README (`mimir_limit_optimizer_*`). Counters and histograms are updated
+Names follow the Go tool's README (`mimir_limit_optimizer_*`). Counters and histograms are updated
 by the controller as things happen; per-tenant gauges are derived from the latest
 recommendations when Prometheus scrapes, by a collector (so they never go stale piecemeal
 and a tenant that disappears from one cycle to the next disappears from the scrape).

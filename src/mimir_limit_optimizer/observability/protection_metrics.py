@@ -1,4 +1,4 @@
-"""Protection's metrics (the seed's circuit breaker and emergency metrics), on an injected
+"""Protection's metrics (the Go optimizer's circuit breaker and emergency metrics), on an injected
 registry; per-tenant breaker states are derived at scrape time by a collector."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["BREAKER_STATE_NAMES", "BreakerStateCollector", "ProtectionMetrics"]
 
 
 class ProtectionMetrics:
-    """The seed's circuit breaker and emergency metrics, on an injected registry."""
+    """The Go optimizer's circuit breaker and emergency metrics, on an injected registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.blast_detections_total = Counter(

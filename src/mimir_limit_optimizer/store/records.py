@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 LEVELS = ("info", "warning", "error")
-# The seed's audit categories: user actions, system actions, cost, security, performance.
+# The Go optimizer's audit categories: user actions, system actions, cost, security, performance.
 CATEGORIES = ("user", "system", "cost", "security", "performance")
 REVISION_KINDS = ("apply", "rollback", "baseline")
 # An intended write: "pending" (recorded before the write; whether it happened is known only
@@ -124,7 +124,7 @@ class AuditEvent:
         object.__setattr__(self, "details", details)
 
     def to_json(self) -> dict[str, Any]:
-        """The seed's audit JSON shape; `level` is upper case as in the seed ("INFO")."""
+        """The Go optimizer's audit JSON shape; `level` is upper case as there ("INFO")."""
         return {
             "id": self.id,
             "timestamp": iso_utc(self.timestamp),

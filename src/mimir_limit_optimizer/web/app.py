@@ -26,7 +26,7 @@ def build_app(
 ) -> FastAPI:
     """An app serving GET /metrics when `registry` is given and GET /healthz, /readyz when
     `health` is given (200 when ok, 503 otherwise, JSON body either way). `/health` and
-    `/ready` are aliases, the paths the seed README also names. GET /debug/alerting/status
+    `/ready` are aliases, the paths the Go optimizer's README also names. GET /debug/alerting/status
     when `alerting_status` is given: its JSON (channels, breakers, queues; no secrets)."""
     app = FastAPI(title="Mimir Limit Optimizer", docs_url=None, redoc_url=None, openapi_url=None)
     if registry is not None:

@@ -5,7 +5,7 @@ cost = sum over signals of quantity x unit price, where (prices from costControl
 - series:    series-hours x perSeriesHour,
 - queries:   queries / 10^3 x perThousandQueries + fetched bytes / 10^9 x perFetchedGB,
 - composite: weights.samples x samples cost + weights.series x series cost
-             + weights.queries x queries cost (the seed's 0.4 / 0.4 / 0.2).
+             + weights.queries x queries cost (the Go optimizer's 0.4 / 0.4 / 0.2).
 A model only prices its own signals (the samples model ignores series, ...). Linear prices
 make every total the same whether summed before or after pricing (days, tenants, teams).
 """

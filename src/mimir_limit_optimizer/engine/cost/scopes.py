@@ -124,7 +124,7 @@ def budget_rows(settings: CostControlSettings, scopes: Scopes) -> dict[PeriodKin
 
 
 def enforce_mask(settings: CostControlSettings, scopes: Scopes) -> BoolArray:
-    """(N,) tenants in enforce mode (the seed's hybrid mode): the first `enforceBudget` set of
+    """(N,) tenants in enforce mode (the Go tool's hybrid mode): the first `enforceBudget` set of
     the tenant's `tenantBudgets` entry, `perTenantBudgets`, its team's budget, `globalBudget`.
     Enforcement still needs prod mode and `autoLimitReduction`."""
     mask = np.zeros(len(scopes.tenants), dtype=bool)

@@ -2,14 +2,14 @@
 the gradual recovery.
 
 A pressure signal counts for a level once it has stayed at or above the level's threshold for
-its sustained-for duration (CPU 2m, memory 1m, ... as the seed). CPU and memory have their own
+its sustained-for duration (CPU 2m, memory 1m, ... as the Go tool). CPU and memory have their own
 panic thresholds (panicMode.cpuThreshold / memoryThreshold). Components down and runtime
 config reload failures raise the level configured for them. The cluster level is the highest.
 
 Actions never cut every tenant by default:
 - freeze_series_growth: every eligible tenant's series limit is capped at its in-memory
   series + freezeMarginPercent (once per incident; growth stops, nobody loses series);
-- reduce_top_contributors (the seed's reduce_limits) and throttle_ingestion: the pressure is
+- reduce_top_contributors (the Go optimizer's reduce_limits) and throttle_ingestion: the pressure is
   brought toward reduceToPercent by lowering the limits of the tenants above their own
   baseline, each in proportion to its share of the total excess, never below its baseline,
   its floor or the maximum clamp depth (pressure nobody caused is alerted, not "fixed");
@@ -279,7 +279,7 @@ def _action_event(action: str, level: Level, changes: list[dict[str, object]]) -
 
 
 def _recovery_conditions(tick: Tick) -> bool:
-    """The seed's recovery conditions: CPU under cpuBelow, memory under memoryBelow, the other
+    """The Go tool's recovery conditions: CPU under cpuBelow, memory under memoryBelow, the other
     signals under the warning threshold, nothing down, the runtime config loading."""
     recovery = tick.config.emergency.recovery
     for resource in RESOURCES:

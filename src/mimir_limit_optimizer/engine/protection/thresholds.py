@@ -1,7 +1,7 @@
 """Per-tenant demand and thresholds, vectorised over tenants.
 
 Auto threshold of a kind = multiplier x reference x (1 + safety margin), where the reference
-is the tenant's limit in force (the seed's formula) and, with real-time adaptation, also its
+is the tenant's limit in force (the Go optimizer's formula) and, with real-time adaptation, also its
 traffic baseline: the threshold is the lower of the two, so adaptation can only make a
 limit-based threshold tighter, never looser. A limit of 0 (unlimited) or no limit at all (query
 rate: Mimir has no per-tenant query-rate limit) leaves the baseline as the only reference.
@@ -113,7 +113,7 @@ def compute_thresholds(
         traffic = np.where(np.isfinite(baseline), traffic, np.inf)
         if adapting:
             automatic = np.minimum(limit_based, traffic)
-        else:  # the seed's static thresholds; the baseline only where there is no limit
+        else:  # the Go optimizer's static thresholds; the baseline only where there is no limit
             automatic = np.where(np.isfinite(limit_based), limit_based, traffic)
         if not auto.enabled:
             automatic = np.full(n, np.inf)
