@@ -11,7 +11,6 @@ remembered level, quiet time, growth), for engine/adaptive.py.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,10 +162,14 @@ def _hour_blocks(values: AnyFloatArray, per_hour: int) -> tuple[Float32Array, Fl
     blocks = np.asarray(values[:, t - hours * per_hour :], dtype=np.float32).reshape(
         n, hours, per_hour
     )
-    if np.isnan(blocks).any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an empty hour: NaN
-            means: Float32Array = np.nanmean(blocks, axis=2)
+    gaps = np.isnan(blocks)
+    if gaps.any():
+        # nanmean without its warning (warnings filters are not thread-safe, and the fast
+        # loop runs on its own thread): sum and count; an empty hour is 0/0 = NaN.
+        total = np.where(gaps, np.float32(0), blocks).sum(axis=2)
+        count = per_hour - np.count_nonzero(gaps, axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means: Float32Array = (total / count).astype(np.float32)
     else:
         means = blocks.mean(axis=2)
     return blocks, means
