@@ -85,7 +85,7 @@ class KubeApi:
                 raise KubeConfigError(
                     f"in-cluster Kubernetes credentials unusable ({exc}); mount the service "
                     "account token (automountServiceAccountToken: true) or set "
-                    "targets.configMap.kubeconfig"
+                    "target.configMap.kubeconfig"
                 ) from exc
             return cls(configuration, request_timeout=request_timeout)
         path = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
@@ -101,7 +101,7 @@ class KubeApi:
             where = f"kubeconfig {path}" + (f" context {context!r}" if context else "")
             raise KubeConfigError(
                 f"cannot load Kubernetes credentials from {where}: {exc}; set "
-                "targets.configMap.kubeconfig/context or $KUBECONFIG, or run in a pod"
+                "target.configMap.kubeconfig/context or $KUBECONFIG, or run in a pod"
             ) from exc
         return cls(configuration, request_timeout=request_timeout)
 

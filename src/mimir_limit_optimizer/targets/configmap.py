@@ -128,7 +128,7 @@ class ConfigMapTarget:
             raise PermanentTargetError(
                 f"{self.describe()}: the ConfigMap does not exist and createIfMissing is false; "
                 f"create it (kubectl -n {self.namespace} create configmap {self.name} "
-                f"--from-literal={self.key}=) or set targets.configMap.createIfMissing: true"
+                f"--from-literal={self.key}=) or set target.configMap.createIfMissing: true"
             )
         body = V1ConfigMap(
             metadata=V1ObjectMeta(
@@ -150,7 +150,7 @@ class ConfigMapTarget:
         except KubeNotFoundError as exc:
             raise PermanentTargetError(
                 f"{self.describe()}: namespace {self.namespace!r} does not exist; create it or "
-                f"set targets.configMap.namespace ({exc})"
+                f"set target.configMap.namespace ({exc})"
             ) from exc
         except KubeError as exc:
             raise self._target_error(exc, "create") from exc
@@ -160,7 +160,7 @@ class ConfigMapTarget:
         if self.key in (config_map.binary_data or {}):
             raise PermanentTargetError(
                 f"{self.describe()}: the key is in binaryData, not data; the runtime "
-                "overrides must be a text key (choose another targets.configMap.key)"
+                "overrides must be a text key (choose another target.configMap.key)"
             )
 
     def _target_error(self, exc: KubeError, verb: str) -> TargetError:
