@@ -162,8 +162,8 @@ def test_random_kills(tmp_path: Path) -> None:
         works = [setup(tmp_path / f"run-{i}") for i in batch]
         delays: list[float | None] = [rng.uniform(0.0, span) for _ in works]
         statuses = run_children(works, kill_after=delays)
-        if statuses.count(-9) * 2 < len(statuses):
-            # Most finished before their kill: the machine got faster than the timing run
+        if statuses.count(-9) * 3 < len(statuses) * 2:
+            # Many finished before their kill: the machine got faster than the timing run
             # (load from elsewhere went away); aim the next kills at a shorter span.
             span *= 0.7
         killed = [work.target.read_text() for work in works]
@@ -172,4 +172,5 @@ def test_random_kills(tmp_path: Path) -> None:
             outcomes[status] = outcomes.get(status, 0) + 1
             assert status in (0, -9)
             check(work, killed=text)
-    assert outcomes.get(-9, 0) > RANDOM_KILLS // 2  # most runs were really killed
+    # Many runs were really killed (the kills at each named step are the tests above).
+    assert outcomes.get(-9, 0) >= RANDOM_KILLS // 3, outcomes
