@@ -289,24 +289,6 @@ def plan_text(plan: CyclePlan, catalogue: Catalogue, *, with_reasons: bool = Tru
     return "\n".join(lines) + "\n"
 
 
-def limits_table(catalogue: Catalogue, console: Console) -> None:
-    table = Table(
-        title=f"Limit catalogue ({catalogue.flavour}, checked against {catalogue.checked_against})"
-    )
-    for column in ("limit", "type", "default", "signal", "discard reasons", "checked"):
-        table.add_column(column)
-    for spec in catalogue.limits.values():
-        table.add_row(
-            spec.name,
-            spec.type.value,
-            render_value(spec.default, spec),
-            spec.signal.value,
-            ", ".join(spec.discard_reasons),
-            spec.checked_against,
-        )
-    console.print(table)
-
-
 def compact(details: Any) -> str:
     """Audit details on one line for tables."""
     return json.dumps(details, separators=(",", ":"), default=str)
@@ -331,29 +313,3 @@ def emit_rows(rows: list[dict[str, Any]], fmt: str) -> None:
                 ]
             )
         sys.stdout.write(buffer.getvalue())
-
-
-def limit_rows(catalogue: Catalogue) -> list[dict[str, Any]]:
-    """The catalogue as rows: everything a reviewer needs to check an entry."""
-    return [
-        {
-            "name": s.name,
-            "type": s.type.value,
-            "default": _num(s.default),
-            "unit": s.unit,
-            "signal": s.signal.value,
-            "category": s.category,
-            "zero_means_unlimited": s.zero_means_unlimited,
-            "usage_query": s.usage_query,
-            "discard_query": s.discard_query,
-            "discard_reasons": list(s.discard_reasons),
-            "derived_from": s.derived_from,
-            "derive_factor": s.derive_factor,
-            "buffer_percent": s.buffer_percent,
-            "min": _num(s.min_value),
-            "max": _num(s.max_value),
-            "may_lower": s.may_lower,
-            "checked_against": s.checked_against,
-        }
-        for s in catalogue.limits.values()
-    ]
