@@ -188,3 +188,14 @@ def test_mlo_recommend_at_80_columns_keeps_every_reason(tmp_path: Path) -> None:
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
     shown = _squash(table.stdout)
     assert [r for row in rows for r in row["reasons"] if _squash(r) not in shown] == []
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_table_says_where_each_current_value_comes_from(cycle, width: int) -> None:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    output.recommendations_table(cycle.recommendations, console, cycle.plan)
+    shown = _squash(console.export_text())
+    rows = output.recommendation_rows(cycle.recommendations, cycle.plan)
+    origins = {row["current_origin"] for row in rows if row["current_origin"]}
+    assert origins  # the synthetic cluster reports its current limits
+    assert all(_squash(f"current value from: {o}") in shown for o in origins)

@@ -216,9 +216,16 @@ def recommendations_table(
             cell(row["recommended"], blank=False) + (" (held)" if row["held"] else ""),
             f"[{STATUS_STYLE[status]}]{status.value}[/]",
             f"{result.confidence[i]:.2f}",
-            "; ".join(row["reasons"]),
+            "; ".join(_origin(row) + row["reasons"]),
         )
     console.print(table)
+
+
+def _origin(row: dict[str, Any]) -> list[str]:
+    """Where the current value comes from, as the first "why" (tenant override, cluster
+    default, flag default)."""
+    origin = row.get("current_origin")
+    return [f"current value from: {origin}"] if origin else []
 
 
 def _recommendations_lines(
@@ -244,6 +251,12 @@ def _recommendations_lines(
             f" conf {result.confidence[i]:.2f}",
         )
         console.print(head, overflow="fold", highlight=False)
+        if row.get("current_origin"):
+            origin = f"current value from: {row['current_origin']}"
+            for line in textwrap.wrap(
+                origin, width=width, initial_indent="    ", subsequent_indent="      "
+            ):
+                console.print(line, highlight=False, markup=False, overflow="fold")
         for reason in row["reasons"]:
             for line in textwrap.wrap(
                 reason, width=width, initial_indent="    - ", subsequent_indent="      "
