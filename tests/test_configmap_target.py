@@ -308,7 +308,7 @@ def test_from_settings_explains_missing_credentials(
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     missing = tmp_path / "nope"
-    with pytest.raises(KubeConfigError, match=r"targets\.configMap\.kubeconfig") as info:
+    with pytest.raises(KubeConfigError, match=r"target\.configMap\.kubeconfig") as info:
         KubeApi.from_settings(str(missing), None)
     assert str(missing) in str(info.value)
     assert not info.value.retryable
