@@ -307,9 +307,11 @@ def test_plan_given_both_runtime_files_reads_the_operators_values_as_current(
     assert rows["labels-001"]["current_origin"] == f"tenant override ({optimizer})"
 
     plan = _cli_json(["plan", "-f", "json", *both, *common], tmp_path, monkeypatch)
-    # The synthetic usage is far below both values: both are lowered, from the merged value.
+    # Every change starts from the merged value (whether a tenant is changed at all depends
+    # on the synthetic cluster's time of day); tenant-001's 123456 is far above its usage.
     olds = {c["tenant"]: c["current"] for c in plan["changes"]}
-    assert olds == {"tenant-001": 123456, "labels-001": 15000}
+    assert olds.get("tenant-001") == 123456
+    assert olds.items() <= {"tenant-001": 123456, "labels-001": 15000}.items()
 
     # The same list as Mimir's comma-separated flag value.
     joined = ["--overrides-file", f"{operator},{optimizer}"]
