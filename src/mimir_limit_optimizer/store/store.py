@@ -180,22 +180,10 @@ class Store(IntentsMixin):
 
     def record(self, event: AuditEvent) -> int:
         """Store `event` (its `id` is ignored) and return the id it got."""
-        table = self._tables.audit
         with self._transaction("recording an audit event", write=True) as conn:
-            inserted = conn.execute(
-                table.insert()
-                .values(
-                    timestamp=event.timestamp,
-                    level=event.level,
-                    category=event.category,
-                    component=event.component,
-                    action=event.action,
-                    tenant=event.tenant,
-                    details=dict(event.details),
-                )
-                .returning(table.c.id)
-            )
-            return int(inserted.scalar_one())
+            stored = self._insert_event(conn, event)
+            assert stored.id is not None  # the row's id, just returned by the insert
+            return stored.id
 
     def audit(
         self,
