@@ -162,6 +162,16 @@
     });
   }
 
+  function markCells(target) {  // the limit table: outline the cells the server refused
+    if (!target || target.id !== "limit-diff") { return; }
+    var form = document.getElementById("limit-form"); if (!form) { return; }
+    form.querySelectorAll("input.cell.invalid").forEach(function (el) { el.classList.remove("invalid"); el.removeAttribute("aria-invalid"); });
+    target.querySelectorAll("[data-invalid-field]").forEach(function (li) {
+      var el = form.elements.namedItem(li.getAttribute("data-invalid-field"));
+      if (el && el.classList) { el.classList.add("invalid"); el.setAttribute("aria-invalid", "true"); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("theme-toggle");
     if (toggle) {
@@ -175,6 +185,6 @@
       });
     }
     charts(); gutter(); live(); promql(); filters();
-    document.body.addEventListener("htmx:afterSwap", function (ev) { charts(ev.detail.target); });
+    document.body.addEventListener("htmx:afterSwap", function (ev) { charts(ev.detail.target); markCells(ev.detail.target); });
   });
 })();
