@@ -419,8 +419,8 @@ class ServiceReadModel:
     def revisions(self) -> tuple[RevisionView, ...]:
         return self._revisions.revisions()
 
-    def diff(self, left: int | None, right: int | None) -> RevisionDiff:
-        return self._revisions.diff(left, right)
+    def diff(self, left: int | None, right: int | None, page: int = 1) -> RevisionDiff:
+        return self._revisions.diff(left, right, page)
 
     # -- configuration ------------------------------------------------------------------
     def config(self) -> ConfigView:

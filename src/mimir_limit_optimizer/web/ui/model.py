@@ -209,6 +209,11 @@ class RevisionDiff:
     lines: tuple[DiffLine, ...]  # the changes with a few lines of context
     impact: tuple[Impact, ...]
     hidden: int = 0  # changed lines beyond what is shown
+    # Current content vs the pending plan comes in pages of changed tenants:
+    page: int = 1
+    pages: int = 1
+    tenants: int | None = None  # tenants that differ (None: count them from `impact`)
+    page_impact: tuple[Impact, ...] | None = None  # the impact of this page's tenants
 
     @property
     def ups(self) -> int:
@@ -312,7 +317,9 @@ class ReadModel(Protocol):
 
     def revisions(self) -> tuple[RevisionView, ...]: ...
 
-    def diff(self, left: int | None, right: int | None) -> RevisionDiff: ...  # None: pending
+    # None: the current content (left) or the pending plan (right); `page` pages the tenants
+    # of current vs pending.
+    def diff(self, left: int | None, right: int | None, page: int = 1) -> RevisionDiff: ...
 
     def config(self) -> ConfigView: ...
 
