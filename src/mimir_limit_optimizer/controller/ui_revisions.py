@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from mimir_limit_optimizer.controller.read_model import ServiceParts
 
 DIFF_CACHE = 16  # diffs kept
+ROWS_PER_PAGE = 500  # rows of a side-by-side diff of two texts per page
 
 
 def _finite(value: float) -> float | None:
@@ -135,7 +137,7 @@ class RevisionReader:
         with self._lock:
             cached = self._diff_cache.get(key)
         if cached is not None:
-            return cached
+            return _rows_page(cached, page)
         lines, hidden = side_by_side(left_text, right_text)
         planned = self._pending_impact
         if (
@@ -147,12 +149,30 @@ class RevisionReader:
             changed = planned[1]  # current vs pending: the plan itself says what changes
         else:
             changed = impact(left_text, right_text, self.p.catalogue)
-        result = RevisionDiff(left_title, right_title, lines, changed, hidden)
+        result = RevisionDiff(
+            left_title,
+            right_title,
+            lines,
+            changed,
+            hidden,
+            tenants=len({c.tenant for c in changed}),
+        )
         with self._lock:
             if len(self._diff_cache) >= DIFF_CACHE:
                 self._diff_cache.pop(next(iter(self._diff_cache)))
             self._diff_cache[key] = result
-        return result
+        return _rows_page(result, page)
+
+
+def _rows_page(whole: RevisionDiff, page: int) -> RevisionDiff:
+    """One page of ROWS_PER_PAGE rows of a side-by-side diff."""
+    pages = max(1, -(-len(whole.lines) // ROWS_PER_PAGE))
+    if not 1 <= page <= pages:
+        raise UiError(f"page must be between 1 and {pages}", status=404)
+    if pages == 1:
+        return whole
+    first = (page - 1) * ROWS_PER_PAGE
+    return replace(whole, lines=whole.lines[first : first + ROWS_PER_PAGE], page=page, pages=pages)
 
 
 def _bare_plan(recs: Recommendations) -> Plan:
