@@ -5,11 +5,12 @@ and files the line scan does not understand fall back to the whole-file renderin
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from mimir_limit_optimizer.catalogue import load_catalogue
-from mimir_limit_optimizer.controller import ui_pending
+from mimir_limit_optimizer.controller import ui_diff, ui_pending
 from mimir_limit_optimizer.controller.ui_pending import PendingPages, scan_layout
 from mimir_limit_optimizer.engine.overrides import parse_overrides
 from mimir_limit_optimizer.engine.plan import Change, Plan, apply_plan
@@ -91,3 +92,91 @@ def test_every_page_row_is_the_line_of_the_whole_rendering(
 )
 def test_files_the_scan_does_not_understand_fall_back(text: str) -> None:
     assert scan_layout(text) is None
+
+
+def reference_impact(left: str, right: str) -> set[tuple[str, str, float | None, float | None]]:
+    """The impact by the round-trip parser the applier uses."""
+    catalogue = load_catalogue()
+    before, after = parse_overrides(left), parse_overrides(right)
+    out = set()
+    for tenant in set(before.tenants()) | set(after.tenants()):
+        for name in set(before.limits_of(tenant)) | set(after.limits_of(tenant)):
+            spec = catalogue.limits.get(name)
+            if spec is None:
+                continue
+            try:
+                old, new = before.number(tenant, spec), after.number(tenant, spec)
+            except ValueError:
+                continue
+            if old != new:
+                out.add((tenant, name, old, new))
+    return out
+
+
+IMPACT_LEFT = """\
+overrides:
+  t1:
+    ingestion_rate: 1e6  # scientific
+    compactor_blocks_retention_period: 30d
+    ingestion_burst_size: '5'
+    max_global_series_per_user: 100
+  t2: {}
+  t3:
+    ingestion_rate: 5
+  "t5":
+    ingestion_rate: 1
+"""
+IMPACT_RIGHT = """\
+overrides:
+  t1:
+    ingestion_rate: 2000000
+    compactor_blocks_retention_period: 720h
+    max_global_series_per_user: 100
+  t2:
+    ingestion_rate: 7
+  t4:
+    max_global_series_per_user: 10
+  "t5":
+    ingestion_rate: 1.0
+"""
+
+
+def test_impact_by_the_line_scan_agrees_with_the_round_trip_parser() -> None:
+    assert ui_diff._scanned_tenants(IMPACT_LEFT) is not None  # the fast path is taken
+    found = {(i.tenant, i.limit, i.before, i.after) for i in ui_diff.impact(
+        IMPACT_LEFT, IMPACT_RIGHT, load_catalogue()
+    )}  # fmt: skip
+    assert found == reference_impact(IMPACT_LEFT, IMPACT_RIGHT)
+    assert ("t1", "ingestion_rate", 1e6, 2e6) in found and len(found) == 4
+
+
+def test_anchored_diff_of_long_texts_rebuilds_the_right_side() -> None:
+    rng = random.Random(7)
+    for _ in range(30):
+        # Like an overrides file: a unique tenant line, then lines repeated all over.
+        a: list[str] = []
+        for k in range(rng.randint(700, 1000)):
+            a.append(f"  tenant-{k}:")
+            a.extend(f"    l{rng.randint(0, 5)}: {rng.randint(0, 9)}" for _ in range(3))
+        b = list(a)
+        for _ in range(rng.randint(1, 30)):
+            k = rng.randint(0, len(b) - 1)
+            roll = rng.random()
+            if roll < 0.4:
+                b.insert(k, f"new{rng.randint(0, 99)}")
+            elif roll < 0.7:
+                del b[k]
+            else:
+                b[k] = f"changed{rng.randint(0, 99)}"
+        codes = ui_diff._opcodes(a, b)
+        rebuilt: list[str] = []
+        at_a = at_b = 0
+        for op, i1, i2, j1, j2 in codes:
+            assert (i1, j1) == (at_a, at_b)
+            if op == "equal":
+                assert a[i1:i2] == b[j1:j2]
+            rebuilt += b[j1:j2]
+            at_a, at_b = i2, j2
+        assert (at_a, at_b) == (len(a), len(b)) and rebuilt == b
+        same = sum(i2 - i1 for op, i1, i2, _j1, _j2 in codes if op == "equal")
+        assert same >= len(a) - 40 * 4  # each edit disturbs at most its tenant's block
