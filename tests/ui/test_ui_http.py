@@ -326,3 +326,17 @@ def test_limit_table_refuses_bad_cells_stale_forms_and_anonymous_saves(
     download = client.post("/config/limits/download", data=form, headers={"X-CSRF-Token": csrf})
     assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
     assert "defaultValue: 30000" in download.text and API_TOKEN not in download.text
+
+
+def test_head_answers_like_get_without_a_body(client: httpx.Client) -> None:
+    for path in ("/", "/tenants", "/config", "/diff", "/api/v1/overview", "/static/app.css"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers["x-frame-options"] == "DENY"
+    assert client.head("/tenants/no-such-tenant").status_code == 404
+    assert client.head("/no-such-page").status_code == 404
+    stream = client.head("/ui/events", timeout=10)  # an endless stream ends at once
+    assert stream.status_code == 200 and stream.content == b""
+    assert stream.headers["content-type"].startswith("text/event-stream")

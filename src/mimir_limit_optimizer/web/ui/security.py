@@ -128,6 +128,11 @@ class SecurityMiddleware:
             )
             await _redirect(send, "/login?next=" + quote(target, safe=""))
             return
+        if scope["method"] == "HEAD":
+            # FastAPI routes answer GET only (405 to HEAD): run the GET, send its headers
+            # without the body (h11 knows the request was HEAD and sends none either).
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         await self.app(scope, receive, send)
 
     def _secure(self, scope: Scope, headers: Headers) -> bool:
@@ -155,6 +160,23 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
             headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
             headers += extra
             message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
+def _headers_only(send: Send) -> Send:
+    """The response's start, then one empty final body: a stream (the SSE endpoint) ends at
+    once, since the server reports a disconnect when the response is complete."""
+    done = False
+
+    async def sending(message: Message) -> None:
+        nonlocal done
+        if message["type"] == "http.response.body":
+            if done:
+                return
+            done = True
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(message)
 
     return sending
