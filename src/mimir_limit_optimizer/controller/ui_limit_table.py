@@ -181,11 +181,15 @@ def table(
 
 def _hints(spec: LimitSpec, buffer: float | None) -> tuple[str, ...]:
     """Placeholders: what applies when the cell is empty."""
-    top = "none" if not math.isfinite(spec.max_value) else render_value(spec.max_value, spec)
+    top = (
+        "none"
+        if not math.isfinite(spec.max_value)
+        else render_value(spec.max_value, spec, unit=False)
+    )
     percent = spec.buffer_percent if buffer is None else buffer
     return (
-        f"Mimir {render_value(spec.default, spec)}",
-        render_value(spec.min_value, spec),
+        render_value(spec.default, spec, unit=False),
+        render_value(spec.min_value, spec, unit=False),
         top,
         f"{percent:g}%",
     )
