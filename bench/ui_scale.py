@@ -11,6 +11,7 @@ checkpoints the results; a few revisions of that file are added to the store. Th
 
     .venv/bin/python bench/ui_scale.py                   # 10,000 tenants
     .venv/bin/python bench/ui_scale.py --tenants 500 --repeat 3   # smoke run (CI)
+    .venv/bin/python bench/ui_scale.py --only /diff      # the Diff viewer's pages only
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     )
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--only", default="", help="time only the pages containing this text")
     args = parser.parse_args()
 
     from mimir_limit_optimizer.catalogue import load_catalogue
@@ -154,7 +156,7 @@ def main() -> None:
                 )
                 print(f"floor: {FLOOR} median {floor * 1000:.1f} ms over {args.repeat} GETs")
                 print(f"{'page':<72} {'first ms':>9} {'median ms':>10} {'x floor':>8} {'KiB':>8}")
-                for page in PAGES:
+                for page in [p for p in PAGES if args.only in p]:
                     path = page.format(
                         tenant=recs.tenants[len(recs.tenants) // 2], first=ids[0], last=ids[-1]
                     )
