@@ -32,6 +32,7 @@ from mimir_limit_optimizer.catalogue.units import DurationError, parse_duration
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config
 from mimir_limit_optimizer.controller.ui_diff import side_by_side
+from mimir_limit_optimizer.controller.ui_limit_cells import CellError, limit_value, percent
 from mimir_limit_optimizer.engine.results import render_value
 from mimir_limit_optimizer.web.ui.model import (
     DiffLine,
@@ -45,7 +46,6 @@ from mimir_limit_optimizer.web.ui.model import (
 
 VALUE_FIELDS = ("defaultValue", "minValue", "maxValue")  # limit values, in the limit's unit
 OVERRIDE_FIELDS = (*VALUE_FIELDS, "bufferFactor")  # bufferFactor: percent
-MAX_PERCENT = 1000.0  # the config models' bound on buffers
 OVERRIDES_PATH = ("dynamicLimits", "limitOverrides")
 TIERS_PATH = ("limits", "tenantTiers")
 
@@ -186,68 +186,13 @@ def _hints(spec: LimitSpec, buffer: float | None) -> tuple[str, ...]:
         if not math.isfinite(spec.max_value)
         else render_value(spec.max_value, spec, unit=False)
     )
-    percent = spec.buffer_percent if buffer is None else buffer
+    applied = spec.buffer_percent if buffer is None else buffer
     return (
         render_value(spec.default, spec, unit=False),
         render_value(spec.min_value, spec, unit=False),
         top,
-        f"{percent:g}%",
+        f"{applied:g}%",
     )
-
-
-# -- parsing cells ---------------------------------------------------------------------------
-
-
-class _CellError(ValueError):
-    pass
-
-
-def _limit_value(raw: str, spec: LimitSpec) -> int | float | str:
-    text = raw.strip().replace("_", "")
-    if spec.type is LimitType.DURATION:
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                parse_duration(text)
-            except DurationError as exc:
-                raise _CellError(f"{raw.strip()!r} is not a duration: {exc}") from None
-            return text
-        if number < 0:
-            raise _CellError("must be 0 or more: Mimir has no negative limits")
-        return int(number) if number.is_integer() else number
-    if spec.type is LimitType.BOOL and text.lower() in ("true", "false"):
-        return 1 if text.lower() == "true" else 0
-    try:
-        number = float(text)
-    except ValueError:
-        raise _CellError(
-            f"{raw.strip()!r} is not a number of {spec.unit}: write a plain number, e.g. "
-            f"{_number_example(spec)}"
-        ) from None
-    if not math.isfinite(number):
-        raise _CellError("must be a finite number")
-    if number < 0:
-        raise _CellError("must be 0 or more: Mimir has no negative limits")
-    if spec.type in (LimitType.COUNT, LimitType.BYTES) and not number.is_integer():
-        raise _CellError(f"must be a whole number of {spec.unit}")
-    return int(number) if number.is_integer() else number
-
-
-def _number_example(spec: LimitSpec) -> str:
-    value = spec.default if spec.default > 0 else 1000
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _percent(raw: str) -> int | float:
-    text = raw.strip().rstrip("%").strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise _CellError(f"{raw.strip()!r} is not a number of percent, e.g. 20") from None
-    if not 0 <= number <= MAX_PERCENT:
-        raise _CellError(f"must be between 0 and {MAX_PERCENT:g} percent")
-    return int(number) if number.is_integer() else number
 
 
 # -- applying edits --------------------------------------------------------------------------
@@ -262,7 +207,7 @@ def apply_edits(text: str, edits: Mapping[str, str], catalogue: Catalogue) -> Ed
     for name, raw in edits.items():
         try:
             target = _target(name, raw, doc, tiers_node, catalogue)
-        except _CellError as exc:
+        except CellError as exc:
             result.errors[name] = str(exc)
             continue
         if target is not None:
@@ -299,38 +244,38 @@ def _target(
         limit, _, key = rest.rpartition(":")
         spec = _spec(limit, catalogue)
         if key not in OVERRIDE_FIELDS:
-            raise _CellError(f"{key!r} is not a field of limitOverrides")
+            raise CellError(f"{key!r} is not a field of limitOverrides")
         overrides = _get(doc, OVERRIDES_PATH)
         path = (*OVERRIDES_PATH, _limit_key(overrides, limit, catalogue), key)
         if not raw:
             return path, None, spec
         if key == "bufferFactor":
-            return path, _percent(raw), None
-        return path, _limit_value(raw, spec), spec
+            return path, percent(raw), None
+        return path, limit_value(raw, spec), spec
     if kind == "en":
         spec = _spec(rest, catalogue)
         overrides = _get(doc, OVERRIDES_PATH)
         path = (*OVERRIDES_PATH, _limit_key(overrides, rest, catalogue), "enabled")
         if raw not in ("", "true", "false"):
-            raise _CellError("enabled must be true, false or empty")
+            raise CellError("enabled must be true, false or empty")
         return path, None if not raw else raw == "true", None
     if kind in ("t", "tb"):
         tier, _, limit = rest.rpartition(":") if kind == "t" else (rest, "", "")
         if not isinstance(tiers_node, Mapping) or tier not in tiers_node:
-            raise _CellError(f"there is no tier {tier!r} in the file: add it in the editor")
+            raise CellError(f"there is no tier {tier!r} in the file: add it in the editor")
         if kind == "tb":
-            return (*TIERS_PATH, tier, "bufferPercentage"), _percent(raw) if raw else None, None
+            return (*TIERS_PATH, tier, "bufferPercentage"), percent(raw) if raw else None, None
         spec = _spec(limit, catalogue)
         caps = _get(tiers_node, (tier, "limits"))
         cap = (*TIERS_PATH, tier, "limits", _limit_key(caps, limit, catalogue))
-        return cap, _limit_value(raw, spec) if raw else None, spec
+        return cap, limit_value(raw, spec) if raw else None, spec
     return None  # not a table field (csrf_token, base)
 
 
 def _spec(limit: str, catalogue: Catalogue) -> LimitSpec:
     spec = catalogue.limits.get(limit)
     if spec is None:
-        raise _CellError(f"{limit!r} is not a limit of the catalogue")
+        raise CellError(f"{limit!r} is not a limit of the catalogue")
     return spec
 
 
