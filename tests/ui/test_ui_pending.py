@@ -142,7 +142,7 @@ overrides:
 
 
 def test_impact_by_the_line_scan_agrees_with_the_round_trip_parser() -> None:
-    assert ui_diff._scanned_tenants(IMPACT_LEFT) is not None  # the fast path is taken
+    assert ui_diff._scanned_tenants(IMPACT_LEFT, IMPACT_RIGHT) is not None  # the fast path
     found = {(i.tenant, i.limit, i.before, i.after) for i in ui_diff.impact(
         IMPACT_LEFT, IMPACT_RIGHT, load_catalogue()
     )}  # fmt: skip

@@ -177,12 +177,25 @@ def _scalar(raw: str) -> Any:
     return raw
 
 
-def _scanned_tenants(text: str) -> dict[str, dict[Any, Any]] | None:
-    """tenant -> {key: raw scalar text} by the line scan; None when it does not apply."""
-    layout = scan_layout(text)
-    if layout is None or any(v is None for v in layout.values.values()):
+def _scanned_tenants(left: str, right: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """tenant -> {key: raw scalar text} on each side by the line scan, for the tenants whose
+    blocks differ as text; None when the scan does not apply to both."""
+    before, after = scan_layout(left), scan_layout(right)
+    if before is None or after is None:
         return None
-    return {t: v for t, v in layout.values.items() if v is not None}
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    for tenant in set(before.blocks) | set(after.blocks):
+        both = tenant in before.blocks and tenant in after.blocks
+        if both and before.block_text(tenant) == after.block_text(tenant):
+            continue
+        for layout, out in ((before, old), (after, new)):
+            if tenant in layout.blocks:
+                entries = layout.entries(tenant)
+                if entries is None:
+                    return None  # a flow mapping: a YAML parser reads it
+                out[tenant] = entries
+    return old, new
 
 
 def _loaded_tenants(text: str) -> dict[str, dict[Any, Any]] | None:
@@ -228,13 +241,16 @@ def _fast_number(raw: Any, spec: LimitSpec) -> float | None:
 def _fast_impact(left: str, right: str, catalogue: Catalogue) -> tuple[Impact, ...] | None:
     """The impact from the line scan (raw scalars, read only for tenants whose entries differ
     as text) or libyaml; None when neither applies."""
-    before, after = _scanned_tenants(left), _scanned_tenants(right)
+    scanned = _scanned_tenants(left, right)
     scalar: Any = _scalar
-    if before is None or after is None:
-        before, after = _loaded_tenants(left), _loaded_tenants(right)
-        scalar = _same
-        if before is None or after is None:
+    if scanned is not None:
+        before, after = scanned
+    else:
+        loaded = _loaded_tenants(left), _loaded_tenants(right)
+        if loaded[0] is None or loaded[1] is None:
             return None
+        before, after = loaded[0], loaded[1]
+        scalar = _same
     out: list[Impact] = []
     try:
         for tenant in sorted(set(before) | set(after)):

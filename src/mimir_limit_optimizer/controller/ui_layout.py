@@ -9,9 +9,11 @@ a YAML parser.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-_HEADER = re.compile(r"^overrides\s*:\s*(?:#.*)?$")
+_HEADER_LINE = re.compile(r"^overrides[ \t]*:[ \t]*(?:#[^\n]*)?$", re.MULTILINE)
+_CONTENT = re.compile(r"^( *)[^ \r\n#]", re.MULTILINE)  # a line that is not blank or a comment
+_KEY_LINES: dict[str, re.Pattern[str]] = {}  # limit name -> its `  name:` line (compiled once)
 _ANY_HEADER = re.compile(r"""^['"]?overrides['"]?\s*:""")
 _KEY = re.compile(
     r"""^(?:'((?:[^']|'')*)'|"([^"\\]*)"|([^\s#'"&*!|>{}\[\],%@`][^#]*?))\s*:(?:\s|$)(.*)$"""
@@ -19,20 +21,61 @@ _KEY = re.compile(
 _UNSUPPORTED = re.compile(r"(?:^|[\s:\-\[{,])[&*][^\s]|<<\s*:|^ *\t", re.MULTILINE)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Layout:
-    """Where each tenant's block is in the current text (0-based lines, end exclusive)."""
+    """Where each tenant's block is in the text (0-based lines, end exclusive). A block's keys
+    and values are read when asked for (most questions concern a few tenants)."""
 
     lines: list[str]  # the text's lines, with their line ends
     header: int | None  # the `overrides:` line; None when the file has none
     end: int  # the line after the overrides section
     blocks: dict[str, tuple[int, int]]
-    # The limits each block sets (its direct keys); None for a non-empty flow mapping
-    # (`t: {a: 1}`), which stays on its one line when a key is added (`t: {}` becomes a block).
-    keys: dict[str, frozenset[str] | None]
-    # Each block's direct keys and their raw values (comment stripped; "" for a nested
-    # value); None for a flow mapping.
-    values: dict[str, dict[str, str] | None]
+    flow: set[str] = field(default_factory=set)  # tenants written `t: {a: 1}`
+    _entries: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def block_text(self, tenant: str) -> str:
+        start, stop = self.blocks[tenant]
+        return "".join(self.lines[start:stop])
+
+    def sets(self, tenant: str, key: str) -> bool | None:
+        """Whether the block has a line `key:` (quick: any depth); None for a flow mapping."""
+        if tenant in self.flow:
+            return None
+        pattern = _KEY_LINES.get(key)
+        if pattern is None:
+            pattern = _KEY_LINES[key] = re.compile(rf"^ +{re.escape(key)}[ \t]*:", re.MULTILINE)
+        start, stop = self.blocks[tenant]
+        return any(pattern.match(self.lines[i]) for i in range(start + 1, stop))
+
+    def entries(self, tenant: str) -> dict[str, str] | None:
+        """The block's direct keys and raw values (comment stripped; "" for a nested value);
+        None for a non-empty flow mapping, which stays on its one line when a key is added
+        (`t: {}` becomes a block)."""
+        if tenant in self.flow:
+            return None
+        found = self._entries.get(tenant)
+        if found is None:
+            found = self._entries[tenant] = self._read(tenant)
+        return found
+
+    def _read(self, tenant: str) -> dict[str, str]:
+        start, stop = self.blocks[tenant]
+        out: dict[str, str] = {}
+        child: int | None = None  # indentation of the block's keys
+        for i in range(start + 1, stop):
+            line = self.lines[i].rstrip("\r\n")
+            body = line.lstrip(" ")
+            if not body or body.startswith("#"):
+                continue
+            depth = len(line) - len(body)
+            if child is None:
+                child = depth
+            if depth == child:
+                match = _KEY.match(body)
+                if match is not None:
+                    key = match.group(3) or match.group(2) or match.group(1) or ""
+                    out[key] = _value(match.group(4))
+        return out
 
 
 def scan_layout(text: str) -> Layout | None:
@@ -41,63 +84,48 @@ def scan_layout(text: str) -> Layout | None:
         return None
     if _UNSUPPORTED.search(text):  # anywhere, even outside `overrides` (e.g. an anchor there)
         return None
-    header = next((i for i, line in enumerate(lines) if _HEADER.match(line.rstrip("\n"))), None)
-    if header is None:
+    found = _HEADER_LINE.search(text)
+    if found is None:
         if any(_ANY_HEADER.match(line) for line in lines):
             return None  # `overrides: {...}` or a quoted key: the whole file is rendered
-        return Layout(lines, None, len(lines), {}, {}, {})
-    blocks: dict[str, tuple[int, int]] = {}
-    keys: dict[str, dict[str, str]] = {}
-    flow: set[str] = set()
-    indent: int | None = None
-    current: str | None = None
-    child: int | None = None  # indentation of the current block's keys
-    end = len(lines)
-    for i in range(header + 1, len(lines)):
-        line = lines[i].rstrip("\r\n")
-        body = line.lstrip(" ")
-        if not body or body.startswith("#"):
-            continue
-        depth = len(line) - len(body)
-        if indent is None:
-            if depth == 0:
-                end = i
-                break
-            indent = depth
-        if depth < indent:
-            end = i
-            break
-        if depth == indent:
-            match = _KEY.match(body)
-            if match is None:
-                return None
-            single, double, plain, rest = match.groups()
-            tenant = single.replace("''", "'") if single is not None else double or plain
-            if tenant is None or tenant in blocks:
-                return None
-            if current is not None:
-                blocks[current] = (blocks[current][0], i)
-            current, child = tenant, None
-            blocks[tenant] = (i, i + 1)
-            keys[tenant] = {}
-            value = rest.split("#", 1)[0].strip()
-            if value.startswith(("{", "[")) and value.replace(" ", "") != "{}":
-                flow.add(tenant)  # a non-empty flow mapping keeps its one line
-            continue
-        if current is None:
+        return Layout(lines, None, len(lines), {})
+    header = text.count("\n", 0, found.start())
+    body_from = found.end()
+    first = _CONTENT.search(text, body_from)
+    if first is None or not first.group(1):  # nothing indented under `overrides:`
+        end = len(lines) if first is None else text.count("\n", 0, first.start())
+        return Layout(lines, header, end, {})
+    indent = len(first.group(1))
+    outside = re.compile(rf"^ {{0,{indent - 1}}}[^ \r\n#]", re.MULTILINE).search(text, body_from)
+    stop = len(text) if outside is None else outside.start()
+    end = len(lines) if outside is None else text.count("\n", 0, outside.start())
+    layout = Layout(lines, header, end, {})
+    tenant_line = re.compile(rf"^ {{{indent}}}([^ \r\n#][^\n]*)$", re.MULTILINE)
+    row, at = header, found.start()
+    previous: str | None = None
+    for match in tenant_line.finditer(text, body_from, stop):
+        row += text.count("\n", at, match.start())
+        at = match.start()
+        key = _KEY.match(match.group(1))
+        if key is None:
             return None
-        if child is None:
-            child = depth
-        if depth == child:
-            match = _KEY.match(body)
-            if match is not None:
-                key = match.group(3) or match.group(2) or match.group(1) or ""
-                keys[current][key] = _value(match.group(4))
-    if current is not None:
-        blocks[current] = (blocks[current][0], end)
-    sets = {t: None if t in flow else frozenset(k) for t, k in keys.items()}
-    values = {t: None if t in flow else k for t, k in keys.items()}
-    return Layout(lines, header, end, blocks, sets, values)
+        single, double, plain, rest = key.groups()
+        tenant = single.replace("''", "'") if single is not None else double or plain
+        if tenant is None or tenant in layout.blocks:
+            return None
+        if previous is not None:
+            layout.blocks[previous] = (layout.blocks[previous][0], row)
+        layout.blocks[tenant] = (row, row + 1)
+        value = rest.split("#", 1)[0].strip()
+        if value.startswith(("{", "[")) and value.replace(" ", "") != "{}":
+            layout.flow.add(tenant)
+        previous = tenant
+    if previous is not None:
+        layout.blocks[previous] = (layout.blocks[previous][0], end)
+    first_row = text.count("\n", 0, first.start())
+    if layout.blocks and min(s for s, _e in layout.blocks.values()) != first_row:
+        return None  # something deeper than a tenant before the first tenant
+    return layout
 
 
 def _value(rest: str) -> str:

@@ -47,8 +47,8 @@ class PendingPages:
             limits = {c.limit for c in self.by_tenant[tenant]}
             if tenant not in layout.blocks:
                 total += 1 + len(limits)
-            elif (own := layout.keys.get(tenant)) is not None:
-                total += len(limits - own)
+            else:  # a new key is a new line, except in a one-line flow mapping (None)
+                total += sum(layout.sets(tenant, limit) is False for limit in limits)
         self.impact = tuple(
             Impact(c.tenant, c.limit, c.old if math.isfinite(c.old) else None, c.new)
             for tenant in self.tenants
