@@ -24,6 +24,7 @@ from mimir_limit_optimizer.web.ui.auth import ANON_COOKIE, SESSION_COOKIE, Authe
 
 MAX_BODY = 1024 * 1024 + 64 * 1024  # 1 MiB of upload plus the form's other fields
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_FORM_FIELDS = 10_000  # the limit table posts ~300 cells (the body is capped anyway)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -216,7 +217,7 @@ def _form_token(headers: Headers, body: bytes) -> str | None:
     if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
     try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=200)
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError):
         return None
     values = fields.get("csrf_token")

@@ -172,6 +172,18 @@
     });
   }
 
+  // A download button inside an htmx form: htmx would take over the submit event, so the form
+  // is sent the plain way (form.submit() fires no submit event) to the button's formaction.
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest ? ev.target.closest("button[data-download]") : null;
+    if (!b || !b.form) { return; }
+    ev.preventDefault();
+    var form = b.form; var action = form.getAttribute("action");
+    form.setAttribute("action", b.getAttribute("formaction"));
+    HTMLFormElement.prototype.submit.call(form);
+    if (action) { form.setAttribute("action", action); }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("theme-toggle");
     if (toggle) {
