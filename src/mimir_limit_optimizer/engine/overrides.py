@@ -20,7 +20,6 @@ reports only what the file says (NaN / None when it says nothing).
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,15 +28,21 @@ import numpy.typing as npt
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-from mimir_limit_optimizer.catalogue.model import LimitSpec, LimitType
-from mimir_limit_optimizer.catalogue.units import format_duration, parse_duration
+from mimir_limit_optimizer.catalogue.model import LimitSpec
 from mimir_limit_optimizer.engine.overrides_comments import (
     append_item,
     attach_after_empty,
     remove_item,
     replace_item,
 )
+from mimir_limit_optimizer.engine.overrides_fast import FastOverrides, read_fast
 from mimir_limit_optimizer.engine.overrides_validate import format_problems, validate_overrides
+from mimir_limit_optimizer.engine.overrides_values import (
+    OverridesEditError,
+    OverridesValueError,
+    limit_yaml_value,
+    number_of,
+)
 from mimir_limit_optimizer.engine.overrides_yaml import (
     OVERRIDES_KEY,
     YAML11_FALSE,
@@ -50,7 +55,6 @@ from mimir_limit_optimizer.engine.overrides_yaml import (
     own_keys,
     scan,
     value_problem,
-    yaml_bool,
 )
 from mimir_limit_optimizer.engine.tenants import tenant_id_problem
 
@@ -69,70 +73,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-_MAX_INT64 = 2**63 - 1
 _YAML11_BOOLS = YAML11_TRUE | YAML11_FALSE
-
-
-class OverridesValueError(ValueError):
-    """A value in the file that Mimir would not accept for its limit, met while reading it."""
-
-    def __init__(
-        self, source_name: str, line: int | None, tenant: str, limit: str, message: str
-    ) -> None:
-        self.source_name = source_name
-        self.line = line
-        self.tenant = tenant
-        self.limit = limit
-        self.message = message
-        where = source_name if line is None else f"{source_name}:{line}"
-        super().__init__(f"{where}: overrides.{tenant}.{limit}: {message}")
-
-
-class OverridesEditError(ValueError):
-    """An edit this model refuses because it would change more than the asked-for value."""
-
-
-def limit_yaml_value(value: float, spec: LimitSpec) -> int | float | str | bool:
-    """`value` (base units) as the YAML value Mimir expects for `spec`'s limit.
-
-    - rate: an int when integral (`50000`, not `50000.0`), else the shortest float that
-      round-trips (`2.5`, `0.37`);
-    - count, bytes: an int; a fractional value is rounded UP (a limit never ends below what
-      was asked for), except float noise within 1e-9 relative of an integer, which is rounded;
-    - duration: `format_duration` (`30d`, `1h30m`, `0s`; millisecond precision);
-    - bool: true for any non-zero value.
-
-    Raises ValueError for NaN, infinities and negative numbers: Mimir has no such limits.
-    """
-    if spec.type is LimitType.BOOL:
-        return value != 0
-    value = float(value)  # callers pass ints and numpy scalars too
-    if not math.isfinite(value):
-        raise ValueError(f"{spec.name}: cannot write {value!r}; limits must be finite")
-    if value < 0:
-        raise ValueError(f"{spec.name}: cannot write {value!r}; limits are never negative")
-    if spec.type is LimitType.DURATION:
-        return format_duration(value)
-    if spec.type is LimitType.RATE:
-        if value.is_integer() and value <= _MAX_INT64:
-            return int(value)
-        return float(value)
-    nearest = round(value)
-    integer = nearest if abs(value - nearest) <= 1e-9 * max(1.0, value) else math.ceil(value)
-    if integer > _MAX_INT64:
-        raise ValueError(f"{spec.name}: {integer} does not fit Mimir's 64-bit integers")
-    return int(integer)
-
-
-def _number(raw: Any, spec: LimitSpec) -> float:
-    """Base-unit value of a raw, non-null YAML value that passed `value_problem`."""
-    if spec.type is LimitType.BOOL:
-        return 1.0 if yaml_bool(raw) else 0.0
-    if spec.type is LimitType.DURATION:
-        return parse_duration(str(raw))
-    if spec.type in (LimitType.COUNT, LimitType.BYTES):
-        return float(math.trunc(raw))  # what yaml.v2 does to 1.5 for an int field
-    return float(raw)
 
 
 class OverridesDocument:
@@ -149,11 +90,22 @@ class OverridesDocument:
         source_name: str,
         indent: Indent,
         raw_tenant_keys: dict[tuple[int, int], str],
+        fast: FastOverrides | None = None,
     ) -> None:
         self.source_name = source_name
         self._original = original
-        self._yaml = make_yaml(indent)
         self._changed = False
+        # The file read line by line (see `overrides_fast`): reads come from it until an edit
+        # needs the round-trip model, built then from the same text.
+        self._fast = fast
+        if fast is None:
+            self._load(data, indent, raw_tenant_keys)
+
+    def _load(
+        self, data: CommentedMap | None, indent: Indent, raw_tenant_keys: dict[tuple[int, int], str]
+    ) -> None:
+        original = self._original
+        self._yaml = make_yaml(indent)
         self._prefix, self._suffix = _frame(original, empty=data is None)
         self._root: CommentedMap = data if data is not None else CommentedMap()
         self._tenant_keys: dict[str, Any] = {}
@@ -194,23 +146,42 @@ class OverridesDocument:
         entry = overrides.get(key)
         return entry if isinstance(entry, CommentedMap) else None
 
+    def _full(self) -> None:
+        """Build the round-trip model of the text the line reader read (for an edit)."""
+        if self._fast is None:
+            return
+        result = scan(self._original)
+        if result.problems:  # the line reader accepts only files without any
+            first = min(result.problems)
+            raise OverridesParseError(self.source_name, first.line, _with_path(first))
+        self._fast = None
+        self._load(result.data, result.indent, result.raw_tenant_keys)
+
     def tenants(self) -> list[str]:
         """Tenant ids in file order (including entries with invalid ids or no limits)."""
+        if self._fast is not None:
+            return list(self._fast.tenants)
         return list(self._tenant_keys)
 
     def limits_of(self, tenant: str) -> list[str]:
         """Keys the tenant's entry sets (own and merged through `<<`), in file order."""
+        if self._fast is not None:
+            return self._fast.limits_of(tenant)
         entry = self._entry(tenant)
         return [] if entry is None else [str(k) for k in entry]
 
     def get(self, tenant: str, limit: str) -> Any | None:
         """The raw YAML value of `limit` for `tenant` (a ruamel scalar, list or map), or None
         when the file does not set it. A key written as null also reads as None."""
+        if self._fast is not None:
+            return self._fast.get(tenant, limit)
         entry = self._entry(tenant)
         return None if entry is None else entry.get(limit)
 
     def line_of(self, tenant: str, limit: str) -> int | None:
         """1-based line of `limit`'s value for `tenant`; None if absent or added by an edit."""
+        if self._fast is not None:
+            return self._fast.line_of(tenant, limit)
         entry = self._entry(tenant)
         if entry is None or limit not in entry:
             return None
@@ -220,6 +191,8 @@ class OverridesDocument:
     def sets(self, tenant: str, limit: str) -> bool:
         """True when the tenant's entry has the key, even with a null value: in a list of
         runtime files a later file's key (null included) replaces an earlier file's value."""
+        if self._fast is not None:
+            return self._fast.sets(tenant, limit)
         entry = self._entry(tenant)
         return entry is not None and limit in entry
 
@@ -232,10 +205,9 @@ class OverridesDocument:
 
         Raises OverridesValueError when the value is of a type Mimir rejects: then Mimir is
         not running this file at all (it keeps its last good one)."""
-        entry = self._entry(tenant)
-        if entry is None or spec.name not in entry:
+        if not self.sets(tenant, spec.name):
             return None
-        raw = entry[spec.name]
+        raw = self.get(tenant, spec.name)
         if raw is None:
             return None
         problem = value_problem(raw, spec.value_kind)
@@ -243,7 +215,7 @@ class OverridesDocument:
             raise OverridesValueError(
                 self.source_name, self.line_of(tenant, spec.name), tenant, spec.name, problem[0]
             )
-        return _number(raw, spec)
+        return number_of(raw, spec)
 
     # -- editing ------------------------------------------------------------------------------
 
@@ -259,11 +231,12 @@ class OverridesDocument:
         if problem is not None:
             raise ValueError(f"cannot write tenant {tenant!r}: {problem}")
         new = limit_yaml_value(value, spec)
+        self._full()
         entry = self._writable_entry(tenant)
         if entry is not None and limit in entry:
             old = entry[limit]
             same_type = old is not None and value_problem(old, spec.value_kind) is None
-            if same_type and _number(old, spec) == _number(new, spec):
+            if same_type and number_of(old, spec) == number_of(new, spec):
                 return False
             if isinstance(old, DoubleQuotedScalarString | SingleQuotedScalarString) and isinstance(
                 new, str
@@ -280,9 +253,11 @@ class OverridesDocument:
     def remove(self, tenant: str, limit: str) -> bool:
         """Stop overriding `limit` for `tenant` (it then inherits the global default). A tenant
         entry left empty is dropped. Returns False when there was nothing to remove."""
-        entry = self._entry(tenant)
-        if entry is None or limit not in entry:
+        if not self.sets(tenant, limit):
             return False
+        self._full()
+        entry = self._entry(tenant)
+        assert entry is not None
         if limit not in own_keys(entry):
             raise OverridesEditError(
                 f"overrides.{tenant}.{limit} comes from a YAML merge key (<<: *anchor); "
@@ -409,6 +384,16 @@ def parse_overrides(text: str, *, source_name: str = "<overrides>") -> Overrides
     tenant entry that is not a mapping, duplicate keys (message names both lines). A null
     `overrides:` or tenant entry is accepted as empty (Mimir treats it the same). Unknown keys
     and wrong value types are not parse errors: `validate_overrides` reports them."""
+    fast = read_fast(text)
+    if fast is not None:
+        return OverridesDocument(
+            data=None,
+            original=text,
+            source_name=source_name,
+            indent=Indent(),
+            raw_tenant_keys={},
+            fast=fast,
+        )
     result = scan(text)
     if result.problems:
         first = min(result.problems)

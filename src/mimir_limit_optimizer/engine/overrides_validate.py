@@ -19,6 +19,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from mimir_limit_optimizer.catalogue.model import Catalogue, ValueKind
+from mimir_limit_optimizer.engine.overrides_fast import read_fast
 from mimir_limit_optimizer.engine.overrides_yaml import (
     OVERRIDES_KEY,
     Problem,
@@ -38,7 +39,21 @@ def validate_overrides(
 ) -> list[Problem]:
     """All problems of `text` as a Mimir runtime overrides file, sorted by line.
 
-    `source_name` names the file in problems that quote it (see `format_problems`)."""
+    `source_name` names the file in problems that quote it (see `format_problems`). A file of
+    the common shape is read line by line (`overrides_fast`), others by ruamel: same answer."""
+    fast = read_fast(text)
+    if fast is None or OVERRIDES_KEY not in catalogue.top_level_keys:
+        return validate_full(text, catalogue)
+    checker = _Checker(catalogue, {})
+    for tenant, block in fast.tenants.items():
+        checker.tenant(tenant, block.line + 1)
+        for name, scalar in (block.limits or {}).items():
+            checker.limit(tenant, name, fast.value(scalar), scalar.line + 1)
+    return sorted(checker.problems)
+
+
+def validate_full(text: str, catalogue: Catalogue) -> list[Problem]:
+    """`validate_overrides` by ruamel's full parse (any file)."""
     result = scan(text)
     problems = list(result.problems)
     if isinstance(result.data, CommentedMap):
@@ -136,39 +151,42 @@ class _Checker:
     def _overrides(self, overrides: CommentedMap) -> None:
         for key in own_keys(overrides):
             tenant = self._tenant_id(overrides, key)
-            line = _line(overrides, key)
-            path = key_path(OVERRIDES_KEY, tenant)
-            if tenant.startswith("#"):
-                self._comment_key(tenant, line, path, "a tenant id")
-            else:
-                problem = tenant_id_problem(tenant)
-                if problem is not None:
-                    self._add(
-                        line,
-                        path,
-                        f"{problem}; Mimir loads the entry but never applies it",
-                        "use the exact id clients send in X-Scope-OrgID",
-                    )
+            self.tenant(tenant, _line(overrides, key))
             entry = overrides[key]
             if isinstance(entry, CommentedMap) and id(entry) not in self._seen_entries:
                 self._seen_entries.add(id(entry))  # an alias (`b: *a`) is checked once, at `a`
                 self._entry(tenant, entry)
 
+    def tenant(self, tenant: str, line: int | None) -> None:
+        path = key_path(OVERRIDES_KEY, tenant)
+        if tenant.startswith("#"):
+            self._comment_key(tenant, line, path, "a tenant id")
+            return
+        problem = tenant_id_problem(tenant)
+        if problem is not None:
+            self._add(
+                line,
+                path,
+                f"{problem}; Mimir loads the entry but never applies it",
+                "use the exact id clients send in X-Scope-OrgID",
+            )
+
     def _entry(self, tenant: str, entry: CommentedMap) -> None:
         for key in own_keys(entry):
-            name = _text(key)
-            path = key_path(OVERRIDES_KEY, tenant, name)
-            line = _line(entry, key)
-            if name.startswith("#"):
-                self._comment_key(name, line, path, "a limit name")
-                continue
-            kind = self.catalogue.kind_of(name)
-            if kind is None:
-                self._add(
-                    line, path, f"unknown limit {name!r}: {_REJECTS}", self.catalogue.suggest(name)
-                )
-                continue
-            self._value(entry[key], kind, name, path, line)
+            self.limit(tenant, _text(key), entry[key], _line(entry, key))
+
+    def limit(self, tenant: str, name: str, raw: Any, line: int | None) -> None:
+        path = key_path(OVERRIDES_KEY, tenant, name)
+        if name.startswith("#"):
+            self._comment_key(name, line, path, "a limit name")
+            return
+        kind = self.catalogue.kind_of(name)
+        if kind is None:
+            self._add(
+                line, path, f"unknown limit {name!r}: {_REJECTS}", self.catalogue.suggest(name)
+            )
+            return
+        self._value(raw, kind, name, path, line)
 
     def _value(self, raw: Any, kind: ValueKind, name: str, path: str, line: int | None) -> None:
         if raw is None:
