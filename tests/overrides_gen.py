@@ -66,7 +66,7 @@ VALUES = [
     "+5",
     "2.50",
 ]
-COMMENTS = ["# note", "#x", "# a: b", "  # indented", "#"]
+COMMENTS = ["# note", "#x", "# a: b", "  # indented", "#", "# trailing  "]
 
 
 def _key(rng: random.Random, tenant: str) -> str:
@@ -84,7 +84,7 @@ def _comment(rng: random.Random, indent: int) -> str:
 
 def _junk(rng: random.Random, out: list[str], indent: int) -> None:
     for _ in range(rng.choice([0, 0, 0, 1, 2])):
-        out.append(_comment(rng, indent) if rng.random() < 0.6 else "")
+        out.append(_comment(rng, indent) if rng.random() < 0.6 else rng.choice(["", "", "  "]))
 
 
 def _odd_value(rng: random.Random, child: int) -> list[str]:

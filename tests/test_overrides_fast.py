@@ -20,12 +20,14 @@ from mimir_limit_optimizer.engine.overrides import (
     OverridesParseError,
     OverridesValueError,
     current_limits,
+    parse_full,
     parse_overrides,
     validate_overrides,
 )
 from mimir_limit_optimizer.engine.overrides_fast import read_fast
+from mimir_limit_optimizer.engine.overrides_splice import splice_safe
 from mimir_limit_optimizer.engine.overrides_validate import validate_full
-from mimir_limit_optimizer.engine.overrides_yaml import scan
+from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml, scan
 from tests.overrides_gen import LIMITS, TENANTS, canonical_file, random_file
 
 CATALOGUE = load_catalogue()
@@ -38,18 +40,7 @@ FILES = 500  # random files per test (each is small: the loops stay under a few 
 
 
 def _full(text: str) -> OverridesDocument:
-    result = scan(text)
-    if result.problems:
-        first = min(result.problems)
-        message = f"{first.key_path}: {first.message}" if first.key_path else first.message
-        raise OverridesParseError("f", first.line, message)
-    return OverridesDocument(
-        data=result.data,
-        original=text,
-        source_name="f",
-        indent=result.indent,
-        raw_tenant_keys=result.raw_tenant_keys,
-    )
+    return parse_full(text, source_name="f")
 
 
 def _outcome(call: Any) -> Any:
@@ -140,6 +131,31 @@ def test_edits_render_the_text_of_the_full_model(seed: int) -> None:
         assert actual == expected[1], (text, edits)
 
 
+def _rendered(text: str) -> str | None:
+    """The file as ruamel writes it (the form of every file the optimizer wrote)."""
+    result = scan(text)
+    if result.problems or result.data is None:
+        return None
+    return dump(make_yaml(result.indent), result.data)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_edits_of_files_in_ruamels_form_splice_like_the_full_model(seed: int) -> None:
+    rng = random.Random(seed)
+    texts = [r for r in map(_rendered, _files(seed, FILES)) if r is not None]
+    spliced = 0
+    for text in texts:
+        fast = read_fast(text)
+        spliced += fast is not None and splice_safe(fast)
+        edits = _edits(rng, [t for t in TENANTS if t in text])
+        expected = _outcome(lambda: _edited(_full(text), edits))  # noqa: B023
+        if expected[0] != "ok":
+            continue  # `True:` written back as `true:` next to another `true:`
+        actual = _edited(parse_overrides(text, source_name="f"), edits)
+        assert actual == expected[1], (text, edits)
+    assert spliced > len(texts) * 0.3  # the splice itself is what these files exercise
+
+
 def test_a_large_canonical_file_edits_like_the_full_model() -> None:
     rng = random.Random(6)
     text = canonical_file(rng, 300)
@@ -148,5 +164,6 @@ def test_a_large_canonical_file_edits_like_the_full_model() -> None:
         ("remove" if i % 5 == 0 else "set", t, SPECS[i % len(SPECS)].name, float(i * 11))
         for i, t in enumerate(tenants)
     ]
+    fast = read_fast(text)
+    assert fast is not None and splice_safe(fast)
     assert _edited(parse_overrides(text), edits) == _edited(_full(text), edits)
-    assert read_fast(text) is not None

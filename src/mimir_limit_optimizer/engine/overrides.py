@@ -36,6 +36,7 @@ from mimir_limit_optimizer.engine.overrides_comments import (
     replace_item,
 )
 from mimir_limit_optimizer.engine.overrides_fast import FastOverrides, read_fast
+from mimir_limit_optimizer.engine.overrides_splice import Splice, splice_safe
 from mimir_limit_optimizer.engine.overrides_validate import format_problems, validate_overrides
 from mimir_limit_optimizer.engine.overrides_values import (
     OverridesEditError,
@@ -98,6 +99,7 @@ class OverridesDocument:
         # The file read line by line (see `overrides_fast`): reads come from it until an edit
         # needs the round-trip model, built then from the same text.
         self._fast = fast
+        self._splice: Splice | None = None  # edits of `fast` (see `overrides_splice`)
         if fast is None:
             self._load(data, indent, raw_tenant_keys)
 
@@ -157,14 +159,35 @@ class OverridesDocument:
         self._fast = None
         self._load(result.data, result.indent, result.raw_tenant_keys)
 
+    def _editor(self) -> Splice | None:
+        """Where an edit of a line-read document goes: its splice when the file is in
+        ruamel's own output form, else (None) the round-trip model of the whole file."""
+        if self._fast is None or self._splice is not None:
+            return self._splice
+        if not splice_safe(self._fast):
+            self._full()
+            return None
+        name = self.source_name
+        self._splice = Splice.of(self._fast, self._original, lambda t: parse_full(t, name))
+        return self._splice
+
+    def _edited(self, tenant: str) -> OverridesDocument | None:
+        """The round-trip document of an edited tenant's block (None when not edited)."""
+        return None if self._splice is None else self._splice.minis.get(tenant)
+
     def tenants(self) -> list[str]:
         """Tenant ids in file order (including entries with invalid ids or no limits)."""
+        if self._splice is not None:
+            return list(self._splice.order)
         if self._fast is not None:
             return list(self._fast.tenants)
         return list(self._tenant_keys)
 
     def limits_of(self, tenant: str) -> list[str]:
         """Keys the tenant's entry sets (own and merged through `<<`), in file order."""
+        edited = self._edited(tenant)
+        if edited is not None:
+            return edited.limits_of(tenant)
         if self._fast is not None:
             return self._fast.limits_of(tenant)
         entry = self._entry(tenant)
@@ -173,6 +196,9 @@ class OverridesDocument:
     def get(self, tenant: str, limit: str) -> Any | None:
         """The raw YAML value of `limit` for `tenant` (a ruamel scalar, list or map), or None
         when the file does not set it. A key written as null also reads as None."""
+        edited = self._edited(tenant)
+        if edited is not None:
+            return edited.get(tenant, limit)
         if self._fast is not None:
             return self._fast.get(tenant, limit)
         entry = self._entry(tenant)
@@ -180,6 +206,8 @@ class OverridesDocument:
 
     def line_of(self, tenant: str, limit: str) -> int | None:
         """1-based line of `limit`'s value for `tenant`; None if absent or added by an edit."""
+        if self._splice is not None and self._edited(tenant) is not None:
+            return self._splice.line_of(tenant, limit)
         if self._fast is not None:
             return self._fast.line_of(tenant, limit)
         entry = self._entry(tenant)
@@ -191,6 +219,9 @@ class OverridesDocument:
     def sets(self, tenant: str, limit: str) -> bool:
         """True when the tenant's entry has the key, even with a null value: in a list of
         runtime files a later file's key (null included) replaces an earlier file's value."""
+        edited = self._edited(tenant)
+        if edited is not None:
+            return edited.sets(tenant, limit)
         if self._fast is not None:
             return self._fast.sets(tenant, limit)
         entry = self._entry(tenant)
@@ -231,6 +262,11 @@ class OverridesDocument:
         if problem is not None:
             raise ValueError(f"cannot write tenant {tenant!r}: {problem}")
         new = limit_yaml_value(value, spec)
+        editor = self._editor()
+        if editor is not None:
+            changed = editor.set(tenant, limit, value, spec)
+            self._changed = self._changed or changed
+            return changed
         self._full()
         entry = self._writable_entry(tenant)
         if entry is not None and limit in entry:
@@ -255,6 +291,11 @@ class OverridesDocument:
         entry left empty is dropped. Returns False when there was nothing to remove."""
         if not self.sets(tenant, limit):
             return False
+        editor = self._editor()
+        if editor is not None:
+            changed = editor.remove(tenant, limit)
+            self._changed = self._changed or changed
+            return changed
         self._full()
         entry = self._entry(tenant)
         assert entry is not None
@@ -327,6 +368,8 @@ class OverridesDocument:
         (stable: rendering a re-parsed rendering gives the same text)."""
         if not self._changed:
             return self._original
+        if self._splice is not None:
+            return self._splice.render()
         body = dump(self._yaml, self._root) if len(self._root) else ""
         return self._prefix + body + self._suffix
 
@@ -385,15 +428,20 @@ def parse_overrides(text: str, *, source_name: str = "<overrides>") -> Overrides
     `overrides:` or tenant entry is accepted as empty (Mimir treats it the same). Unknown keys
     and wrong value types are not parse errors: `validate_overrides` reports them."""
     fast = read_fast(text)
-    if fast is not None:
-        return OverridesDocument(
-            data=None,
-            original=text,
-            source_name=source_name,
-            indent=Indent(),
-            raw_tenant_keys={},
-            fast=fast,
-        )
+    if fast is None:
+        return parse_full(text, source_name=source_name)
+    return OverridesDocument(
+        data=None,
+        original=text,
+        source_name=source_name,
+        indent=Indent(),
+        raw_tenant_keys={},
+        fast=fast,
+    )
+
+
+def parse_full(text: str, source_name: str = "<overrides>") -> OverridesDocument:
+    """`parse_overrides` by ruamel's full parse, whatever the file's shape."""
     result = scan(text)
     if result.problems:
         first = min(result.problems)
@@ -417,6 +465,12 @@ def current_limits(
     """Per limit, an (N,) float64 array of what the file sets for each of `tenants`, in base
     units; NaN where the tenant does not set it (it inherits the global default, which the
     caller fills in). Raises OverridesValueError on a value of the wrong type."""
+    by_name = {spec.name: spec for spec in specs}
+    if len(by_name) == len(specs):
+        try:  # tenant by tenant, only the limits each sets: ~10x faster for large files
+            return _current_by_tenant(doc, tenants, specs, by_name)
+        except OverridesValueError:
+            pass  # report the error the spec-by-spec loop meets first
     out: dict[str, FloatArray] = {}
     for spec in specs:
         values = np.full(len(tenants), np.nan, dtype=np.float64)
@@ -425,4 +479,21 @@ def current_limits(
             if number is not None:
                 values[index] = number
         out[spec.name] = values
+    return out
+
+
+def _current_by_tenant(
+    doc: OverridesDocument,
+    tenants: Sequence[str],
+    specs: Sequence[LimitSpec],
+    by_name: dict[str, LimitSpec],
+) -> dict[str, FloatArray]:
+    out = {spec.name: np.full(len(tenants), np.nan, dtype=np.float64) for spec in specs}
+    for index, tenant in enumerate(tenants):
+        for limit in doc.limits_of(tenant):
+            spec = by_name.get(limit)
+            if spec is not None:
+                number = doc.number(tenant, spec)
+                if number is not None:
+                    out[limit][index] = number
     return out

@@ -39,13 +39,14 @@ _MAX_KEY = 1000  # ruamel refuses implicit keys over 1024 characters: leave thos
 _NOT_SIMPLE = re.compile(r"[^\x20-\x7e\n]")  # tabs, CR, control and non-ASCII characters
 _HEADER = re.compile(r"overrides:(?: *| +#.*)")
 _PLAIN_KEY = r"[A-Za-z0-9_.][A-Za-z0-9_./-]*(?: +[A-Za-z0-9_./-]+)*"
-_KEY = re.compile(
-    rf"""(?:(?P<plain>{_PLAIN_KEY})|'(?P<single>(?:[^']|'')*)'|"(?P<double>[^"\\]*)"):"""
-    r"(?: *| +#.*)"
+KEY_TOKEN = re.compile(
+    rf"(?P<plain>{_PLAIN_KEY})" + r"|'(?P<single>(?:[^']|'')*)'" + r'|"(?P<double>[^"\\]*)"'
 )
+_KEY = re.compile(rf"(?:{KEY_TOKEN.pattern}):(?: *| +#.*)")
 _CHILD = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*):(?P<rest>(?: .*)?)")
 _PLAIN_VALUE = re.compile(r"(?:[A-Za-z0-9_.+~/]|-(?=[^ ]))[A-Za-z0-9_.+~/ -]*")
 _QUOTED_VALUE = re.compile(r"""(?:'(?:[^']|'')*'|"[^"\\]*")(?= *$| +#)""")
+_DECIMAL = re.compile(r"-?[1-9][0-9]*")
 _AFTER_VALUE = re.compile(r" *(?: #.*)?")
 
 
@@ -81,6 +82,7 @@ class FastOverrides:
     indent: int
     tenants: dict[str, Block]
     yaml: YAML
+    table: Any
     _values: dict[tuple[str, str | None], Any] = field(default_factory=dict)
 
     def value(self, scalar: Scalar) -> Any:
@@ -89,7 +91,7 @@ class FastOverrides:
         cache_key = (scalar.text, scalar.style)
         if cache_key in self._values:
             return self._values[cache_key]
-        value = construct(self.yaml, scalar.text, scalar.style)
+        value = construct(self.yaml, self.table, scalar.text, scalar.style)
         self._values[cache_key] = value
         return value
 
@@ -114,14 +116,28 @@ class FastOverrides:
         return None if scalar is None else scalar.value_line + 1
 
 
-def resolve(yaml: YAML, text: str, style: str | None) -> str:
+def resolver_table(yaml: YAML) -> Any:
+    """ruamel's implicit resolvers for the version it parses this text in (YAML 1.2: the
+    reader refuses `%YAML` directives), by first character."""
+    return yaml.resolver.versioned_resolver
+
+
+def resolve(table: Any, text: str, style: str | None) -> str:
+    """The tag ruamel's resolver gives a scalar (its `resolve`, without re-selecting the
+    version's table on every call, which costs more than the match)."""
     if style is not None:
         return STR_TAG
-    return str(yaml.resolver.resolve(ScalarNode, text, (True, False)))
+    candidates = [*table.get(text[0] if text else "", ()), *table.get(None, ())]
+    for tag, regexp in candidates:
+        if regexp.match(text):
+            return str(tag)
+    return STR_TAG
 
 
-def construct(yaml: YAML, text: str, style: str | None) -> Any:
-    node = ScalarNode(resolve(yaml, text, style), text, style=style)
+def construct(yaml: YAML, table: Any, text: str, style: str | None) -> Any:
+    if style is None and _DECIMAL.fullmatch(text):
+        return int(text)  # what ruamel's construct_yaml_int returns for these (YAML 1.2)
+    node = ScalarNode(resolve(table, text, style), text, style=style)
     constructor = yaml.constructor
     value = constructor.construct_object(node, deep=True)
     constructor.constructed_objects.pop(node, None)  # no per-node bookkeeping left behind
@@ -164,8 +180,16 @@ class _Reader:
     def __init__(self, lines: list[str], yaml: YAML) -> None:
         self.lines = lines
         self.yaml = yaml
+        self.table = resolver_table(yaml)
         self.tenants: dict[str, Block] = {}
         self.key_values: set[Any] = set()  # constructed non-string tenant keys
+        self.names: dict[str, bool] = {}  # limit name -> whether YAML reads it as a string
+
+    def is_string(self, name: str) -> bool:
+        known = self.names.get(name)
+        if known is None:
+            known = self.names[name] = resolve(self.table, name, None) == STR_TAG
+        return known
 
     def tenant(self, line: int, body: str) -> Block | None:
         found = _KEY.fullmatch(body)
@@ -175,8 +199,8 @@ class _Reader:
         raw_key: str | None = None
         if plain is not None:
             text = plain
-            if resolve(self.yaml, plain, None) != STR_TAG:
-                value = construct(self.yaml, plain, None)
+            if resolve(self.table, plain, None) != STR_TAG:
+                value = construct(self.yaml, self.table, plain, None)
                 if value is None or _is_nan(value) or value in self.key_values:
                     return None  # `~:`, or `123:` after `0123:`: leave them to ruamel
                 self.key_values.add(value)
@@ -195,7 +219,7 @@ class _Reader:
             return False
         name = found.group("name")
         value = _value(found.group("rest"))
-        if value is None or resolve(self.yaml, name, None) != STR_TAG:
+        if value is None or not self.is_string(name):
             return False
         if block.limits is None:
             block.limits = {}
@@ -265,7 +289,7 @@ def read_fast(text: str) -> FastOverrides | None:
     if block is not None:
         block.stop = len(lines)
     _extend_last(reader.tenants, lines)
-    return FastOverrides(lines, header, indent or 0, reader.tenants, yaml)
+    return FastOverrides(lines, header, indent or 0, reader.tenants, yaml, reader.table)
 
 
 def _extend_last(tenants: dict[str, Block], lines: list[str]) -> None:

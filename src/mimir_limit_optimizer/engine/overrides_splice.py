@@ -1,0 +1,218 @@
+"""Edits of a large overrides file without re-serialising it (internal to `engine.overrides`).
+
+ruamel takes ~13 s to render the 40,000 lines of 10,000 tenants, after ~13 s to parse them.
+An edit touches a few hundred tenants, and ruamel renders a block the same way whatever
+surrounds it, so only the touched tenants' blocks are rendered:
+
+- each edit is answered (changed or not, errors) by a round-trip document of that tenant's
+  block alone, and recorded;
+- `render` takes the touched blocks with their neighbours (comment lines move to the
+  previous tenant when one is removed; new tenants go after the last one), parses them as one
+  small document, replays the edits, renders it and puts the chunks back in place.
+
+That gives the full render's text only if ruamel leaves every untouched line as written:
+`splice_safe` checks the file is in ruamel's own output form (the layout the optimizer
+writes): single space after `key:`, no trailing spaces, nested keys at twice the tenant
+indentation, a final newline, and every distinct value and tenant key spelled as ruamel
+spells it (checked by one round trip of a small document holding each of them once).
+Otherwise, and whenever a step does not come out as expected, the whole file is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mimir_limit_optimizer.catalogue.model import LimitSpec
+from mimir_limit_optimizer.engine.overrides_fast import (
+    KEY_TOKEN,
+    STR_TAG,
+    FastOverrides,
+    Scalar,
+    resolve,
+)
+from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml
+
+_DECIMAL = re.compile(r"-?[1-9][0-9]*")
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a plain string ruamel writes as is
+_YAML11_WORDS = re.compile(r"(?i)y|n|yes|no|on|off|true|false|null")  # quoting may differ
+_EOL_COMMENT = re.compile(r"(?: +#.*)?")
+
+# One edit as called: ("set", tenant, limit, value, spec) or ("remove", tenant, limit).
+Op = tuple[Any, ...]
+# Builds the full round-trip document of a text (`overrides.parse_full`), typed loosely here
+# to keep this module below `overrides` in the import order.
+Parse = Callable[[str], Any]
+
+
+def written(scalar: Scalar) -> str:
+    """The scalar as the file spells it."""
+    if scalar.style == "'":
+        return "'" + scalar.text.replace("'", "''") + "'"
+    if scalar.style == '"':
+        return '"' + scalar.text + '"'
+    return scalar.text
+
+
+def _key_text(fast: FastOverrides, line: int) -> str | None:
+    """The tenant key as written when its line is `  key:` (and maybe a comment), else None."""
+    text = fast.lines[line][fast.indent :].rstrip("\n")
+    found = KEY_TOKEN.match(text)
+    if found is None or text[found.end() : found.end() + 1] != ":":
+        return None
+    if _EOL_COMMENT.fullmatch(text[found.end() + 1 :]) is None:
+        return None
+    return found.group(0)
+
+
+def _round_trips(body: str) -> bool:
+    yaml = make_yaml()
+    return dump(yaml, yaml.load(body)) == body
+
+
+def splice_safe(fast: FastOverrides) -> bool:
+    """True when ruamel's full render leaves every line of the file as written."""
+    lines = fast.lines
+    if not fast.tenants or not lines[-1].endswith("\n"):
+        return False
+    if any(line.endswith(" \n") and not line.strip() for line in lines):
+        return False  # a line of spaces (ruamel keeps those of comments)
+    child = 2 * fast.indent
+    values: set[str] = set()
+    keys: set[str] = set()
+    for block in fast.tenants.values():
+        key = _key_text(fast, block.line)
+        if key is None or (block.limits and block.indent != child):
+            return False
+        if not _SAFE_KEY.fullmatch(key) or _YAML11_WORDS.fullmatch(key):
+            keys.add(key)
+        if resolve(fast.table, key, None) != STR_TAG and not _DECIMAL.fullmatch(key):
+            keys.add(key)
+        for name, scalar in (block.limits or {}).items():
+            token = written(scalar)
+            expected = " " * child + name + ":" + (f" {token}" if token else "")
+            line = lines[scalar.line].rstrip("\n")
+            if not line.startswith(expected) or not _EOL_COMMENT.fullmatch(line[len(expected) :]):
+                return False
+            if token and not _DECIMAL.fullmatch(token):
+                values.add(token)
+    if values:
+        body = "".join(f"  k{i}: {v}\n" for i, v in enumerate(sorted(values)))
+        if not _round_trips("t:\n" + body):
+            return False
+    if keys:
+        return _round_trips("".join(f"{k}:\n  a: 1\n" for k in sorted(keys)))
+    return True
+
+
+@dataclass
+class Splice:
+    """The edits of one document whose text is `fast`'s, and what they changed so far."""
+
+    fast: FastOverrides
+    original: str
+    parse: Parse
+    order: dict[str, None]  # tenants in the order the edited document has them
+    ops: list[Op] = field(default_factory=list)
+    minis: dict[str, Any] = field(default_factory=dict)  # tenant -> its block's document
+
+    @classmethod
+    def of(cls, fast: FastOverrides, original: str, parse: Parse) -> Splice:
+        return cls(fast, original, parse, dict.fromkeys(fast.tenants))
+
+    def mini(self, tenant: str) -> Any:
+        """The round-trip document of the tenant's block alone (as edited so far)."""
+        doc = self.minis.get(tenant)
+        if doc is None:
+            block = self.fast.tenants.get(tenant)
+            text = "".join(self.fast.lines[block.start : block.stop]) if block else ""
+            doc = self.minis[tenant] = self.parse("overrides:\n" + text)
+        return doc
+
+    def set(self, tenant: str, limit: str, value: float, spec: LimitSpec) -> bool:
+        changed = bool(self.mini(tenant).set(tenant, limit, value, spec))
+        self.ops.append(("set", tenant, limit, value, spec))
+        self.order.setdefault(tenant)
+        return changed
+
+    def remove(self, tenant: str, limit: str) -> bool:
+        mini = self.mini(tenant)
+        changed = bool(mini.remove(tenant, limit))
+        if changed:
+            self.ops.append(("remove", tenant, limit))
+            if tenant not in mini.tenants():
+                self.order.pop(tenant, None)
+        return changed
+
+    def line_of(self, tenant: str, limit: str) -> int | None:
+        """The edited tenant's line in the original text (None for an added key)."""
+        line = self.mini(tenant).line_of(tenant, limit)
+        block = self.fast.tenants.get(tenant)
+        if line is None or block is None:
+            return None
+        return int(line) - 2 + block.start + 1  # mini line 2 is the block's first line
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def _replay(self, doc: Any) -> Any:
+        for op in self.ops:
+            if op[0] == "set":
+                doc.set(*op[1:])
+            else:
+                doc.remove(*op[1:])
+        return doc
+
+    def render_full(self) -> str:
+        return str(self._replay(self.parse(self.original)).render())
+
+    def render(self) -> str:
+        fast = self.fast
+        blocks = list(fast.tenants.values())
+        position = {tenant: index for index, tenant in enumerate(fast.tenants)}
+        touched = sorted({position[op[1]] for op in self.ops if op[1] in position})
+        last = len(blocks) - 1
+        ranges: list[list[int]] = []
+        for index in [*touched, last]:  # the last tenant: new ones go after it
+            low, high = max(0, index - 1), min(last, index + 1)
+            if ranges and low <= ranges[-1][1] + 1:
+                ranges[-1][1] = max(ranges[-1][1], high)
+            else:
+                ranges.append([low, high])
+        lines = fast.lines
+        prefix = "".join(lines[: fast.header + 1])
+        spans = [
+            (fast.header + 1 if low == 0 else blocks[low].start, blocks[high].stop)
+            for low, high in ranges
+        ]
+        small = prefix + "".join("".join(lines[start:stop]) for start, stop in spans)
+        doc = self._replay(self.parse(small))
+        whole = spans == [(fast.header + 1, len(lines))]
+        rendered = str(doc.render())
+        if whole:
+            return rendered
+        if not doc.tenants() or not rendered.startswith(prefix):
+            return self.render_full()
+        out = rendered[len(prefix) :].splitlines(keepends=True)
+        cuts: list[int] = []
+        at = 0
+        for low, _high in ranges:
+            if low == 0:
+                cuts.append(0)
+                continue
+            first = lines[blocks[low].start]
+            while at < len(out) and out[at] != first:
+                at += 1
+            if at == len(out):
+                return self.render_full()
+            cuts.append(at)
+        cuts.append(len(out))
+        pieces: list[str] = []
+        kept = 0
+        for number, (start, stop) in enumerate(spans):
+            pieces.append("".join(lines[kept:start]))
+            pieces.append("".join(out[cuts[number] : cuts[number + 1]]))
+            kept = stop
+        pieces.append("".join(lines[kept:]))
+        return "".join(pieces)
