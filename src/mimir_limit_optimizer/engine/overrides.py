@@ -171,9 +171,10 @@ class OverridesDocument:
         self._splice = Splice.of(self._fast, self._original, lambda t: parse_full(t, name))
         return self._splice
 
-    def _edited(self, tenant: str) -> OverridesDocument | None:
-        """The round-trip document of an edited tenant's block (None when not edited)."""
-        return None if self._splice is None else self._splice.minis.get(tenant)
+    def _edited(self, tenant: str) -> Splice | None:
+        """The splice that answers for a tenant an edit touched (None when not edited)."""
+        splice = self._splice
+        return splice if splice is not None and tenant in splice.edited else None
 
     def tenants(self) -> list[str]:
         """Tenant ids in file order (including entries with invalid ids or no limits)."""
@@ -206,8 +207,9 @@ class OverridesDocument:
 
     def line_of(self, tenant: str, limit: str) -> int | None:
         """1-based line of `limit`'s value for `tenant`; None if absent or added by an edit."""
-        if self._splice is not None and self._edited(tenant) is not None:
-            return self._splice.line_of(tenant, limit)
+        edited = self._edited(tenant)
+        if edited is not None:
+            return edited.line_of(tenant, limit)
         if self._fast is not None:
             return self._fast.line_of(tenant, limit)
         entry = self._entry(tenant)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
 from mimir_limit_optimizer.catalogue.model import LimitSpec
 from mimir_limit_optimizer.engine.overrides_fast import (
     KEY_TOKEN,
@@ -33,7 +35,8 @@ from mimir_limit_optimizer.engine.overrides_fast import (
     Scalar,
     resolve,
 )
-from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml
+from mimir_limit_optimizer.engine.overrides_values import limit_yaml_value, number_of
+from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml, value_problem
 
 _DECIMAL = re.compile(r"-?[1-9][0-9]*")
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a plain string ruamel writes as is
@@ -108,51 +111,107 @@ def splice_safe(fast: FastOverrides) -> bool:
 
 
 @dataclass
+class _Entry:
+    """An edited tenant as the round-trip model has it after the edits: its limits' values in
+    order, or None for a null entry; `present` False once its last limit was removed (the
+    entry is dropped). `lines`: the 1-based line ruamel recorded for each key of the file's
+    entry, which it keeps answering even for a key removed then set again."""
+
+    limits: dict[str, Any] | None
+    present: bool
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class Splice:
-    """The edits of one document whose text is `fast`'s, and what they changed so far."""
+    """The edits of one document whose text is `fast`'s, and what they changed so far.
+
+    An edit is answered here the way `OverridesDocument`'s round-trip model answers it (same
+    return value, same values read back) and recorded; `render` replays the records on the
+    round-trip model of the touched blocks."""
 
     fast: FastOverrides
     original: str
     parse: Parse
     order: dict[str, None]  # tenants in the order the edited document has them
     ops: list[Op] = field(default_factory=list)
-    minis: dict[str, Any] = field(default_factory=dict)  # tenant -> its block's document
+    edited: dict[str, _Entry] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)  # tenants of the file an edit dropped
+    added: bool = False  # a tenant was appended after the last one
 
     @classmethod
     def of(cls, fast: FastOverrides, original: str, parse: Parse) -> Splice:
         return cls(fast, original, parse, dict.fromkeys(fast.tenants))
 
-    def mini(self, tenant: str) -> Any:
-        """The round-trip document of the tenant's block alone (as edited so far)."""
-        doc = self.minis.get(tenant)
-        if doc is None:
+    def entry(self, tenant: str) -> _Entry:
+        found = self.edited.get(tenant)
+        if found is None:
             block = self.fast.tenants.get(tenant)
-            text = "".join(self.fast.lines[block.start : block.stop]) if block else ""
-            doc = self.minis[tenant] = self.parse("overrides:\n" + text)
-        return doc
+            if block is None:
+                found = _Entry(None, False)
+            elif block.limits is None:
+                found = _Entry(None, True)
+            else:
+                limits = {name: self.fast.value(v) for name, v in block.limits.items()}
+                lines = {name: v.value_line + 1 for name, v in block.limits.items()}
+                found = _Entry(limits, True, lines)
+            self.edited[tenant] = found
+        return found
 
     def set(self, tenant: str, limit: str, value: float, spec: LimitSpec) -> bool:
-        changed = bool(self.mini(tenant).set(tenant, limit, value, spec))
+        """`OverridesDocument.set` once its arguments are checked."""
+        new: Any = limit_yaml_value(value, spec)
+        entry = self.entry(tenant)
+        limits = entry.limits
+        if entry.present and limits is not None and limit in limits:
+            old = limits[limit]
+            same_type = old is not None and value_problem(old, spec.value_kind) is None
+            if same_type and number_of(old, spec) == number_of(new, spec):
+                return False
+            if isinstance(old, DoubleQuotedScalarString | SingleQuotedScalarString) and isinstance(
+                new, str
+            ):
+                new = type(old)(new)
+            limits[limit] = new
+        elif entry.present and limits is not None:
+            limits[limit] = new
+        elif entry.present:  # a null entry: ruamel puts a new mapping there
+            entry.limits, entry.lines = {limit: new}, {}
+        else:
+            entry.limits, entry.present, entry.lines = {limit: new}, True, {}
+            self.order[tenant] = None
+            self.added = True
         self.ops.append(("set", tenant, limit, value, spec))
-        self.order.setdefault(tenant)
-        return changed
+        return True
 
     def remove(self, tenant: str, limit: str) -> bool:
-        mini = self.mini(tenant)
-        changed = bool(mini.remove(tenant, limit))
-        if changed:
-            self.ops.append(("remove", tenant, limit))
-            if tenant not in mini.tenants():
-                self.order.pop(tenant, None)
-        return changed
+        """`OverridesDocument.remove` of a limit the tenant sets."""
+        entry = self.entry(tenant)
+        assert entry.limits is not None
+        del entry.limits[limit]
+        if not entry.limits:
+            entry.limits, entry.present = None, False
+            del self.order[tenant]
+            if tenant in self.fast.tenants:
+                self.dropped.add(tenant)
+        self.ops.append(("remove", tenant, limit))
+        return True
+
+    # The reads of an edited tenant.
+
+    def limits_of(self, tenant: str) -> list[str]:
+        entry = self.entry(tenant)
+        return list(entry.limits or ()) if entry.present else []
+
+    def sets(self, tenant: str, limit: str) -> bool:
+        entry = self.entry(tenant)
+        return entry.present and limit in (entry.limits or ())
+
+    def get(self, tenant: str, limit: str) -> Any:
+        return (self.entry(tenant).limits or {}).get(limit) if self.sets(tenant, limit) else None
 
     def line_of(self, tenant: str, limit: str) -> int | None:
-        """The edited tenant's line in the original text (None for an added key)."""
-        line = self.mini(tenant).line_of(tenant, limit)
-        block = self.fast.tenants.get(tenant)
-        if line is None or block is None:
-            return None
-        return int(line) - 2 + block.start + 1  # mini line 2 is the block's first line
+        return self.entry(tenant).lines.get(limit) if self.sets(tenant, limit) else None
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -171,11 +230,14 @@ class Splice:
         fast = self.fast
         blocks = list(fast.tenants.values())
         position = {tenant: index for index, tenant in enumerate(fast.tenants)}
-        touched = sorted({position[op[1]] for op in self.ops if op[1] in position})
         last = len(blocks) - 1
+        # A dropped tenant's comment lines go to its neighbour; new tenants after the last.
+        touched = {(position[op[1]], op[1] in self.dropped) for op in self.ops if op[1] in position}
+        if self.added:
+            touched.add((last, False))
         ranges: list[list[int]] = []
-        for index in [*touched, last]:  # the last tenant: new ones go after it
-            low, high = max(0, index - 1), min(last, index + 1)
+        for index, dropped in sorted(touched):
+            low, high = (max(0, index - 1), min(last, index + 1)) if dropped else (index, index)
             if ranges and low <= ranges[-1][1] + 1:
                 ranges[-1][1] = max(ranges[-1][1], high)
             else:
