@@ -104,7 +104,17 @@ def main() -> None:
             )
         )
         rows.append(
-            (tenants, floor, full_read, fast_read, full_check, fast_check, full_edit, fast_edit, same)
+            (
+                tenants,
+                floor,
+                full_read,
+                fast_read,
+                full_check,
+                fast_check,
+                full_edit,
+                fast_edit,
+                same,
+            )
         )
     header = (
         "| tenants | libyaml compose s | parse+read-all full s | fast s | ratio "

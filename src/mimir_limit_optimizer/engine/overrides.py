@@ -20,7 +20,6 @@ reports only what the file says (NaN / None when it says nothing).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,8 @@ from mimir_limit_optimizer.engine.overrides_comments import (
     replace_item,
 )
 from mimir_limit_optimizer.engine.overrides_fast import FastOverrides, read_fast
+from mimir_limit_optimizer.engine.overrides_read import current_limits, frame
+from mimir_limit_optimizer.engine.overrides_read import position as key_position
 from mimir_limit_optimizer.engine.overrides_splice import Splice, splice_safe
 from mimir_limit_optimizer.engine.overrides_validate import format_problems, validate_overrides
 from mimir_limit_optimizer.engine.overrides_values import (
@@ -108,7 +109,7 @@ class OverridesDocument:
     ) -> None:
         original = self._original
         self._yaml = make_yaml(indent)
-        self._prefix, self._suffix = _frame(original, empty=data is None)
+        self._prefix, self._suffix = frame(original, empty=data is None)
         self._root: CommentedMap = data if data is not None else CommentedMap()
         self._tenant_keys: dict[str, Any] = {}
         # Tenants whose entry is an alias of an earlier one (`b: *a`): copied before an edit.
@@ -119,7 +120,7 @@ class OverridesDocument:
             for key in own_keys(overrides):
                 text = key if isinstance(key, str) else None
                 if text is None:
-                    position = _position(overrides, key)
+                    position = key_position(overrides, key)
                     fallback = str(key).lower() if isinstance(key, bool) else str(key)
                     text = raw_tenant_keys.get(position, fallback) if position else fallback
                 self._tenant_keys.setdefault(text, key)
@@ -215,7 +216,7 @@ class OverridesDocument:
         entry = self._entry(tenant)
         if entry is None or limit not in entry:
             return None
-        position = _position(entry, limit, value=True)
+        position = key_position(entry, limit, value=True)
         return None if position is None else position[0] + 1
 
     def sets(self, tenant: str, limit: str) -> bool:
@@ -376,51 +377,6 @@ class OverridesDocument:
         return self._prefix + body + self._suffix
 
 
-def _position(mapping: CommentedMap, key: Any, *, value: bool = False) -> tuple[int, int] | None:
-    """0-based (line, column) ruamel recorded for a key (or its value); None for new keys."""
-    try:
-        line, column = mapping.lc.value(key) if value else mapping.lc.key(key)
-    except (KeyError, TypeError):
-        return None
-    return int(line), int(column)
-
-
-def _frame(text: str, *, empty: bool) -> tuple[str, str]:
-    """Text ruamel drops on a dump: what precedes an explicit `---` (and the marker itself),
-    a trailing `...` end marker with what follows it, and, for a file without data, all its
-    comments."""
-    lines = text.splitlines(keepends=True)
-    if empty:
-        kept = [
-            line
-            for line in lines
-            if line.strip() in ("", "---") or line.lstrip().startswith(("#", "%"))
-        ]
-        prefix = "".join(kept)
-        return (prefix if not prefix or prefix.endswith("\n") else prefix + "\n"), ""
-    prefix = ""
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("---") and (stripped == "---" or stripped[3:4] in " #"):
-            rest = stripped[3:].strip()
-            if rest == "" or rest.startswith("#"):
-                prefix = "".join(lines[: index + 1])
-            break
-        if stripped and not stripped.startswith(("#", "%")):
-            break
-    suffix = ""
-    for index in range(len(lines) - 1, -1, -1):
-        stripped = lines[index].strip()
-        if stripped == "..." or stripped.startswith("... #"):
-            suffix = "".join(lines[index:])
-            break
-        if stripped and not stripped.startswith("#"):
-            break
-    if prefix and not prefix.endswith("\n"):
-        prefix += "\n"
-    return prefix, suffix
-
-
 def parse_overrides(text: str, *, source_name: str = "<overrides>") -> OverridesDocument:
     """Parse a runtime overrides file for reading and editing.
 
@@ -459,43 +415,3 @@ def parse_full(text: str, source_name: str = "<overrides>") -> OverridesDocument
 
 def _with_path(problem: Problem) -> str:
     return f"{problem.key_path}: {problem.message}" if problem.key_path else problem.message
-
-
-def current_limits(
-    doc: OverridesDocument, tenants: Sequence[str], specs: Sequence[LimitSpec]
-) -> dict[str, FloatArray]:
-    """Per limit, an (N,) float64 array of what the file sets for each of `tenants`, in base
-    units; NaN where the tenant does not set it (it inherits the global default, which the
-    caller fills in). Raises OverridesValueError on a value of the wrong type."""
-    by_name = {spec.name: spec for spec in specs}
-    if len(by_name) == len(specs):
-        try:  # tenant by tenant, only the limits each sets: ~10x faster for large files
-            return _current_by_tenant(doc, tenants, specs, by_name)
-        except OverridesValueError:
-            pass  # report the error the spec-by-spec loop meets first
-    out: dict[str, FloatArray] = {}
-    for spec in specs:
-        values = np.full(len(tenants), np.nan, dtype=np.float64)
-        for index, tenant in enumerate(tenants):
-            number = doc.number(tenant, spec)
-            if number is not None:
-                values[index] = number
-        out[spec.name] = values
-    return out
-
-
-def _current_by_tenant(
-    doc: OverridesDocument,
-    tenants: Sequence[str],
-    specs: Sequence[LimitSpec],
-    by_name: dict[str, LimitSpec],
-) -> dict[str, FloatArray]:
-    out = {spec.name: np.full(len(tenants), np.nan, dtype=np.float64) for spec in specs}
-    for index, tenant in enumerate(tenants):
-        for limit in doc.limits_of(tenant):
-            spec = by_name.get(limit)
-            if spec is not None:
-                number = doc.number(tenant, spec)
-                if number is not None:
-                    out[limit][index] = number
-    return out

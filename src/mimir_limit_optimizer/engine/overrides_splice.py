@@ -21,10 +21,11 @@ Otherwise, and whenever a step does not come out as expected, the whole file is 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from mimir_limit_optimizer.catalogue.model import LimitSpec
@@ -138,6 +139,7 @@ class Splice:
     edited: dict[str, _Entry] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)  # tenants of the file an edit dropped
     added: bool = False  # a tenant was appended after the last one
+    emitted: dict[tuple[type, Any], str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, fast: FastOverrides, original: str, parse: Parse) -> Splice:
@@ -215,8 +217,10 @@ class Splice:
 
     # -- rendering -----------------------------------------------------------------------------
 
-    def _replay(self, doc: Any) -> Any:
+    def _replay(self, doc: Any, skip: Any = frozenset()) -> Any:
         for op in self.ops:
+            if op[1] in skip:
+                continue
             if op[0] == "set":
                 doc.set(*op[1:])
             else:
@@ -226,15 +230,59 @@ class Splice:
     def render_full(self) -> str:
         return str(self._replay(self.parse(self.original)).render())
 
+    def _emitted(self, value: Any) -> str:
+        """`value` as ruamel writes it after `key: ` (one small dump per distinct value)."""
+        key = (type(value), value)
+        found = self.emitted.get(key)
+        if found is None:
+            text = dump(make_yaml(), CommentedMap([("k", value)]))
+            found = self.emitted[key] = text[len("k: ") :].rstrip("\n")
+        return found
+
+    def _text_block(self, tenant: str) -> list[str] | None:
+        """The tenant's block after its edits, written line by line without ruamel, when all
+        its edits are `set`s and every changed line is a bare `name: value`; else None."""
+        block = self.fast.tenants[tenant]
+        entry = self.edited[tenant]
+        if block.limits is None or entry.limits is None or tenant in self.dropped:
+            return None
+        if any(op[0] != "set" for op in self.ops if op[1] == tenant):
+            return None
+        pad = " " * (2 * self.fast.indent)
+        lines = self.fast.lines[block.start : block.stop]
+        for name, scalar in block.limits.items():
+            value = entry.limits[name]
+            if value is self.fast.value(scalar):
+                continue  # unchanged (a set to the same value)
+            token = written(scalar)
+            if (
+                lines[scalar.line - block.start]
+                != pad + name + ":" + f" {token}" * bool(token) + "\n"
+            ):
+                return None  # an end-of-line comment: ruamel decides where it goes
+            lines[scalar.line - block.start] = f"{pad}{name}: {self._emitted(value)}\n"
+        added = [
+            f"{pad}{n}: {self._emitted(v)}\n"
+            for n, v in entry.limits.items()
+            if n not in block.limits
+        ]
+        after = list(block.limits.values())[-1].line - block.start + 1
+        return [*lines[:after], *added, *lines[after:]]
+
     def render(self) -> str:
         fast = self.fast
         blocks = list(fast.tenants.values())
         position = {tenant: index for index, tenant in enumerate(fast.tenants)}
         last = len(blocks) - 1
+        texts: dict[int, list[str]] = {}
         # A dropped tenant's comment lines go to its neighbour; new tenants after the last.
-        touched = {(position[op[1]], op[1] in self.dropped) for op in self.ops if op[1] in position}
-        if self.added:
-            touched.add((last, False))
+        touched: set[tuple[int, bool]] = {(last, False)} if self.added else set()
+        for tenant in {op[1] for op in self.ops if op[1] in position}:
+            text = self._text_block(tenant)
+            if text is None or (self.added and position[tenant] == last):
+                touched.add((position[tenant], tenant in self.dropped))
+            else:
+                texts[position[tenant]] = text
         ranges: list[list[int]] = []
         for index, dropped in sorted(touched):
             low, high = (max(0, index - 1), min(last, index + 1)) if dropped else (index, index)
@@ -242,6 +290,34 @@ class Splice:
                 ranges[-1][1] = max(ranges[-1][1], high)
             else:
                 ranges.append([low, high])
+        for low, high in ranges:  # a neighbour in a range is rendered by ruamel, edits and all
+            for index in range(low, high + 1):
+                texts.pop(index, None)
+        lines = fast.lines
+        pieces: list[tuple[int, int, str]] = [
+            (blocks[i].start, blocks[i].stop, "".join(text)) for i, text in texts.items()
+        ]
+        if ranges:
+            names = list(fast.tenants)
+            rendered = self._render_ranges(ranges, blocks, {names[i] for i in texts})
+            if rendered is None:
+                return self.render_full()
+            pieces.extend(rendered)
+        out: list[str] = []
+        kept = 0
+        for start, stop, chunk in sorted(pieces):
+            out.append("".join(lines[kept:start]))
+            out.append(chunk)
+            kept = stop
+        out.append("".join(lines[kept:]))
+        return "".join(out)
+
+    def _render_ranges(
+        self, ranges: list[list[int]], blocks: list[Any], skip: Collection[str]
+    ) -> list[tuple[int, int, str]] | None:
+        """Ranges of blocks rendered by ruamel as one small document, cut back into place;
+        None when that does not come out as expected (the caller renders the whole file)."""
+        fast = self.fast
         lines = fast.lines
         prefix = "".join(lines[: fast.header + 1])
         spans = [
@@ -249,13 +325,12 @@ class Splice:
             for low, high in ranges
         ]
         small = prefix + "".join("".join(lines[start:stop]) for start, stop in spans)
-        doc = self._replay(self.parse(small))
-        whole = spans == [(fast.header + 1, len(lines))]
+        doc = self._replay(self.parse(small), skip)
         rendered = str(doc.render())
-        if whole:
-            return rendered
+        if spans == [(fast.header + 1, len(lines))]:
+            return [(0, len(lines), rendered)]
         if not doc.tenants() or not rendered.startswith(prefix):
-            return self.render_full()
+            return None
         out = rendered[len(prefix) :].splitlines(keepends=True)
         cuts: list[int] = []
         at = 0
@@ -267,14 +342,10 @@ class Splice:
             while at < len(out) and out[at] != first:
                 at += 1
             if at == len(out):
-                return self.render_full()
+                return None
             cuts.append(at)
         cuts.append(len(out))
-        pieces: list[str] = []
-        kept = 0
-        for number, (start, stop) in enumerate(spans):
-            pieces.append("".join(lines[kept:start]))
-            pieces.append("".join(out[cuts[number] : cuts[number + 1]]))
-            kept = stop
-        pieces.append("".join(lines[kept:]))
-        return "".join(pieces)
+        return [
+            (start, stop, "".join(out[cuts[n] : cuts[n + 1]]))
+            for n, (start, stop) in enumerate(spans)
+        ]
