@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +170,22 @@ def test_a_large_canonical_file_edits_like_the_full_model() -> None:
     fast = read_fast(text)
     assert fast is not None and splice_safe(fast)
     assert _edited(parse_overrides(text), edits) == _edited(_full(text), edits)
+
+
+def test_the_benchmark_prints_its_table() -> None:
+    """bench/overrides_scale.py runs (a seconds-long size): one row per size, identical."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "overrides_scale.py"), "--sizes", "50,120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith("| 50 ") or line.startswith("| 120 ")
+    ]
+    assert len(rows) == 2 and all(row.endswith("| yes |") for row in rows), done.stdout
