@@ -36,6 +36,7 @@ PHASES = (
     "apply",
     "cost",
     "prune",
+    "ui",
 )
 
 

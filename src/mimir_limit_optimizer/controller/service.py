@@ -367,7 +367,8 @@ class Service:
                 )
         except StoreError as exc:  # housekeeping: the next cycle prunes again
             self.log.warning("could not prune the audit log: %s", exc)
-        self.ui.cycle_finished(result, at=now, duration=time.monotonic() - started)
+        with self.metrics.phase("ui"):  # the UI's tenant index of this cycle
+            self.ui.cycle_finished(result, at=now, duration=time.monotonic() - started)
         level = logging.INFO if result.ok else logging.ERROR
         self.log.log(level, "cycle %s: %s", "ok" if result.ok else "failed", result.detail)
         return result

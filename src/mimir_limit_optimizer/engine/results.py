@@ -140,11 +140,24 @@ def render_value(value: float, spec: LimitSpec, *, unit: bool = True) -> str:
     return format_number(value, spec.unit if unit else "")
 
 
+class _Bits:
+    """`Reason.X in bits` on a plain int: IntFlag's own `in` costs ~1 us, and a plan at
+    10,000 tenants renders reasons for ~30,000 changes x ~35 tests."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __contains__(self, flag: Reason) -> bool:
+        return bool(self.value & flag._value_)
+
+
 def _render_reasons(r: LimitResult, i: int) -> list[str]:
     undefined = r.undefined_reason[i]
     if undefined:
         return [undefined]
-    f = Reason(int(r.flags[i]))
+    f = _Bits(int(r.flags[i]))
     spec = r.spec
     out: list[str] = []
 

@@ -66,12 +66,19 @@ class _Mirror:
 
 def _series_discards(cluster: SyntheticCluster, _: LimitSpec) -> FloatArray:
     """The catalogue's estimate of rejected series: rejected samples/s x series / accepted
-    samples/s that reached memory (`> 0`, else no result); 0 without discard series."""
+    samples/s that reached memory (`> 0`, else no result); 0 without discard series. Only
+    rows with rejected samples can differ from 0, so only those are computed."""
     rejected = cluster.discards["per_user_series_limit"]
-    reaching = cluster.samples_accepted - rejected
-    estimate = np.zeros_like(rejected)
-    np.divide(rejected * cluster.series, reaching, out=estimate, where=reaching > 0)
-    estimate[np.isnan(cluster.series_demand)] = np.nan  # tenants that do not exist yet
+    estimate = cluster.blank()
+    peaks = np.fmax.reduce(rejected, axis=1) if rejected.shape[1] else np.zeros(len(rejected))
+    rows = np.flatnonzero(peaks > 0).astype(np.int64)
+    if len(rows):
+        part = cluster.rows(rows)
+        reaching = part.samples_accepted - rejected[rows]
+        found = np.zeros_like(reaching)
+        np.divide(rejected[rows] * part.series, reaching, out=found, where=reaching > 0)
+        found[np.isnan(part.series_demand)] = np.nan  # tenants that do not exist yet
+        estimate[rows] = found
     return estimate
 
 

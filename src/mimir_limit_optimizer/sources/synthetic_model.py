@@ -154,6 +154,27 @@ class SyntheticCluster:
             label_episodes=episodes,
         )
 
+    def rows(self, rows: IntArray) -> SyntheticCluster:
+        """The cluster of these tenants only (a copy of their rows; label episodes dropped)."""
+        return dataclasses.replace(
+            self,
+            tenants=tuple(self.tenants[i] for i in rows.tolist()),
+            first_index=self.first_index[rows],
+            samples_demand=self.samples_demand[rows],
+            series_demand=self.series_demand[rows],
+            limits=MappingProxyType({k: v[rows] for k, v in self.limits.items()}),
+            overridden=MappingProxyType({k: v[rows] for k, v in self.overridden.items()}),
+            series_churn=self.series_churn[rows],
+            metadata_churn=self.metadata_churn[rows],
+            exemplars_per_series=self.exemplars_per_series[rows],
+            exemplar_share=self.exemplar_share[rows],
+            batch=self.batch[rows],
+            growth=self.growth[rows],
+            metadata_base=self.metadata_base[rows],
+            label_episodes=(),
+            archetypes=MappingProxyType({}),
+        )
+
     def exists(self) -> BoolArray:
         """(N, T) True where the tenant exists."""
         return np.arange(len(self.timestamps))[None, :] >= self.first_index[:, None]
@@ -234,22 +255,28 @@ class _Discards(Mapping[str, FloatArray]):
         self._cluster = cluster
 
     def __getitem__(self, reason: str) -> FloatArray:
-        c = self._cluster
-        if reason == "rate_limited":
-            demand = np.asarray(c.samples_demand, dtype=np.float64)
-            return _readonly(demand - c.samples_accepted)
-        if reason == "per_user_series_limit":
-            # Ingesters reject the accepted samples of the series over the limit (each series
-            # sends samples_accepted / series_demand samples/s).
-            demand = np.asarray(c.series_demand, dtype=np.float64)
-            rejected = demand - c.series
-            rejected *= c.samples_accepted
-            np.divide(rejected, demand, out=rejected, where=demand > 0)
-            return _readonly(rejected)
         if reason not in DISCARD_REASONS:
             raise KeyError(reason)
+        c = self._cluster
         out = c.blank()
-        if reason == "label_value_too_long":
+        if reason == "rate_limited":
+            # Only tenants whose demand ever exceeds what the limiter lets through discard.
+            cap = c.limits["ingestion_rate"] / (1.0 + c.exemplar_share)
+            for row in _rows_over(c.samples_demand, cap):
+                demand = np.asarray(c.samples_demand[row], dtype=np.float64)
+                out[row] = demand - np.minimum(demand, cap[row])
+        elif reason == "per_user_series_limit":
+            # Ingesters reject the accepted samples of the series over the limit (each series
+            # sends samples_accepted / series_demand samples/s).
+            cap = c.limits["max_global_series_per_user"]
+            rate = c.limits["ingestion_rate"] / (1.0 + c.exemplar_share)
+            for row in _rows_over(c.series_demand, cap):
+                demand = np.asarray(c.series_demand[row], dtype=np.float64)
+                rejected = demand - np.minimum(demand, cap[row])
+                rejected *= np.minimum(c.samples_demand[row], rate[row], dtype=np.float64)
+                np.divide(rejected, demand, out=rejected, where=demand > 0)
+                out[row] = rejected
+        elif reason == "label_value_too_long":
             for row, first, end, value in c.label_episodes:
                 out[row, first:end] = value
             _mask_absent(out, c.first_index)
@@ -260,6 +287,13 @@ class _Discards(Mapping[str, FloatArray]):
 
     def __len__(self) -> int:
         return len(DISCARD_REASONS)
+
+
+def _rows_over(demand: Float32Array, cap: FloatArray) -> list[int]:
+    """Rows whose demand exceeds `cap` somewhere (NaN never does)."""
+    with np.errstate(invalid="ignore"):
+        peaks = np.fmax.reduce(demand, axis=1) if demand.shape[1] else np.zeros(len(cap))
+    return np.flatnonzero(peaks > cap).tolist()
 
 
 def _stored_exemplars(received: FloatArray, limit: FloatArray) -> FloatArray:
