@@ -132,6 +132,7 @@ class Service:
             catalogue=catalogue,
             logger=logging.getLogger("mimir_limit_optimizer.cost"),
             is_leader=self.is_leader,
+            exported_tenants=self.metrics.exported_tenants,  # cost series follow these
         )
         self.options.fast_hooks.append(self.protection.fast_hook)
         self.options.fast_interval = config.circuit_breaker.fast_loop.interval
