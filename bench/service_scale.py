@@ -117,13 +117,13 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
         f"service: one dry-run cycle, synthetic cluster, {args.history} of history, one core; "
-        f"load average {load} on {os.cpu_count()} cores (cpu s: the cycle's own CPU time, "
+        f"load average {load} on {os.cpu_count()} cores (cpu: the cycle's own CPU seconds, "
         "which other processes' load does not inflate as it does the wall time)"
     )
     short = {"read_target": "read", "recommend": "recomm", "report": "report"}
     head = " ".join(f"{short.get(p, p):>7}" for p in PHASES)
     print(
-        f"{'tenants':>8} {'cycle s':>8} {'cpu s':>6} {head} {'outside':>7} {'peak MB':>8} "
+        f"{'tenants':>8} {'cycle s':>8} {'cpu':>6} {head} {'outside':>7} {'peak MB':>8} "
         f"{'audit ev':>8} {'series':>7} {'MB':>5}"
     )
     for size in args.sizes:

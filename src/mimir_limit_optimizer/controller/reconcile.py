@@ -226,7 +226,7 @@ class Reconciler:
             "auditedDigest": audited,
             "items": item_rows(plan),
         }
-        data = zlib.compress(orjson.dumps(payload), 6)
+        data = zlib.compress(orjson.dumps(payload), 1)  # level 1: ~2x faster, ~10% larger
         self.store.save_checkpoint(PLAN_KEY, data, at=now)
 
     def _last_audited(self) -> str | None:
