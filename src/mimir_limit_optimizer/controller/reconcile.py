@@ -287,7 +287,10 @@ class Reconciler:
                 [guard.guard_inputs(config, now) for guard in self.guards],
                 last_changed(self.store, self.applier.name, since),
             )
-            return plan_recommendations(recs, config, self.catalogue, guards=guards, now=now)
+            planned = plan_recommendations(recs, config, self.catalogue, guards=guards, now=now)
+            # The write set and the held-back list (cached on the plan): part of planning.
+            _ = (planned.writes, planned.held_back)
+            return planned
 
     def _no_tenants(self, config: Config, source: Source, now: float) -> CycleResult:
         """A source that answers with no tenant at all is misconfigured (wrong URL, prefix,
