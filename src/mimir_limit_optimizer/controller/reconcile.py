@@ -200,18 +200,14 @@ class Reconciler:
     def _checkpoint(self, recs: Recommendations, now: float) -> None:
         """The last cycle's results, so a restart knows where it stood. (Usage history itself
         lives in Prometheus: every cycle rebuilds its percentiles and histograms from there.)"""
-        statuses = [s.value for s in STATUS_ORDER]
+        names = [s.value for s in STATUS_ORDER]
         limits = {}
         for name, r in recs.results.items():
-            # orjson writes NaN and infinities as null: unknown values read back as None.
-            rows = zip(
-                recs.tenants,
-                r.current.tolist(),
-                r.recommended.tolist(),
-                [statuses[k] for k in r.status.tolist()],
-                strict=True,
-            )
-            limits[name] = {tenant: [current, rec, status] for tenant, current, rec, status in rows}
+            # tenant -> [current, recommended, status], built in C (dict/zip) and written by
+            # orjson, which writes tuples as arrays and NaN and infinities as null.
+            statuses = [names[k] for k in r.status.tolist()]
+            rows = zip(r.current.tolist(), r.recommended.tolist(), statuses, strict=True)
+            limits[name] = dict(zip(recs.tenants, rows, strict=True))
         payload = {"at": now, "window": list(recs.window), "limits": limits}
         self.store.save_checkpoint(CHECKPOINT_KEY, orjson.dumps(payload), at=now)
 

@@ -82,6 +82,17 @@ def _series_discards(cluster: SyntheticCluster, _: LimitSpec) -> FloatArray:
     return estimate
 
 
+def _discards_with_share(cluster: SyntheticCluster) -> FloatArray:
+    """rate_limited samples/s plus their exemplars/s, as `_with_share`, computed only on the
+    rows that discard (the others are 0, or NaN before the tenant exists, either way)."""
+    out = cluster.discards.fresh("rate_limited")
+    peaks = np.fmax.reduce(out, axis=1) if out.shape[1] else np.zeros(len(out))
+    share = cluster.exemplar_share
+    for row in np.flatnonzero(peaks > 0).tolist():
+        out[row] += out[row] * share[row]
+    return out
+
+
 def _with_share(cluster: SyntheticCluster, samples: FloatArray) -> FloatArray:
     """samples/s plus the exemplars/s that travel with them (the limiter counts both);
     the same bits as `samples + samples * share`, one new array instead of two."""
@@ -122,7 +133,7 @@ DISCARDS: Mapping[str, _Mirror] = MappingProxyType(
     {
         "ingestion_rate": _Mirror(
             _DISCARD_COUNTERS,
-            lambda c, _: _with_share(c, c.discards["rate_limited"]),
+            lambda c, _: _discards_with_share(c),
         ),
         "max_global_series_per_user": _Mirror(
             _SERIES | {_DISCARDED_SAMPLES, _SAMPLES}, _series_discards

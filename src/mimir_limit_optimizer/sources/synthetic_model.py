@@ -181,7 +181,9 @@ class SyntheticCluster:
 
     def blank(self) -> FloatArray:
         """(N, T) zeros where the tenant exists, NaN before (no discards, say)."""
-        return np.where(self.exists(), 0.0, np.nan)
+        out = np.zeros((len(self.tenants), len(self.timestamps)))
+        _mask_absent(out, self.first_index)
+        return out
 
     # --- derived signals (float64, computed on every access) ------------------------------
     @property
@@ -239,7 +241,7 @@ class SyntheticCluster:
         return _readonly(out)
 
     @property
-    def discards(self) -> Mapping[str, FloatArray]:
+    def discards(self) -> _Discards:
         """reason -> discarded samples/s (true, not x RF), each computed when read."""
         return _Discards(self)
 
@@ -273,6 +275,10 @@ class _Discards(Mapping[str, FloatArray]):
         self._cluster = cluster
 
     def __getitem__(self, reason: str) -> FloatArray:
+        return _readonly(self.fresh(reason))
+
+    def fresh(self, reason: str) -> FloatArray:
+        """A new writable array of `reason`'s discards (callers may reuse it in place)."""
         if reason not in DISCARD_REASONS:
             raise KeyError(reason)
         c = self._cluster
@@ -298,7 +304,7 @@ class _Discards(Mapping[str, FloatArray]):
             for row, first, end, value in c.label_episodes:
                 out[row, first:end] = value
             _mask_absent(out, c.first_index)
-        return _readonly(out)
+        return out
 
     def __iter__(self) -> Iterator[str]:
         return iter(DISCARD_REASONS)
