@@ -142,9 +142,7 @@ def test_a_store_failing_at_the_record_is_caught_up_once_it_is_back(
         assert (tmp_path / "runtime.yaml").read_text() == OLD
         applier(target, store).recover(now=T + 120)
         assert store.revisions(target.describe(), limit=10)[0].kind == "rollback"
-        assert [e.details["to_revision"] for e in store.audit(action="rollback")] == [
-            baseline.id
-        ]
+        assert [e.details["to_revision"] for e in store.audit(action="rollback")] == [baseline.id]
 
 
 def test_a_rollback_is_refused_when_the_store_cannot_record_the_intent(
