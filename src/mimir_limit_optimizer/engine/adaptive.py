@@ -30,6 +30,12 @@ BoolArray = npt.NDArray[np.bool_]
 # Below quietShare of its peak for a whole daily cycle: quiet (a night's trough is not).
 QUIET_AFTER_SECONDS = 86400.0
 DAY = 86400.0
+# A level a tenant sends, as opposed to a burst: held this long (seconds). Bursts of cron jobs
+# and agent restarts last minutes; a return or a new level lasts.
+SUSTAINED_SECONDS = 900.0
+# Growth projected ahead is at most this per day (a fraction): faster "growth" over three days
+# is a return or a new level, which the reaction to throttling covers.
+MAX_GROWTH_PER_DAY = 0.25
 
 
 def keep_recurring(
@@ -109,25 +115,39 @@ def floors(
         value, kept = pp.quiet_floor(
             value,
             result.current,
-            shape.peak,
+            # Remembered at its highest hour, not its day level: a tenant that comes back
+            # returns to its daily peak.
+            np.fmax(shape.peak, shape.top_hour),
             shape.quiet_for,
-            standing_percent,
+            # The full buffer: the return comes at its old daily peak, above the day level.
+            full_percent,
             quiet_after=QUIET_AFTER_SECONDS,
             hold=settings.quiet_hold,
             keep=settings.quiet_keep,
         )
         result.flags |= np.where(kept, int(Reason.QUIET_MEMORY), 0)
-    throttled = result.extra.get("throttled_recently")
-    if settings.growth_horizon > 0 and throttled is not None:
-        level = np.fmax(shape.recent_peak, result.extra.get("sending_now", shape.recent_peak))
-        value, grown = pp.growth_floor(
-            value,
-            level,
-            shape.growth,
-            np.asarray(throttled, dtype=bool),
-            full_percent,
-            days=settings.growth_horizon / DAY,
+    if settings.growth_horizon > 0:
+        # A return from quiet looks like growth (each day above the one before): projected
+        # at most MAX_GROWTH_PER_DAY, or one return would double the limit.
+        growth = np.minimum(shape.growth, MAX_GROWTH_PER_DAY)
+        days = settings.growth_horizon / DAY
+        throttled_extra = result.extra.get("throttled_recently")
+        throttled = (
+            np.zeros(value.shape, dtype=bool)
+            if throttled_extra is None
+            else np.asarray(throttled_extra, dtype=bool)
         )
+        # Throttled: from what it sends now (demand incl. discards), with the full buffer.
+        level = np.fmax(shape.recent_peak, result.extra.get("sending_now", shape.recent_peak))
+        value, grown = pp.growth_floor(value, level, growth, throttled, full_percent, days=days)
+        # Not throttled (yet): raised ahead of its growth, with the standing buffer, so the
+        # next daily peak does not find the limit where the last one was.
+        # Only steady growth: faster is a return, whose level the quiet memory holds.
+        steady = np.where(shape.growth <= MAX_GROWTH_PER_DAY, shape.growth, 0.0)
+        value, ahead = pp.growth_floor(
+            value, shape.recent_peak, steady, ~throttled, standing_percent, days=days
+        )
+        grown |= ahead
         result.flags |= np.where(grown, int(Reason.GROWTH), 0)
     return value
 
@@ -149,6 +169,13 @@ def lowering(
     # A tenant whose day level grew on each of the last days is not lowered at all: its
     # next peak is above the last ones.
     growing = result.extra.get("growth_per_day", np.zeros(value.shape)) > 0
+    # Nor is one whose last day ran above its window's level: it is rising (the day-over-day
+    # growth reading flickers with noise from one cycle to the next; this one does not, so a
+    # raise ahead of growth is not undone at the next cycle).
+    recent_level = result.extra.get("recent_level")
+    if recent_level is not None:
+        with np.errstate(invalid="ignore"):
+            growing = growing | (recent_level > result.demand)
     with np.errstate(invalid="ignore"):
         lower = value < current
         floor = np.fmin(np.where(np.isfinite(recent_peak), recent_peak, -np.inf), current)
@@ -159,3 +186,23 @@ def lowering(
     with np.errstate(invalid="ignore"):
         larger: BoolArray = (value < current) & np.isfinite(recent_peak)
     return value, larger
+
+
+def held_level(
+    demand: AnyFloatArray, recent: BoolArray, rows: npt.NDArray[np.int64], *, step: float
+) -> FloatArray:
+    """Per tenant of `rows`: the highest level its demand held for SUSTAINED_SECONDS (the
+    highest rolling minimum over that many points) within the `recent` columns. NaN points
+    count as not holding; a row without a whole run of points gets its recent maximum."""
+    block = np.asarray(demand[rows][:, recent], dtype=np.float32)
+    width = max(1, round(SUSTAINED_SECONDS / step))
+    if block.shape[1] < width or len(rows) == 0:
+        return (
+            np.fmax.reduce(block, axis=1).astype(np.float64)
+            if block.shape[1]
+            else (np.full(len(rows), np.nan))
+        )
+    filled = np.where(np.isnan(block), np.float32(-np.inf), block)
+    runs = np.lib.stride_tricks.sliding_window_view(filled, width, axis=1).min(axis=2)
+    top = runs.max(axis=1).astype(np.float64)
+    return np.where(np.isfinite(top), top, np.nan)

@@ -451,6 +451,12 @@ def _react_to_throttling(
             now = np.fmax.reduce(raw[rows][:, recent], axis=1)
             back = np.fmin(now, earlier).astype(np.float64)
             sending[rows] = np.fmax(sending[rows], back)
+        # What it sends, not what it burst to: the highest level held for SUSTAINED_SECONDS
+        # within the last hour. A burst of a few minutes that is over by the cycle leaves no
+        # level to cover (raising after it buys headroom for a day and no fewer throttled
+        # minutes: the next burst comes at another time); a return or growth holds its level.
+        held = adaptive.held_level(raw, recent, rows, step=state.obs.step)
+        sending[rows] = np.fmin(sending[rows], held)
         value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
         result.extra["sending_now"] = sending
         result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)

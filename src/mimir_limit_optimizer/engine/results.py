@@ -257,7 +257,11 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
     if Reason.GROWTH in f:
         growth = r.extra.get("growth_per_day")
         shown = f" {growth[i]:.1%}/day" if growth is not None else ""
-        out.append(f"throttled and growing{shown}: raised to its level projected ahead + buffer")
+        out.append(
+            f"growing{shown}: raised to its level projected "
+            "trendAnalysis.adaptive.growthHorizon ahead + buffer (from what it sends now, with "
+            "the full buffer, when throttled)"
+        )
     if Reason.SAFE_LOWERING in f:
         out.append(
             "safe lowering, larger step: the new value covers every hourly level of recent days"
