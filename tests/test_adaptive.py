@@ -72,11 +72,11 @@ def test_a_tenant_quiet_for_days_is_lowered_only_part_of_the_way() -> None:
     # The median of the week is the quiet level (the default p95 still sees the active days):
     # its remembered level (its highest hour, 1000) + the full buffer (20%) = 1200 holds; a
     # safe lowering from 2000 would otherwise go to 500 in one step.
-    median = {"percentile": 50}
+    median = {"percentile": 50, "adaptive": {"tailPercentile": 0}}
     result = _run(usage, current=2000.0, cfg=Config.model_validate({"trendAnalysis": median}))
     assert result.recommended[0] == 1200.0
     assert any("went quiet" in r for r in result.reasons(0))
-    off = {**median, "adaptive": {"quietShare": 0}}
+    off = {**median, "adaptive": {"quietShare": 0, "tailPercentile": 0}}
     assert (
         _run(usage, 2000.0, cfg=Config.model_validate({"trendAnalysis": off})).recommended[0]
         == 500.0
@@ -89,10 +89,17 @@ def test_part_of_the_load_moved_away_counts_as_quiet() -> None:
     usage = np.full(T, 1000.0)
     usage[-4 * DAY :] = 650.0
     result = _run(
-        usage, current=1500.0, cfg=Config.model_validate({"trendAnalysis": {"percentile": 50}})
+        usage,
+        current=1500.0,
+        cfg=Config.model_validate(
+            {"trendAnalysis": {"percentile": 50, "adaptive": {"tailPercentile": 0}}}
+        ),
     )
     assert result.recommended[0] == 1200.0
-    old = {"percentile": 50, "adaptive": {"quietShare": 0.5, "quietKeep": 0.6}}
+    old = {
+        "percentile": 50,
+        "adaptive": {"quietShare": 0.5, "quietKeep": 0.6, "tailPercentile": 0},
+    }
     assert (
         _run(usage, 1500.0, cfg=Config.model_validate({"trendAnalysis": old})).recommended[0]
         < 1000.0

@@ -234,6 +234,10 @@ class AdaptiveSettings(_Section):
     # A throttled tenant that grew day over day is raised to its level projected this far
     # ahead (the time it is not lowered after throttling).
     growth_horizon: Duration = Field(86400.0, ge=0)
+    # For a tenant whose short-term variation is above variabilityReference, the percentile
+    # strategy's estimate is at least this percentile of the window (before the buffer): a
+    # noisy or bursty tenant's tail held steady (0: off).
+    tail_percentile: float = Field(99.0, ge=0, le=100)
     # Spikes (eventSpike) that recur this often per day of history are bursts the tenant
     # sends routinely: kept in its demand instead of excluded (0: always excluded).
     recurring_spikes_per_day: float = Field(1.0, ge=0)

@@ -3,6 +3,8 @@
 
 - `keep_recurring`, after spike detection: spikes that recur every day (bursts) stay in the
   demand; only rare ones (incidents) are excluded;
+- `tail`, after the strategy: noisy and bursty tenants get at least a high percentile of
+  the window (their tail, held steady, instead of raises after each burst);
 - `prepare`, before the buffer: the tenant's shape (variability, sustained peak, quiet time,
   growth) and its buffer scaled with its variability;
 - `floors`, after the reaction to throttling: a quiet tenant is kept near its remembered
@@ -23,6 +25,7 @@ from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
 from mimir_limit_optimizer.engine.spikes import Cleaned, SpikeReport
+from mimir_limit_optimizer.engine.stats import SortedRows
 from mimir_limit_optimizer.engine.strategies import TenantShape, tenant_shape
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -206,3 +209,30 @@ def held_level(
     runs = np.lib.stride_tricks.sliding_window_view(filled, width, axis=1).min(axis=2)
     top = runs.max(axis=1).astype(np.float64)
     return np.where(np.isfinite(top), top, np.nan)
+
+
+def tail(
+    value: FloatArray,
+    ordered: SortedRows,
+    shape: TenantShape,
+    result: LimitResult,
+    settings: AdaptiveSettings,
+) -> FloatArray:
+    """Noisy tenants (short-term variation above variabilityReference): at least the
+    tailPercentile of the window's demand (before the buffer). The steady limit that covers
+    a noisy or bursty tenant's tail throttles fewer minutes for the same average headroom
+    than a lower limit raised after each burst (bursts come at random times: a raise after
+    one is headroom spent when the next is elsewhere). Steady tenants keep the configured
+    percentile: their level shifts are the other rules' business."""
+    if settings.tail_percentile <= 0 or settings.variability_reference <= 0:
+        return value
+    with np.errstate(invalid="ignore"):
+        noisy = shape.variability > settings.variability_reference
+    if not noisy.any():
+        return value
+    top = ordered.percentile(settings.tail_percentile)
+    with np.errstate(invalid="ignore"):
+        hit = noisy & (top > value)
+    result.extra["tail_level"] = top
+    result.flags |= np.where(hit, int(Reason.TAIL), 0)
+    return np.where(hit, top, value)

@@ -327,6 +327,12 @@ def _usage_value(
             presorted=ordered.patched(cleaned.rows, cleaned.values),
         )
     value = strat.value
+    if trend.strategy == "percentile":
+        # A long tail (noise, routine bursts) is covered by a higher percentile held steady,
+        # not by raises after each burst (engine/adaptive.py, `tail`).
+        value = adaptive.tail(
+            value, ordered.patched(cleaned.rows, cleaned.values), shape, result, trend.adaptive
+        )
     result.confidence = strat.confidence
     recent_level = None
     last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
