@@ -9,6 +9,7 @@ own short paths. "Cannot decide" is NaN plus a reason, never 0 and never an exce
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -319,20 +320,20 @@ def _usage_value(
         # `cleaned` itself is read only for the moving-average and peak options; otherwise
         # the shared sort, patched with the spike rows, holds everything the strategy needs.
         full = trend.use_moving_average or trend.include_peaks
+        presorted = ordered.patched(cleaned.rows, cleaned.values)
         strat = percentile_strategy(
             cleaned.full() if full else demand,
             step=obs.step,
             history=history,
             settings=trend,
-            presorted=ordered.patched(cleaned.rows, cleaned.values),
+            presorted=presorted,
         )
-    value = strat.value
-    if trend.strategy == "percentile":
         # A long tail (noise, routine bursts) is covered by a higher percentile held steady,
         # not by raises after each burst (engine/adaptive.py, `tail`).
-        value = adaptive.tail(
-            value, ordered.patched(cleaned.rows, cleaned.values), shape, result, trend.adaptive
+        strat = dataclasses.replace(
+            strat, value=adaptive.tail(strat.value, presorted, shape, result, trend.adaptive)
         )
+    value = strat.value
     result.confidence = strat.confidence
     recent_level = None
     last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
