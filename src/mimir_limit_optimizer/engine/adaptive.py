@@ -122,8 +122,7 @@ def floors(
             # returns to its daily peak.
             np.fmax(shape.peak, shape.top_hour),
             shape.quiet_for,
-            # The full buffer: the return comes at its old daily peak, above the day level.
-            full_percent,
+            standing_percent,
             quiet_after=QUIET_AFTER_SECONDS,
             hold=settings.quiet_hold,
             keep=settings.quiet_keep,
@@ -143,12 +142,16 @@ def floors(
         # Throttled: from what it sends now (demand incl. discards), with the full buffer.
         level = np.fmax(shape.recent_peak, result.extra.get("sending_now", shape.recent_peak))
         value, grown = pp.growth_floor(value, level, growth, throttled, full_percent, days=days)
-        # Not throttled (yet): raised ahead of its growth, with the standing buffer, so the
-        # next daily peak does not find the limit where the last one was.
+        # Throttled earlier in the window, not in the last day: raised ahead of its growth
+        # with the standing buffer, before its next daily peak finds the limit where the last
+        # raise left it. Only these: a tenant never throttled has shown no limit its growth
+        # reaches, and a weekly cycle's Monday reads like growth.
+        before = (result.discard_share > 0) & ~throttled
         # Only steady growth: faster is a return, whose level the quiet memory holds.
         steady = np.where(shape.growth <= MAX_GROWTH_PER_DAY, shape.growth, 0.0)
+        result.extra["raised_ahead"] = before
         value, ahead = pp.growth_floor(
-            value, shape.recent_peak, steady, ~throttled, standing_percent, days=days
+            value, shape.recent_peak, steady, before, standing_percent, days=days
         )
         grown |= ahead
         result.flags |= np.where(grown, int(Reason.GROWTH), 0)
@@ -172,13 +175,16 @@ def lowering(
     # A tenant whose day level grew on each of the last days is not lowered at all: its
     # next peak is above the last ones.
     growing = result.extra.get("growth_per_day", np.zeros(value.shape)) > 0
-    # Nor is one whose last day ran above its window's level: it is rising (the day-over-day
-    # growth reading flickers with noise from one cycle to the next; this one does not, so a
-    # raise ahead of growth is not undone at the next cycle).
+    # Nor is one that may be raised ahead of growth (`floors`) while its last day ran above
+    # its window's level: the day-over-day growth reading flickers with noise from one cycle
+    # to the next, this one does not, so a raise ahead is not undone at the next cycle.
     recent_level = result.extra.get("recent_level")
     if recent_level is not None:
         with np.errstate(invalid="ignore"):
-            growing = growing | (recent_level > result.demand)
+            rising = recent_level > result.demand
+        ahead = result.extra.get("raised_ahead")
+        if ahead is not None:
+            growing = growing | (rising & np.asarray(ahead, dtype=bool))
     with np.errstate(invalid="ignore"):
         lower = value < current
         floor = np.fmin(np.where(np.isfinite(recent_peak), recent_peak, -np.inf), current)
