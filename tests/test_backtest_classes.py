@@ -102,7 +102,7 @@ tenants:
 def test_noisy_small_tenants_get_a_steady_limit_over_their_tail() -> None:
     # Against the formula at the highest multiplier of the sweep (the most headroom it
     # reaches): far fewer minutes, and a steady limit (before: raised after each burst and
-    # lowered a day later, 26 changes against the formula's 73).
+    # lowered a day later: 26 changes where it now makes 8).
     formula = dataclasses.replace(GO_FORMULA, factor_rate=1.6)
     ours, theirs = _scores(NOISY_SMALL, formula)
     assert ours.throttled_minutes * 5 < theirs.throttled_minutes
