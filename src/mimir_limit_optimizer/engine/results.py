@@ -61,6 +61,7 @@ class Reason(IntFlag):
     RECURRING_BURSTS = 1 << 30  # spikes recur every day: kept in the demand, not excluded
     RETRIES_BOUNDED = 1 << 31  # rate_limited discards capped: retried batches count again
     USAGE_FALLBACK = 1 << 32  # usage from the catalogue's fallback measure (see its reason)
+    TAIL = 1 << 33  # at least the window's tailPercentile: a long tail held steady
 
 
 @dataclass
@@ -268,10 +269,21 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
             f"went quiet: kept near its remembered level{shown}; lowered only after "
             "trendAnalysis.adaptive.quietHold, and then only part of the way"
         )
+    if Reason.TAIL in f:
+        level = r.extra.get("tail_level")
+        shown = f" {v(level[i])}" if level is not None else ""
+        out.append(
+            f"long tail (noise or routine bursts): at least its percentile "
+            f"trendAnalysis.adaptive.tailPercentile over the window{shown}, held steady"
+        )
     if Reason.GROWTH in f:
         growth = r.extra.get("growth_per_day")
         shown = f" {growth[i]:.1%}/day" if growth is not None else ""
-        out.append(f"throttled and growing{shown}: raised to its level projected ahead + buffer")
+        out.append(
+            f"growing{shown}: raised to its level projected "
+            "trendAnalysis.adaptive.growthHorizon ahead + buffer (from what it sends now, with "
+            "the full buffer, when throttled)"
+        )
     if Reason.SAFE_LOWERING in f:
         out.append(
             "safe lowering, larger step: the new value covers every hourly level of recent days"
