@@ -219,7 +219,7 @@ class _Reader:
             return False
         name = found.group("name")
         value = _value(found.group("rest"))
-        if value is None or not self.is_string(name):
+        if value is None or len(name) > _MAX_KEY or not self.is_string(name):
             return False
         if block.limits is None:
             block.limits = {}
