@@ -39,7 +39,7 @@ SPECS = [
     for name in LIMITS
     if name in CATALOGUE.limits  # the managed limits among the generated keys
 ]
-FILES = 500  # random files per test (each is small: the loops stay under a few seconds)
+FILES = 300  # random files per test (each is small: the loops stay under a few seconds)
 
 
 def _full(text: str) -> OverridesDocument:
