@@ -146,6 +146,8 @@ def _rendered(text: str) -> str | None:
 def test_edits_of_files_in_ruamels_form_splice_like_the_full_model(seed: int) -> None:
     rng = random.Random(seed)
     texts = [r for r in map(_rendered, _files(seed, FILES)) if r is not None]
+    for index in range(0, len(texts), 20):  # what ruamel drops before the tenants
+        texts[index] = "\n" + texts[index].replace("overrides:\n", "overrides:  \n")
     spliced = 0
     for text in texts:
         fast = read_fast(text)

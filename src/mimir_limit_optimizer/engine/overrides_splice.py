@@ -37,7 +37,7 @@ from mimir_limit_optimizer.engine.overrides_fast import (
     resolve,
 )
 from mimir_limit_optimizer.engine.overrides_values import limit_yaml_value, number_of
-from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml, value_problem
+from mimir_limit_optimizer.engine.overrides_yaml import Indent, dump, make_yaml, value_problem
 
 _DECIMAL = re.compile(r"-?[1-9][0-9]*")
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a plain string ruamel writes as is
@@ -71,8 +71,8 @@ def _key_text(fast: FastOverrides, line: int) -> str | None:
     return found.group(0)
 
 
-def _round_trips(body: str) -> bool:
-    yaml = make_yaml()
+def _round_trips(body: str, indent: int = 2) -> bool:
+    yaml = make_yaml(Indent(mapping=indent))
     return dump(yaml, yaml.load(body)) == body
 
 
@@ -102,6 +102,11 @@ def splice_safe(fast: FastOverrides) -> bool:
                 return False
             if token and not _DECIMAL.fullmatch(token):
                 values.add(token)
+    # What precedes the tenants (comments, the `overrides:` line): ruamel drops a leading
+    # blank line or trailing spaces there.
+    prefix = "".join(lines[: fast.header + 1])
+    if not _round_trips(prefix + " " * fast.indent + "t:\n" + " " * child + "a: 1\n", fast.indent):
+        return False
     if values:
         body = "".join(f"  k{i}: {v}\n" for i, v in enumerate(sorted(values)))
         if not _round_trips("t:\n" + body):
