@@ -144,6 +144,7 @@ class Splice:
     edited: dict[str, _Entry] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)  # tenants of the file an edit dropped
     added: bool = False  # a tenant was appended after the last one
+    whole: bool = False  # an edit only a render of the whole file gets right
     emitted: dict[tuple[type, Any], str] = field(default_factory=dict)
 
     @classmethod
@@ -195,6 +196,10 @@ class Splice:
         """`OverridesDocument.remove` of a limit the tenant sets."""
         entry = self.entry(tenant)
         assert entry.limits is not None
+        if next(iter(entry.limits)) == limit and len(entry.limits) > 1 and self._spaced(tenant):
+            # The comment lines after the entry's first key become the comment before its
+            # mapping, which ruamel writes or drops depending on what precedes the tenant.
+            self.whole = True
         del entry.limits[limit]
         if not entry.limits:
             entry.limits, entry.present = None, False
@@ -203,6 +208,12 @@ class Splice:
                 self.dropped.add(tenant)
         self.ops.append(("remove", tenant, limit))
         return True
+
+    def _spaced(self, tenant: str) -> bool:
+        """Whether the tenant's block in the file has comment or blank lines."""
+        block = self.fast.tenants.get(tenant)
+        lines = self.fast.lines[block.start : block.stop] if block else []
+        return any(not line.strip() or line.lstrip().startswith("#") for line in lines)
 
     # The reads of an edited tenant.
 
@@ -275,6 +286,8 @@ class Splice:
         return [*lines[:after], *added, *lines[after:]]
 
     def render(self) -> str:
+        if self.whole:
+            return self.render_full()
         fast = self.fast
         blocks = list(fast.tenants.values())
         position = {tenant: index for index, tenant in enumerate(fast.tenants)}
