@@ -1,21 +1,25 @@
 """Edits of a large overrides file without re-serialising it (internal to `engine.overrides`).
 
 ruamel takes ~13 s to render the 40,000 lines of 10,000 tenants, after ~13 s to parse them.
-An edit touches a few hundred tenants, and ruamel renders a block the same way whatever
-surrounds it, so only the touched tenants' blocks are rendered:
+An edit touches a few hundred tenants, and ruamel writes a tenant's block the same way
+whatever surrounds it, so only the touched blocks are written:
 
-- each edit is answered (changed or not, errors) by a round-trip document of that tenant's
-  block alone, and recorded;
-- `render` takes the touched blocks with their neighbours (comment lines move to the
-  previous tenant when one is removed; new tenants go after the last one), parses them as one
-  small document, replays the edits, renders it and puts the chunks back in place.
+- each edit is answered (changed or not, values read back, lines) as the round-trip model
+  answers it, from the line reader's values (`_Entry`), and recorded;
+- `render` rewrites a block whose edits are all `set`s of bare `name: value` lines line by
+  line (each new value spelled by one small ruamel dump); other touched blocks (removals,
+  end-of-line comments, new tenants after the last one), with their neighbours when a tenant
+  is dropped (its comment lines go to the previous one), are parsed as one small ruamel
+  document, the edits replayed, rendered and cut back into place.
 
 That gives the full render's text only if ruamel leaves every untouched line as written:
 `splice_safe` checks the file is in ruamel's own output form (the layout the optimizer
-writes): single space after `key:`, no trailing spaces, nested keys at twice the tenant
-indentation, a final newline, and every distinct value and tenant key spelled as ruamel
-spells it (checked by one round trip of a small document holding each of them once).
-Otherwise, and whenever a step does not come out as expected, the whole file is rendered.
+writes): single space after `key:`, no lines of spaces, nested keys at twice the tenant
+indentation, a final newline, what precedes the tenants, and every distinct value and tenant
+key spelled as ruamel spells it (one round trip of a small document holding each once).
+Otherwise, for the edits whose result depends on more than the neighbours (removing an
+entry's first key in a block with comments), and whenever a step does not come out as
+expected, the whole file is rendered by ruamel as before.
 """
 
 from __future__ import annotations
