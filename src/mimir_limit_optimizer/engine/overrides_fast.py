@@ -47,6 +47,7 @@ _CHILD = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*):(?P<rest>(?: .*)?)")
 _PLAIN_VALUE = re.compile(r"(?:[A-Za-z0-9_.+~/]|-(?=[^ ]))[A-Za-z0-9_.+~/ -]*")
 _QUOTED_VALUE = re.compile(r"""(?:'(?:[^']|'')*'|"[^"\\]*")(?= *$| +#)""")
 _DECIMAL = re.compile(r"-?[1-9][0-9]*")
+_SIMPLE_LIMIT = re.compile(r"( +)([A-Za-z_][A-Za-z0-9_]*): (-?[0-9]+)\n?")
 _AFTER_VALUE = re.compile(r" *(?: #.*)?")
 
 
@@ -213,6 +214,16 @@ class _Reader:
         self.tenants[text] = block
         return block
 
+    def simple(self, block: Block, line: int, name: str, value: str) -> bool:
+        if len(name) > _MAX_KEY or not self.is_string(name):
+            return False
+        if block.limits is None:
+            block.limits = {}
+        if name in block.limits:
+            return False
+        block.limits[name] = Scalar(value, None, line, line)
+        return True
+
     def limit(self, block: Block, line: int, body: str) -> bool:
         found = _CHILD.fullmatch(body)
         if found is None:
@@ -265,6 +276,15 @@ def read_fast(text: str) -> FastOverrides | None:
     block: Block | None = None
     for index in range(header + 1, len(lines)):
         line = lines[index]
+        simple = _SIMPLE_LIMIT.fullmatch(line)
+        if simple is not None and block is not None and indent is not None:
+            # `    name: 123`, most lines of a large file: what `limit` reads, in one match.
+            column = len(simple.group(1))
+            if column > indent and block.indent in (None, column):
+                block.indent = column
+                if not reader.simple(block, index, simple.group(2), simple.group(3)):
+                    return None
+                continue
         if not _is_content(line):
             continue
         column = _indent(line)
