@@ -56,7 +56,7 @@ def keep_recurring(
 
 def prepare(
     raw: AnyFloatArray,
-    cleaned: AnyFloatArray,
+    cleaned: AnyFloatArray | Cleaned,
     *,
     timestamps: FloatArray,
     step: float,

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType, SignalKind
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine import adaptive
+from mimir_limit_optimizer.engine import adaptive, hourly
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy, tenant_tiers
 from mimir_limit_optimizer.engine.results import (
@@ -99,6 +99,15 @@ class _Pass:
         self.timestamps = ts[self.window]
         self.tiers = tenant_tiers(config, self.tenants)
         self.n = len(self.tenants)
+        self._sort_buffer: npt.NDArray[np.float32] | None = None
+
+    def sort_buffer(self, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+        """One float32 (N, T) array the limits' sorts take turns in (see SortedRows): a new
+        one per limit would cost its page faults each time. Nothing sorted in it outlives
+        its limit."""
+        if self._sort_buffer is None or self._sort_buffer.shape != shape:
+            self._sort_buffer = np.empty(shape, dtype=np.float32)
+        return self._sort_buffer
 
     def take(self, array: FloatArray) -> FloatArray:
         """In-scope rows of a (N,) array."""
@@ -251,13 +260,14 @@ def _usage_value(
     # with discards, and the spike-cleaned demand only in the rows with spikes. When most
     # rows had discards, usage gets its own sort (released before demand's, so two sorted
     # copies never coexist).
+    buffer = state.sort_buffer(demand.shape)
     if len(throttled_rows) > state.n // 4:
-        observed = SortedRows(usage)
+        observed = SortedRows(usage, buffer)
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
-        observed.sorted = observed.sorted[:0]  # keep the counts, free the sorted copy
-        ordered = SortedRows(demand)
+        observed.sorted = observed.sorted[:0]  # keep the counts; demand is sorted in its place
+        ordered = SortedRows(demand, buffer)
     else:
-        ordered = SortedRows(demand)
+        ordered = SortedRows(demand, buffer)
         observed = ordered.patched(throttled_rows, usage[throttled_rows])
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
     if spec.name not in obs.discards:
@@ -296,7 +306,7 @@ def _usage_value(
     # Memory, growth and variability of the tenant (engine/adaptive.py): scales the buffer.
     shape, policy = adaptive.prepare(
         demand,
-        cleaned.full(),  # a copy only when spikes were cleaned
+        cleaned,  # the patch: only the rows spikes were cleaned from are averaged again
         timestamps=state.timestamps,
         step=obs.step,
         now=state.now,
@@ -380,36 +390,52 @@ def _demand(
     state: _Pass, spec: LimitSpec, result: LimitResult, usage: npt.NDArray[np.float32]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Demand = accepted + discarded, and the rows where discards were seen (where demand
-    differs from usage). Without a discard signal, demand is `usage` itself (no copy)."""
+    differs from usage). Without a discard signal, demand is `usage` itself (no copy).
+
+    A chunk of rows at a time (hourly.CHUNK_POINTS): every step is row by row, and on
+    chunks the temporaries (the retry bound, the gaps) stay in cache and are never (N, T)."""
     discards_full = state.obs.discards.get(spec.name)
     if discards_full is None:
         return usage, _NO_ROWS
-    # fmax turns missing discards into 0; where usage is missing, demand stays NaN. `d` is
-    # our own array: it becomes the demand in place (one (N, T) buffer, not three).
-    d = np.fmax(np.asarray(state.take_window(discards_full), dtype=np.float32), np.float32(0))
+    discards = state.take_window(discards_full)
     del discards_full
-    if _RETRIED_REASON in spec.discard_reasons:
-        bound = usage * np.float32(RETRY_DEMAND_BOUND)
-        with np.errstate(invalid="ignore"):
-            over = d > bound  # False where usage is NaN: nothing to bound against
-        np.copyto(d, bound, where=over)
-        result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
-        del bound, over
-    gaps: npt.NDArray[np.bool_] | None = np.isnan(usage)
-    if gaps is not None and gaps.any():
-        d[gaps] = 0
-    else:
-        gaps = None
-    total_d = d.sum(axis=1, dtype=np.float64)
+    n, t = usage.shape
+    demand = np.empty((n, t), dtype=np.float32)
+    total_d, total = np.empty(n), np.empty(n)
+    bounded = np.zeros(n, dtype=bool)
+    throttled_now = np.zeros(n, dtype=bool)
+    throttled_recently = np.zeros(n, dtype=bool)
     recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-    result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
     last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
-    result.extra["throttled_recently"] = d[:, last_day].sum(axis=1) > 0
-    demand = np.add(usage, d, out=d)
-    if gaps is None:
-        total = demand.sum(axis=1, dtype=np.float64)
-    else:
-        total = demand.sum(axis=1, dtype=np.float64, where=~gaps)
+    retried = _RETRIED_REASON in spec.discard_reasons
+    rows = max(1, hourly.CHUNK_POINTS // max(t, 1))
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        accepted = usage[lo:hi]
+        # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
+        d = np.fmax(np.asarray(discards[lo:hi], dtype=np.float32), np.float32(0), out=demand[lo:hi])
+        if retried:
+            bound = accepted * np.float32(RETRY_DEMAND_BOUND)
+            with np.errstate(invalid="ignore"):
+                over = d > bound  # False where usage is NaN: nothing to bound against
+            np.copyto(d, bound, where=over)
+            bounded[lo:hi] = over.any(axis=1)
+        gaps = np.isnan(accepted)
+        gappy = bool(gaps.any())
+        if gappy:
+            d[gaps] = 0
+        d.sum(axis=1, dtype=np.float64, out=total_d[lo:hi])
+        throttled_now[lo:hi] = d[:, recent].sum(axis=1) > 0
+        throttled_recently[lo:hi] = d[:, last_day].sum(axis=1) > 0
+        np.add(accepted, d, out=d)  # the demand, in place
+        if gappy:
+            d.sum(axis=1, dtype=np.float64, where=~gaps, out=total[lo:hi])
+        else:
+            d.sum(axis=1, dtype=np.float64, out=total[lo:hi])
+    if retried:
+        result.flags |= np.where(bounded, int(Reason.RETRIES_BOUNDED), 0)
+    result.extra["throttled_now"] = throttled_now
+    result.extra["throttled_recently"] = throttled_recently
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, total_d / total, 0.0)
     result.discard_share = share
@@ -448,7 +474,7 @@ def _react_to_throttling(
         rows = np.flatnonzero(throttled)
         if (~recent).any() and len(rows):
             earlier = np.fmax.reduce(cleaned.rows_columns(rows, ~recent), axis=1)
-            now = np.fmax.reduce(raw[rows][:, recent], axis=1)
+            now = np.fmax.reduce(raw[:, recent][rows], axis=1)  # the hour first: few points
             back = np.fmin(now, earlier).astype(np.float64)
             sending[rows] = np.fmax(sending[rows], back)
         value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
