@@ -58,16 +58,27 @@ class Cleaned:
         return out
 
     def rows_columns(self, rows: IntArray, cols: BoolArray) -> Float32Array:
-        """Cleaned demand of these tenants (ascending indices) at these time columns. Gathers
-        only those points (never whole rows first: at 100,000 tenants that is a copy of the
-        whole array)."""
+        """Cleaned demand of these tenants (ascending indices) at these time columns, read
+        only: a view of `base` when the rows are one run without cleaned rows among them
+        (throttled tenants are often most of them: no copy of the whole array), else a
+        gather of only those points."""
         span = _as_slice(cols)
+        if len(rows) == 0:
+            return np.zeros((0, self.base[:, span].shape[1]), dtype=np.float32)
+        run = rows[-1] - rows[0] == len(rows) - 1
+        first, last = int(rows[0]), int(rows[-1])
+        patched = np.searchsorted(self.rows, [first, last + 1])
+        if run and isinstance(span, slice) and patched[0] == patched[1]:
+            view = np.asarray(self.base[first : last + 1, span], dtype=np.float32)
+            view.flags.writeable = False
+            return view
         picked = self.base[rows, span] if isinstance(span, slice) else self.base[np.ix_(rows, span)]
         out = np.asarray(picked, dtype=np.float32)
-        if len(self.rows) and len(rows):
+        if len(self.rows):
             pos = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
             hit = self.rows[pos] == rows
             out[hit] = self.values[pos[hit]][:, span]
+        out.flags.writeable = False
         return out
 
     def full(self) -> Float32Array:
@@ -108,9 +119,13 @@ def _robust_level(hourly: Float32Array, window: int, threshold: float) -> Float3
     Only the rows that still have an outlier are recomputed in each round."""
     level = centred_nanmean(hourly, window)
     rows = np.arange(hourly.shape[0])
-    for _ in range(3):
-        with np.errstate(invalid="ignore"):
-            outlier = hourly[rows] > level[rows] * np.float32(threshold)
+    for round_ in range(3):
+        with np.errstate(invalid="ignore"):  # every row in the first round: no gathers
+            outlier = (
+                hourly > level * np.float32(threshold)
+                if round_ == 0
+                else hourly[rows] > level[rows] * np.float32(threshold)
+            )
         flagged = np.flatnonzero(outlier.any(axis=1))
         if not len(flagged):  # the common case: nothing (more) to pull down
             break
@@ -146,8 +161,10 @@ def _hourly(values: Float32Array, block: int) -> Float32Array:
         parts.append(_nanmean_rows(values[:, full * block :])[:, None])  # all-NaN: NaN
     hourly = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     gaps = np.isnan(hourly[:, :full])
-    if gaps.any():
-        rows, cols = np.nonzero(gaps)
+    gappy = np.flatnonzero(gaps.any(axis=1))  # few rows: their blocks are found among them
+    if len(gappy):
+        local, cols = np.nonzero(gaps[gappy])
+        rows = gappy[local]
         blocks = values[rows[:, None], cols[:, None] * block + np.arange(block)[None, :]]
         hourly[rows, cols] = _nanmean_rows(blocks)  # all-NaN blocks stay NaN
     return np.asarray(hourly, dtype=np.float32)
