@@ -27,7 +27,7 @@ from mimir_limit_optimizer.engine.results import (
     Reason,
     Recommendations,
 )
-from mimir_limit_optimizer.engine.spikes import Cleaned, detect_spikes
+from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice, detect_spikes
 from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
 from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
 from mimir_limit_optimizer.engine.tenants import TenantMatcher
@@ -405,8 +405,9 @@ def _demand(
     bounded = np.zeros(n, dtype=bool)
     throttled_now = np.zeros(n, dtype=bool)
     throttled_recently = np.zeros(n, dtype=bool)
-    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-    last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
+    # Column runs as slices: views, where a mask would copy the columns of every chunk.
+    recent = as_slice(state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS)
+    last_day = as_slice(state.timestamps > state.now - RECENT_LEVEL_SECONDS)
     retried = _RETRIED_REASON in spec.discard_reasons
     rows = max(1, hourly.CHUNK_POINTS // max(t, 1))
     for lo in range(0, n, rows):
@@ -415,7 +416,10 @@ def _demand(
         # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
         d = np.fmax(np.asarray(discards[lo:hi], dtype=np.float32), np.float32(0), out=demand[lo:hi])
         if retried:
-            bound = accepted * np.float32(RETRY_DEMAND_BOUND)
+            # x 1 is x itself (NaN included): no multiplication at the default bound.
+            bound = (
+                accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
+            )
             with np.errstate(invalid="ignore"):
                 over = d > bound  # False where usage is NaN: nothing to bound against
             np.copyto(d, bound, where=over)

@@ -29,7 +29,7 @@ _BLOCK_SECONDS = 3600.0  # baseline resolution: hourly means
 _BATCH_POINTS = 1 << 18
 
 
-def _as_slice(mask: BoolArray) -> BoolArray | slice:
+def as_slice(mask: BoolArray) -> BoolArray | slice:
     """A mask that selects one run of columns as a slice: copying a column range is several
     times faster than boolean column indexing (the last day is such a run)."""
     (where,) = np.nonzero(mask)
@@ -51,7 +51,7 @@ class Cleaned:
     def columns(self, cols: BoolArray | slice) -> Float32Array:
         """Cleaned demand at these time columns (a new array)."""
         if not isinstance(cols, slice):
-            cols = _as_slice(cols)
+            cols = as_slice(cols)
         out = np.array(self.base[:, cols], dtype=np.float32)
         if len(self.rows):
             out[self.rows] = self.values[:, cols]
@@ -62,7 +62,7 @@ class Cleaned:
         only: a view of `base` when the rows are one run without cleaned rows among them
         (throttled tenants are often most of them: no copy of the whole array), else a
         gather of only those points."""
-        span = _as_slice(cols)
+        span = as_slice(cols)
         if len(rows) == 0:
             return np.zeros((0, self.base[:, span].shape[1]), dtype=np.float32)
         run = rows[-1] - rows[0] == len(rows) - 1
