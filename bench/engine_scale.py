@@ -133,12 +133,18 @@ def child(tenants: int, naive: bool) -> dict[str, float]:
     cpu_seconds = time.process_time() - cpu - stream.cpu
     peak = _rss_mb()
     # The floor of the method, in the same process and under the same load: one float32 sort
-    # of a limit's (tenants x time) array per limit (what percentiles cannot do without).
+    # of a limit's (tenants x time) array per limit (what percentiles cannot do without), in
+    # a buffer as the engine sorts; the best of 3 (the least disturbed by other load).
     usage = observation.usage[names[0]]
-    sort_cpu = time.process_time()
-    np.sort(usage, axis=1)
-    sort_floor = (time.process_time() - sort_cpu) * len(names)
-    del usage
+    buffer = np.empty_like(usage)
+    sorts = []
+    for _ in range(3):
+        sort_cpu = time.process_time()
+        np.copyto(buffer, usage)
+        buffer.sort(axis=1)
+        sorts.append(time.process_time() - sort_cpu)
+    sort_floor = min(sorts) * len(names)
+    del usage, buffer
     one = tenants * POINTS * 4 / 2**20  # one float32 (N, T) array, MB
     return {
         "tenants": tenants,

@@ -122,7 +122,7 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
 def _same(a: Any, b: Any, where: str) -> None:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a, b = np.asarray(a), np.asarray(b)
-        assert a.shape == b.shape, where
+        assert a.shape == b.shape and a.dtype == b.dtype, where
         if a.dtype.kind in "fc":
             np.testing.assert_array_equal(a, b, err_msg=where)  # NaN == NaN here
         else:

@@ -28,11 +28,13 @@ class SortedRows:
     def __init__(
         self, values: AnyFloatArray, buffer: npt.NDArray[np.float32] | None = None
     ) -> None:
-        """`buffer`: a float32 array of the same shape to sort in (it becomes `sorted`). The
-        engine reuses one per pass: a new (N, T) array per limit costs its page faults, as
-        much as a third of the sort itself."""
+        """`buffer`: a float32 array of the same shape to sort in (it becomes `sorted`; it may
+        be `values` itself when the caller no longer needs them). The engine reuses one per
+        pass: a new (N, T) array per limit costs its page faults, as much as a third of the
+        sort itself."""
         if buffer is not None and buffer.shape == values.shape and buffer.dtype == np.float32:
-            np.copyto(buffer, values)
+            if buffer is not values:  # `values` itself: sorted in place
+                np.copyto(buffer, values)
             buffer.sort(axis=1)
             self.sorted = buffer
         else:

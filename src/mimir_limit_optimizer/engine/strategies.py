@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.config.models import HistogramSettings, TrendAnalysis
 from mimir_limit_optimizer.engine import hourly
-from mimir_limit_optimizer.engine.spikes import Cleaned
+from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice
 from mimir_limit_optimizer.engine.stats import SortedRows, moving_average
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -195,18 +195,23 @@ def tenant_shape(
     variability = stats.variability
     # Levels of cleaned demand: hours, then days (24 hours, newest first).
     means = _cleaned_means(raw, cleaned, stats.means, per_hour)
-    filled = np.where(np.isfinite(means), means, -np.inf)
     ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]  # end of each hour
-    last = ends > now - recent
-    recent_top = filled[:, last].max(axis=1) if last.any() else np.full(n, -np.inf)
+    last = as_slice(ends > now - recent)  # the last hours: a view, not a copy
+    if isinstance(last, slice) or last.any():
+        part = means[:, last]
+        recent_top = np.where(np.isfinite(part), part, -np.inf).max(axis=1)
+    else:
+        recent_top = np.full(n, -np.inf)
     recent_peak = np.where(np.isfinite(recent_top), recent_top, np.nan)
     days = hours // 24
     levels = np.full((n, max(days, 1)), -np.inf)
     if days:
-        # Every day's hours as one row each (n x days rows of 24), sorted in one call;
-        # reversed so that column 0 is the last day. An empty day: NaN, then -inf.
-        daily = means[:, hours - days * 24 :].reshape(n * days, 24)
-        level = SortedRows(daily).percentile(_DAY_LEVEL_PERCENTILE).reshape(n, days)[:, ::-1]
+        # Every day's hours as one row each (n x days rows of 24), sorted in one call, in
+        # place: `means` is ours and read no more. Reversed so that column 0 is the last
+        # day. An empty day: NaN, then -inf.
+        daily = np.ascontiguousarray(means[:, hours - days * 24 :]).reshape(n * days, 24)
+        rows = SortedRows(daily, daily)
+        level = rows.percentile(_DAY_LEVEL_PERCENTILE).reshape(n, days)[:, ::-1]
         levels[:, :days] = np.where(np.isfinite(level), level, -np.inf)
     top = levels.max(axis=1)
     peak = np.where(np.isfinite(top), top, np.nan)
