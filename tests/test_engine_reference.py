@@ -253,3 +253,20 @@ def test_spikes_and_shape_neither_warn_nor_touch_the_warnings_filters(
     means = spikes._hourly(values, 12)
     assert np.isnan(means[0, 9]) and np.isnan(means[1, -1]) and np.isnan(means[2]).all()
     assert means[0, 8] == 5.0 and means[3, 17] == 0.0
+
+
+def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
+    """The limits of a pass take turns in one sort buffer and one demand buffer; one that a
+    result still holds (or a view of it) is never handed out again."""
+    obs = _observation(8, 300.0, 7, True)
+    state = recommend._Pass(obs, Config(), NOW)
+    first = state.buffer("demand", (8, 2016))
+    first_id = id(first)
+    del first
+    again = state.buffer("demand", (8, 2016))
+    assert id(again) == first_id
+    kept = again[:, :10]  # a view keeps its base alive
+    del again
+    other = state.buffer("demand", (8, 2016))
+    assert other.base is not kept.base and id(other) != first_id
+    assert state.buffer("sort", (8, 2016)) is not other

@@ -9,6 +9,7 @@ own short paths. "Cannot decide" is NaN plus a reason, never 0 and never an exce
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,15 +100,20 @@ class _Pass:
         self.timestamps = ts[self.window]
         self.tiers = tenant_tiers(config, self.tenants)
         self.n = len(self.tenants)
-        self._sort_buffer: npt.NDArray[np.float32] | None = None
+        self._buffers: dict[str, npt.NDArray[np.float32]] = {}
 
-    def sort_buffer(self, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
-        """One float32 (N, T) array the limits' sorts take turns in (see SortedRows): a new
-        one per limit would cost its page faults each time. Nothing sorted in it outlives
-        its limit."""
-        if self._sort_buffer is None or self._sort_buffer.shape != shape:
-            self._sort_buffer = np.empty(shape, dtype=np.float32)
-        return self._sort_buffer
+    def buffer(self, name: str, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
+        """A float32 (N, T) array the limits take turns in (`sort`: the shared sort;
+        `demand`: accepted + discarded): a new one per limit costs its page faults each
+        time, as much as a third of a sort. Handed out again only when nothing else holds
+        it or a view of it (a view holds a reference to its base), so a result that kept
+        one would get a new array, never a reused one."""
+        held = self._buffers.get(name)
+        # References: the dict's, `held`'s and getrefcount's own argument.
+        if held is None or held.shape != shape or sys.getrefcount(held) > 3:
+            held = np.empty(shape, dtype=np.float32)
+            self._buffers[name] = held
+        return held
 
     def take(self, array: FloatArray) -> FloatArray:
         """In-scope rows of a (N,) array."""
@@ -260,7 +266,7 @@ def _usage_value(
     # with discards, and the spike-cleaned demand only in the rows with spikes. When most
     # rows had discards, usage gets its own sort (released before demand's, so two sorted
     # copies never coexist).
-    buffer = state.sort_buffer(demand.shape)
+    buffer = state.buffer("sort", (demand.shape[0], demand.shape[1]))
     if len(throttled_rows) > state.n // 4:
         observed = SortedRows(usage, buffer)
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
@@ -401,7 +407,7 @@ def _demand(
     discards = state.take_window(discards_full)
     del discards_full
     n, t = usage.shape
-    demand = np.empty((n, t), dtype=np.float32)
+    demand = state.buffer("demand", (n, t))
     total_d, total = np.empty(n), np.empty(n)
     bounded = np.zeros(n, dtype=bool)
     throttled_now = np.zeros(n, dtype=bool)
