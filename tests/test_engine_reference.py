@@ -117,6 +117,7 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spikes, "_rows_above", ref.rows_above)
     monkeypatch.setattr(spikes.Cleaned, "rows_columns", ref.rows_columns)
     monkeypatch.setattr(recommend, "_demand", ref.demand)
+    monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
 
 
 def _same(a: Any, b: Any, where: str) -> None:
@@ -165,6 +166,7 @@ def test_fast_passes_give_the_reference_results(
     cfg = Config.model_validate({"tenantScoping": {"skipList": ["tenant-1?"]}} if skip else {})
     monkeypatch.setattr(hourly, "CHUNK_POINTS", chunk)
     monkeypatch.setattr(spikes, "_BATCH_POINTS", chunk)
+    monkeypatch.setattr(spikes, "_SCAN_POINTS", chunk)
     fast = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
     with monkeypatch.context() as patched:
         _use_reference(patched)
