@@ -181,3 +181,35 @@ def demand(state: Any, spec: Any, result: Any, usage: Any) -> tuple[Any, Any]:
     result.discard_share = share
     result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
     return total_demand, np.flatnonzero(total_d > 0)
+
+
+def _percentile(ordered: Any, counts: Any, q: float) -> Any:
+    n = counts
+    out = np.full(n.shape, np.nan)
+    has = n > 0
+    if not has.any():
+        return out
+    pos = (q / 100.0) * (np.maximum(n, 1) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    frac = pos - lo
+    rows = np.arange(len(n))
+    lo_v = ordered[rows, lo].astype(np.float64)
+    hi_v = ordered[rows, hi].astype(np.float64)
+    out[has] = (lo_v + (hi_v - lo_v) * frac)[has]
+    return out
+
+
+def percentiles(self: SortedRows, qs: Any) -> list[Any]:
+    """SortedRows.percentiles one percentile and two reads of the sort at a time."""
+    out = [_percentile(self.sorted, self.counts, q) for q in qs]
+    if self._patch is not None:
+        rows, replaced = self._patch
+        for values, theirs in zip(out, percentiles(replaced, qs), strict=True):
+            values[rows] = theirs
+    return out
+
+
+def new_buffer(self: Any, name: str, shape: tuple[int, int]) -> Any:
+    """_Pass.buffer without reuse: a new array each time."""
+    return np.empty(shape, dtype=np.float32)

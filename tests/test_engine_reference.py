@@ -15,7 +15,7 @@ import pytest
 
 from mimir_limit_optimizer.catalogue import load_catalogue
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine import adaptive, hourly, recommend, spikes, strategies
+from mimir_limit_optimizer.engine import adaptive, hourly, recommend, spikes, stats, strategies
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from tests import engine_reference as ref
@@ -118,6 +118,8 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spikes.Cleaned, "rows_columns", ref.rows_columns)
     monkeypatch.setattr(recommend, "_demand", ref.demand)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
+    monkeypatch.setattr(stats.SortedRows, "percentiles", ref.percentiles)
+    monkeypatch.setattr(recommend._Pass, "buffer", ref.new_buffer)
 
 
 def _same(a: Any, b: Any, where: str) -> None:
