@@ -7,6 +7,7 @@ process-wide warnings filters (the service runs its fast loop on its own thread)
 
 from __future__ import annotations
 
+import gc
 import warnings
 from typing import Any
 
@@ -274,3 +275,25 @@ def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
     other = state.buffer("demand", (8, 2016))
     assert other.base is not kept.base and id(other) != first_id
     assert state.buffer("sort", (8, 2016)) is not other
+
+
+def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of a limit outlives it: the next limit gets the same sort and demand buffers
+    (with the cyclic garbage collector off, a reference cycle would show as a new one)."""
+    handed: dict[str, list[int]] = {"sort": [], "demand": []}
+    buffer = recommend._Pass.buffer
+
+    def recorded(self: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
+        out = buffer(self, name, shape)
+        handed[name].append(id(out))
+        return out
+
+    monkeypatch.setattr(recommend._Pass, "buffer", recorded)
+    obs = _observation(64, 300.0, 7, True)
+    gc.disable()
+    try:
+        recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
+    finally:
+        gc.enable()
+    assert len(handed["sort"]) == len(USAGE) and len(set(handed["sort"])) == 1
+    assert len(handed["demand"]) == len(DISCARDS) and len(set(handed["demand"])) == 1

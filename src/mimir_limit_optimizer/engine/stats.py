@@ -48,7 +48,9 @@ class SortedRows:
             if len(gappy):
                 self.counts[gappy] = t - np.isnan(self.sorted[gappy]).sum(axis=1)
         self._patch: tuple[IntArray, SortedRows] | None = None
-        self._owner: SortedRows = self  # whose sort and cache a patch shares
+        # Whose sort and cache a patch shares; None: its own (never `self`: a reference cycle
+        # would keep the sort, and the engine's reused buffer, alive until the next GC).
+        self._owner: SortedRows | None = None
         self._cache: dict[float, FloatArray] = {}
 
     def patched(self, rows: IntArray, values: AnyFloatArray) -> SortedRows:
@@ -77,7 +79,7 @@ class SortedRows:
         read together: at 100,000 rows of 8 kB each, every separate read of a column is a
         page-table walk per row) and remembered by the sort's owner, so that the statistics,
         the strategy and the spike filter reading the same sort read it once. New arrays."""
-        owner = self._owner
+        owner = self._owner or self
         missing = [q for q in dict.fromkeys(qs) if q not in owner._cache]
         if missing:
             found = _percentiles(owner.sorted, owner.counts, missing)
