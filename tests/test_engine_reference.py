@@ -170,6 +170,7 @@ def test_fast_passes_give_the_reference_results(
     monkeypatch.setattr(hourly, "CHUNK_POINTS", chunk)
     monkeypatch.setattr(spikes, "_BATCH_POINTS", chunk)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", chunk)
+    monkeypatch.setattr(strategies, "_SHAPE_POINTS", chunk)
     fast = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
     with monkeypatch.context() as patched:
         _use_reference(patched)
@@ -202,9 +203,12 @@ def test_the_comparison_sees_a_difference(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.parametrize("step", [15.0, 60.0, 300.0, 420.0, 1800.0, 3600.0])
-def test_tenant_shape_equals_the_reference_at_every_step(step: float) -> None:
+def test_tenant_shape_equals_the_reference_at_every_step(
+    monkeypatch: pytest.MonkeyPatch, step: float
+) -> None:
     days = 2 if step < 60 else 7
     usage, _ = _tenants(64, step, days, seed=7)
+    monkeypatch.setattr(strategies, "_SHAPE_POINTS", 5 * usage.shape[1])  # 5-row chunks
     usage = usage.astype(np.float32)
     cleaned = usage.copy()
     cleaned[::5] *= np.float32(0.9)

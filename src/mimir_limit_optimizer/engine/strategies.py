@@ -11,7 +11,7 @@ remembered level, quiet time, growth), for engine/adaptive.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -127,6 +127,8 @@ _DAY = 86400.0
 # a day (an incident, a rolled-back cardinality blast of a few hours), close to the daily peak
 # of a daily cycle.
 _DAY_LEVEL_PERCENTILE = 70.0
+# Points per chunk of rows of tenant_shape: 4M (2,080 tenants of a week at 5 minutes).
+_SHAPE_POINTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,61 @@ def tenant_shape(
     recent: float,
 ) -> TenantShape:
     """`cleaned`: the spike-cleaned demand, as an array or as the `Cleaned` patch of `raw`
-    (then only the patched rows are averaged again)."""
+    (then only the patched rows are averaged again).
+
+    Every field is row by row, so rows are taken _SHAPE_POINTS points at a time: the hour
+    grids of a chunk are a few MB, where whole (N, hours) grids are 67 MB at 100,000 tenants
+    (new memory for every limit, whose page faults cost more than its arithmetic)."""
     n, t = raw.shape
     per_hour = max(1, round(_HOUR / step))
-    hours = t // per_hour
-    if hours == 0 or n == 0:
+    if t // per_hour == 0 or n == 0:
         nan = np.full(n, np.nan)
         return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n))
+    if isinstance(cleaned, Cleaned) and cleaned.base is not raw:
+        cleaned = cleaned.full()  # a patch of another array: made whole (not the engine's)
+    rows = max(1, _SHAPE_POINTS // t)
+    parts: list[TenantShape] = []
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        part = raw[lo:hi]
+        if cleaned is raw:
+            clean: AnyFloatArray | Cleaned = part
+        elif isinstance(cleaned, Cleaned):
+            inside = (cleaned.rows >= lo) & (cleaned.rows < hi)
+            clean = Cleaned(part, cleaned.rows[inside] - lo, cleaned.values[inside])
+        else:
+            clean = cleaned[lo:hi]
+        parts.append(
+            _shape_rows(
+                part,
+                clean,
+                timestamps=timestamps,
+                per_hour=per_hour,
+                now=now,
+                quiet_share=quiet_share,
+                recent=recent,
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return TenantShape(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TenantShape))
+    )
+
+
+def _shape_rows(
+    raw: AnyFloatArray,
+    cleaned: AnyFloatArray | Cleaned,
+    *,
+    timestamps: FloatArray,
+    per_hour: int,
+    now: float,
+    quiet_share: float,
+    recent: float,
+) -> TenantShape:
+    """tenant_shape of a chunk of rows (at least one whole hour)."""
+    n, t = raw.shape
+    hours = t // per_hour
     # Variability of raw demand around its hour means (float32: a ratio, 2 digits matter).
     stats = hourly.means_and_variability(raw, per_hour)
     variability = stats.variability
