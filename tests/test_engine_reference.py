@@ -282,9 +282,10 @@ def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
 
 
 def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing of a limit outlives it: the next limit gets the same sort and demand buffers
+    """Nothing of a limit outlives it: the next limit gets the same sort, demand and last-day
+    buffers
     (with the cyclic garbage collector off, a reference cycle would show as a new one)."""
-    handed: dict[str, list[int]] = {"sort": [], "demand": []}
+    handed: dict[str, list[int]] = {"sort": [], "demand": [], "day": []}
     buffer = recommend._Pass.buffer
 
     def recorded(self: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -301,3 +302,4 @@ def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch
         gc.enable()
     assert len(handed["sort"]) == len(USAGE) and len(set(handed["sort"])) == 1
     assert len(handed["demand"]) == len(DISCARDS) and len(set(handed["demand"])) == 1
+    assert len(handed["day"]) == len(USAGE) and len(set(handed["day"])) == 1

@@ -349,7 +349,8 @@ def _usage_value(
     if trend.strategy == "percentile" and 0 < np.count_nonzero(last_day) < len(last_day):
         # A week's percentile lags a tenant that grew or moved to a new level; the last
         # day's percentile does not. Raise-only: a quiet day never lowers the week's value.
-        day = cleaned.columns(last_day)  # a copy of ours: sorted in place
+        span = (state.n, int(np.count_nonzero(last_day)))
+        day = cleaned.columns(last_day, state.buffer("day", span))  # ours: sorted in place
         recent_level = SortedRows(day, day).percentile(result.percentile)
 
     if trend.time_of_day_buffers:

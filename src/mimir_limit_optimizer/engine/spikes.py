@@ -51,11 +51,16 @@ class Cleaned:
     rows: IntArray  # tenants with spike points, ascending
     values: Float32Array  # (len(rows), T) their cleaned demand
 
-    def columns(self, cols: BoolArray | slice) -> Float32Array:
-        """Cleaned demand at these time columns (a new array)."""
+    def columns(self, cols: BoolArray | slice, out: Float32Array | None = None) -> Float32Array:
+        """Cleaned demand at these time columns (a new array, or written into `out` when it
+        is a float32 array of the right shape)."""
         if not isinstance(cols, slice):
             cols = as_slice(cols)
-        out = np.array(self.base[:, cols], dtype=np.float32)
+        picked = self.base[:, cols]
+        if out is not None and out.shape == picked.shape and out.dtype == np.float32:
+            np.copyto(out, picked)
+        else:
+            out = np.array(picked, dtype=np.float32)
         if len(self.rows):
             out[self.rows] = self.values[:, cols]
         return out
