@@ -58,7 +58,7 @@ def tenant_shape(
     hours = t // per_hour
     if hours == 0 or n == 0:
         nan = np.full(n, np.nan)
-        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n))
+        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n), nan.copy())
     blocks, raw_means = _hour_blocks(raw, per_hour)
     with np.errstate(invalid="ignore", divide="ignore"):
         deviation = blocks / raw_means[:, :, None]
@@ -99,7 +99,9 @@ def tenant_shape(
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
         growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
-    return TenantShape(variability, peak, quiet, recent_peak, growth)
+    top_all = filled.max(axis=1)
+    top_hour = np.where(np.isfinite(top_all), top_all, np.nan)
+    return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)
 
 
 def hourly(values: Any, block: int) -> Any:

@@ -147,13 +147,16 @@ class TenantShape:
     - `recent_peak`: the highest hourly mean of cleaned demand within the last `recent`
       seconds;
     - `growth`: growth per day of the day level over the last 3 days, when each day grew
-      (else 0)."""
+      (else 0);
+    - `top_hour`: the highest hourly mean of cleaned demand in the window (the level a
+      tenant that comes back returns to at its daily peak)."""
 
     variability: FloatArray
     peak: FloatArray
     quiet_for: FloatArray
     recent_peak: FloatArray
     growth: FloatArray
+    top_hour: FloatArray
 
 
 def _cleaned_means(
@@ -194,7 +197,7 @@ def tenant_shape(
     per_hour = max(1, round(_HOUR / step))
     if t // per_hour == 0 or n == 0:
         nan = np.full(n, np.nan)
-        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n))
+        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n), nan.copy())
     if isinstance(cleaned, Cleaned) and cleaned.base is not raw:
         cleaned = cleaned.full()  # a patch of another array: made whole (not the engine's)
     rows = max(1, _SHAPE_POINTS // t)
@@ -245,6 +248,8 @@ def _shape_rows(
     variability = stats.variability
     # Levels of cleaned demand: hours, then days (24 hours, newest first).
     means = _cleaned_means(raw, cleaned, stats.means, per_hour)
+    # The highest hour of the window (read before the day levels sort `means` in place).
+    top_all = np.where(np.isfinite(means), means, -np.inf).max(axis=1)
     ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]  # end of each hour
     last = as_slice(ends > now - recent)  # the last hours: a view, not a copy
     if isinstance(last, slice) or last.any():
@@ -276,4 +281,5 @@ def _shape_rows(
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
         growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
-    return TenantShape(variability, peak, quiet, recent_peak, growth)
+    top_hour = np.where(np.isfinite(top_all), top_all, np.nan)
+    return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)
