@@ -113,7 +113,8 @@ def prepare_tsdb(
     meta_path = root / "meta.json"
     if meta_path.exists():
         meta: dict[str, Any] = json.loads(meta_path.read_text())
-        print(f"backfill: cached at {root} (delete it to rebuild)")
+        print(f"backfill: {tenants} tenants x {days:g} days, cached at {root} (delete it to "
+              "rebuild)")  # fmt: skip
         return root / "tsdb", meta
     end = float(int(time.time() // step * step) - step)
     settings = SyntheticSettings(tenant_count=tenants, seed=5, history=days * 86400, step=step)
