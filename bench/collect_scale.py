@@ -28,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -253,6 +254,7 @@ def main() -> None:
     print(f"prometheus (GOMAXPROCS={args.prom_cores}) at {server.url}; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
     best: dict[str, float] = {}
+    rounds: list[dict[str, float]] = []
 
     def keep(name: str, seconds: float) -> None:
         best[name] = min(best.get(name, math.inf), seconds)
@@ -273,18 +275,17 @@ def main() -> None:
         before = _queries(server)
         keep("ours", time_ours(prom, specs, start, end, args.tenants))
         ours_q = _queries(server) - before
-        keep("ours-1", time_ours(sequential, specs, start, end, args.tenants))
-        keep("eval", time_eval(server.url, jobs))
-        keep("transfer", time_transfer(server.url, jobs, "identity"))
-        if "transfer-gz" not in args.skip:
-            keep("transfer-gz", time_transfer(server.url, jobs, "gzip"))
-        if "plain" not in args.skip:
-            keep("plain", time_plain(server.url, jobs, prom.max_concurrency))
-        for _ in range(args.repeat - 1):
-            keep("eval", time_eval(server.url, jobs))
-            keep("ours-1", time_ours(sequential, specs, start, end, args.tenants))
-            keep("transfer", time_transfer(server.url, jobs, "identity"))
-            keep("ours", time_ours(prom, specs, start, end, args.tenants))
+        # Rounds of eval, ours-1, ours and transfer back to back: on a shared machine the
+        # load drifts over minutes, so each round's ratios compare neighbours in time.
+        for number in range(args.repeat):
+            this = {"eval": time_eval(server.url, jobs)}
+            this["ours-1"] = time_ours(sequential, specs, start, end, args.tenants)
+            if number:
+                this["ours"] = time_ours(prom, specs, start, end, args.tenants)
+            this["transfer"] = time_transfer(server.url, jobs, "identity")
+            for name, seconds in this.items():
+                keep(name, seconds)
+            rounds.append(this)
             if "transfer-gz" not in args.skip:
                 keep("transfer-gz", time_transfer(server.url, jobs, "gzip"))
             if "plain" not in args.skip:
@@ -330,6 +331,11 @@ def main() -> None:
         print(f"{'naive':<11} {naive_q:>8.0f} {best['naive'] * scale:>8.2f}{note}")
         ratios += f"   naive / ours = {best['naive'] * scale / best['ours']:.1f}x"
     print(ratios)
+    for name in ("ours-1", "ours", "transfer"):
+        each = [r[name] / r["eval"] for r in rounds if name in r]
+        if each:
+            print(f"{name} / eval per round: {', '.join(f'{x:.2f}' for x in each)}; "
+                  f"median {statistics.median(each):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
