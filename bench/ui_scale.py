@@ -3,21 +3,27 @@ each page's server time against a static file served by the same server (the flo
 ratio (timings on a shared machine are noisy; the ratio is what to compare).
 
 The state is made by the service itself: a dry-run cycle over a synthetic cluster of N tenants
-(short history, so the engine run is quick) recommends every tenant x limit, audits every
-pending change and checkpoints the results; a few applied revisions are added to the store.
+(short history, so the engine run is quick) recommends every tenant x limit; then the overrides
+file is given an entry per tenant (three limits at 70% of the recommendation, as if an older
+apply had written them) and a second cycle plans against it, audits every pending change and
+checkpoints the results; a few revisions of that file are added to the store. The Diff viewer's
+"current content vs pending plan" is then a file of N tenants against a plan for most of them.
 
     .venv/bin/python bench/ui_scale.py                   # 10,000 tenants
     .venv/bin/python bench/ui_scale.py --tenants 500 --repeat 3   # smoke run (CI)
+    .venv/bin/python bench/ui_scale.py --only /diff      # the Diff viewer's pages only
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,6 +51,8 @@ PAGES = (
     "/audit?action=would_update_limits&page=100",
     "/diff",
     "/diff?left=current&right=pending",
+    "/diff?left=current&right=pending&page=2",
+    "/diff?left={first}&right={last}",
     "/config",
     "/charts",
     "/tools",
@@ -52,6 +60,7 @@ PAGES = (
     "/api/v1/tenants?perPage=100&sort=changes&dir=desc",
 )
 FLOOR = "/static/app.css"
+LIMITS = ("ingestion_rate", "ingestion_burst_size", "max_global_series_per_user")
 
 
 def measure(client: httpx.Client, path: str, repeat: int) -> tuple[float, float, int]:
@@ -69,12 +78,26 @@ def measure(client: httpx.Client, path: str, repeat: int) -> tuple[float, float,
     return first, statistics.median(times), size
 
 
+def _older_overrides(recs: Any) -> str:
+    """An overrides file with three limits per tenant at 70% of the recommendation."""
+    lines = ["# what an older apply wrote\noverrides:\n"]
+    chosen = [n for n in LIMITS if n in recs.results]
+    for i, tenant in enumerate(recs.tenants):
+        lines.append(f"  {tenant}:\n")
+        for name in chosen:
+            value = recs.results[name].recommended[i]
+            if math.isfinite(value):
+                lines.append(f"    {name}: {max(1, int(value * 0.7))}\n")
+    return "".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--only", default="", help="time only the pages containing this text")
     args = parser.parse_args()
 
     from mimir_limit_optimizer.catalogue import load_catalogue
@@ -93,17 +116,26 @@ def main() -> None:
         quiet = logging.getLogger("ui-bench")
         logging.getLogger("mimir_limit_optimizer.audit").setLevel(logging.WARNING)
         service = Service(provider, catalogue, logger=quiet)
+        first_cycle = service.cycle()
+        if first_cycle.recommendations is None:
+            raise SystemExit(f"the cycle failed: {first_cycle.detail}")
+        content = _older_overrides(first_cycle.recommendations)
+        overrides = Path(folder) / "data" / "overrides.yaml"
+        overrides.write_text(content)
         started = time.perf_counter()
         result = service.cycle()
         cycle_seconds = time.perf_counter() - started
         if result.recommendations is None:
             raise SystemExit(f"the cycle failed: {result.detail}")
         recs = result.recommendations
-        content = service.applier.target.read().text
+        ids = []
         for k in range(5):
-            service.store.add_revision(
-                target=service.applier.name, content=content, plan=[], actor="bench",
-                created_at=time.time() - 3600 * (5 - k), kind="apply", note=f"bench {k}",
+            text = content if k < 4 else content.replace(": 1", ": 2")  # the last one differs
+            ids.append(
+                service.store.add_revision(
+                    target=service.applier.name, content=text, plan=[], actor="bench",
+                    created_at=time.time() - 3600 * (5 - k), kind="apply", note=f"bench {k}",
+                ).id
             )  # fmt: skip
         servers = start_servers(
             provider.config.server,
@@ -119,12 +151,15 @@ def main() -> None:
                 _, floor, _ = measure(client, FLOOR, args.repeat)
                 print(
                     f"{len(recs.tenants):,} tenants x {len(recs.results)} limits in the store, "
-                    f"{audit_rows:,} audit events; one cycle took {cycle_seconds:.1f}s"
+                    f"{audit_rows:,} audit events; one cycle took {cycle_seconds:.1f}s; the "
+                    f"overrides file has {content.count(chr(10)):,} lines"
                 )
                 print(f"floor: {FLOOR} median {floor * 1000:.1f} ms over {args.repeat} GETs")
                 print(f"{'page':<72} {'first ms':>9} {'median ms':>10} {'x floor':>8} {'KiB':>8}")
-                for page in PAGES:
-                    path = page.format(tenant=recs.tenants[len(recs.tenants) // 2])
+                for page in [p for p in PAGES if args.only in p]:
+                    path = page.format(
+                        tenant=recs.tenants[len(recs.tenants) // 2], first=ids[0], last=ids[-1]
+                    )
                     first, seconds, size = measure(client, path, args.repeat)
                     print(
                         f"{path:<72} {first * 1000:>9.0f} {seconds * 1000:>10.1f} "

@@ -32,7 +32,16 @@ server:
   metricsPort: 0
   healthPort: 0
   uiPort: 0
+limits:
+  tenantTiers:
+    gold:
+      bufferPercentage: 30
+      limits:
+        ingestion_rate: 200000
+tenantTierMapping:
+  "tenant-00[1-3]": gold
 ui:
+  configWritable: true
   auth:
     token: {token}
 """
@@ -42,6 +51,7 @@ PAGES = (
     ("tenant", "/tenants/tenant-003", None),
     ("metrics", "/charts?range=24h", None),
     ("configuration", "/config", None),
+    ("configuration-limits", "/config", None),
     ("audit", "/audit?action=update_limits", None),
     ("diff", "/diff?left={baseline}&right={latest}", None),
     ("tools", "/tools", None),
@@ -97,7 +107,18 @@ def main() -> int:
                     page.goto(base + path.format(**ids))
                     page.wait_for_load_state("networkidle")
                     page.wait_for_timeout(500)  # charts draw after their data arrives
-                    page.screenshot(path=str(OUT / f"{name}.png"), full_page=size is None)
+                    if name == "configuration-limits":  # the limit table with an edit
+                        page.fill("input[name='o:ingestion_rate:defaultValue']", "30000")
+                        page.fill("input[name='t:gold:ingestion_rate']", "250000")
+                        page.click("#limit-diff-button")
+                        page.wait_for_selector("#limit-yaml-diff")
+                        page.eval_on_selector_all(
+                            ".scroll", "els => els.forEach(e => e.scrollLeft = 0)"
+                        )
+                        section = page.locator("section[aria-labelledby=cat-h]")
+                        section.screenshot(path=str(OUT / f"{name}.png"))
+                    else:
+                        page.screenshot(path=str(OUT / f"{name}.png"), full_page=size is None)
                     ctx.close()
                     print(f"docs/ui/{name}.png")
                 browser.close()

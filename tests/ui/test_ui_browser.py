@@ -248,3 +248,88 @@ def test_test_tools_backtest_with_progress_preview_and_what_if(
     page.click("#wi-h ~ form button[type=submit]")
     expect(page.locator("#wi-result caption")).to_contain_text("buffer 80%")
     assert watch.problems == []
+
+
+def test_limit_table_edits_show_a_diff_then_save_a_file_that_loads(
+    running: Running, context: BrowserContext
+) -> None:
+    from mimir_limit_optimizer.catalogue import load_catalogue
+    from mimir_limit_optimizer.config.loader import load_config
+
+    original = running.config_file.read_text()
+    page = context.new_page()
+    log_in(page, running)
+    page.goto(f"{running.base}/config")
+    page.wait_for_load_state("networkidle")
+    watch = Watch(page)
+    cell = page.locator("input[name='o:ingestion_rate:maxValue']")
+    expect(cell).to_have_value("")  # the file does not set it
+    # A bad value: refused inline (422), the cell marked, nothing written.
+    cell.fill("-5")
+    page.click("#limit-diff-button")
+    expect(page.locator("#cell-errors")).to_contain_text("must be 0 or more")
+    expect(cell).to_have_attribute("aria-invalid", "true")
+    cell.fill("10MB")
+    page.click("#limit-diff-button")
+    expect(page.locator("#cell-errors")).to_contain_text("'10MB' is not a number of samples/s")
+    assert running.config_file.read_text() == original
+    # A good value: the diff shows the new line, the file is unchanged until saved.
+    cell.fill("9000000")
+    page.click("#limit-diff-button")
+    added = page.locator("#limit-yaml-diff tr.d-added")
+    expect(added.filter(has_text="maxValue: 9000000")).to_have_count(1)
+    expect(cell).not_to_have_attribute("aria-invalid", "true")
+    diff_text = page.locator("#limit-diff").inner_text()
+    assert TOKEN not in diff_text and "api-token-never-shown" not in diff_text
+    assert running.config_file.read_text() == original
+    with page.expect_download() as info:  # the edited file, secrets masked
+        page.click("#limit-form button[formaction='/config/limits/download']")
+    downloaded = info.value.path().read_text(encoding="utf-8")
+    assert "maxValue: 9000000" in downloaded and "api-token-never-shown" not in downloaded
+    with page.expect_download() as info:  # the editor's own download, in the same way
+        page.click("#config-form button[formaction='/config/download']")
+    assert "updateInterval: 1h" in info.value.path().read_text(encoding="utf-8")
+    try:
+        page.click("#limit-save")
+        expect(page.locator("#limit-diff .ok")).to_contain_text("saved 1 change(s)")
+        saved = running.config_file.read_text()
+        assert "maxValue: 9000000" in saved and "limitOverrides:" in saved
+        assert TOKEN in saved and "api-token-never-shown-7d2e" in saved  # secrets untouched
+        loaded = load_config(running.config_file, env={}, cli={}, catalogue=load_catalogue())
+        override = loaded.config.dynamic_limits.limit_overrides["ingestion_rate"]
+        assert override.max_value == 9_000_000
+        event = running.service.store.audit(action="config_saved", limit=1)[0]
+        assert event.details["user"] == "token" and event.details["via"] == "limit table"
+        # Saved again from the same page: the page took the new file's fingerprint, and an
+        # unchanged table is no change.
+        page.click("#limit-save")
+        expect(page.locator("#limit-diff .ok")).to_contain_text("nothing to save")
+        expected = ("status of 422",)  # the refused cells above
+        downloads = ("/download", "ERR_ABORTED")  # a download ends its navigation request
+        assert [
+            p
+            for p in watch.problems
+            if not any(e in p for e in expected) and not all(d in p for d in downloads)
+        ] == []
+    finally:
+        running.config_file.write_text(original)
+
+
+def test_config_page_in_dark_mode_at_375px(running: Running, browser: Any) -> None:
+    ctx = browser.new_context(viewport={"width": 375, "height": 800}, color_scheme="dark")
+    try:
+        page = ctx.new_page()
+        page.goto(f"{running.base}/config")
+        page.wait_for_load_state("networkidle")
+        background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        cell = page.locator("input[name='o:ingestion_rate:defaultValue']")
+        colour = cell.evaluate("el => getComputedStyle(el).color")
+        assert background == "rgb(13, 17, 23)" and colour == "rgb(230, 237, 243)"
+        cell.scroll_into_view_if_needed()
+        expect(cell).to_be_visible()  # the table scrolls inside its box, not the page
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1
+    finally:
+        ctx.close()

@@ -296,3 +296,47 @@ def test_the_tenant_page_reads_target_and_held_from_the_stored_plan(
         if item["target"] is not None:
             assert view["target"] == render_value(item["target"], catalogue.limits[item["limit"]])
         assert view["held"] == (item["held"] or None)
+
+
+def test_limit_table_refuses_bad_cells_stale_forms_and_anonymous_saves(
+    client: httpx.Client, running: Running
+) -> None:
+    page = client.get("/config").text
+    base = re.search(r'id="lt-base" name="base" value="([0-9a-f]+)"', page)
+    assert base is not None
+    csrf = csrf_of(client, "/config")
+    headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    form = {"base": base.group(1), "o:ingestion_rate:defaultValue": "30000"}
+    diff = client.post("/config/limits/diff", data=form, headers=headers)
+    assert diff.status_code == 200 and "defaultValue: 30000" in diff.text
+    assert TOKEN not in diff.text and API_TOKEN not in diff.text
+    bad = {**form, "o:ingestion_burst_size:minValue": "1.5", "t:nope:ingestion_rate": "1"}
+    answer = client.post("/config/limits/diff", data=bad, headers=headers)
+    assert answer.status_code == 422
+    assert "must be a whole number of samples" in answer.text
+    assert "there is no tier &#39;nope&#39;" in answer.text
+    loader = {**form, "o:ingestion_rate:minValue": "500", "o:ingestion_rate:maxValue": "100"}
+    answer = client.post("/config/limits/diff", data=loader, headers=headers)
+    assert answer.status_code == 422 and "minValue 500 is above maxValue 100" in answer.text
+    stale = client.post("/config/limits/diff", data={**form, "base": "0" * 64}, headers=headers)
+    assert stale.status_code == 409 and "changed since this page was loaded" in stale.text
+    before = running.config_file.read_text()
+    anonymous = client.post("/config/limits/save", data=form, headers=headers)
+    assert anonymous.status_code == 401 and running.config_file.read_text() == before
+    download = client.post("/config/limits/download", data=form, headers={"X-CSRF-Token": csrf})
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert "defaultValue: 30000" in download.text and API_TOKEN not in download.text
+
+
+def test_head_answers_like_get_without_a_body(client: httpx.Client) -> None:
+    for path in ("/", "/tenants", "/config", "/diff", "/api/v1/overview", "/static/app.css"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers["x-frame-options"] == "DENY"
+    assert client.head("/tenants/no-such-tenant").status_code == 404
+    assert client.head("/no-such-page").status_code == 404
+    stream = client.head("/ui/events", timeout=10)  # an endless stream ends at once
+    assert stream.status_code == 200 and stream.content == b""
+    assert stream.headers["content-type"].startswith("text/event-stream")

@@ -21,7 +21,7 @@ import numpy as np
 
 from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.controller import ui_config
+from mimir_limit_optimizer.controller import ui_config, ui_limit_table
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint, last_plan
 from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
@@ -47,6 +47,8 @@ from mimir_limit_optimizer.web.ui.model import (
     ConfigView,
     CyclePoint,
     Health,
+    LimitEditPreview,
+    LimitTable,
     LimitView,
     Overview,
     Page,
@@ -417,8 +419,8 @@ class ServiceReadModel:
     def revisions(self) -> tuple[RevisionView, ...]:
         return self._revisions.revisions()
 
-    def diff(self, left: int | None, right: int | None) -> RevisionDiff:
-        return self._revisions.diff(left, right)
+    def diff(self, left: int | None, right: int | None, page: int = 1) -> RevisionDiff:
+        return self._revisions.diff(left, right, page)
 
     # -- configuration ------------------------------------------------------------------
     def config(self) -> ConfigView:
@@ -453,6 +455,20 @@ class ServiceReadModel:
 
     def validate_config(self, text: str) -> tuple[Problem, ...]:
         return ui_config.validate(text, env=self.p.env, cli=self.p.cli, catalogue=self.p.catalogue)
+
+    def limit_table(self) -> LimitTable:
+        config, path = self.p.config(), self.p.config_path()
+        return ui_limit_table.table(
+            ui_limit_table.read_text(path), config, self.p.catalogue, path=path,
+            writable=config.ui.config_writable and path is not None,
+        )  # fmt: skip
+
+    def preview_limit_edits(self, edits: dict[str, str], base: str) -> LimitEditPreview:
+        text = ui_limit_table.read_text(self.p.config_path())
+        _edited, preview = ui_limit_table.preview(
+            text, edits, base, env=self.p.env, cli=self.p.cli, catalogue=self.p.catalogue
+        )
+        return preview
 
     def validate_overrides(self, text: str) -> tuple[Problem, ...]:
         problems = validate_overrides(text, self.p.catalogue, source_name="overrides.yaml")

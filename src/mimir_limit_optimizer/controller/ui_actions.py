@@ -15,7 +15,7 @@ from typing import Any
 
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.controller import ui_config
+from mimir_limit_optimizer.controller import ui_config, ui_limit_table
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.ui_diff import impact
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
@@ -129,19 +129,19 @@ class ServiceActions:
             )
         return ActionResult(True, f"restored revision {chosen.id} of {applier.name} ({detail})")
 
-    def save_config(self, text: str, *, actor: str) -> ActionResult:
-        config = self.p.config()
+    def _writable_path(self) -> str:
         path = self.p.config_path()
-        if path is None or not config.ui.config_writable:
+        if path is None or not self.p.config().ui.config_writable:
             raise UiError(
                 "saving is off (ui.configWritable is false, or the service runs without a "
                 "config file): download the YAML and deploy it your usual way",
                 status=403,
             )
-        try:
-            original = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UiError(f"cannot read {path}: {exc}", status=409) from exc
+        return path
+
+    def save_config(self, text: str, *, actor: str) -> ActionResult:
+        path = self._writable_path()
+        original = ui_limit_table.read_text(path)
         full = ui_config.unmask(text, original)
         problems = ui_config.validate(
             full, env=self.p.env, cli=self.p.cli, catalogue=self.p.catalogue
@@ -153,6 +153,28 @@ class ServiceActions:
         _write_atomically(Path(path), full)
         self._audit("config_saved", actor, path=path)
         return ActionResult(True, f"saved {path}; the service reloads it before the next cycle")
+
+    def save_limit_edits(self, edits: dict[str, str], base: str, *, actor: str) -> ActionResult:
+        path = self._writable_path()
+        with self._lock:  # two saves at once: the second sees the first's file and is refused
+            text = ui_limit_table.read_text(path)
+            edited, preview = ui_limit_table.preview(
+                text, edits, base, env=self.p.env, cli=self.p.cli, catalogue=self.p.catalogue
+            )
+            if preview.errors:
+                raise UiError(f"not saved: {len(preview.errors)} cell(s) are not valid", status=422)
+            if preview.problems:
+                first = preview.problems[0]
+                raise UiError(f"not saved: {first.message}", status=422)
+            if not edited.changes:
+                return ActionResult(True, "nothing to save: the table equals the file")
+            _write_atomically(Path(path), edited.text)
+        self._audit("config_saved", actor, path=path, via="limit table", changes=edited.changes)
+        return ActionResult(
+            True,
+            f"saved {len(edited.changes)} change(s) to {path}; the service reloads it before "
+            "the next cycle",
+        )
 
 
 def _write_atomically(path: Path, text: str) -> None:

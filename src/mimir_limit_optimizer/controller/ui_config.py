@@ -101,6 +101,12 @@ def _walk_secrets(node: Any, other: Any, restore: bool) -> bool:
     return changed
 
 
+def mask_document(doc: Any) -> bool:
+    """Replace every secret-looking string value of a round-trip document with ***; True
+    when there was one."""
+    return _walk_secrets(doc, None, restore=False)
+
+
 def masked(text: str) -> str:
     """The file with every secret-looking value shown as ***; unparseable text is not shown
     at all (it might hold a secret the parser cannot locate)."""

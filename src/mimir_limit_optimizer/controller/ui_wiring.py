@@ -17,6 +17,7 @@ from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.read_model import ServiceParts, ServiceReadModel
 from mimir_limit_optimizer.controller.reconcile import CycleResult
 from mimir_limit_optimizer.controller.ui_actions import ActionParts, ServiceActions
+from mimir_limit_optimizer.controller.ui_sessions import StoreSessions
 from mimir_limit_optimizer.controller.ui_tools import ServiceTools
 from mimir_limit_optimizer.controller.wiring import source_factory
 
@@ -136,5 +137,8 @@ class ServiceUi:
                 clock=self.service.clock,
                 tools=self.tools,
                 fallback_token=self._fallback_token,
+                sessions=StoreSessions(
+                    self.service.store, logging.getLogger("mimir_limit_optimizer.ui")
+                ),
             ),
         )

@@ -1,6 +1,7 @@
-"""Read-only audit queries for the web UI, beside `Store`'s own: filtered counts, offset pages,
-keyset-paged streaming (an export never holds the whole log in memory) and facet values.
-Additive: nothing here writes."""
+"""Queries of the web UI beside `Store`'s own: read-only audit queries (filtered counts, offset
+pages, keyset-paged streaming, so an export never holds the whole log in memory, and facet
+values), and the UI's login sessions, kept as rows of the checkpoints table (no schema change).
+Additive: only the session functions write, and only their own rows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 
 from mimir_limit_optimizer.store.records import AuditEvent
 from mimir_limit_optimizer.store.store import Store, _event
@@ -111,3 +112,46 @@ def audit_facets(store: Store, *, limit: int = 200) -> dict[str, tuple[str, ...]
             values = conn.scalars(select(column).distinct().order_by(column).limit(limit))
             out[name] = tuple(str(v) for v in values if v is not None)
     return out
+
+
+# -- web UI sessions -------------------------------------------------------------------------
+# Rows of the checkpoints table under SESSION_PREFIX + sha256(session id): the data is the user
+# name, `updated_at` the session's last recorded activity. No schema change; the session id
+# itself is never stored (a copy of the database logs nobody in).
+
+SESSION_PREFIX = "ui-session:"
+
+
+def session_load(store: Store, key: str) -> tuple[str, float] | None:
+    """(user, last activity) of the session row `key`, or None."""
+    table = store._tables.checkpoints
+    with store._transaction("loading a UI session") as conn:
+        row = conn.execute(
+            select(table.c.data, table.c.updated_at).where(table.c.key == SESSION_PREFIX + key)
+        ).first()
+    if row is None:
+        return None
+    return bytes(row[0]).decode("utf-8", "replace"), float(row[1])
+
+
+def session_save(store: Store, key: str, user: str, *, at: float) -> None:
+    store.save_checkpoint(SESSION_PREFIX + key, user.encode("utf-8"), at=at)
+
+
+def session_delete(store: Store, key: str) -> None:
+    table = store._tables.checkpoints
+    with store._transaction("ending a UI session", write=True) as conn:
+        conn.execute(delete(table).where(table.c.key == SESSION_PREFIX + key))
+
+
+def sessions_purge(store: Store, *, idle_since: float) -> int:
+    """Delete the session rows without activity since `idle_since`; how many."""
+    table = store._tables.checkpoints
+    with store._transaction("purging expired UI sessions", write=True) as conn:
+        result = conn.execute(
+            delete(table).where(
+                table.c.key.startswith(SESSION_PREFIX, autoescape=True),
+                table.c.updated_at < idle_since,
+            )
+        )
+    return int(result.rowcount or 0)

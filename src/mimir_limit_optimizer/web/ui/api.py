@@ -57,7 +57,9 @@ def build_api(ctx: UiContext) -> APIRouter:
             if raw not in ("", "pending", "current") and not raw.isdigit():
                 raise UiError(f"{name} must be a revision id, 'current' or 'pending'")
         result = read.diff(
-            int(left) if left.isdigit() else None, int(right) if right.isdigit() else None
+            int(left) if left.isdigit() else None,
+            int(right) if right.isdigit() else None,
+            opt_int(params, "page", 1, 1, 1_000_000),
         )
         return _json({**asdict(result), "ups": result.ups, "downs": result.downs})
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mimir_limit_optimizer.config.ui import UiSettings
 from mimir_limit_optimizer.web.ui.actions import build_actions
 from mimir_limit_optimizer.web.ui.api import PREFIX, build_api
-from mimir_limit_optimizer.web.ui.auth import Authenticator
+from mimir_limit_optimizer.web.ui.auth import Authenticator, SessionStore
 from mimir_limit_optimizer.web.ui.common import HERE, UiContext, is_htmx, make_templates, render
 from mimir_limit_optimizer.web.ui.model import Actions, ReadModel, Tools, UiError
 from mimir_limit_optimizer.web.ui.pages import build_pages
@@ -35,12 +35,14 @@ class UiParts:
     clock: Callable[[], float]
     tools: Tools | None = None
     fallback_token: Callable[[], str | None] = lambda: None
+    sessions: SessionStore | None = None  # None: sessions live in memory only
 
 
 def install_ui(app: FastAPI, parts: UiParts) -> Authenticator:
     auth = Authenticator(
-        parts.settings, clock=parts.clock, host=parts.host, fallback_token=parts.fallback_token
-    )
+        parts.settings, clock=parts.clock, host=parts.host, fallback_token=parts.fallback_token,
+        sessions=parts.sessions,
+    )  # fmt: skip
     ctx = UiContext(parts.read, parts.actions, parts.tools, auth, make_templates())
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(build_api(ctx))

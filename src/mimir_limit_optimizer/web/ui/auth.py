@@ -7,8 +7,12 @@ always/never by `ui.auth.secureCookie`):
   no cookie on that first request) never replaces a logged-in session.
 - `mlo_anon`: a random id for visitors who are not logged in, so the login form itself has a
   CSRF token.
-CSRF tokens are HMAC(process key, session or anonymous id): nothing to store, and a token of
-one session is worthless in another. Sessions live in memory: a restart logs everyone out.
+CSRF tokens are HMAC(key, session or anonymous id): a token of one session is worthless in
+another. With a `SessionStore` (the service's store) sessions and the key survive a restart:
+the store has each session's user and last activity under the SHA-256 of its id (never the id),
+written at login, at logout and at most every TOUCH_EVERY seconds of activity; a session found
+in memory is checked against the store as often, so a logout on another replica ends it there
+within that time. Without one (tests, a store that fails) they live in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mimir_limit_optimizer.config.ui import UiSettings
 from mimir_limit_optimizer.web.ui.passwords import verify_password
@@ -32,6 +37,7 @@ MAX_SESSIONS = 10_000  # oldest evicted beyond this (memory bound)
 MAX_FAILURES = 10
 FAIL_WINDOW = 300.0
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+TOUCH_EVERY = 60.0  # seconds between store reads/writes of one session's activity
 
 
 @dataclass
@@ -39,6 +45,31 @@ class Session:
     id: str
     user: str
     expires: float
+    checked: float = 0.0  # when the store last confirmed (and recorded) the session
+
+
+class SessionStoreError(Exception):
+    """The session store cannot answer: sessions held in memory stay valid meanwhile."""
+
+
+class SessionStore(Protocol):
+    """Where sessions outlive the process (controller/ui_sessions.py). `key` is the SHA-256
+    of the session id, hex."""
+
+    # (user, last activity); None: no such session; SessionStoreError: cannot tell.
+    def load(self, key: str) -> tuple[str, float] | None: ...
+
+    def save(self, key: str, user: str, at: float) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def purge(self, idle_since: float) -> int: ...
+
+    def secret(self, now: float) -> bytes: ...
+
+
+def session_key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
 class Authenticator:
@@ -52,12 +83,14 @@ class Authenticator:
         clock: Callable[[], float],
         host: str,
         fallback_token: Callable[[], str | None] = lambda: None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.loopback = host in LOOPBACK
         self._fallback = fallback_token
-        self._key = secrets.token_bytes(32)
+        self._store = sessions
+        self._key = sessions.secret(clock()) if sessions else secrets.token_bytes(32)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
@@ -112,35 +145,61 @@ class Authenticator:
 
     # -- sessions -----------------------------------------------------------------------
     def start(self, user: str) -> Session:
-        session = Session(secrets.token_urlsafe(32), user, self._expiry())
+        now = self.clock()
+        session = Session(secrets.token_urlsafe(32), user, self._expiry(now), checked=now)
+        self._remember(session)
+        if self._store is not None:
+            self._store.save(session_key(session.id), user, now)
+            self._store.purge(now - self.settings().auth.session_ttl)
+        return session
+
+    def _remember(self, session: Session) -> None:
         with self._lock:
             self._sessions[session.id] = session
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
-        return session
 
-    def _expiry(self) -> float:
-        return self.clock() + self.settings().auth.session_ttl
+    def _expiry(self, now: float) -> float:
+        return now + self.settings().auth.session_ttl
 
     def session(self, session_id: str | None) -> Session | None:
         """The live session of `session_id` (its expiry pushed back), or None."""
         if not session_id:
             return None
+        now = self.clock()
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is None:
+        if session is not None and session.expires <= now:
+            self.end(session_id)
+            return None
+        if self._store is not None and (session is None or now - session.checked >= TOUCH_EVERY):
+            key = session_key(session_id)
+            try:
+                found = self._store.load(key)
+            except SessionStoreError:
+                found = None if session is None else (session.user, now)
+            if found is None or found[1] + self.settings().auth.session_ttl <= now:
+                self.end(session_id)  # logged out elsewhere, or expired while we were away
                 return None
-            if session.expires <= self.clock():
-                del self._sessions[session_id]
-                return None
-            session.expires = self._expiry()
-            self._sessions.move_to_end(session_id)
-            return session
+            if session is None:  # made before a restart, or by another replica
+                session = Session(session_id, found[0], now, checked=now)
+                self._remember(session)
+            session.checked = now
+            self._store.save(key, session.user, now)
+        if session is None:
+            return None
+        with self._lock:
+            session.expires = self._expiry(now)
+            if session_id in self._sessions:
+                self._sessions.move_to_end(session_id)
+        return session
 
     def end(self, session_id: str | None) -> None:
         if session_id:
             with self._lock:
                 self._sessions.pop(session_id, None)
+            if self._store is not None:
+                self._store.delete(session_key(session_id))
 
     def csrf_token(self, identity: str) -> str:
         return hmac.new(self._key, b"csrf:" + identity.encode(), hashlib.sha256).hexdigest()

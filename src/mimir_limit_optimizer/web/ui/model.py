@@ -209,6 +209,11 @@ class RevisionDiff:
     lines: tuple[DiffLine, ...]  # the changes with a few lines of context
     impact: tuple[Impact, ...]
     hidden: int = 0  # changed lines beyond what is shown
+    # Current content vs the pending plan comes in pages of changed tenants:
+    page: int = 1
+    pages: int = 1
+    tenants: int | None = None  # tenants that differ (None: count them from `impact`)
+    page_impact: tuple[Impact, ...] | None = None  # the impact of this page's tenants
 
     @property
     def ups(self) -> int:
@@ -236,9 +241,55 @@ class ConfigView:
 
 
 @dataclass(frozen=True)
+class LimitCell:
+    name: str  # the form field (see controller/ui_limit_table.py)
+    label: str  # what the cell is, for its accessible name
+    value: str  # as the file has it; "" when the file does not set it
+    hint: str  # what applies when it is empty
+
+
+@dataclass(frozen=True)
+class LimitTableRow:
+    limit: str
+    unit: str
+    signal: str
+    mimir_default: str
+    managed: bool  # in dynamicLimits.enabledLimits
+    cells: tuple[LimitCell, ...]  # limitOverrides fields, then each tier's cap
+    enabled: str  # limitOverrides.<limit>.enabled: "", "true" or "false"
+
+
+@dataclass(frozen=True)
+class LimitTable:
+    """The catalogue as a table editor of `dynamicLimits.limitOverrides` and tier caps."""
+
+    path: str | None
+    base: str  # fingerprint of the file the table was made from
+    writable: bool
+    tiers: tuple[str, ...]
+    tier_buffers: tuple[LimitCell, ...]
+    rows: tuple[LimitTableRow, ...]
+
+
+@dataclass(frozen=True)
 class Problem:
     line: int | None
     message: str
+
+
+@dataclass(frozen=True)
+class LimitEditPreview:
+    """The table's edits as a YAML diff of the config file, and what is wrong with them."""
+
+    changes: tuple[str, ...]  # "dynamicLimits.limitOverrides.x.defaultValue: 1 -> 2"
+    errors: dict[str, str]  # form field -> what is wrong with the cell
+    problems: tuple[Problem, ...]  # the loader's findings on the edited file
+    lines: tuple[DiffLine, ...]  # side by side, secrets masked
+    text: str  # the edited file, secrets masked (for a download)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.problems
 
 
 @dataclass(frozen=True)
@@ -266,11 +317,17 @@ class ReadModel(Protocol):
 
     def revisions(self) -> tuple[RevisionView, ...]: ...
 
-    def diff(self, left: int | None, right: int | None) -> RevisionDiff: ...  # None: pending
+    # None: the current content (left) or the pending plan (right); `page` pages the tenants
+    # of current vs pending.
+    def diff(self, left: int | None, right: int | None, page: int = 1) -> RevisionDiff: ...
 
     def config(self) -> ConfigView: ...
 
     def validate_config(self, text: str) -> tuple[Problem, ...]: ...
+
+    def limit_table(self) -> LimitTable: ...
+
+    def preview_limit_edits(self, edits: dict[str, str], base: str) -> LimitEditPreview: ...
 
     def validate_overrides(self, text: str) -> tuple[Problem, ...]: ...
 
@@ -293,6 +350,8 @@ class Actions(Protocol):
     def rollback(self, revision: int, *, actor: str) -> ActionResult: ...
 
     def save_config(self, text: str, *, actor: str) -> ActionResult: ...
+
+    def save_limit_edits(self, edits: dict[str, str], base: str, *, actor: str) -> ActionResult: ...
 
 
 class Tools(Protocol):

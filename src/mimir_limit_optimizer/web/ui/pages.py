@@ -130,10 +130,10 @@ def build_pages(ctx: UiContext) -> APIRouter:
         right = _revision_param(params, "right")
         result = None
         if params.get("right"):
-            result = ctx.read.diff(left, right)
+            result = ctx.read.diff(left, right, opt_int(params, "page", 1, 1, 1_000_000))
         return render(
             ctx, request, "diff.html", revisions=revisions, diff=result, params=params,
-            left=left, right=right,
+            left=left, right=right, link=lambda **c: _link(params, **c),
         )  # fmt: skip
 
     router.add_api_route("/", dashboard, methods=["GET"])

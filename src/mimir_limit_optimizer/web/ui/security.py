@@ -24,6 +24,7 @@ from mimir_limit_optimizer.web.ui.auth import ANON_COOKIE, SESSION_COOKIE, Authe
 
 MAX_BODY = 1024 * 1024 + 64 * 1024  # 1 MiB of upload plus the form's other fields
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_FORM_FIELDS = 10_000  # the limit table posts ~300 cells (the body is capped anyway)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -128,6 +129,11 @@ class SecurityMiddleware:
             )
             await _redirect(send, "/login?next=" + quote(target, safe=""))
             return
+        if scope["method"] == "HEAD":
+            # FastAPI routes answer GET only (405 to HEAD): run the GET, send its headers
+            # without the body (h11 knows the request was HEAD and sends none either).
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         await self.app(scope, receive, send)
 
     def _secure(self, scope: Scope, headers: Headers) -> bool:
@@ -155,6 +161,23 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
             headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
             headers += extra
             message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
+def _headers_only(send: Send) -> Send:
+    """The response's start, then one empty final body: a stream (the SSE endpoint) ends at
+    once, since the server reports a disconnect when the response is complete."""
+    done = False
+
+    async def sending(message: Message) -> None:
+        nonlocal done
+        if message["type"] == "http.response.body":
+            if done:
+                return
+            done = True
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(message)
 
     return sending
@@ -194,7 +217,7 @@ def _form_token(headers: Headers, body: bytes) -> str | None:
     if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
     try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=200)
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError):
         return None
     values = fields.get("csrf_token")

@@ -17,6 +17,27 @@ from mimir_limit_optimizer.web.ui.common import (
 from mimir_limit_optimizer.web.ui.model import Tools, UiError
 
 MAX_TEXT = 1024 * 1024  # bytes of YAML accepted from the editor or an upload
+MAX_CELLS = 5_000  # form fields of the limit table (catalogue limits x (fields + tiers))
+MAX_CELL = 100  # characters of one cell
+TABLE_FIELDS = ("o:", "en:", "t:", "tb:")  # prefixes of the limit table's cells
+
+
+async def _limit_edits(request: Request) -> tuple[dict[str, str], str]:
+    """The limit table's cells and the fingerprint of the file it was made from."""
+    form = await request.form()
+    edits: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if not key.startswith(TABLE_FIELDS):
+            continue
+        if not isinstance(value, str) or len(value) > MAX_CELL:
+            raise UiError(f"{key[:60]}: at most {MAX_CELL} characters of text")
+        edits[key] = value
+        if len(edits) > MAX_CELLS:
+            raise UiError(f"the table has more than {MAX_CELLS} cells")
+    base = form.get("base")
+    if not isinstance(base, str) or not base:
+        raise UiError("the form lacks the file's fingerprint: reload the page")
+    return edits, base
 
 
 async def _text(request: Request, field: str = "text", upload: str = "file") -> str:
@@ -39,7 +60,30 @@ def build_workbench(ctx: UiContext) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def config_page(request: Request) -> HTMLResponse:
-        return render(ctx, request, "config.html", c=ctx.read.config())
+        return render(ctx, request, "config.html", c=ctx.read.config(), lt=ctx.read.limit_table())
+
+    async def limits_diff(request: Request) -> HTMLResponse:
+        preview = ctx.read.preview_limit_edits(*await _limit_edits(request))
+        status = 200 if preview.ok else 422
+        return render(ctx, request, "_limit_diff.html", status, p=preview, saved=None)
+
+    async def limits_save(request: Request) -> HTMLResponse:
+        user = require_login(request, "save the configuration")
+        edits, base = await _limit_edits(request)
+        result = ctx.actions.save_limit_edits(edits, base, actor=user)
+        table = ctx.read.limit_table()
+        return render(ctx, request, "_limit_diff.html", p=None, saved=result, base=table.base)
+
+    async def limits_download(request: Request) -> Response:
+        preview = ctx.read.preview_limit_edits(*await _limit_edits(request))
+        if not preview.ok:
+            problems = [*preview.errors.values(), *(p.message for p in preview.problems)]
+            raise UiError(f"not valid: {problems[0]}", status=422)
+        return Response(
+            preview.text,
+            media_type="application/yaml",
+            headers={"content-disposition": 'attachment; filename="config.yaml"'},
+        )
 
     async def config_validate(request: Request) -> HTMLResponse:
         problems = ctx.read.validate_config(await _text(request))
@@ -128,6 +172,9 @@ def build_workbench(ctx: UiContext) -> APIRouter:
     router.add_api_route("/config/validate", config_validate, methods=["POST"])
     router.add_api_route("/config/save", config_save, methods=["POST"])
     router.add_api_route("/config/download", config_download, methods=["POST"])
+    router.add_api_route("/config/limits/diff", limits_diff, methods=["POST"])
+    router.add_api_route("/config/limits/save", limits_save, methods=["POST"])
+    router.add_api_route("/config/limits/download", limits_download, methods=["POST"])
     router.add_api_route("/charts", charts, methods=["GET"])
     router.add_api_route("/tools", tools, methods=["GET"])
     router.add_api_route("/tools/validate-overrides", validate_overrides, methods=["POST"])

@@ -162,6 +162,28 @@
     });
   }
 
+  function markCells(target) {  // the limit table: outline the cells the server refused
+    if (!target || target.id !== "limit-diff") { return; }
+    var form = document.getElementById("limit-form"); if (!form) { return; }
+    form.querySelectorAll("input.cell.invalid").forEach(function (el) { el.classList.remove("invalid"); el.removeAttribute("aria-invalid"); });
+    target.querySelectorAll("[data-invalid-field]").forEach(function (li) {
+      var el = form.elements.namedItem(li.getAttribute("data-invalid-field"));
+      if (el && el.classList) { el.classList.add("invalid"); el.setAttribute("aria-invalid", "true"); }
+    });
+  }
+
+  // A download button inside an htmx form: htmx would take over the submit event, so the form
+  // is sent the plain way (form.submit() fires no submit event) to the button's formaction.
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest ? ev.target.closest("button[data-download]") : null;
+    if (!b || !b.form) { return; }
+    ev.preventDefault();
+    var form = b.form; var action = form.getAttribute("action");
+    form.setAttribute("action", b.getAttribute("formaction"));
+    HTMLFormElement.prototype.submit.call(form);
+    if (action) { form.setAttribute("action", action); }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("theme-toggle");
     if (toggle) {
@@ -175,6 +197,6 @@
       });
     }
     charts(); gutter(); live(); promql(); filters();
-    document.body.addEventListener("htmx:afterSwap", function (ev) { charts(ev.detail.target); });
+    document.body.addEventListener("htmx:afterSwap", function (ev) { charts(ev.detail.target); markCells(ev.detail.target); });
   });
 })();
