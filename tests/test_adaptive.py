@@ -8,6 +8,7 @@ import pytest
 
 from mimir_limit_optimizer.catalogue import load_catalogue
 from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.engine import adaptive
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.recommend import recommend
 from mimir_limit_optimizer.engine.strategies import tenant_shape
@@ -69,16 +70,40 @@ def test_a_tenant_quiet_for_days_is_lowered_only_part_of_the_way() -> None:
     usage = np.full(T, 1000.0)
     usage[-4 * DAY :] = 20.0
     # The median of the week is the quiet level (the default p95 still sees the active days):
-    # quietKeep 0.6 x its day level 1000 + the standing buffer (10%) = 660; a -10% step from
-    # 700 would reach 630, so the floor holds at 660.
-    median = {"percentile": 50}
-    result = _run(usage, current=700.0, cfg=Config.model_validate({"trendAnalysis": median}))
-    assert result.recommended[0] == 660.0
-    off = {**median, "adaptive": {"quietShare": 0}}
+    # its remembered level (its highest hour, 1000) + the standing buffer (10%) = 1100 holds;
+    # a safe lowering from 2000 would otherwise go to 500 in one step.
+    median = {"percentile": 50, "adaptive": {"tailPercentile": 0}}
+    result = _run(usage, current=2000.0, cfg=Config.model_validate({"trendAnalysis": median}))
+    assert result.recommended[0] == 1100.0
+    assert any("went quiet" in r for r in result.reasons(0))
+    off = {**median, "adaptive": {"quietShare": 0, "tailPercentile": 0}}
     assert (
-        _run(usage, 700.0, cfg=Config.model_validate({"trendAnalysis": off})).recommended[0]
-        == 180.0
-    )  # without the memory: a safe lowering, -75% in one step (175, rounded up)
+        _run(usage, 2000.0, cfg=Config.model_validate({"trendAnalysis": off})).recommended[0]
+        == 500.0
+    )  # without the memory: a safe lowering, -75% in one step
+
+
+def test_part_of_the_load_moved_away_counts_as_quiet() -> None:
+    # 35% of the load moved away for 4 days (day level at 65% of its peak, above the old
+    # quietShare 0.5): the limit keeps the remembered level for the return.
+    usage = np.full(T, 1000.0)
+    usage[-4 * DAY :] = 650.0
+    result = _run(
+        usage,
+        current=1500.0,
+        cfg=Config.model_validate(
+            {"trendAnalysis": {"percentile": 50, "adaptive": {"tailPercentile": 0}}}
+        ),
+    )
+    assert result.recommended[0] == 1100.0
+    old = {
+        "percentile": 50,
+        "adaptive": {"quietShare": 0.5, "quietKeep": 0.6, "tailPercentile": 0},
+    }
+    assert (
+        _run(usage, 1500.0, cfg=Config.model_validate({"trendAnalysis": old})).recommended[0]
+        < 1000.0
+    )
 
 
 def test_a_return_to_the_remembered_level_is_covered_at_once() -> None:
@@ -175,3 +200,56 @@ def test_shape_of_no_tenant_and_of_less_than_an_hour() -> None:
         short, short, timestamps=TS[-5:], step=STEP, now=NOW, quiet_share=0.5, recent=86400.0
     )
     assert np.isnan(shape.variability).all() and (shape.quiet_for == 0).all()
+
+
+def test_a_growing_tenant_throttled_before_is_raised_ahead_of_its_next_peak() -> None:
+    # 5% a day, throttled for an hour 3 days ago (raised since), its limit 5% above its last
+    # hour: raised ahead to a day of growth on its recent hourly peak + the standing buffer
+    # (10%), not left to be throttled at the next peak.
+    grows = 1000.0 * 1.05 ** (np.arange(T) / DAY)
+    discards = np.zeros(T)
+    discards[-3 * DAY : -3 * DAY + 12] = 50.0
+    result = _run(grows, current=grows[-1] * 1.05, discards=discards)
+    assert result.recommended[0] >= grows[-1] * 1.04 * 1.1
+    assert any("growing" in r for r in result.reasons(0))
+    # Never throttled: its limit has not been reached; a weekly cycle's Monday reads like
+    # growth too. Not raised ahead.
+    never = _run(grows, current=grows[-1] * 1.05)
+    assert never.recommended[0] < grows[-1] * 1.1
+
+
+def test_a_return_from_quiet_is_not_projected_as_growth() -> None:
+    # Quiet, then back for a day and throttled at its old level: each of the last three days
+    # above the one before, but a return, not 100% a day of growth: not doubled.
+    demand = np.full(T, 1000.0)
+    demand[-4 * DAY : -DAY] = 20.0
+    limit = 950.0
+    usage = np.minimum(demand, limit)
+    result = _run(usage, current=limit, discards=demand - usage)
+    assert 1000.0 * 1.2 <= result.recommended[0] <= 1000.0 * 1.25 * 1.2
+
+
+def test_a_burst_that_is_over_is_not_chased() -> None:
+    # Bursts of 10 minutes at 5x every day (kept in the demand: recurring); the last one
+    # throttled and over by the cycle: the limit is not raised to 5x + the buffer for a day.
+    rng = np.random.default_rng(5)
+    demand = 1000.0 * (1 + 0.05 * rng.standard_normal(T))
+    for day in range(7):
+        demand[T - day * DAY - 8 : T - day * DAY - 6] = 5000.0
+    limit = 1300.0
+    usage = np.minimum(demand, limit)
+    burst = _run(usage, current=limit, discards=demand - usage)
+    assert burst.recommended[0] < 2000.0
+    # A level held for the last half hour is covered at once (what it sends + full buffer).
+    held = 1000.0 * (1 + 0.05 * rng.standard_normal(T))
+    held[-6:] = 2000.0
+    usage = np.minimum(held, limit)
+    level = _run(usage, current=limit, discards=held - usage)
+    assert level.recommended[0] >= 2000.0 * 1.2
+
+
+def test_held_level_is_the_highest_rolling_minimum() -> None:
+    recent = np.ones(12, dtype=bool)
+    demand = np.array([[1, 1, 9, 9, 1, 1, 5, 5, 5, 1, 1, 1], [2] * 12], dtype=np.float32)
+    held = adaptive.held_level(demand, recent, np.array([0, 1]), step=300.0)
+    assert held.tolist() == [5.0, 2.0]

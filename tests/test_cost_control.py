@@ -170,6 +170,58 @@ def test_cost_metrics_are_exported_on_the_injected_registry(tmp_path: Path) -> N
     assert len(parts.actions("cost_recommendation")) == 1
 
 
+def _cost_tenants(parts: Parts) -> set[str]:
+    """Tenants with a per-tenant cost_current series on the registry."""
+    text = generate_latest(parts.registry).decode()
+    return {
+        sample.labels["tenant"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "mimir_limit_optimizer_cost_current"
+        for sample in family.samples
+        if sample.labels["scope"] == "tenant"
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        # relevant: the tenants the recommendation series export (a), the one with a budget
+        # (b), and the topN (1) costliest of each period (d); c is none of them.
+        ("relevant", {"a", "b", "d"}),
+        ("all", {"a", "b", "c", "d"}),
+        ("none", set()),
+    ],
+)
+def test_per_tenant_cost_series_follow_server_tenant_metrics(
+    tmp_path: Path, mode: str, expected: set[str]
+) -> None:
+    rates = {t: {"samples": r} for t, r in (("a", 1e3), ("b", 2e3), ("c", 3e3), ("d", 4e3))}
+    parts = Parts(tmp_path, ConstantSource(rates))
+    service = Config.model_validate(
+        {"server": {"tenantMetrics": {"mode": mode, "topN": 1}}, "costControl": {"enabled": True}}
+    )
+    parts.registry = CollectorRegistry()
+    parts.control = build_cost_control(
+        service, store=parts.store, audit=parts.audit, alerts=parts.sink,
+        registry=parts.registry, clock=time.time, catalogue=CATALOGUE,
+        source_factory=lambda _c, _n: parts.source, env={},
+        exported_tenants=lambda: {"a"},
+    )  # fmt: skip
+    config = cost_config(
+        costPerUnit=1.0,
+        teams={"*": "all"},
+        globalBudget={"daily": 1e6},
+        tenantBudgets={"b": {"daily": 1e6}},
+    )
+    parts.control.after_cycle(None, None, config, ts("2024-03-10T12:00"))
+    assert _cost_tenants(parts) == expected
+    # The cluster and team totals are always there.
+    glob = {"scope": "global", "tenant": "", "team": "", "period": "day", "currency": "USD"}
+    assert parts.sample("cost_current", glob) == pytest.approx(4 * 2.5e3 * 1e-6 * 43200)
+    team = {**glob, "scope": "team", "team": "all"}
+    assert parts.sample("cost_forecast", team) is not None
+
+
 def test_state_survives_a_restart_without_firing_twice(tmp_path: Path) -> None:
     source = ConstantSource(RATES)
     parts = Parts(tmp_path, source)

@@ -11,6 +11,7 @@ restart resumes from the checkpoint; a runtime disable restores what protection 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -484,3 +485,37 @@ def test_safety_freeze_stops_protective_writes_too(tmp_path: Path) -> None:
     assert rig.path.read_text() == ORIGINAL
     would = rig.events("would_clamp_limits")
     assert would and all(e.details["why"] == "safety.freeze is on" for e in would)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+def test_a_kill_between_a_clamp_write_and_its_record_keeps_its_audit_events(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, scenario(blasts=(GAMMA_BLAST,)), config())
+    rig.run(BLAST_START - TICK)
+    real = rig.store.record_write
+
+    def killed(*_a: Any, **_k: Any) -> Any:
+        raise Killed
+
+    rig.store.record_write = killed  # type: ignore[method-assign]
+    with contextlib.suppress(Killed):
+        rig.run(BLAST_START + 120)
+    assert rig.values() != _original_values()  # the caps were written...
+    assert rig.events("clamp_limits") == []  # ...and the process died before recording them
+    rig.store.record_write = real  # type: ignore[method-assign]
+    restarted = Applier(
+        FileTarget(rig.path), rig.store, CATALOGUE, verifier=None, rollback_on_failure=True,
+        sleep=lambda _s: None, logger=LOG,
+    )  # fmt: skip
+    [outcome] = restarted.recover(now=BLAST_START + 300)
+    assert outcome.applied
+    clamped = rig.events("clamp_limits")
+    assert {e.tenant for e in clamped} == {"gamma"}
+    revision = rig.store.revisions(rig.applier.name)[0]
+    assert revision.actor == "protection"
+    assert {e.details["revision"] for e in clamped} == {revision.id}
+    assert all(e.details["recorded_late"] and e.category == "security" for e in clamped)

@@ -38,7 +38,7 @@ from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.config_provider import ConfigProvider
 from mimir_limit_optimizer.controller.service import Service, ServiceOptions
 from mimir_limit_optimizer.controller.wiring import WiringError, build_target, open_store
-from mimir_limit_optimizer.store import AuditEvent, AuditLog, Revision, Store, StoreError
+from mimir_limit_optimizer.store import AuditEvent, Revision, Store, StoreError
 from mimir_limit_optimizer.targets.base import TargetError
 from mimir_limit_optimizer.web.server import ServerStartError
 
@@ -204,21 +204,19 @@ def rollback(
     else:
         chosen = revisions[1]
     now = time.time()
+    user = os.environ.get("USER", "user")
+    # Recorded with the rollback's revision, in the same transaction (an intent first).
+    event = AuditEvent(now, "warning", "user", "cli", "rollback", None, {"target": name})
     try:
-        restored = applier.restore(chosen, now=now, actor=os.environ.get("USER", "user"))
+        restored = applier.restore(chosen, now=now, actor=user, events=[event])
     except TargetError as exc:
         fail(f"rollback failed, {name} unchanged: {exc}", code=1)
-    AuditLog(store, logger=logging.getLogger("mimir_limit_optimizer.audit")).record(
-        AuditEvent(
-            now,
-            "warning",
-            "user",
-            "cli",
-            "rollback",
-            None,
-            {"target": name, "to_revision": chosen.id, "new_revision": restored.id},
+    if restored is None:
+        Console(stderr=True, soft_wrap=True).print(
+            f"restored revision {chosen.id} of {name}, but the store could not record it; "
+            "the next `mlo run` records it"
         )
-    )
+        return
     Console(stderr=True, soft_wrap=True).print(
         f"restored revision {chosen.id} of {name} (sha256 {chosen.sha256[:12]})"
     )

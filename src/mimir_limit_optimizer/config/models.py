@@ -225,14 +225,19 @@ class AdaptiveSettings(_Section):
     buffer_scale_min: float = Field(1.0, gt=0, le=1)
     buffer_scale_max: float = Field(3.0, ge=1, le=20)
     # A tenant whose day level (a day's 70th percentile) fell below this share of its highest
-    # day level in the window went quiet: it is not lowered for quietHold, then only down to
-    # quietKeep x that level (+ buffer) while that day is in the window.
-    quiet_share: float = Field(0.5, ge=0, lt=1)
+    # day level in the window went quiet (or had part of its load moved away): it is not
+    # lowered for quietHold, then only down to quietKeep x its remembered level (its highest
+    # hour in the window) + the full buffer, while that hour is in the window.
+    quiet_share: float = Field(0.75, ge=0, lt=1)
     quiet_hold: Duration = Field(2 * 86400.0, ge=0)
-    quiet_keep: float = Field(0.6, ge=0, le=1)
+    quiet_keep: float = Field(1.0, ge=0, le=1)
     # A throttled tenant that grew day over day is raised to its level projected this far
     # ahead (the time it is not lowered after throttling).
     growth_horizon: Duration = Field(86400.0, ge=0)
+    # For a tenant whose short-term variation is above variabilityReference, the percentile
+    # strategy's estimate is at least this percentile of the window (before the buffer): a
+    # noisy or bursty tenant's tail held steady (0: off).
+    tail_percentile: float = Field(99.0, ge=0, le=100)
     # Spikes (eventSpike) that recur this often per day of history are bursts the tenant
     # sends routinely: kept in its demand instead of excluded (0: always excluded).
     recurring_spikes_per_day: float = Field(1.0, ge=0)

@@ -6,10 +6,11 @@ Whatever fails, the target holds either its previous content or the new, validat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mimir_limit_optimizer.catalogue import Catalogue
@@ -378,24 +379,67 @@ class Applier:
         """The outcome of `intent_id` decided while the store was failing, if any (once)."""
         return self._unrecorded.pop(intent_id, None)
 
-    def restore(self, revision: Revision, *, now: float, actor: str) -> Revision:
-        """Write `revision`'s content back byte for byte (mlo rollback)."""
-        with self._lock:
-            return self._restore(revision, now=now, actor=actor)
+    def restore(
+        self, revision: Revision, *, now: float, actor: str, events: Sequence[AuditEvent] = ()
+    ) -> Revision | None:
+        """Write `revision`'s content back byte for byte (mlo rollback, the UI's rollback).
 
-    def _restore(self, revision: Revision, *, now: float, actor: str) -> Revision:
+        Like an apply it is an intent first, then the write, then its "rollback" revision and
+        `events` in one transaction, so a crash in between loses nothing (recovery records
+        it). Returns the new revision (`revision` itself when the target already holds it),
+        or None when the write happened but the store failed before recording it: it is
+        recorded once the store is back. Raises TargetError when nothing was written."""
+        with self._lock:
+            return self._restore(revision, now=now, actor=actor, events=events)
+
+    def _restore(
+        self, revision: Revision, *, now: float, actor: str, events: Sequence[AuditEvent]
+    ) -> Revision | None:
         current = self.target.read()
         if current.text == revision.content:
             return revision
-        self.target.write(revision.content, expected_version=current.version)
+        problem = self.store.file_problem()
+        if problem is not None:
+            raise TargetError(f"{problem}: nothing written to {self.name} (no durable record)")
+        try:
+            intent = self.store.add_intent(
+                target=self.name,
+                actor=actor,
+                created_at=now,
+                plan=[],  # no planned changes: the store records a "rollback" revision
+                old_content=current.text,
+                new_content=revision.content,
+                events=[
+                    dataclasses.replace(e, details={**e.details, "to_revision": revision.id})
+                    for e in events
+                ],
+                verify=False,  # the caller verifies the restored values, if it can
+            )
+        except StoreError as exc:
+            raise TargetError(
+                f"cannot record the intended rollback, so nothing was written: {exc}"
+            ) from exc
+        try:
+            self.target.write(revision.content, expected_version=current.version)
+        except TargetError as exc:
+            self.finish(intent, "not_done", now, f"the rollback's write failed: {exc}")
+            raise
         if self.target.read().text != revision.content:
+            self.finish(intent, "superseded", now, "the read-back differs from what was written")
             raise TargetError(f"read-back of {self.name} differs after rollback")
-        return self.store.add_revision(
-            target=self.name,
-            content=revision.content,
-            plan=[],
-            actor=actor,
-            created_at=now,
-            kind="rollback",
-            note=f"restored revision {revision.id}",
-        )
+        try:
+            restored, stored = self.store.record_write(
+                intent.id, at=now, note=f"restored revision {revision.id}", writer=True
+            )
+        except StoreError as exc:
+            self.log.error(
+                "restored revision %s of %s, but the store failed before recording it (%s); "
+                "it is recorded once the store is back",
+                revision.id,
+                self.name,
+                exc,
+            )
+            return None
+        for event in stored:
+            self.audit.logged(event)
+        return restored

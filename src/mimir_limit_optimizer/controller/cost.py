@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict
 
 import numpy as np
@@ -301,12 +301,15 @@ def build_cost_control(
     env: Mapping[str, str] | None = None,
     logger: logging.Logger | None = None,
     is_leader: Callable[[], bool] = lambda: True,
+    exported_tenants: Callable[[], Collection[str] | None] = lambda: None,
 ) -> CostControl:
     """A CostControl for the service. `source_factory(config, now)` defaults to the cost
     source matching `source.kind` (Prometheus: one range query per priced signal; synthetic:
     the built-in cluster), with `env` (default: the process environment) for credentials.
-    `is_leader`: with leader election, only the leader caps, alerts, audits and checkpoints."""
-    del config  # read per call (hot reload); kept for a uniform builder signature
+    `is_leader`: with leader election, only the leader caps, alerts, audits and checkpoints.
+    `exported_tenants()`: the tenants with per-tenant recommendation series; per-tenant cost
+    series follow them and config.server.tenantMetrics (observability/cost_metrics.py)."""
+    tenant_series = config.server.tenant_metrics  # a restart-only setting, like the other's
     cat = catalogue or load_catalogue()
     environment = dict(os.environ if env is None else env)
 
@@ -317,7 +320,7 @@ def build_cost_control(
         store=store,
         audit=audit,
         alerts=alerts,
-        metrics=CostMetrics(registry),
+        metrics=CostMetrics(registry, tenant_series=tenant_series, selected=exported_tenants),
         source_factory=source_factory or default_factory,
         clock=clock,
         logger=logger,

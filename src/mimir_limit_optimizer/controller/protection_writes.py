@@ -9,7 +9,7 @@ from collections.abc import Callable
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
-from mimir_limit_optimizer.controller.protection_report import ProtectionReporter
+from mimir_limit_optimizer.controller.protection_report import COMPONENT, ProtectionReporter
 from mimir_limit_optimizer.engine.overrides import OverridesDocument, OverridesParseError
 from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.engine.protection import ProtectionState
@@ -19,10 +19,30 @@ from mimir_limit_optimizer.engine.protection.guard import (
     override_value,
 )
 from mimir_limit_optimizer.observability.protection_metrics import ProtectionMetrics
-from mimir_limit_optimizer.store import StoreError
+from mimir_limit_optimizer.store import AuditEvent, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
 ACTOR = "protection"  # the revisions' actor
+
+
+def clamp_event(write: ClampWrite, config: Config, now: float) -> AuditEvent:
+    """`clamp_limits` / `restore_limits` for one written cap (the store adds its revision)."""
+    change = write.change
+    return AuditEvent(
+        now,
+        "warning" if write.tightening else "info",
+        "security",
+        COMPONENT,
+        "clamp_limits" if write.tightening else "restore_limits",
+        change.tenant,
+        {
+            "limit": change.limit,
+            "old": change.old,
+            "new": change.new,
+            "reasons": list(change.reasons),
+            "mode": config.mode.value,
+        },
+    )
 
 
 class ClampWriter:
@@ -70,8 +90,13 @@ class ClampWriter:
             planned = self.changes(state, document(content), acting=acting)
             return Plan(tuple(w.change for w in planned))
 
+        def events(_plan: Plan) -> list[AuditEvent]:
+            # Recorded with the write's revision in one transaction (the intent carries them),
+            # so a crash between the write and its record loses none of them.
+            return [clamp_event(w, config, now) for w in planned]
+
         try:
-            outcome = self.applier.apply(replan, now=now, actor=ACTOR)
+            outcome = self.applier.apply(replan, now=now, actor=ACTOR, events=events)
         except (ApplyError, TargetError, OverridesParseError, StoreError) as exc:
             self.report.event(now, "protection_write_failed", None, {"error": str(exc)}, "error")
             return False
@@ -82,32 +107,15 @@ class ClampWriter:
             return False
         if not outcome.applied:
             return False
-        revision = outcome.revision.id if outcome.revision else None
         for write in planned:
             clamp = state.clamps.get(write.key)
             if clamp is None:
                 continue
-            change = write.change
-            clamp.written = change.new if clamp.active and acting else None
-            action = "clamp_limits" if write.tightening else "restore_limits"
+            clamp.written = write.change.new if clamp.active and acting else None
             if write.tightening:
                 self.metrics.throttled_requests_total.labels(
-                    limit=change.limit, mode=config.mode.value
+                    limit=write.change.limit, mode=config.mode.value
                 ).inc()
-            self.report.event(
-                now,
-                action,
-                change.tenant,
-                {
-                    "limit": change.limit,
-                    "old": change.old,
-                    "new": change.new,
-                    "reasons": list(change.reasons),
-                    "mode": config.mode.value,
-                    "revision": revision,
-                },
-                "warning" if write.tightening else "info",
-            )
         return True
 
     def report_would(

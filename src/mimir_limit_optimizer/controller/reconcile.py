@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import orjson
 
 from mimir_limit_optimizer.alerting.model import AlertSink, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
@@ -34,7 +35,7 @@ from mimir_limit_optimizer.engine.planning import (
     plan_recommendations,
 )
 from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
-from mimir_limit_optimizer.engine.results import Recommendations
+from mimir_limit_optimizer.engine.results import STATUS_ORDER, Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
@@ -66,10 +67,6 @@ class PlanGuard(Protocol):
         ...
 
 
-def _plain(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
 def last_checkpoint(store: Store) -> dict[str, object] | None:
     """The last cycle's results saved by `Reconciler` (None before the first cycle)."""
     raw = store.load_checkpoint(CHECKPOINT_KEY)
@@ -86,6 +83,32 @@ def _digest(plan: Plan) -> str:
     """Identity of a set of writes: the same changes to the same values."""
     rows = sorted((c.tenant, c.limit, repr(c.old), repr(c.new)) for c in plan.changes)
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _change_events(
+    writes: Plan, now: float, action: str, config: Config, why: str
+) -> list[AuditEvent]:
+    """One event per change not applied (dry-run, follower, partial collection)."""
+    mode = config.mode.value
+    return [
+        AuditEvent(
+            now,
+            "info",
+            "system",
+            "controller",
+            action,
+            c.tenant,
+            {
+                "limit": c.limit,
+                "old": c.old,
+                "new": c.new,
+                "reasons": list(c.reasons),
+                "mode": mode,
+                "why": why,
+            },
+        )
+        for c in writes.changes
+    ]
 
 
 @dataclass
@@ -177,15 +200,16 @@ class Reconciler:
     def _checkpoint(self, recs: Recommendations, now: float) -> None:
         """The last cycle's results, so a restart knows where it stood. (Usage history itself
         lives in Prometheus: every cycle rebuilds its percentiles and histograms from there.)"""
-        limits = {
-            name: {
-                tenant: [_plain(r.current[i]), _plain(r.recommended[i]), r.status_of(i).value]
-                for i, tenant in enumerate(recs.tenants)
-            }
-            for name, r in recs.results.items()
-        }
+        names = [s.value for s in STATUS_ORDER]
+        limits = {}
+        for name, r in recs.results.items():
+            # tenant -> [current, recommended, status], built in C (dict/zip) and written by
+            # orjson, which writes tuples as arrays and NaN and infinities as null.
+            statuses = [names[k] for k in r.status.tolist()]
+            rows = zip(r.current.tolist(), r.recommended.tolist(), statuses, strict=True)
+            limits[name] = dict(zip(recs.tenants, rows, strict=True))
         payload = {"at": now, "window": list(recs.window), "limits": limits}
-        self.store.save_checkpoint(CHECKPOINT_KEY, json.dumps(payload).encode(), at=now)
+        self.store.save_checkpoint(CHECKPOINT_KEY, orjson.dumps(payload), at=now)
 
     def _store_plan(self, plan: CyclePlan, config: Config, now: float, audited: str) -> None:
         """The cycle's whole plan, held-back items and why included, for the UI and for the
@@ -198,7 +222,7 @@ class Reconciler:
             "auditedDigest": audited,
             "items": item_rows(plan),
         }
-        data = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
+        data = zlib.compress(orjson.dumps(payload), 1)  # level 1: ~2x faster, ~10% larger
         self.store.save_checkpoint(PLAN_KEY, data, at=now)
 
     def _last_audited(self) -> str | None:
@@ -259,7 +283,10 @@ class Reconciler:
                 [guard.guard_inputs(config, now) for guard in self.guards],
                 last_changed(self.store, self.applier.name, since),
             )
-            return plan_recommendations(recs, config, self.catalogue, guards=guards, now=now)
+            planned = plan_recommendations(recs, config, self.catalogue, guards=guards, now=now)
+            # The write set and the held-back list (cached on the plan): part of planning.
+            _ = (planned.writes, planned.held_back)
+            return planned
 
     def _no_tenants(self, config: Config, source: Source, now: float) -> CycleResult:
         """A source that answers with no tenant at all is misconfigured (wrong URL, prefix,
@@ -362,10 +389,10 @@ class Reconciler:
             )
             return CycleResult(False, detail=f"cannot read {self.applier.name}: {exc}")
         recs = planned.recommendations
-        for guard in self.guards:
-            guard.planned(planned, config, now)
         writes, held = planned.writes, planned.held_back
         with self.metrics.phase("report"):
+            for guard in self.guards:
+                guard.planned(planned, config, now)
             self.metrics.observe_recommendations(recs, planned=writes.tenants(), now=now)
             self._checkpoint(recs, now)
             spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
@@ -395,18 +422,7 @@ class Reconciler:
                 self.metrics.plans_unchanged_total.inc()
             else:
                 with self.metrics.phase("audit"):
-                    for c in writes.changes:
-                        self._event(
-                            now,
-                            action,
-                            tenant=c.tenant,
-                            limit=c.limit,
-                            old=c.old,
-                            new=c.new,
-                            reasons=list(c.reasons),
-                            mode=config.mode.value,
-                            why=why,
-                        )
+                    self.report.events(_change_events(writes, now, action, config, why))
                 audited = self._audited = digest
             with self.metrics.phase("audit"):  # the stored plan: the held-back details
                 self._store_plan(planned, config, now, audited)

@@ -5,7 +5,7 @@ logged (AuditLog still writes the event's log line), and an alert sink never blo
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mimir_limit_optimizer.alerting.model import Alert, AlertSink, AlertStatus, Priority, Severity
@@ -58,6 +58,13 @@ class Reporter:
             self.audit.record(event)
         except StoreError as exc:
             self.log.error("audit event %s not stored: %s", action, exc)
+
+    def events(self, events: Sequence[AuditEvent]) -> None:
+        """Audit `events` in one store transaction (a cycle's dry-run changes)."""
+        try:
+            self.audit.record_many(events)
+        except StoreError as exc:
+            self.log.error("%d audit events not stored: %s", len(events), exc)
 
     def alert(
         self,

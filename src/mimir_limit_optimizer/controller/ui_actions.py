@@ -103,7 +103,11 @@ class ServiceActions:
         now = self.p.clock()
         try:
             before = applier.target.read().text
-            restored = applier.restore(chosen, now=now, actor=f"ui ({actor})")
+            event = AuditEvent(
+                now, "warning", "user", "ui", "rollback", None,
+                {"user": actor, "target": applier.name},
+            )  # fmt: skip
+            restored = applier.restore(chosen, now=now, actor=f"ui ({actor})", events=[event])
         except TargetError as exc:
             self._audit(
                 "rollback_failed", actor, level="error", to_revision=revision, error=str(exc)
@@ -119,10 +123,18 @@ class ServiceActions:
                     expected.setdefault(change.tenant, {})[change.limit] = value
             result = applier.verifier.verify(expected, self.p.catalogue)
             verified, detail = result.ok, result.detail
-        self._audit(
-            "rollback", actor, target=applier.name, to_revision=chosen.id,
-            new_revision=restored.id, verified=verified, detail=detail,
-        )  # fmt: skip
+        if applier.verifier is not None:  # the rollback itself is recorded with its revision
+            self._audit(
+                "rollback_verified" if verified else "rollback_unverified", actor,
+                level="info" if verified else "error", target=applier.name,
+                to_revision=chosen.id, detail=detail,
+            )  # fmt: skip
+        if restored is None:
+            return ActionResult(
+                verified,
+                f"restored revision {chosen.id}; the store could not record it yet (it is "
+                "recorded once the store is back)",
+            )
         if not verified:
             return ActionResult(
                 False, f"restored revision {chosen.id}, but Mimir did not confirm it: {detail}"

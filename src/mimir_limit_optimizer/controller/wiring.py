@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -86,7 +87,17 @@ def build_verifier(config: Config) -> MimirVerifier | None:
 def source_factory(env: Mapping[str, str] | None = None) -> Callable[[Config, float], Source]:
     environment = dict(env if env is not None else os.environ)
 
+    kept: list[tuple[object, Source]] = []  # the last synthetic cluster and what built it
+
     def make(config: Config, now: float) -> Source:
-        return build_source(config, now=now, env=environment)
+        if config.source.kind != "synthetic":
+            return build_source(config, now=now, env=environment)
+        # The synthetic cluster depends only on its settings and the step-aligned end: within
+        # one step every cycle (and the UI's charts) reads the same one, generated once.
+        step = config.synthetic.step
+        key = (config.synthetic, math.floor(now / step) * step, config.mimir.replication_factor)
+        if not kept or kept[0][0] != key:
+            kept[:] = [(key, build_source(config, now=now, env=environment))]
+        return kept[0][1]
 
     return make

@@ -3,6 +3,8 @@
 
 - `keep_recurring`, after spike detection: spikes that recur every day (bursts) stay in the
   demand; only rare ones (incidents) are excluded;
+- `tail`, after the strategy: noisy and bursty tenants get at least a high percentile of
+  the window (their tail, held steady, instead of raises after each burst);
 - `prepare`, before the buffer: the tenant's shape (variability, sustained peak, quiet time,
   growth) and its buffer scaled with its variability;
 - `floors`, after the reaction to throttling: a quiet tenant is kept near its remembered
@@ -23,6 +25,7 @@ from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
 from mimir_limit_optimizer.engine.spikes import Cleaned, SpikeReport
+from mimir_limit_optimizer.engine.stats import SortedRows
 from mimir_limit_optimizer.engine.strategies import TenantShape, tenant_shape
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -30,6 +33,12 @@ BoolArray = npt.NDArray[np.bool_]
 # Below quietShare of its peak for a whole daily cycle: quiet (a night's trough is not).
 QUIET_AFTER_SECONDS = 86400.0
 DAY = 86400.0
+# A level a tenant sends, as opposed to a burst: held this long (seconds). Bursts of cron jobs
+# and agent restarts last minutes; a return or a new level lasts.
+SUSTAINED_SECONDS = 900.0
+# Growth projected ahead is at most this per day (a fraction): faster "growth" over three days
+# is a return or a new level, which the reaction to throttling covers.
+MAX_GROWTH_PER_DAY = 0.25
 
 
 def keep_recurring(
@@ -109,7 +118,9 @@ def floors(
         value, kept = pp.quiet_floor(
             value,
             result.current,
-            shape.peak,
+            # Remembered at its highest hour, not its day level: a tenant that comes back
+            # returns to its daily peak.
+            np.fmax(shape.peak, shape.top_hour),
             shape.quiet_for,
             standing_percent,
             quiet_after=QUIET_AFTER_SECONDS,
@@ -117,17 +128,32 @@ def floors(
             keep=settings.quiet_keep,
         )
         result.flags |= np.where(kept, int(Reason.QUIET_MEMORY), 0)
-    throttled = result.extra.get("throttled_recently")
-    if settings.growth_horizon > 0 and throttled is not None:
-        level = np.fmax(shape.recent_peak, result.extra.get("sending_now", shape.recent_peak))
-        value, grown = pp.growth_floor(
-            value,
-            level,
-            shape.growth,
-            np.asarray(throttled, dtype=bool),
-            full_percent,
-            days=settings.growth_horizon / DAY,
+    if settings.growth_horizon > 0:
+        # A return from quiet looks like growth (each day above the one before): projected
+        # at most MAX_GROWTH_PER_DAY, or one return would double the limit.
+        growth = np.minimum(shape.growth, MAX_GROWTH_PER_DAY)
+        days = settings.growth_horizon / DAY
+        throttled_extra = result.extra.get("throttled_recently")
+        throttled = (
+            np.zeros(value.shape, dtype=bool)
+            if throttled_extra is None
+            else np.asarray(throttled_extra, dtype=bool)
         )
+        # Throttled: from what it sends now (demand incl. discards), with the full buffer.
+        level = np.fmax(shape.recent_peak, result.extra.get("sending_now", shape.recent_peak))
+        value, grown = pp.growth_floor(value, level, growth, throttled, full_percent, days=days)
+        # Throttled earlier in the window, not in the last day: raised ahead of its growth
+        # with the standing buffer, before its next daily peak finds the limit where the last
+        # raise left it. Only these: a tenant never throttled has shown no limit its growth
+        # reaches, and a weekly cycle's Monday reads like growth.
+        before = (result.discard_share > 0) & ~throttled
+        # Only steady growth: faster is a return, whose level the quiet memory holds.
+        steady = np.where(shape.growth <= MAX_GROWTH_PER_DAY, shape.growth, 0.0)
+        result.extra["raised_ahead"] = before
+        value, ahead = pp.growth_floor(
+            value, shape.recent_peak, steady, before, standing_percent, days=days
+        )
+        grown |= ahead
         result.flags |= np.where(grown, int(Reason.GROWTH), 0)
     return value
 
@@ -149,6 +175,16 @@ def lowering(
     # A tenant whose day level grew on each of the last days is not lowered at all: its
     # next peak is above the last ones.
     growing = result.extra.get("growth_per_day", np.zeros(value.shape)) > 0
+    # Nor is one that may be raised ahead of growth (`floors`) while its last day ran above
+    # its window's level: the day-over-day growth reading flickers with noise from one cycle
+    # to the next, this one does not, so a raise ahead is not undone at the next cycle.
+    recent_level = result.extra.get("recent_level")
+    if recent_level is not None:
+        with np.errstate(invalid="ignore"):
+            rising = recent_level > result.demand
+        ahead = result.extra.get("raised_ahead")
+        if ahead is not None:
+            growing = growing | (rising & np.asarray(ahead, dtype=bool))
     with np.errstate(invalid="ignore"):
         lower = value < current
         floor = np.fmin(np.where(np.isfinite(recent_peak), recent_peak, -np.inf), current)
@@ -159,3 +195,50 @@ def lowering(
     with np.errstate(invalid="ignore"):
         larger: BoolArray = (value < current) & np.isfinite(recent_peak)
     return value, larger
+
+
+def held_level(
+    demand: AnyFloatArray, recent: BoolArray, rows: npt.NDArray[np.int64], *, step: float
+) -> FloatArray:
+    """Per tenant of `rows`: the highest level its demand held for SUSTAINED_SECONDS (the
+    highest rolling minimum over that many points) within the `recent` columns. NaN points
+    count as not holding; a row without a whole run of points gets its recent maximum."""
+    block = np.asarray(demand[rows][:, recent], dtype=np.float32)
+    width = max(1, round(SUSTAINED_SECONDS / step))
+    if block.shape[1] < width or len(rows) == 0:
+        return (
+            np.fmax.reduce(block, axis=1).astype(np.float64)
+            if block.shape[1]
+            else (np.full(len(rows), np.nan))
+        )
+    filled = np.where(np.isnan(block), np.float32(-np.inf), block)
+    runs = np.lib.stride_tricks.sliding_window_view(filled, width, axis=1).min(axis=2)
+    top = runs.max(axis=1).astype(np.float64)
+    return np.where(np.isfinite(top), top, np.nan)
+
+
+def tail(
+    value: FloatArray,
+    ordered: SortedRows,
+    shape: TenantShape,
+    result: LimitResult,
+    settings: AdaptiveSettings,
+) -> FloatArray:
+    """Noisy tenants (short-term variation above variabilityReference): at least the
+    tailPercentile of the window's demand (before the buffer). The steady limit that covers
+    a noisy or bursty tenant's tail throttles fewer minutes for the same average headroom
+    than a lower limit raised after each burst (bursts come at random times: a raise after
+    one is headroom spent when the next is elsewhere). Steady tenants keep the configured
+    percentile: their level shifts are the other rules' business."""
+    if settings.tail_percentile <= 0 or settings.variability_reference <= 0:
+        return value
+    with np.errstate(invalid="ignore"):
+        noisy = shape.variability > settings.variability_reference
+    if not noisy.any():
+        return value
+    top = ordered.percentile(settings.tail_percentile)
+    with np.errstate(invalid="ignore"):
+        hit = noisy & (top > value)
+    result.extra["tail_level"] = top
+    result.flags |= np.where(hit, int(Reason.TAIL), 0)
+    return np.where(hit, top, value)

@@ -11,6 +11,7 @@ the next write sets, and, when held back, why.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,12 +73,12 @@ class CyclePlan:
     items: tuple[PlanItem, ...]
     budget: tuple[CapOutcome, ...] = ()
 
-    @property
+    @functools.cached_property
     def writes(self) -> Plan:
         """The changes this cycle writes (prod, leader, complete collection)."""
         return Plan(tuple(i.change for i in self.items if i.held is None))
 
-    @property
+    @functools.cached_property
     def held_back(self) -> tuple[HeldBack, ...]:
         return tuple(HeldBack(i.change, i.held) for i in self.items if i.held is not None)
 
@@ -120,29 +121,28 @@ def plan_recommendations(
     safety = apply_safety(
         plan, config, last_changed=guards.last_changed, now=now, catalogue=catalogue
     )
-    targets = _targets(recs)
     # Safety keeps each change (maybe stepped) or holds it with a reason; the plan's order.
     decided: dict[Key, tuple[Change, str | None]] = {
         (c.tenant, c.limit): (c, None) for c in safety.allowed.changes
     }
     for held in safety.held_back:
         decided[(held.change.tenant, held.change.limit)] = (held.change, held.reason)
+    index = {tenant: i for i, tenant in enumerate(recs.tenants)}
+    targets = {name: _target(result) for name, result in recs.results.items()}
     items: list[PlanItem] = []
     for c in plan.changes:
-        key = (c.tenant, c.limit)
-        final, why = decided[key]
-        target = targets.get(key, math.nan)
+        final, why = decided[(c.tenant, c.limit)]
+        row = index.get(c.tenant)
+        values = targets.get(c.limit)
+        target = values[row] if values is not None and row is not None else math.nan
         items.append(PlanItem(c.tenant, c.limit, c.old, target, final.new, final.reasons, why))
     return CyclePlan(recs, tuple(items), tuple(outcomes))
 
 
-def _targets(recs: Recommendations) -> dict[Key, float]:
-    out: dict[Key, float] = {}
-    for name, result in recs.results.items():
-        target = result.target if result.target is not None else result.recommended
-        for i in np.flatnonzero(np.isfinite(target)).tolist():
-            out[(recs.tenants[i], name)] = float(target[i])
-    return out
+def _target(result: LimitResult) -> list[float]:
+    """Per tenant, the engine's target before any step limit (NaN: none)."""
+    target = result.target if result.target is not None else result.recommended
+    return np.where(np.isfinite(target), target, math.nan).tolist()  # type: ignore[no-any-return]
 
 
 def bounds(result: LimitResult, i: int) -> tuple[float, float]:

@@ -9,6 +9,7 @@ own short paths. "Cannot decide" is NaN plus a reason, never 0 and never an exce
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -319,12 +320,18 @@ def _usage_value(
         # `cleaned` itself is read only for the moving-average and peak options; otherwise
         # the shared sort, patched with the spike rows, holds everything the strategy needs.
         full = trend.use_moving_average or trend.include_peaks
+        presorted = ordered.patched(cleaned.rows, cleaned.values)
         strat = percentile_strategy(
             cleaned.full() if full else demand,
             step=obs.step,
             history=history,
             settings=trend,
-            presorted=ordered.patched(cleaned.rows, cleaned.values),
+            presorted=presorted,
+        )
+        # A long tail (noise, routine bursts) is covered by a higher percentile held steady,
+        # not by raises after each burst (engine/adaptive.py, `tail`).
+        strat = dataclasses.replace(
+            strat, value=adaptive.tail(strat.value, presorted, shape, result, trend.adaptive)
         )
     value = strat.value
     result.confidence = strat.confidence
@@ -451,6 +458,12 @@ def _react_to_throttling(
             now = np.fmax.reduce(raw[rows][:, recent], axis=1)
             back = np.fmin(now, earlier).astype(np.float64)
             sending[rows] = np.fmax(sending[rows], back)
+        # What it sends, not what it burst to: the highest level held for SUSTAINED_SECONDS
+        # within the last hour. A burst of a few minutes that is over by the cycle leaves no
+        # level to cover (raising after it buys headroom for a day and no fewer throttled
+        # minutes: the next burst comes at another time); a return or growth holds its level.
+        held = adaptive.held_level(raw, recent, rows, step=state.obs.step)
+        sending[rows] = np.fmin(sending[rows], held)
         value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
         result.extra["sending_now"] = sending
         result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)

@@ -61,7 +61,9 @@ def apply_safety(
         return SafetyResult(Plan(()), tuple(HeldBack(c, reason) for c in plan.changes))
     pinned = TenantMatcher(safety.pinned_tenants) if safety.pinned_tenants else None
     candidates: list[Change] = []
+    max_percent = safety.max_change_percent
     for change in plan.changes:
+        relative = change.relative
         when = last_changed.get((change.tenant, change.limit))
         if pinned is not None and pinned.matches(change.tenant):
             held.append(HeldBack(change, "pinned: listed in safety.pinnedTenants"))
@@ -70,7 +72,7 @@ def apply_safety(
             held.append(
                 HeldBack(change, f"cooldown: changed {ago:.0f} min ago (changePolicy.cooldown)")
             )
-        elif change.relative is not None and abs(change.relative) * 100 > safety.max_change_percent:
+        elif relative is not None and abs(relative) * 100 > max_percent:
             stepped = _within(change, safety.max_change_percent, catalogue, digits)
             if stepped is None:
                 held.append(
@@ -89,23 +91,22 @@ def apply_safety(
     # candidates: at 10,000 tenants a scan per tenant would cost seconds).
     ranks: dict[str, tuple[int, float]] = {}
     for c in candidates:
-        move = abs(c.relative) if c.relative is not None else 1.0
+        relative = c.relative
+        move = abs(relative) if relative is not None else 1.0
         raises, biggest = ranks.get(c.tenant, (1, 0.0))
         ranks[c.tenant] = (0 if c.new > c.old else raises, min(biggest, -move))
     tenants = sorted(ranks, key=ranks.__getitem__)
     allowed_tenants = set(tenants[: safety.max_tenants_per_cycle])
     allowed: list[Change] = []
+    over_cap = (
+        f"more than safety.maxTenantsPerCycle ({safety.max_tenants_per_cycle}) "
+        "tenants changing this cycle: next cycle"
+    )
     for change in candidates:
         if change.tenant in allowed_tenants:
             allowed.append(change)
         else:
-            held.append(
-                HeldBack(
-                    change,
-                    f"more than safety.maxTenantsPerCycle ({safety.max_tenants_per_cycle}) "
-                    "tenants changing this cycle: next cycle",
-                )
-            )
+            held.append(HeldBack(change, over_cap))
     return SafetyResult(Plan(tuple(allowed)), tuple(held))
 
 

@@ -145,13 +145,16 @@ class TenantShape:
     - `recent_peak`: the highest hourly mean of cleaned demand within the last `recent`
       seconds;
     - `growth`: growth per day of the day level over the last 3 days, when each day grew
-      (else 0)."""
+      (else 0);
+    - `top_hour`: the highest hourly mean of cleaned demand in the window (the level a
+      tenant that comes back returns to at its daily peak)."""
 
     variability: FloatArray
     peak: FloatArray
     quiet_for: FloatArray
     recent_peak: FloatArray
     growth: FloatArray
+    top_hour: FloatArray
 
 
 def _hour_blocks(values: AnyFloatArray, per_hour: int) -> tuple[Float32Array, Float32Array]:
@@ -190,7 +193,7 @@ def tenant_shape(
     hours = t // per_hour
     if hours == 0 or n == 0:
         nan = np.full(n, np.nan)
-        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n))
+        return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n), nan.copy())
     # Variability of raw demand around its hour means (float32: a ratio, 2 digits matter).
     blocks, raw_means = _hour_blocks(raw, per_hour)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -233,4 +236,6 @@ def tenant_shape(
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
         growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
-    return TenantShape(variability, peak, quiet, recent_peak, growth)
+    top_all = filled.max(axis=1)
+    top_hour = np.where(np.isfinite(top_all), top_all, np.nan)
+    return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)

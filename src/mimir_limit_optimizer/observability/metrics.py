@@ -221,6 +221,11 @@ class ControllerMetrics:
         self.config_reloads_total.labels(result="success" if ok else "failure").inc()
         self.config_last_reload_successful.set(1 if ok else 0)
 
+    def exported_tenants(self) -> frozenset[str] | None:
+        """The tenants with per-tenant series (server.tenantMetrics) in the latest cycle;
+        None: every tenant (`mode: all`). Cost series follow the same choice."""
+        return self._recommendations.exported_tenants()
+
     def observe_recommendations(
         self, recs: Recommendations, *, planned: Iterable[str] = (), now: float | None = None
     ) -> None:
@@ -293,6 +298,15 @@ class RecommendationsCollector(Collector):
         )
         exported = self._select(recs)
         self._snapshot = _Snapshot(tenants=tuple(recs.tenants), limits=limits, exported=exported)
+
+    def exported_tenants(self) -> frozenset[str] | None:
+        """Tenants of the latest snapshot with per-tenant series; None in `mode: all`."""
+        if self._settings.mode == "all":
+            return None
+        snapshot = self._snapshot
+        if snapshot is None:
+            return frozenset()
+        return frozenset(snapshot.tenants[i] for i in snapshot.exported.tolist())
 
     def _select(self, recs: Recommendations) -> npt.NDArray[np.int64]:
         """Rows of the tenants to export, most telling first, within max_series."""

@@ -146,20 +146,16 @@ class SyntheticCostSource:
         return self._source.describe()
 
     def collect_cost(self, signals: Sequence[str], *, start: float, end: float) -> CostUsage:
-        cluster = self._source.cluster
-        ts = cluster.timestamps
-        slack = 1e-6 * cluster.step
-        first = int(np.searchsorted(ts, start - slack, side="left"))
-        last = max(first, int(np.searchsorted(ts, end + slack, side="right")))
-        truth = {"samples": cluster.samples_accepted, "series": cluster.series}
+        cluster = self._source.cluster.columns(self._source.window(start, end))
+        truth = {"samples": lambda: cluster.samples_accepted, "series": lambda: cluster.series}
         rates: dict[str, FloatArray] = {}
         unavailable: dict[str, str] = {}
         for signal in signals:
             if signal in truth:
-                rates[signal] = np.asarray(truth[signal][:, first:last], dtype=np.float64)
+                rates[signal] = np.array(truth[signal](), dtype=np.float64)
             elif signal in SIGNALS:
                 unavailable[signal] = _NO_QUERIES
-        return CostUsage(cluster.tenants, ts[first:last], cluster.step, rates, unavailable)
+        return CostUsage(cluster.tenants, cluster.timestamps, cluster.step, rates, unavailable)
 
 
 def build_cost_source(

@@ -231,7 +231,7 @@ def scenario_from_cluster(
     limits); queries are not in the model: one query/s per 20,000 series, at least 0.1."""
     last = -1
     ingestion = cluster.samples_demand[:, last] * (1.0 + cluster.exemplar_share)
-    series = cluster.series_demand[:, last].copy()
+    series = np.asarray(cluster.series_demand[:, last], dtype=np.float64)
     n = len(cluster.tenants)
     limits = {
         RATE: np.array(cluster.limits[RATE], dtype=np.float64),

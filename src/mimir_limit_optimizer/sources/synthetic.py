@@ -21,7 +21,7 @@ import numpy as np
 
 from mimir_limit_optimizer.catalogue import LimitSpec, SignalKind
 from mimir_limit_optimizer.config.models import SyntheticSettings
-from mimir_limit_optimizer.engine.usage import FloatArray, Observation
+from mimir_limit_optimizer.engine.usage import FloatArray, LazyArrays, Observation
 from mimir_limit_optimizer.sources.base import ProgressCallback
 from mimir_limit_optimizer.sources.synthetic_model import (
     DISCARD_REASONS,
@@ -66,13 +66,39 @@ class _Mirror:
 
 def _series_discards(cluster: SyntheticCluster, _: LimitSpec) -> FloatArray:
     """The catalogue's estimate of rejected series: rejected samples/s x series / accepted
-    samples/s that reached memory (`> 0`, else no result); 0 without discard series."""
+    samples/s that reached memory (`> 0`, else no result); 0 without discard series. Only
+    rows with rejected samples can differ from 0, so only those are computed."""
     rejected = cluster.discards["per_user_series_limit"]
-    reaching = cluster.samples_accepted - rejected
-    estimate = np.zeros_like(rejected)
-    np.divide(rejected * cluster.series, reaching, out=estimate, where=reaching > 0)
-    estimate[np.isnan(cluster.series)] = np.nan  # tenants that do not exist yet
+    estimate = cluster.blank()
+    peaks = np.fmax.reduce(rejected, axis=1) if rejected.shape[1] else np.zeros(len(rejected))
+    rows = np.flatnonzero(peaks > 0).astype(np.int64)
+    if len(rows):
+        part = cluster.rows(rows)
+        reaching = part.samples_accepted - rejected[rows]
+        found = np.zeros_like(reaching)
+        np.divide(rejected[rows] * part.series, reaching, out=found, where=reaching > 0)
+        found[np.isnan(part.series_demand)] = np.nan  # tenants that do not exist yet
+        estimate[rows] = found
     return estimate
+
+
+def _discards_with_share(cluster: SyntheticCluster) -> FloatArray:
+    """rate_limited samples/s plus their exemplars/s, as `_with_share`, computed only on the
+    rows that discard (the others are 0, or NaN before the tenant exists, either way)."""
+    out = cluster.discards.fresh("rate_limited")
+    peaks = np.fmax.reduce(out, axis=1) if out.shape[1] else np.zeros(len(out))
+    share = cluster.exemplar_share
+    for row in np.flatnonzero(peaks > 0).tolist():
+        out[row] += out[row] * share[row]
+    return out
+
+
+def _with_share(cluster: SyntheticCluster, samples: FloatArray) -> FloatArray:
+    """samples/s plus the exemplars/s that travel with them (the limiter counts both);
+    the same bits as `samples + samples * share`, one new array instead of two."""
+    out = samples * cluster.exemplar_share[:, None]
+    out += samples
+    return out
 
 
 def _reasons(cluster: SyntheticCluster, spec: LimitSpec) -> FloatArray:
@@ -89,7 +115,7 @@ USAGE: Mapping[str, _Mirror] = MappingProxyType(
     {
         "ingestion_rate": _Mirror(
             frozenset({_SAMPLES, _EXEMPLARS}),
-            lambda c, _: c.samples_accepted + c.exemplars_received,
+            lambda c, _: _with_share(c, c.samples_accepted),
         ),
         "request_rate": _Mirror(frozenset({_REQUESTS}), lambda c, _: c.requests),
         "max_global_series_per_user": _Mirror(_SERIES, lambda c, _: c.series),
@@ -107,7 +133,7 @@ DISCARDS: Mapping[str, _Mirror] = MappingProxyType(
     {
         "ingestion_rate": _Mirror(
             _DISCARD_COUNTERS,
-            lambda c, _: c.discards["rate_limited"] + c.exemplars_rate_limited(),
+            lambda c, _: _discards_with_share(c),
         ),
         "max_global_series_per_user": _Mirror(
             _SERIES | {_DISCARDED_SAMPLES, _SAMPLES}, _series_discards
@@ -131,19 +157,29 @@ def reads(query: str) -> frozenset[str]:
 class SyntheticSource:
     """A `Source` backed by a generated cluster over `[end - settings.history, end]`.
 
-    The cluster is generated once, at construction; `collect` returns the part of it inside
-    the requested window (nothing is invented outside it). Derived arrays are computed once
-    and shared read-only between collects."""
+    The cluster is generated once, at construction (its two demands in float32); `collect`
+    returns the part of it inside the requested window (nothing is invented outside it) as
+    `LazyArrays`: each limit's array is derived from the demands when the engine reads it
+    and dropped after, so a collection holds no (N, T) array of its own."""
 
     def __init__(
         self, settings: SyntheticSettings, *, end: float, replication_factor: int = 3
     ) -> None:
         self.settings = settings
+        self.end = end
+        self.replication_factor = replication_factor
         self.cluster = generate_cluster(settings, end=end, replication_factor=replication_factor)
-        self._memo: dict[tuple[str, str], FloatArray] = {}
 
     def describe(self) -> str:
         return f"synthetic cluster ({len(self.cluster.tenants)} tenants, seed {self.settings.seed})"
+
+    def window(self, start: float, end: float) -> slice:
+        """The cluster's columns inside [start, end]."""
+        ts = self.cluster.timestamps
+        slack = 1e-6 * self.cluster.step
+        first = int(np.searchsorted(ts, start - slack, side="left"))
+        last = max(first, int(np.searchsorted(ts, end + slack, side="right")))
+        return slice(first, last)
 
     def collect(
         self,
@@ -153,57 +189,38 @@ class SyntheticSource:
         end: float,
         progress: ProgressCallback | None = None,
     ) -> Observation:
-        cluster = self.cluster
-        ts = cluster.timestamps
-        slack = 1e-6 * cluster.step
-        first = int(np.searchsorted(ts, start - slack, side="left"))
-        last = max(first, int(np.searchsorted(ts, end + slack, side="right")))
-        window = slice(first, last)
-
-        usage: dict[str, FloatArray] = {}
-        discards: dict[str, FloatArray] = {}
+        view = self.cluster.columns(self.window(start, end))
         current: dict[str, FloatArray] = {}
         origin: dict[str, list[str]] = {}
         unavailable: dict[str, str] = {}
+        usage: dict[str, LimitSpec] = {}
+        discards: dict[str, LimitSpec] = {}
         for done, spec in enumerate(limits, start=1):
             current[spec.name], origin[spec.name] = self._current(spec)
             if spec.signal in (SignalKind.USAGE, SignalKind.DISCARD):
-                reason = _why_unavailable(cluster, spec)
+                reason = _why_unavailable(view, spec)
                 if reason:
                     unavailable[spec.name] = reason
                 else:
                     if spec.signal is SignalKind.USAGE and spec.usage_query:
-                        usage[spec.name] = self._full("usage", spec)[:, window]
+                        usage[spec.name] = spec
                     if spec.discard_query:
-                        discards[spec.name] = self._full("discards", spec)[:, window]
+                        discards[spec.name] = spec
             if progress is not None:
                 progress(done, len(limits), spec.name)
+        shape = (len(view.tenants), len(view.timestamps))
         return Observation(
-            tenants=cluster.tenants,
-            timestamps=ts[window],
-            step=cluster.step,
-            usage=usage,
-            discards=discards,
+            tenants=view.tenants,
+            timestamps=view.timestamps,
+            step=view.step,
+            usage=LazyArrays(list(usage), lambda name: _usage(view, usage[name]), shape=shape),
+            discards=LazyArrays(
+                list(discards), lambda name: _discards(view, discards[name]), shape=shape
+            ),
             current=current,
             unavailable=unavailable,
             current_origin=origin,
         )
-
-    def _full(self, what: str, spec: LimitSpec) -> FloatArray:
-        """The whole-window array of `what` ("usage" or "discards") for `spec`, memoised."""
-        query = (spec.usage_query if what == "usage" else spec.discard_query) or ""
-        key = (what, f"{spec.name}\n{query}\n{','.join(spec.discard_reasons)}")
-        if key not in self._memo:
-            if what == "usage":
-                array = USAGE[spec.name].compute(self.cluster, spec)
-            elif reads(query) & _DISCARD_COUNTERS:
-                array = DISCARDS[spec.name].compute(self.cluster, spec)
-            else:  # no discard counter read: PromQL finds no series, i.e. no discards
-                if ("blank", "") not in self._memo:
-                    self._memo[("blank", "")] = _frozen(self.cluster.blank())
-                array = self._memo[("blank", "")]
-            self._memo[key] = _frozen(array) if array.flags.writeable else array
-        return self._memo[key]
 
     def _current(self, spec: LimitSpec) -> tuple[FloatArray, list[str]]:
         """The limit in force per tenant: the cluster's override or default; limits the
@@ -216,9 +233,14 @@ class SyntheticSource:
         return cluster.limits[spec.name], [ORIGIN_OVERRIDE if f else ORIGIN_DEFAULT for f in flags]
 
 
-def _frozen(array: FloatArray) -> FloatArray:
-    array.setflags(write=False)
-    return array
+def _usage(cluster: SyntheticCluster, spec: LimitSpec) -> FloatArray:
+    return USAGE[spec.name].compute(cluster, spec)
+
+
+def _discards(cluster: SyntheticCluster, spec: LimitSpec) -> FloatArray:
+    if reads(spec.discard_query or "") & _DISCARD_COUNTERS:
+        return DISCARDS[spec.name].compute(cluster, spec)
+    return cluster.blank()  # no discard counter read: PromQL finds no series, no discards
 
 
 def _why_unavailable(cluster: SyntheticCluster, spec: LimitSpec) -> str:

@@ -16,8 +16,9 @@ Tenants: the archetypes come first (`throttled-*`, `blast-*`, `new-*`, `bursty-*
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from mimir_limit_optimizer.config.models import SyntheticSettings
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+Float32Array = npt.NDArray[np.float32]
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -91,7 +93,13 @@ def _readonly(array: _Array) -> _Array:
 class SyntheticCluster:
     """The truth of one synthetic scenario. Arrays are read-only; (N, T) arrays are NaN where
     a tenant does not exist yet (`new-*` before `first_index`). Rates are per second; series,
-    exemplars and metadata are deduplicated counts (one replica)."""
+    exemplars and metadata are deduplicated counts (one replica).
+
+    Only the two demands are stored, in float32 (8 bytes per tenant and step in all); every
+    other (N, T) signal is derived from them on access, in float64, and not kept: what is
+    accepted, discarded and stored follows from the demand and the limits pointwise in time.
+    So a 10,000-tenant cluster holds ~50 MB per two days at 5m instead of ~600 MB, and
+    `columns` gives a window of it without copying."""
 
     tenants: tuple[str, ...]
     timestamps: FloatArray  # (T,) unix seconds, ascending, spaced by `step`
@@ -100,16 +108,8 @@ class SyntheticCluster:
     seed: int
     archetypes: Mapping[str, tuple[str, ...]]  # archetype -> its tenants
     first_index: IntArray  # (N,) first timestamp index where the tenant exists
-    samples_demand: FloatArray  # samples/s the tenant sends
-    # samples/s accepted: the limiter caps samples + exemplars at ingestion_rate
-    samples_accepted: FloatArray
-    series_demand: FloatArray  # series the tenant would have without a series limit
-    series: FloatArray  # in-memory series: min(series_demand, max_global_series_per_user)
-    requests: FloatArray  # accepted write requests/s
-    exemplars_received: FloatArray  # accepted exemplars/s
-    exemplars_stored: FloatArray  # exemplars held in ingester storage
-    metadata: FloatArray  # metric metadata entries in memory
-    discards: Mapping[str, FloatArray]  # reason -> discarded samples/s (true, not x RF)
+    samples_demand: Float32Array  # samples/s the tenant sends
+    series_demand: Float32Array  # series the tenant would have without a series limit
     limits: Mapping[str, FloatArray]  # limit -> (N,) value in force (override or default)
     defaults: Mapping[str, float]  # limit -> the cluster's global default
     overridden: Mapping[str, BoolArray]  # limit -> (N,) set explicitly in the overrides file
@@ -117,6 +117,12 @@ class SyntheticCluster:
     metadata_churn: FloatArray  # (N,) share of metadata replaced per hour
     exemplars_per_series: FloatArray  # (N,) exemplars kept per series with exemplars
     exemplar_share: FloatArray  # (N,) exemplars sent per sample
+    batch: FloatArray  # (N,) samples per write request
+    growth: FloatArray  # (N,) relative change per day (the metadata follows it)
+    metadata_base: FloatArray  # (N,) metadata entries at the trend's level 1
+    trend_end: float  # unix seconds where the trend is 1 (the generation's `end`)
+    # Too-long label value episodes: (row, first column, end column, discarded samples/s).
+    label_episodes: tuple[tuple[int, int, int, float], ...] = ()
 
     @property
     def overridden_tenants(self) -> frozenset[str]:
@@ -129,13 +135,115 @@ class SyntheticCluster:
     def index(self, tenant: str) -> int:
         return self.tenants.index(tenant)
 
+    def columns(self, window: slice) -> SyntheticCluster:
+        """The cluster over `timestamps[window]` (a step-1 slice), sharing the demand arrays:
+        every derived signal of the result equals the same columns of this one's."""
+        lo, hi, _ = window.indices(len(self.timestamps))
+        hi = max(lo, hi)
+        episodes = tuple(
+            (row, max(a - lo, 0), min(b, hi) - lo, value)
+            for row, a, b, value in self.label_episodes
+            if b > lo and a < hi
+        )
+        return dataclasses.replace(
+            self,
+            timestamps=self.timestamps[lo:hi],
+            samples_demand=self.samples_demand[:, lo:hi],
+            series_demand=self.series_demand[:, lo:hi],
+            first_index=_readonly(np.maximum(self.first_index - lo, 0)),
+            label_episodes=episodes,
+        )
+
+    def rows(self, rows: IntArray) -> SyntheticCluster:
+        """The cluster of these tenants only (a copy of their rows; label episodes dropped)."""
+        return dataclasses.replace(
+            self,
+            tenants=tuple(self.tenants[i] for i in rows.tolist()),
+            first_index=self.first_index[rows],
+            samples_demand=self.samples_demand[rows],
+            series_demand=self.series_demand[rows],
+            limits=MappingProxyType({k: v[rows] for k, v in self.limits.items()}),
+            overridden=MappingProxyType({k: v[rows] for k, v in self.overridden.items()}),
+            series_churn=self.series_churn[rows],
+            metadata_churn=self.metadata_churn[rows],
+            exemplars_per_series=self.exemplars_per_series[rows],
+            exemplar_share=self.exemplar_share[rows],
+            batch=self.batch[rows],
+            growth=self.growth[rows],
+            metadata_base=self.metadata_base[rows],
+            label_episodes=(),
+            archetypes=MappingProxyType({}),
+        )
+
     def exists(self) -> BoolArray:
         """(N, T) True where the tenant exists."""
         return np.arange(len(self.timestamps))[None, :] >= self.first_index[:, None]
 
     def blank(self) -> FloatArray:
         """(N, T) zeros where the tenant exists, NaN before (no discards, say)."""
-        return np.where(self.exists(), 0.0, np.nan)
+        out = np.zeros((len(self.tenants), len(self.timestamps)))
+        _mask_absent(out, self.first_index)
+        return out
+
+    # --- derived signals (float64, computed on every access) ------------------------------
+    @property
+    def samples_accepted(self) -> FloatArray:
+        """samples/s accepted: Mimir's limiter is charged samples + exemplars (+ metadata, not
+        simulated) and rejects whole requests, so what passes keeps the exemplar share."""
+        return _readonly(self._accepted())
+
+    def _accepted(self) -> FloatArray:
+        """A new writable (N, T) array of accepted samples/s (derived signals reuse it in
+        place: each new 46 MB array at 10,000 tenants costs its page faults)."""
+        cap = self.limits["ingestion_rate"] / (1.0 + self.exemplar_share)
+        return np.minimum(self.samples_demand, cap[:, None], dtype=np.float64)
+
+    @property
+    def series(self) -> FloatArray:
+        """In-memory series: min(series_demand, max_global_series_per_user)."""
+        cap = self.limits["max_global_series_per_user"]
+        return _readonly(np.minimum(self.series_demand, cap[:, None], dtype=np.float64))
+
+    @property
+    def requests(self) -> FloatArray:
+        """Accepted write requests/s."""
+        out = self._accepted()
+        out /= self.batch[:, None]
+        return _readonly(out)
+
+    @property
+    def exemplars_received(self) -> FloatArray:
+        """Accepted exemplars/s."""
+        return _readonly(self._exemplars_received())
+
+    def _exemplars_received(self) -> FloatArray:
+        out = self._accepted()
+        out *= self.exemplar_share[:, None]
+        return out
+
+    @property
+    def exemplars_stored(self) -> FloatArray:
+        """Exemplars held in ingester storage: min(limit, received/s x retention)."""
+        return _readonly(self._exemplars_stored())
+
+    def _exemplars_stored(self) -> FloatArray:
+        out = self._exemplars_received()
+        out *= EXEMPLAR_RETENTION
+        np.minimum(out, self.limits["max_global_exemplars_per_user"][:, None], out=out)
+        np.rint(out, out=out)
+        return out
+
+    @property
+    def metadata(self) -> FloatArray:
+        """Metric metadata entries in memory (they follow the trend, not the daily cycle)."""
+        out = _metadata(self.timestamps, self.trend_end, self.growth, self.metadata_base)
+        _mask_absent(out, self.first_index)
+        return _readonly(out)
+
+    @property
+    def discards(self) -> _Discards:
+        """reason -> discarded samples/s (true, not x RF), each computed when read."""
+        return _Discards(self)
 
     def exemplars_rate_limited(self) -> FloatArray:
         """(N, T) exemplars/s rejected with reason rate_limited (they travel with the samples)."""
@@ -145,7 +253,9 @@ class SyntheticCluster:
     def exemplar_series(self) -> FloatArray:
         """(N, T) series with at least one exemplar in storage (what Mimir exposes per tenant:
         `cortex_ingester_tsdb_exemplar_series_with_exemplars_in_storage`)."""
-        return np.ceil(self.exemplars_stored / self.exemplars_per_series[:, None])
+        out = self._exemplars_stored()
+        out /= self.exemplars_per_series[:, None]
+        return np.ceil(out, out=out)
 
     def overrides_document(self) -> dict[str, dict[str, dict[str, int | float]]]:
         """The operator's runtime overrides file, `{"overrides": {tenant: {limit: value}}}`."""
@@ -156,6 +266,73 @@ class SyntheticCluster:
                 entry = doc.setdefault(self.tenants[row], {})
                 entry[name] = value if name in FLOAT_LIMITS else int(value)
         return {"overrides": {tenant: doc[tenant] for tenant in self.tenants if tenant in doc}}
+
+
+class _Discards(Mapping[str, FloatArray]):
+    """The cluster's discards by reason, each (N, T) array computed when read (not kept)."""
+
+    def __init__(self, cluster: SyntheticCluster) -> None:
+        self._cluster = cluster
+
+    def __getitem__(self, reason: str) -> FloatArray:
+        return _readonly(self.fresh(reason))
+
+    def fresh(self, reason: str) -> FloatArray:
+        """A new writable array of `reason`'s discards (callers may reuse it in place)."""
+        if reason not in DISCARD_REASONS:
+            raise KeyError(reason)
+        c = self._cluster
+        out = c.blank()
+        if reason == "rate_limited":
+            # Only tenants whose demand ever exceeds what the limiter lets through discard.
+            cap = c.limits["ingestion_rate"] / (1.0 + c.exemplar_share)
+            for row in _rows_over(c.samples_demand, cap):
+                demand = np.asarray(c.samples_demand[row], dtype=np.float64)
+                out[row] = demand - np.minimum(demand, cap[row])
+        elif reason == "per_user_series_limit":
+            # Ingesters reject the accepted samples of the series over the limit (each series
+            # sends samples_accepted / series_demand samples/s).
+            cap = c.limits["max_global_series_per_user"]
+            rate = c.limits["ingestion_rate"] / (1.0 + c.exemplar_share)
+            for row in _rows_over(c.series_demand, cap):
+                demand = np.asarray(c.series_demand[row], dtype=np.float64)
+                rejected = demand - np.minimum(demand, cap[row])
+                rejected *= np.minimum(c.samples_demand[row], rate[row], dtype=np.float64)
+                np.divide(rejected, demand, out=rejected, where=demand > 0)
+                out[row] = rejected
+        elif reason == "label_value_too_long":
+            for row, first, end, value in c.label_episodes:
+                out[row, first:end] = value
+            _mask_absent(out, c.first_index)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DISCARD_REASONS)
+
+    def __len__(self) -> int:
+        return len(DISCARD_REASONS)
+
+
+def _rows_over(demand: Float32Array, cap: FloatArray) -> list[int]:
+    """Rows whose demand exceeds `cap` somewhere (NaN never does)."""
+    with np.errstate(invalid="ignore"):
+        peaks = np.fmax.reduce(demand, axis=1) if demand.shape[1] else np.zeros(len(cap))
+    return np.flatnonzero(peaks > cap).tolist()
+
+
+def _metadata(
+    timestamps: FloatArray, end: float, growth: FloatArray, base: FloatArray
+) -> FloatArray:
+    """(N, T) metadata entries at `timestamps` ((T,), or (N, 1) one per tenant):
+    (trend + 1) / 2 x base, the trend (1 at `end`, `growth` per day) floored at 0.2."""
+    days_to_end = (timestamps - end) / DAY
+    out = growth[:, None] * (days_to_end[None, :] if days_to_end.ndim == 1 else days_to_end)
+    out += 1.0
+    np.maximum(out, 0.2, out=out)
+    out += 1.0
+    out *= (0.5 * base)[:, None]
+    np.rint(out, out=out)
+    return out
 
 
 def _nice_up(values: FloatArray) -> FloatArray:
@@ -187,14 +364,14 @@ def _tenant_names(count: int) -> tuple[list[str], list[int]]:
     return names, kinds
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], window: int) -> FloatArray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], window: int) -> Float32Array:
     """Unit-variance noise correlated over `window` steps (moving sum of white noise)."""
     n, t = shape
     summed = rng.standard_normal((n, t + window), dtype=np.float32)
     np.cumsum(summed, axis=1, out=summed)
-    out = np.empty((n, t))
+    out = np.empty((n, t), dtype=np.float32)
     np.subtract(summed[:, window:], summed[:, :-window], out=out)
-    out *= 1.0 / math.sqrt(window)
+    out *= np.float32(1.0 / math.sqrt(window))
     return out
 
 
@@ -204,17 +381,20 @@ def _runs(mask: BoolArray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def _mask_absent(array: FloatArray, rows: IntArray, first: IntArray) -> None:
-    for row in rows:
+def _mask_absent(array: npt.NDArray[np.floating[Any]], first: IntArray) -> None:
+    """NaN before each tenant's first index (only late starters have one above 0)."""
+    for row in np.flatnonzero(first > 0).tolist():
         array[row, : first[row]] = np.nan
 
 
-def _row_peaks(array: FloatArray, rows: IntArray) -> FloatArray:
-    """Per-row maximum; NaN-aware only on `rows` (the tenants that start late)."""
-    peaks: FloatArray = array.max(axis=1) if array.shape[1] else np.zeros(array.shape[0])
+def _row_peaks(array: npt.NDArray[np.floating[Any]], rows: IntArray) -> FloatArray:
+    """Per-row maximum (float64); NaN-aware only on `rows` (the tenants that start late)."""
+    peaks: FloatArray = (
+        array.max(axis=1).astype(np.float64) if array.shape[1] else np.zeros(array.shape[0])
+    )
     for row in rows:
         present = array[row][~np.isnan(array[row])]
-        peaks[row] = present.max() if present.size else 0.0
+        peaks[row] = float(present.max()) if present.size else 0.0
     return peaks
 
 
@@ -224,6 +404,7 @@ def generate_cluster(
     """Build the scenario over `[end - settings.history, end]` at `settings.step`.
 
     `end` is unix seconds (pass whole seconds: the OpenMetrics rendering keeps milliseconds).
+    The (N, T) work is float32 (the demands are stored so); per-tenant values are float64.
     """
     if replication_factor < 1:
         raise ValueError(f"replication_factor must be >= 1, got {replication_factor}")
@@ -283,32 +464,35 @@ def generate_cluster(
 
     # Shape per tenant: (1 + daily) x (1 - weekend dip) x trend. The daily term and the
     # trend are rank-2/3 products, computed as one matrix product each (no (N, T) trig).
+    f32 = np.float32
     angle = 2 * np.pi * (timestamps % DAY) / DAY
     phase = 2 * np.pi * peak_hour / 24.0
     ones = np.ones(n)
-    base = np.column_stack([amplitude * np.cos(phase), amplitude * np.sin(phase), ones]) @ (
-        np.vstack([np.cos(angle), np.sin(angle), np.ones(t_count)])
-    )
+    base = np.column_stack([amplitude * np.cos(phase), amplitude * np.sin(phase), ones]).astype(
+        f32
+    ) @ np.vstack([np.cos(angle), np.sin(angle), np.ones(t_count)]).astype(f32)
     days_to_end = (timestamps - end) / DAY
-    trend = np.column_stack([growth, ones]) @ np.vstack([days_to_end, np.ones(t_count)])
-    np.maximum(trend, 0.2, out=trend)
+    trend = np.column_stack([growth, ones]).astype(f32) @ np.vstack(
+        [days_to_end, np.ones(t_count)]
+    ).astype(f32)
+    np.maximum(trend, f32(0.2), out=trend)
     weekday = ((timestamps // DAY).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     for first, last in _runs(weekday >= 5):
-        base[:, first:last] *= (1.0 - weekend_dip)[:, None]
+        base[:, first:last] *= (1.0 - weekend_dip).astype(f32)[:, None]
     base *= trend
 
     # Series follow the cycle at half amplitude and without noise; samples/s follow the
     # series (one sample per series per scrape interval) with noise.
     samples_demand = _smooth_noise(rng, (n, t_count), window=6)
-    samples_demand *= sigma[:, None]
-    samples_demand += 1.0
-    np.maximum(samples_demand, 0.3, out=samples_demand)
+    samples_demand *= sigma.astype(f32)[:, None]
+    samples_demand += f32(1.0)
+    np.maximum(samples_demand, f32(0.3), out=samples_demand)
     samples_demand *= base
-    samples_demand *= (series_level / interval)[:, None]
+    samples_demand *= (series_level / interval).astype(f32)[:, None]
     series_demand = base  # reuse the memory: `base` is not needed any more
     series_demand += trend
-    series_demand *= (0.5 * series_level)[:, None]
-    del base
+    series_demand *= (0.5 * series_level).astype(f32)[:, None]
+    del base, trend
 
     # Blasts: the pre-blast peak sits at 40-60% of the (default) series limit, then the
     # series jump 3-6x for the last few hours.
@@ -316,14 +500,14 @@ def generate_cluster(
     for row in rows_of["blast"]:
         start = int(np.clip(t_count - round(blast_hours[row] * HOUR / step), 1, t_count - 1))
         before = series_demand[row, :start].max() if start else series_demand[row].max()
-        scale = blast_height[row] * series_limit_default / before
+        scale = f32(blast_height[row] * series_limit_default / before)
         series_demand[row] *= scale
         samples_demand[row] *= scale
-        series_demand[row, start:] *= blast_factor[row]
-        samples_demand[row, start:] *= blast_factor[row]
+        series_demand[row, start:] *= f32(blast_factor[row])
+        samples_demand[row, start:] *= f32(blast_factor[row])
     np.rint(series_demand, out=series_demand)
-    _mask_absent(samples_demand, new_rows, first_index)
-    _mask_absent(series_demand, new_rows, first_index)
+    _mask_absent(samples_demand, first_index)
+    _mask_absent(series_demand, first_index)
 
     # The operator's limits: big tenants need overrides; some small ones have them too.
     limits: dict[str, FloatArray] = {}
@@ -338,7 +522,11 @@ def generate_cluster(
     rate_mask = (peak_samples * 1.2 > rate_default) | (dice["ingestion_rate"] < 0.25)
     rate_value = _nice_up(np.maximum(peak_samples, 0.5 * rate_default) * headroom)
     throttled = is_kind["throttled"]
-    median = np.median(samples_demand[throttled], axis=1) if throttled.any() else np.zeros(0)
+    median = (
+        np.median(samples_demand[throttled], axis=1).astype(np.float64)
+        if throttled.any()
+        else np.zeros(0)
+    )
     rate_value[throttled] = _nice_up(median * throttle_ratio[throttled])
     bursty = is_kind["bursty"]  # sized for its usual peak: bursts get clipped
     rate_value[bursty] = _nice_up(peak_samples[bursty] * (throttle_ratio[bursty] + 0.5))
@@ -361,54 +549,38 @@ def generate_cluster(
         spans = starts.copy()
         spans[1:] |= starts[:-1]
         spans[2:] |= starts[:-2] & (rng.random(max(t_count - 2, 0)) < 0.5)
-        samples_demand[row] *= 1.0 + spans * rng.uniform(1.0, 3.0, size=t_count)
+        samples_demand[row] *= (1.0 + spans * rng.uniform(1.0, 3.0, size=t_count)).astype(f32)
 
-    # Mimir's limiter is charged samples + exemplars (+ metadata, not simulated) and rejects
-    # whole requests: what passes keeps the tenant's exemplar share.
+    # Peaks of what the limiter lets through: max over time of min(demand, cap) is
+    # min(max demand, cap), so no (N, T) array of accepted samples is needed here.
     per_sample = 1.0 + exemplar_share
-    samples_accepted = np.minimum(samples_demand, (limits["ingestion_rate"] / per_sample)[:, None])
-    rate_limited = samples_demand - samples_accepted
-    series = np.minimum(series_demand, limits["max_global_series_per_user"][:, None])
-    # Ingesters reject the accepted samples of the series over the limit (each series sends
-    # samples_accepted / series_demand samples/s).
-    per_user_series_limit = series_demand - series
-    per_user_series_limit *= samples_accepted
-    np.divide(
-        per_user_series_limit, series_demand, out=per_user_series_limit, where=series_demand > 0
+    peak_accepted = np.minimum(
+        _row_peaks(samples_demand, new_rows), limits["ingestion_rate"] / per_sample
     )
-
-    requests = samples_accepted / batch[:, None]
-    exemplars_received = samples_accepted * exemplar_share[:, None]
-    peak_exemplars = _row_peaks(exemplars_received, new_rows) * EXEMPLAR_RETENTION
+    peak_exemplars = peak_accepted * exemplar_share * EXEMPLAR_RETENTION
     exemplar_default = CLUSTER_DEFAULTS["max_global_exemplars_per_user"]
     exemplar_mask = (peak_exemplars > 0.8 * exemplar_default) & (
         dice["max_global_exemplars_per_user"] < 0.7
     )
     set_limit("max_global_exemplars_per_user", exemplar_mask, _nice_up(peak_exemplars * headroom))
-    exemplars_stored = exemplars_received * EXEMPLAR_RETENTION
-    np.minimum(
-        exemplars_stored, limits["max_global_exemplars_per_user"][:, None], out=exemplars_stored
-    )
-    np.rint(exemplars_stored, out=exemplars_stored)
-    metadata = trend
-    metadata += 1.0
-    metadata *= (0.5 * metadata_base)[:, None]
-    np.rint(metadata, out=metadata)
-    _mask_absent(metadata, new_rows, first_index)
 
-    peak_requests = _row_peaks(requests, new_rows)
     set_limit(
         "request_rate",
         (dice["request_rate"] < 0.1) & ~is_kind["new"],
-        _nice_up(peak_requests * (headroom + 1.0)),
+        _nice_up(peak_accepted / batch * (headroom + 1.0)),
     )
     set_limit(
         "request_burst_size", overridden["request_rate"], _nice_up(10.0 * limits["request_rate"])
     )
+    # The metadata follows the trend only, which is monotone in time: its peak is at one end
+    # of the span where the tenant exists.
+    present_from = timestamps[np.minimum(first_index, t_count - 1)]
+    at_ends = np.stack([present_from, np.full(n, timestamps[-1])], axis=1)  # (N, 2)
+    peak_metadata = _metadata(at_ends, end, growth, metadata_base).max(axis=1)
     set_limit(
         "max_global_metadata_per_user",
         (dice["max_global_metadata_per_user"] < 0.1) & ~is_kind["new"],
-        _nice_up(_row_peaks(metadata, new_rows) * (headroom + 1.0)),
+        _nice_up(peak_metadata * (headroom + 1.0)),
     )
     set_limit(
         "max_label_names_per_series",
@@ -418,22 +590,15 @@ def generate_cluster(
     set_limit("max_label_name_length", dice["max_label_name_length"] < 0.05, np.full(n, 2048.0))
     set_limit("max_label_value_length", np.zeros(n, dtype=bool), np.zeros(n))
 
-    discards = {
-        "rate_limited": rate_limited,
-        "per_user_series_limit": per_user_series_limit,
-        "max_label_names_per_series": np.zeros((n, t_count)),
-        "label_name_too_long": np.zeros((n, t_count)),
-        "label_value_too_long": np.zeros((n, t_count)),
-    }
     # Episodes of too-long label values (a deploy that puts a stack trace in a label): one in
     # the middle of the window, and one to three more at random.
+    episodes: list[tuple[int, int, int, float]] = []
     for row in rows_of["labels"]:
         centres = [t_count // 2, *rng.integers(0, t_count, size=int(rng.integers(1, 4)))]
         for centre in centres:
             length = max(1, round(rng.uniform(1.0, 4.0) * HOUR / step))
-            discards["label_value_too_long"][row, centre : centre + length] = rng.uniform(0.5, 20)
-    for reason in DISCARD_REASONS[2:]:
-        _mask_absent(discards[reason], new_rows, first_index)
+            value = float(rng.uniform(0.5, 20))
+            episodes.append((int(row), int(centre), min(int(centre) + length, t_count), value))
 
     groups = {kind: tuple(names[row] for row in rows_of[kind]) for kind, _ in ARCHETYPES}
     return SyntheticCluster(
@@ -445,14 +610,7 @@ def generate_cluster(
         archetypes=MappingProxyType(groups),
         first_index=_readonly(first_index),
         samples_demand=_readonly(samples_demand),
-        samples_accepted=_readonly(samples_accepted),
         series_demand=_readonly(series_demand),
-        series=_readonly(series),
-        requests=_readonly(requests),
-        exemplars_received=_readonly(exemplars_received),
-        exemplars_stored=_readonly(exemplars_stored),
-        metadata=_readonly(metadata),
-        discards=MappingProxyType({k: _readonly(v) for k, v in discards.items()}),
         limits=MappingProxyType({k: _readonly(limits[k]) for k in CLUSTER_DEFAULTS}),
         defaults=CLUSTER_DEFAULTS,
         overridden=MappingProxyType({k: _readonly(overridden[k]) for k in CLUSTER_DEFAULTS}),
@@ -460,4 +618,9 @@ def generate_cluster(
         metadata_churn=_readonly(metadata_churn),
         exemplars_per_series=_readonly(exemplars_per_series),
         exemplar_share=_readonly(exemplar_share),
+        batch=_readonly(batch),
+        growth=_readonly(growth),
+        metadata_base=_readonly(metadata_base),
+        trend_end=float(end),
+        label_episodes=tuple(episodes),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from types import MappingProxyType
 
 from mimir_limit_optimizer.store.errors import StoreError
@@ -34,6 +35,20 @@ class AuditLog:
             raise
         stored = dataclasses.replace(event, id=event_id)
         self._emit(stored)
+        return stored
+
+    def record_many(self, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+        """Store `events` in one transaction and log each; return them with their ids. When
+        the store fails, every line is still logged (id null) and the StoreError is raised."""
+        try:
+            ids = self._store.record_many(events)
+        except StoreError:
+            for event in events:
+                self._emit(event)
+            raise
+        stored = [dataclasses.replace(e, id=i) for e, i in zip(events, ids, strict=True)]
+        for event in stored:
+            self._emit(event)
         return stored
 
     def logged(self, event: AuditEvent) -> AuditEvent:

@@ -111,7 +111,10 @@ class IntentsMixin:
         `writer`: called by the process that wrote and read back, which knows the write
         happened: it overrides another process's recovery that guessed otherwise (it saw the
         target between the intent and the write), and a write already recorded by such a
-        recovery is returned as it is, never recorded twice."""
+        recovery is returned as it is, never recorded twice.
+
+        An intent without planned changes is a restore (`Applier.restore`: an apply with
+        nothing planned never writes), so its revision is a "rollback" one."""
         with self._transaction(f"recording the write of intent {intent_id}", write=True) as conn:
             intent = self._open_intent(conn, intent_id, INTENT_STATES)
             if intent.revision_id is None and not writer and intent.state != "pending":
@@ -126,7 +129,7 @@ class IntentsMixin:
                 conn,
                 intent,
                 content=intent.new_content,
-                kind="apply",
+                kind="apply" if intent.plan else "rollback",
                 plan=intent.plan,
                 created_at=intent.created_at,
                 note=note,
