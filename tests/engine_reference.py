@@ -213,5 +213,5 @@ def percentiles(self: SortedRows, qs: Any) -> list[Any]:
 
 
 def new_buffer(self: Any, name: str, shape: tuple[int, int]) -> Any:
-    """_Pass.buffer without reuse: a new array each time."""
+    """Pass.buffer without reuse: a new array each time."""
     return np.empty(shape, dtype=np.float32)

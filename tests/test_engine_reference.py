@@ -17,7 +17,16 @@ import pytest
 
 from mimir_limit_optimizer.catalogue import load_catalogue
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine import adaptive, hourly, recommend, spikes, stats, strategies
+from mimir_limit_optimizer.engine import (
+    adaptive,
+    hourly,
+    recommend,
+    recommend_pass,
+    spikes,
+    stats,
+    strategies,
+    throttling,
+)
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from tests import engine_reference as ref
@@ -118,10 +127,10 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spikes, "_hourly", ref.hourly)
     monkeypatch.setattr(spikes, "_rows_above", ref.rows_above)
     monkeypatch.setattr(spikes.Cleaned, "rows_columns", ref.rows_columns)
-    monkeypatch.setattr(recommend, "_demand", ref.demand)
+    monkeypatch.setattr(throttling, "demand", ref.demand)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
     monkeypatch.setattr(stats.SortedRows, "percentiles", ref.percentiles)
-    monkeypatch.setattr(recommend._Pass, "buffer", ref.new_buffer)
+    monkeypatch.setattr(recommend_pass.Pass, "buffer", ref.new_buffer)
 
 
 def _same(a: Any, b: Any, where: str) -> None:
@@ -270,7 +279,7 @@ def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
     """The limits of a pass take turns in one sort buffer and one demand buffer; one that a
     result still holds (or a view of it) is never handed out again."""
     obs = _observation(8, 300.0, 7, True)
-    state = recommend._Pass(obs, Config(), NOW)
+    state = recommend_pass.Pass(obs, Config(), NOW)
     first = state.buffer("demand", (8, 2016))
     first_id = id(first)
     del first
@@ -288,14 +297,14 @@ def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch
     buffers
     (with the cyclic garbage collector off, a reference cycle would show as a new one)."""
     handed: dict[str, list[int]] = {"sort": [], "demand": [], "day": []}
-    buffer = recommend._Pass.buffer
+    buffer = recommend_pass.Pass.buffer
 
     def recorded(self: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
         out = buffer(self, name, shape)
         handed[name].append(id(out))
         return out
 
-    monkeypatch.setattr(recommend._Pass, "buffer", recorded)
+    monkeypatch.setattr(recommend_pass.Pass, "buffer", recorded)
     obs = _observation(64, 300.0, 7, True)
     gc.disable()
     try:
