@@ -138,7 +138,7 @@ def start_prometheus(
     data_file = workdir / "data.om"
     data_file.write_text(openmetrics_text, encoding="utf-8")
     data_dir = workdir / "tsdb"
-    _backfill(promtool, data_file, data_dir, backfill_timeout)
+    _backfill(promtool, data_file, data_dir, backfill_timeout, max_block_duration="54h")
     return serve_tsdb(data_dir, workdir)
 
 
