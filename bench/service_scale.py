@@ -12,6 +12,7 @@ Goals at 10,000 tenants (issue 13): cycle <= 5 s, no unaccounted time, peak RSS 
     .venv/bin/python bench/service_scale.py                      # 1k, 10k, 100k
     .venv/bin/python bench/service_scale.py --sizes 1000 10000   # skip 100k (long)
     .venv/bin/python bench/service_scale.py --sizes 200          # seconds (CI smoke)
+    .venv/bin/python bench/service_scale.py --sizes 10000 --populated   # every tenant in the file
 """
 
 from __future__ import annotations
@@ -42,7 +43,29 @@ PHASES = (
 )
 
 
-def child(tenants: int, history: str) -> dict[str, object]:
+def populate(service: Any, path: Path) -> int:
+    """Write an overrides file that sets three limits for every tenant of the synthetic
+    cluster (the file a cluster of this size has once limits are managed: 4 lines a tenant),
+    in place of the empty file of a first start. Returns its line count."""
+    from mimir_limit_optimizer.sources.synthetic_model import _tenant_names
+
+    # The cluster's own naming (not the source: building it here would warm the service's
+    # cached cluster and hide the `collect` phase).
+    names, _ = _tenant_names(service.provider.config.synthetic.tenant_count)
+    lines = ["# every tenant, as an earlier apply left it\noverrides:\n"]
+    for i, tenant in enumerate(names):
+        lines.append(
+            f"  {tenant}:\n    ingestion_rate: {10_000 + i}\n"
+            f"    ingestion_burst_size: {200_000 + i}\n"
+            f"    max_global_series_per_user: {150_000 + i}\n"
+        )
+    text = "".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text.count("\n")
+
+
+def child(tenants: int, history: str, populated: bool = False) -> dict[str, object]:
     from prometheus_client import generate_latest
 
     from mimir_limit_optimizer.catalogue import load_catalogue
@@ -63,6 +86,7 @@ def child(tenants: int, history: str) -> dict[str, object]:
     catalogue = load_catalogue()
     provider = ConfigProvider(config, env={}, cli={}, catalogue=catalogue)
     service = Service(provider, catalogue, logger=log, options=ServiceOptions(once=True))
+    lines = populate(service, workdir / "data" / "overrides.yaml") if populated else 0
     start, cpu_start = time.perf_counter(), time.process_time()
     result = service.cycle()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
@@ -93,6 +117,7 @@ def child(tenants: int, history: str) -> dict[str, object]:
         "held_back": result.held_back,
         "metrics_series": series,
         "metrics_bytes": len(scrape),
+        "overrides_lines": lines,
     }
 
 
@@ -116,9 +141,10 @@ def derive_seconds(service: Any, catalogue: Any) -> float:
     return time.perf_counter() - began
 
 
-def run_child(tenants: int, history: str) -> dict[str, object]:
+def run_child(tenants: int, history: str, populated: bool) -> dict[str, object]:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     args = [sys.executable, __file__, "--child", str(tenants), "--history", history]
+    args += ["--populated"] if populated else []
     done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"child for {tenants} tenants failed:\n{done.stderr[-3000:]}")
@@ -133,13 +159,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--history", default="2d")
     parser.add_argument("--child", type=int)
+    parser.add_argument(
+        "--populated",
+        action="store_true",
+        help="start from an overrides file that sets 3 limits for every tenant (what a "
+        "managed cluster of that size has: 40,000 lines at 10,000 tenants), not an empty one",
+    )
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.history)))
+        print(json.dumps(child(args.child, args.history, args.populated)))
         return
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
         f"service: one dry-run cycle, synthetic cluster, {args.history} of history, one core; "
+        f"{'overrides file with every tenant' if args.populated else 'empty overrides file'}; "
         f"load average {load} on {os.cpu_count()} cores (cpu: the cycle's own CPU seconds, "
         "which other processes' load does not inflate as it does the wall time)"
     )
@@ -151,7 +184,7 @@ def main() -> None:
         f"{'audit ev':>8} {'series':>7} {'MB':>5}"
     )
     for size in args.sizes:
-        r = run_child(size, args.history)
+        r = run_child(size, args.history, args.populated)
         phases = r["phases"]
         assert isinstance(phases, dict)
         cells = " ".join(f"{phases[p]:>7.2f}" for p in PHASES)

@@ -12,11 +12,12 @@ Register the fixture by importing it in tests/conftest.py:
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,17 @@ def _free_port() -> int:
         return port
 
 
-def _backfill(promtool: str, data_file: Path, data_dir: Path, timeout: float) -> None:
+def _backfill(
+    promtool: str,
+    data_file: Path,
+    data_dir: Path,
+    timeout: float,
+    max_block_duration: str | None = None,
+) -> None:
+    # promtool parses the whole input once per output block (2 h by default): a week of data
+    # is 84 passes. `--max-block-duration` (hidden in 2.42, but supported) makes blocks of up
+    # to that length, e.g. "54h", the largest a Prometheus with 30 d retention makes itself.
+    blocks = [f"--max-block-duration={max_block_duration}"] if max_block_duration else []
     result = subprocess.run(
         [
             promtool,
@@ -83,6 +94,7 @@ def _backfill(promtool: str, data_file: Path, data_dir: Path, timeout: float) ->
             "create-blocks-from",
             "openmetrics",
             "-q",
+            *blocks,
             str(data_file),
             str(data_dir),
         ],
@@ -121,13 +133,34 @@ def start_prometheus(
     # Imported here: conftest imports this module to register the fixture.
     from tests.conftest import require_binary
 
-    prometheus = require_binary("prometheus", INSTALL_HINT)
     promtool = require_binary("promtool", INSTALL_HINT)
     workdir.mkdir(parents=True, exist_ok=True)
     data_file = workdir / "data.om"
     data_file.write_text(openmetrics_text, encoding="utf-8")
     data_dir = workdir / "tsdb"
-    _backfill(promtool, data_file, data_dir, backfill_timeout)
+    _backfill(promtool, data_file, data_dir, backfill_timeout, max_block_duration="54h")
+    return serve_tsdb(data_dir, workdir)
+
+
+def backfill_openmetrics(
+    data_file: Path, data_dir: Path, *, timeout: float, max_block_duration: str | None = None
+) -> None:
+    """TSDB blocks from an OpenMetrics file (benchmarks: the file can be gigabytes)."""
+    from tests.conftest import require_binary
+
+    promtool = require_binary("promtool", INSTALL_HINT)
+    _backfill(promtool, data_file, data_dir, timeout, max_block_duration)
+
+
+def serve_tsdb(
+    data_dir: Path, workdir: Path, *, env: Mapping[str, str] | None = None
+) -> PromServer:
+    """Serve an existing TSDB directory (blocks from `promtool`); `env` for the process,
+    e.g. GOMAXPROCS to bound the cores Prometheus uses."""
+    from tests.conftest import require_binary
+
+    prometheus = require_binary("prometheus", INSTALL_HINT)
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     config.write_text(_CONFIG, encoding="utf-8")
     for attempt in range(3):  # the free port may be taken between probing and binding
@@ -147,6 +180,7 @@ def start_prometheus(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=None if env is None else {**os.environ, **env},
             )
         server = PromServer(f"http://127.0.0.1:{port}", process, log_path)
         try:

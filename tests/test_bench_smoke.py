@@ -46,12 +46,12 @@ def test_engine_scale_smoke_prints_one_row_per_size() -> None:
     lines = out.strip().splitlines()
     assert lines[0].startswith("engine: tenants x 10 limits x 2016 points, float32 streamed")
     header = next(line for line in lines if line.split()[:1] == ["tenants"])
-    assert header.split() == ["tenants", "ours", "s", "cpu", "s", "peak", "MB", "floor",
-                              "MB", "peak/floor", "all-input", "MB", "naive", "s",
-                              "naive/ours"]  # fmt: skip
+    assert header.split() == ["tenants", "ours", "s", "cpu", "s", "sort", "s", "cpu/sort",
+                              "peak", "MB", "floor", "MB", "peak/floor", "all-input", "MB",
+                              "naive", "s", "naive/ours"]  # fmt: skip
     row = lines[lines.index(header) + 1].split()
-    assert row[0] == "300" and len(row) == 9
-    assert all(re.fullmatch(NUMBER, cell) for cell in row[:8]) and row[8].endswith("x")
+    assert row[0] == "300" and len(row) == 11
+    assert all(re.fullmatch(NUMBER, cell) for cell in row[:10]) and row[10].endswith("x")
 
 
 def test_service_scale_smoke_prints_every_phase() -> None:

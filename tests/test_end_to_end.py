@@ -321,3 +321,109 @@ def test_cli_table_to_a_file_is_a_table(tmp_path: Path) -> None:
     assert done.returncode == 0
     text = out.read_text()
     assert "Recommended limits" in text and "throttled-001" in text and "{" not in text[:200]
+
+
+class _SlowStart:
+    """A loopback HTTP proxy in front of Prometheus that holds its first request back for
+    `delay` seconds: a collection through it takes longer than the two seconds after which
+    progress is shown, however fast the machine (a lower bound, never a timing assertion)."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        held = threading.Event()
+        client = httpx.Client(base_url=upstream, timeout=60)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if not held.is_set():
+                    held.set()
+                    time.sleep(delay)
+                answer = client.post(
+                    self.path,
+                    content=body,
+                    headers={"Content-Type": self.headers.get("Content-Type", "")},
+                )
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("content-type", ""))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        self._client = client
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._client.close()
+
+
+@pytest.mark.parametrize("stderr", ["pipe", "terminal"])
+def test_cli_recommend_shows_progress_of_a_long_collection(
+    loaded: Loaded, tmp_path: Path, stderr: str
+) -> None:
+    import pty
+    import threading
+
+    config = tmp_path / "mlo.yaml"
+    config.write_text("trendAnalysis:\n  analysisWindow: 2d\n  minHistory: 1d\n")
+    proxy = _SlowStart(loaded.server.url, delay=2.5)
+    command = [sys.executable, "-m", "mimir_limit_optimizer.cli", "recommend", "--config",
+               str(config), "--prometheus-url", proxy.url, "--format", "json"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("MODE", "MLO_CONFIG")}
+    try:
+        if stderr == "pipe":
+            done = subprocess.run(
+                command, check=False, capture_output=True, text=True, env=env, timeout=120
+            )
+            shown = done.stderr
+        else:
+            # stderr on a pseudo-terminal, as in an interactive shell; stdout stays a pipe.
+            leader, follower = pty.openpty()
+            chunks: list[bytes] = []
+
+            def drain() -> None:
+                while True:
+                    try:
+                        data = os.read(leader, 65536)
+                    except OSError:  # the follower side closed
+                        return
+                    if not data:
+                        return
+                    chunks.append(data)
+
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
+            terminal = {**env, "TERM": "xterm-256color", "COLUMNS": "120"}
+            with subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=follower, env=terminal, text=True
+            ) as process:
+                os.close(follower)
+                stdout, _ = process.communicate(timeout=120)
+            reader.join(timeout=10)
+            os.close(leader)
+            done = subprocess.CompletedProcess(command, process.returncode, stdout, "")
+            shown = b"".join(chunks).decode(errors="replace")
+    finally:
+        proxy.close()
+    assert done.returncode == 0, shown
+    assert json.loads(done.stdout)["recommendations"]  # the collection itself succeeded
+    if stderr == "pipe":
+        lines = [line for line in shown.splitlines() if line.startswith("querying prometheus")]
+        assert lines, shown
+        assert "(100%)" in lines[-1]  # the final count once anything was shown
+    else:
+        assert "querying prometheus" in shown
+        assert "━" in shown  # Rich's bar, drawn on the terminal
+        assert "(100%)" not in shown  # no log lines on a terminal

@@ -71,3 +71,27 @@ def test_the_cli_prints_lines_when_stderr_is_not_a_terminal() -> None:
     text = out.getvalue().splitlines()
     assert text[0].startswith("querying: 1/3 (33%) after 3.0s")
     assert text[-1].startswith("querying: 3/3 (100%)")
+
+
+def test_the_cli_shows_a_bar_on_a_terminal_only_after_two_seconds() -> None:
+    import io
+
+    from rich.console import Console
+
+    from mimir_limit_optimizer.cli.progress import collection_progress
+
+    def run(step: float) -> str:
+        out = io.StringIO()
+        clock = Clock()
+        console = Console(file=out, force_terminal=True, width=100)
+        with collection_progress(console, "querying", clock=clock) as cb:
+            for done in range(1, 4):
+                clock.now += step
+                cb(done, 3, f"chunk {done}")
+        return out.getvalue()
+
+    assert run(0.5) == ""  # 1.5 s in all: nothing
+    shown = run(1.0)  # the bar appears at 2 s and ends complete
+    assert "querying: chunk 3" in shown
+    assert "3/3" in shown
+    assert "━" in shown  # the bar itself

@@ -828,3 +828,26 @@ def test_source_errors_form_a_small_hierarchy() -> None:
     assert issubclass(PromQLError, PermanentSourceError)
     assert RetryableSourceError("x").retryable and not PermanentSourceError("x").retryable
     assert isinstance(PermanentSourceError("x"), SourceError)
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "expected"),
+    [
+        ("http://127.0.0.1:9090", {}, "identity"),
+        ("http://localhost:9090", {}, "identity"),
+        ("http://[::1]:9090", {}, "identity"),
+        ("https://mimir.example.com", {}, "gzip"),
+        ("http://10.0.0.7:9090", {}, "gzip"),
+        ("http://127.0.0.1:9090", {"Accept-Encoding": "gzip"}, "gzip"),
+    ],
+)
+def test_responses_are_compressed_only_beyond_loopback(
+    url: str, headers: dict[str, str], expected: str
+) -> None:
+    fake = FakePrometheus()
+    source = make_source(fake, url=url, headers=headers)
+    source.collect([spec("l", USAGE_A)], start=T0, end=T0 + 600)
+    sent = {call.headers["accept-encoding"] for call in fake.calls}
+    assert len(sent) == 1
+    assert (sent.pop() == "identity") == (expected == "identity")
+    assert all(("gzip" in c.headers["accept-encoding"]) == (expected == "gzip") for c in fake.calls)

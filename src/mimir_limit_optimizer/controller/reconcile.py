@@ -86,10 +86,12 @@ def _digest(plan: Plan) -> str:
 
 
 def _change_events(
-    writes: Plan, now: float, action: str, config: Config, why: str
+    writes: Plan, now: float, action: str, config: Config, why: str | None = None
 ) -> list[AuditEvent]:
-    """One event per change not applied (dry-run, follower, partial collection)."""
+    """One event per change: `update_limits` for a write (stored with its revision), or a
+    change not applied (dry-run, follower, partial collection) with `why`."""
     mode = config.mode.value
+    extra = {} if why is None else {"why": why}
     return [
         AuditEvent(
             now,
@@ -104,7 +106,7 @@ def _change_events(
                 "new": c.new,
                 "reasons": list(c.reasons),
                 "mode": mode,
-                "why": why,
+                **extra,
             },
         )
         for c in writes.changes
@@ -481,25 +483,7 @@ class Reconciler:
 
         def events(plan: Plan) -> list[AuditEvent]:
             """update_limits per change, stored with the write's revision (atomically)."""
-            mode = config.mode.value
-            return [
-                AuditEvent(
-                    now,
-                    "info",
-                    "system",
-                    "controller",
-                    "update_limits",
-                    c.tenant,
-                    {
-                        "limit": c.limit,
-                        "old": c.old,
-                        "new": c.new,
-                        "reasons": list(c.reasons),
-                        "mode": mode,
-                    },
-                )
-                for c in plan.changes
-            ]
+            return _change_events(plan, now, "update_limits", config)
 
         try:
             with self.metrics.phase("apply"):

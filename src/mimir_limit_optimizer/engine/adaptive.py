@@ -65,7 +65,7 @@ def keep_recurring(
 
 def prepare(
     raw: AnyFloatArray,
-    cleaned: AnyFloatArray,
+    cleaned: AnyFloatArray | Cleaned,
     *,
     timestamps: FloatArray,
     step: float,
@@ -203,7 +203,7 @@ def held_level(
     """Per tenant of `rows`: the highest level its demand held for SUSTAINED_SECONDS (the
     highest rolling minimum over that many points) within the `recent` columns. NaN points
     count as not holding; a row without a whole run of points gets its recent maximum."""
-    block = np.asarray(demand[rows][:, recent], dtype=np.float32)
+    block = np.asarray(demand[:, recent][rows], dtype=np.float32)  # the hour, then the rows
     width = max(1, round(SUSTAINED_SECONDS / step))
     if block.shape[1] < width or len(rows) == 0:
         return (

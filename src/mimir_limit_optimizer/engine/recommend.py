@@ -17,9 +17,10 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType, SignalKind
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine import adaptive
+from mimir_limit_optimizer.engine import adaptive, throttling
 from mimir_limit_optimizer.engine import postprocess as pp
-from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy, tenant_tiers
+from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy
+from mimir_limit_optimizer.engine.recommend_pass import Pass, undefined
 from mimir_limit_optimizer.engine.results import (
     CHANGE,
     UNCHANGED,
@@ -31,33 +32,18 @@ from mimir_limit_optimizer.engine.results import (
 from mimir_limit_optimizer.engine.spikes import Cleaned, detect_spikes
 from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
 from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
-from mimir_limit_optimizer.engine.tenants import TenantMatcher
-from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray, Observation
+from mimir_limit_optimizer.engine.usage import FloatArray, Observation
 
 Flags = npt.NDArray[np.int64]
 # Usage within 2% of the limit counts as "at the limit"; more than 5% of the window there
 # (p95 at the limit) earns the saturation hint.
 _SATURATION_LEVEL = 0.98
-# A day holds a whole daily cycle: the shortest window whose percentile describes the level a
-# tenant runs at now (the percentile strategy raises to it when it is above the window's), and
-# how long a throttled tenant is protected from being lowered again.
-RECENT_LEVEL_SECONDS = 86400.0
 # Share of the buffer kept as standing headroom when the limit has a discard signal. The
 # engine then sees throttling in the discards and answers it within one cycle with the full
 # buffer on top of what the tenant sends (and never lowers it for a day), so the headroom a
 # tenant that is not throttled carries only has to cover the minutes until the next cycle,
 # not days of unseen change. Without a discard signal the full buffer stands.
 STANDING_BUFFER_SHARE = 0.5
-# Discard-driven limits look only at recent discards, so one old burst of discards does not
-# raise the limit again on every cycle.
-DISCARD_LOOKBACK_SECONDS = 3600.0
-# Retried 429s: a client that retries a rate-limited batch is counted again in the
-# `rate_limited` discards (each try), so accepted + discarded overstates demand by up to the
-# number of tries. Per point the discards count at most this many times the accepted rate
-# (demand at most 2x what got in): a tenant that really sends more is still throttled after
-# the raise, and the next cycle raises again. An honest bound, not an exact correction.
-RETRY_DEMAND_BOUND = 1.0
-_RETRIED_REASON = "rate_limited"
 
 
 def enabled_limits(config: Config, catalogue: Catalogue) -> list[LimitSpec]:
@@ -78,40 +64,6 @@ def _ordered(specs: Sequence[LimitSpec]) -> list[LimitSpec]:
     return sorted(specs, key=lambda s: s.signal is SignalKind.DERIVED)
 
 
-class _Pass:
-    """State shared by the limits of one pass (tenant rows, window, tiers)."""
-
-    def __init__(self, obs: Observation, config: Config, now: float) -> None:
-        self.obs = obs
-        self.config = config
-        self.now = now
-        scoping = config.tenant_scoping
-        matcher = TenantMatcher(
-            scoping.include_list, scoping.skip_list, use_regex=scoping.use_regex
-        )
-        self.rows = np.asarray(matcher.select(obs.tenants), dtype=bool)
-        self.all_rows = bool(self.rows.all())
-        self.tenants = tuple(t for t, keep in zip(obs.tenants, self.rows, strict=True) if keep)
-        ts = obs.timestamps
-        start = now - config.trend_analysis.analysis_window
-        lo = int(np.searchsorted(ts, start, side="right"))
-        hi = int(np.searchsorted(ts, now, side="right"))
-        self.window = slice(lo, hi)
-        self.timestamps = ts[self.window]
-        self.tiers = tenant_tiers(config, self.tenants)
-        self.n = len(self.tenants)
-
-    def take(self, array: FloatArray) -> FloatArray:
-        """In-scope rows of a (N,) array."""
-        return array if self.all_rows else array[self.rows]
-
-    def take_window(self, array: AnyFloatArray) -> AnyFloatArray:
-        """In-scope rows and the analysis window of a (N, T) array (a view when every
-        tenant is in scope)."""
-        rows = array if self.all_rows else array[self.rows]
-        return rows[:, self.window]
-
-
 def recommend(
     obs: Observation,
     config: Config,
@@ -126,7 +78,7 @@ def recommend(
         if limits is not None
         else enabled_limits(config, catalogue)
     )
-    state = _Pass(obs, config, now)
+    state = Pass(obs, config, now)
     results: dict[str, LimitResult] = {}
     for spec in _ordered(specs):
         results[spec.name] = _recommend_limit(state, spec, results)
@@ -139,7 +91,7 @@ def recommend(
     return Recommendations(state.tenants, ordered, window, now)
 
 
-def _current(state: _Pass, spec: LimitSpec, policy: LimitPolicy) -> tuple[FloatArray, Flags]:
+def _current(state: Pass, spec: LimitSpec, policy: LimitPolicy) -> tuple[FloatArray, Flags]:
     observed = state.obs.current.get(spec.name)
     current = state.take(observed).copy() if observed is not None else np.full(state.n, np.nan)
     missing = ~np.isfinite(current)
@@ -150,7 +102,7 @@ def _current(state: _Pass, spec: LimitSpec, policy: LimitPolicy) -> tuple[FloatA
 
 
 def _empty_result(
-    state: _Pass, spec: LimitSpec, policy: LimitPolicy, current: FloatArray, flags: Flags
+    state: Pass, spec: LimitSpec, policy: LimitPolicy, current: FloatArray, flags: Flags
 ) -> LimitResult:
     n = state.n
     nan = np.full(n, np.nan)
@@ -182,7 +134,7 @@ def _empty_result(
     )
 
 
-def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]) -> LimitResult:
+def _recommend_limit(state: Pass, spec: LimitSpec, done: dict[str, LimitResult]) -> LimitResult:
     policy = resolve_policy(state.config, spec, state.tiers)
     current, flags = _current(state, spec, policy)
     result = _empty_result(state, spec, policy, current, flags)
@@ -200,7 +152,7 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     if spec.signal is SignalKind.USAGE:
         value = _usage_value(state, spec, policy, result)
     elif spec.signal is SignalKind.DISCARD:
-        value = _discard_value(state, spec, result)
+        value = throttling.discard_value(state, spec, result)
     elif spec.signal is SignalKind.DERIVED:
         value = _derived_value(state, spec, result, done)
     else:
@@ -210,7 +162,7 @@ def _recommend_limit(state: _Pass, spec: LimitSpec, done: dict[str, LimitResult]
     return result
 
 
-def _incomplete(state: _Pass, spec: LimitSpec, result: LimitResult) -> None:
+def _incomplete(state: Pass, spec: LimitSpec, result: LimitResult) -> None:
     """Tenants whose data for this limit is incomplete (invalid values dropped at the
     source, engine/validity.py): no recommendation, with the reason."""
     problems = state.obs.tenant_problems.get(spec.name)
@@ -224,20 +176,14 @@ def _incomplete(state: _Pass, spec: LimitSpec, result: LimitResult) -> None:
             result.undefined_reason[i] = reason
 
 
-def _undefined(result: LimitResult, mask: npt.NDArray[np.bool_], reason: str) -> None:
-    for i in np.flatnonzero(mask):
-        if result.undefined_reason[i] is None:
-            result.undefined_reason[i] = reason
-
-
 def _usage_value(
-    state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
+    state: Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
 ) -> FloatArray:
     obs, config = state.obs, state.config
     trend = config.trend_analysis
     usage_full = obs.usage.get(spec.name)
     if usage_full is None:
-        _undefined(result, np.ones(state.n, bool), f"the source returned no data for {spec.name}")
+        undefined(result, np.ones(state.n, bool), f"the source returned no data for {spec.name}")
         return np.full(state.n, np.nan)
     # float32 from here on: half the memory traffic; limits are rounded to 2 digits anyway.
     # No copy when the source already hands over float32 for every tenant.
@@ -247,18 +193,19 @@ def _usage_value(
     if fallback is not None:
         rows = fallback if state.all_rows else fallback[state.rows]
         result.flags |= np.where(rows, int(Reason.USAGE_FALLBACK), 0)
-    demand, throttled_rows = _demand(state, spec, result, usage)
+    demand, throttled_rows = throttling.demand(state, spec, result, usage)
     # One sort of demand serves everything: usage statistics differ from it only in the rows
     # with discards, and the spike-cleaned demand only in the rows with spikes. When most
     # rows had discards, usage gets its own sort (released before demand's, so two sorted
     # copies never coexist).
+    buffer = state.buffer("sort", (demand.shape[0], demand.shape[1]))
     if len(throttled_rows) > state.n // 4:
-        observed = SortedRows(usage)
+        observed = SortedRows(usage, buffer)
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
-        observed.sorted = observed.sorted[:0]  # keep the counts, free the sorted copy
-        ordered = SortedRows(demand)
+        observed.sorted = observed.sorted[:0]  # keep the counts; demand is sorted in its place
+        ordered = SortedRows(demand, buffer)
     else:
-        ordered = SortedRows(demand)
+        ordered = SortedRows(demand, buffer)
         observed = ordered.patched(throttled_rows, usage[throttled_rows])
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
     if spec.name not in obs.discards:
@@ -270,7 +217,7 @@ def _usage_value(
     history = history_seconds(usage, state.timestamps, observed.counts)
     no_data = observed.counts == 0
     short = ~no_data & (history < trend.min_history)
-    _undefined(
+    undefined(
         result,
         no_data,
         "no data for this tenant in the analysis window"
@@ -279,7 +226,7 @@ def _usage_value(
     del usage
 
     spike_cfg = config.event_spike
-    cleaned = Cleaned(demand, _NO_ROWS, np.zeros((0, demand.shape[1]), dtype=np.float32))
+    cleaned = Cleaned(demand, throttling.NO_ROWS, np.zeros((0, demand.shape[1]), dtype=np.float32))
     if spike_cfg.enabled:
         report = detect_spikes(
             demand,
@@ -297,7 +244,7 @@ def _usage_value(
     # Memory, growth and variability of the tenant (engine/adaptive.py): scales the buffer.
     shape, policy = adaptive.prepare(
         demand,
-        cleaned.full(),  # a copy only when spikes were cleaned
+        cleaned,  # the patch: only the rows spikes were cleaned from are averaged again
         timestamps=state.timestamps,
         step=obs.step,
         now=state.now,
@@ -336,11 +283,13 @@ def _usage_value(
     value = strat.value
     result.confidence = strat.confidence
     recent_level = None
-    last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
+    last_day = state.timestamps > state.now - throttling.RECENT_LEVEL_SECONDS
     if trend.strategy == "percentile" and 0 < np.count_nonzero(last_day) < len(last_day):
         # A week's percentile lags a tenant that grew or moved to a new level; the last
         # day's percentile does not. Raise-only: a quiet day never lowers the week's value.
-        recent_level = SortedRows(cleaned.columns(last_day)).percentile(result.percentile)
+        span = (state.n, int(np.count_nonzero(last_day)))
+        day = cleaned.columns(last_day, state.buffer("day", span))  # ours: sorted in place
+        recent_level = SortedRows(day, day).percentile(result.percentile)
 
     if trend.time_of_day_buffers:
         # Factors refine the strategy's estimate hour by hour; they never take it below it.
@@ -359,7 +308,7 @@ def _usage_value(
         value, raised = pp.recent_floor(value, recent_level, standing)
         result.extra["recent_level"] = recent_level
         result.flags |= np.where(raised, int(Reason.RECENT_LEVEL), 0)
-    value, rescued = _react_to_throttling(
+    value, rescued = throttling.react_to_throttling(
         state, policy, result, value, cleaned=cleaned, raw=demand, short=short
     )
     value = adaptive.floors(
@@ -380,110 +329,13 @@ def _usage_value(
     return value
 
 
-_NO_ROWS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-
-
-def _demand(
-    state: _Pass, spec: LimitSpec, result: LimitResult, usage: npt.NDArray[np.float32]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Demand = accepted + discarded, and the rows where discards were seen (where demand
-    differs from usage). Without a discard signal, demand is `usage` itself (no copy)."""
-    discards_full = state.obs.discards.get(spec.name)
-    if discards_full is None:
-        return usage, _NO_ROWS
-    # fmax turns missing discards into 0; where usage is missing, demand stays NaN. `d` is
-    # our own array: it becomes the demand in place (one (N, T) buffer, not three).
-    d = np.fmax(np.asarray(state.take_window(discards_full), dtype=np.float32), np.float32(0))
-    del discards_full
-    if _RETRIED_REASON in spec.discard_reasons:
-        bound = usage * np.float32(RETRY_DEMAND_BOUND)
-        with np.errstate(invalid="ignore"):
-            over = d > bound  # False where usage is NaN: nothing to bound against
-        np.copyto(d, bound, where=over)
-        result.flags |= np.where(over.any(axis=1), int(Reason.RETRIES_BOUNDED), 0)
-        del bound, over
-    gaps: npt.NDArray[np.bool_] | None = np.isnan(usage)
-    if gaps is not None and gaps.any():
-        d[gaps] = 0
-    else:
-        gaps = None
-    total_d = d.sum(axis=1, dtype=np.float64)
-    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-    result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
-    last_day = state.timestamps > state.now - RECENT_LEVEL_SECONDS
-    result.extra["throttled_recently"] = d[:, last_day].sum(axis=1) > 0
-    demand = np.add(usage, d, out=d)
-    if gaps is None:
-        total = demand.sum(axis=1, dtype=np.float64)
-    else:
-        total = demand.sum(axis=1, dtype=np.float64, where=~gaps)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, total_d / total, 0.0)
-    result.discard_share = share
-    result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
-    return demand, np.flatnonzero(total_d > 0)
-
-
-def _react_to_throttling(
-    state: _Pass,
-    policy: LimitPolicy,
-    result: LimitResult,
-    value: FloatArray,
-    *,
-    cleaned: Cleaned,
-    raw: AnyFloatArray,
-    short: npt.NDArray[np.bool_],
-) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """What the discards say beyond the window's percentile. Returns the values and the
-    short-history tenants that get a value anyway (they were throttled)."""
-    rescued = np.zeros(state.n, dtype=bool)
-    throttled = result.extra.get("throttled_now")
-    if throttled is None:  # no discard signal: nothing to react to
-        return value, rescued
-    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-    # Rates only: for a count like in-memory series, "what it sends now" during a cardinality
-    # blast is exactly what must not be granted at once (blast protection's call); sustained
-    # growth still comes through the last day's level.
-    is_rate = result.spec.type is LimitType.RATE
-    if throttled.any() and recent.any() and is_rate:
-        # Throttled right now: cover what the tenant sends now (spikes excluded) plus the
-        # full buffer. A week's percentile notices a new level only once it fills 5% of the
-        # window (8 hours), and the last day's only after an hour or so.
-        sending = np.fmax.reduce(cleaned.columns(recent), axis=1).astype(np.float64)
-        # A return to a level the tenant reached before the last hour (spikes excluded) is no
-        # spike: covered at once, not after the spike filter's maxDuration.
-        rows = np.flatnonzero(throttled)
-        if (~recent).any() and len(rows):
-            earlier = np.fmax.reduce(cleaned.rows_columns(rows, ~recent), axis=1)
-            now = np.fmax.reduce(raw[rows][:, recent], axis=1)
-            back = np.fmin(now, earlier).astype(np.float64)
-            sending[rows] = np.fmax(sending[rows], back)
-        # What it sends, not what it burst to: the highest level held for SUSTAINED_SECONDS
-        # within the last hour. A burst of a few minutes that is over by the cycle leaves no
-        # level to cover (raising after it buys headroom for a day and no fewer throttled
-        # minutes: the next burst comes at another time); a return or growth holds its level.
-        held = adaptive.held_level(raw, recent, rows, step=state.obs.step)
-        sending[rows] = np.fmin(sending[rows], held)
-        value, raised = pp.throttle_floor(value, sending, throttled, policy.buffer_percent)
-        result.extra["sending_now"] = sending
-        result.flags |= np.where(raised, int(Reason.THROTTLE_FLOOR), 0)
-    # Discards are evidence even in a short history: a tenant throttled during it is raised
-    # to what it asked for (never lowered), not left undefined at a limit that keeps
-    # rejecting it.
-    rescued = short & (result.discard_share > 0) & np.isfinite(value)
-    if rescued.any():
-        value = np.where(rescued, np.fmax(value, result.current), value)
-        result.flags |= np.where(rescued, int(Reason.SHORT_BUT_THROTTLED), 0)
-    return value, rescued
-
-
 def _hours(key: str) -> list[int]:
     start, _, end = key.partition("-")
     a, b = int(start), int(end)
     return list(range(a, b + 1)) if a <= b else [*range(a, 24), *range(0, b + 1)]
 
 
-def _time_of_day(state: _Pass, cleaned: Cleaned, percentile: float) -> FloatArray:
+def _time_of_day(state: Pass, cleaned: Cleaned, percentile: float) -> FloatArray:
     """Max over hour ranges of (percentile in those hours x the range's factor); hours in no
     range form one more range with factor 1 (UTC hours)."""
     hours = ((state.timestamps % 86400) // 3600).astype(np.int64)
@@ -502,40 +354,8 @@ def _time_of_day(state: _Pass, cleaned: Cleaned, percentile: float) -> FloatArra
     return value
 
 
-def _discard_value(state: _Pass, spec: LimitSpec, result: LimitResult) -> FloatArray:
-    discards_full = state.obs.discards.get(spec.name)
-    if discards_full is None:
-        _undefined(
-            result, np.ones(state.n, bool), f"the source returned no discards for {spec.name}"
-        )
-        return np.full(state.n, np.nan)
-    discards = state.take_window(discards_full)
-    recent = state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS
-    window = discards[:, recent]
-    no_data = np.asarray(~np.isfinite(window).any(axis=1), dtype=bool)
-    _undefined(result, no_data, f"no discard data for {', '.join(spec.discard_reasons)}")
-    seen = np.nansum(np.where(np.isfinite(window), window, 0.0), axis=1) > 0
-    current = result.current
-    # +25% of a guessed value could lower a throttled tenant: the value in force must be known.
-    guessed = np.asarray(result.extra.get("current_guessed", np.zeros(state.n, bool)))
-    _undefined(
-        result,
-        guessed & seen,
-        "discards seen, but the limit in force is unknown (no overrides file entry, no "
-        f"overrides-exporter metric): set dynamicLimits.limitOverrides.{spec.name}."
-        "defaultValue to the cluster's default",
-    )
-    no_data = no_data | (guessed & seen)
-    raise_by = state.config.change_policy.discard_raise_percent / 100.0
-    value = np.where(seen & (current > 0), current * (1.0 + raise_by), current)
-    result.flags |= np.where(seen & (current > 0), int(Reason.DISCARD_RAISE), 0)
-    result.flags |= np.where(~seen & ~no_data, int(Reason.NO_DISCARDS), 0)
-    result.confidence = np.where(no_data, 0.0, 1.0)
-    return np.where(no_data, np.nan, value)
-
-
 def _derived_value(
-    state: _Pass, spec: LimitSpec, result: LimitResult, done: dict[str, LimitResult]
+    state: Pass, spec: LimitSpec, result: LimitResult, done: dict[str, LimitResult]
 ) -> FloatArray:
     parent_name = spec.derived_from or ""
     factor = spec.derive_factor or 1.0
@@ -546,12 +366,12 @@ def _derived_value(
         for key in ("throttled_now", "throttled_recently"):  # nor is a throttled one's burst
             if key in parent.extra:
                 result.extra[key] = parent.extra[key]
-        _undefined(result, ~np.isfinite(base), f"{parent_name} is undefined for this tenant")
+        undefined(result, ~np.isfinite(base), f"{parent_name} is undefined for this tenant")
     else:
         observed = state.obs.current.get(parent_name)
         base = state.take(observed) if observed is not None else np.full(state.n, np.nan)
         result.confidence = np.where(np.isfinite(base), 1.0, 0.0)
-        _undefined(
+        undefined(
             result,
             ~np.isfinite(base),
             f"{parent_name} is not managed and its current value is unknown",
@@ -563,12 +383,12 @@ def _derived_value(
 
 
 def _policy_value(
-    state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
+    state: Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
 ) -> FloatArray:
     # Only a tier's explicit value is a recommendation; limitOverrides.defaultValue describes
     # the cluster's global default (what an unset tenant gets), never a value to write.
     value = policy.tier_value.copy()
-    _undefined(
+    undefined(
         result,
         ~np.isfinite(value),
         f"policy-only limit: no tier sets it (limits.tenantTiers.<tier>.limits.{spec.name})",
@@ -579,7 +399,7 @@ def _policy_value(
 
 
 def _finish(
-    state: _Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult, value: FloatArray
+    state: Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult, value: FloatArray
 ) -> None:
     change = state.config.change_policy
     current = result.current

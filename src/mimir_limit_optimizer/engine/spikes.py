@@ -13,7 +13,6 @@ are rounded to 2 digits later).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,12 +24,15 @@ BoolArray = npt.NDArray[np.bool_]
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 _BLOCK_SECONDS = 3600.0  # baseline resolution: hourly means
-# Points compared per batch in the row scan: 4M points = 16 MB of float32 (and 4 MB of
-# booleans), small enough to stay in cache-friendly sizes, large enough to amortise numpy calls.
-_BATCH_POINTS = 1 << 22
+# Points compared per batch in the row scan: 256k points = 1 MB of float32, in a core's cache;
+# large enough to amortise numpy calls.
+_BATCH_POINTS = 1 << 18
+# Points per chunk of rows of the whole scan (hourly grid, baseline, bound, comparisons): 4M
+# points, 2,080 rows of a week at 5 minutes; its hourly grids are ~1.4 MB.
+_SCAN_POINTS = 1 << 22
 
 
-def _as_slice(mask: BoolArray) -> BoolArray | slice:
+def as_slice(mask: BoolArray) -> BoolArray | slice:
     """A mask that selects one run of columns as a slice: copying a column range is several
     times faster than boolean column indexing (the last day is such a run)."""
     (where,) = np.nonzero(mask)
@@ -49,22 +51,42 @@ class Cleaned:
     rows: IntArray  # tenants with spike points, ascending
     values: Float32Array  # (len(rows), T) their cleaned demand
 
-    def columns(self, cols: BoolArray | slice) -> Float32Array:
-        """Cleaned demand at these time columns (a new array)."""
+    def columns(self, cols: BoolArray | slice, out: Float32Array | None = None) -> Float32Array:
+        """Cleaned demand at these time columns (a new array, or written into `out` when it
+        is a float32 array of the right shape)."""
         if not isinstance(cols, slice):
-            cols = _as_slice(cols)
-        out = np.array(self.base[:, cols], dtype=np.float32)
+            cols = as_slice(cols)
+        picked = self.base[:, cols]
+        if out is not None and out.shape == picked.shape and out.dtype == np.float32:
+            np.copyto(out, picked)
+        else:
+            out = np.array(picked, dtype=np.float32)
         if len(self.rows):
             out[self.rows] = self.values[:, cols]
         return out
 
     def rows_columns(self, rows: IntArray, cols: BoolArray) -> Float32Array:
-        """Cleaned demand of these tenants (ascending indices) at these time columns."""
-        out = np.array(self.base[rows][:, cols], dtype=np.float32)
-        if len(self.rows) and len(rows):
+        """Cleaned demand of these tenants (ascending indices) at these time columns, read
+        only: a view of `base` when the rows are one run without cleaned rows among them
+        (throttled tenants are often most of them: no copy of the whole array), else a
+        gather of only those points."""
+        span = as_slice(cols)
+        if len(rows) == 0:
+            return np.zeros((0, self.base[:, span].shape[1]), dtype=np.float32)
+        run = rows[-1] - rows[0] == len(rows) - 1
+        first, last = int(rows[0]), int(rows[-1])
+        patched = np.searchsorted(self.rows, [first, last + 1])
+        if run and isinstance(span, slice) and patched[0] == patched[1]:
+            view = np.asarray(self.base[first : last + 1, span], dtype=np.float32)
+            view.flags.writeable = False
+            return view
+        picked = self.base[rows, span] if isinstance(span, slice) else self.base[np.ix_(rows, span)]
+        out = np.asarray(picked, dtype=np.float32)
+        if len(self.rows):
             pos = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
             hit = self.rows[pos] == rows
-            out[hit] = self.values[pos[hit]][:, cols]
+            out[hit] = self.values[pos[hit]][:, span]
+        out.flags.writeable = False
         return out
 
     def full(self) -> Float32Array:
@@ -105,15 +127,32 @@ def _robust_level(hourly: Float32Array, window: int, threshold: float) -> Float3
     Only the rows that still have an outlier are recomputed in each round."""
     level = centred_nanmean(hourly, window)
     rows = np.arange(hourly.shape[0])
-    for _ in range(3):
-        with np.errstate(invalid="ignore"):
-            outlier = hourly[rows] > level[rows] * np.float32(threshold)
+    for round_ in range(3):
+        with np.errstate(invalid="ignore"):  # every row in the first round: no gathers
+            outlier = (
+                hourly > level * np.float32(threshold)
+                if round_ == 0
+                else hourly[rows] > level[rows] * np.float32(threshold)
+            )
         flagged = np.flatnonzero(outlier.any(axis=1))
         if not len(flagged):  # the common case: nothing (more) to pull down
             break
         rows, outlier = rows[flagged], outlier[flagged]
         level[rows] = centred_nanmean(np.where(outlier, level[rows], hourly[rows]), window)
     return level
+
+
+def _nanmean_rows(values: Float32Array) -> Float32Array:
+    """Mean of each row ignoring NaN, NaN for a row without a value: numpy's nanmean (the
+    same sum and count, so the same bits) without its "Mean of empty slice" warning, which
+    could only be silenced through the process-wide warnings filters (not thread-safe; the
+    service runs its fast loop on its own thread)."""
+    gaps = np.isnan(values)
+    total = np.where(gaps, np.float32(0), values).sum(axis=1)
+    count = values.shape[1] - np.count_nonzero(gaps, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no value: 0/0 = NaN
+        mean: Float32Array = (total / count).astype(np.float32)
+    return mean
 
 
 def _hourly(values: Float32Array, block: int) -> Float32Array:
@@ -127,24 +166,32 @@ def _hourly(values: Float32Array, block: int) -> Float32Array:
         weights = np.full(block, 1.0 / block, dtype=np.float32)
         parts.append(np.matmul(values[:, : full * block].reshape(n, full, block), weights))
     if full * block < t:
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN tail stays NaN
-            parts.append(np.nanmean(values[:, full * block :], axis=1)[:, None])
+        parts.append(_nanmean_rows(values[:, full * block :])[:, None])  # all-NaN: NaN
     hourly = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     gaps = np.isnan(hourly[:, :full])
-    if gaps.any():
-        rows, cols = np.nonzero(gaps)
+    gappy = np.flatnonzero(gaps.any(axis=1))  # few rows: their blocks are found among them
+    if len(gappy):
+        local, cols = np.nonzero(gaps[gappy])
+        rows = gappy[local]
         blocks = values[rows[:, None], cols[:, None] * block + np.arange(block)[None, :]]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
-            hourly[rows, cols] = np.nanmean(blocks, axis=1)
+        hourly[rows, cols] = _nanmean_rows(blocks)  # all-NaN blocks stay NaN
     return np.asarray(hourly, dtype=np.float32)
 
 
+def _block_max(blocks: Float32Array) -> Float32Array:
+    """(rows, B, block) -> (rows, B) highest point per block ignoring NaN (NaN: none), by
+    `block` elementwise steps over strided views: a reduction over a short last axis makes
+    one call per block and costs several times more."""
+    top = blocks[..., 0].copy()
+    for j in range(1, blocks.shape[-1]):
+        np.fmax(top, blocks[..., j], out=top)
+    return top
+
+
 def _rows_above(values: Float32Array, bound: Float32Array, block: int, rows: IntArray) -> BoolArray:
-    """Which of `rows` have a point above their block's bound. Compares block views against
-    the (rows, blocks) bound by broadcasting (no (N, T) bound is ever built), a batch of
-    rows at a time so temporaries stay small at 100,000 tenants."""
+    """Which of `rows` have a point above their block's bound: the highest point of each
+    block against the (rows, blocks) bound (no (N, T) bound is ever built), a batch of rows
+    at a time so temporaries stay small (and in cache) at 100,000 tenants."""
     t = values.shape[1]
     full = t // block
     above = np.zeros(len(rows), dtype=bool)
@@ -156,9 +203,8 @@ def _rows_above(values: Float32Array, bound: Float32Array, block: int, rows: Int
         bounds = bound[chosen]
         with np.errstate(invalid="ignore"):
             if full:
-                blocks = picked[:, : full * block].reshape(len(chosen), full, block)
-                hit = (blocks > bounds[:, :full, None]).reshape(len(chosen), -1).any(axis=1)
-                above[lo : lo + batch] |= hit
+                top = _block_max(picked[:, : full * block].reshape(len(chosen), full, block))
+                above[lo : lo + batch] |= (top > bounds[:, :full]).any(axis=1)
             if full * block < t:
                 above[lo : lo + batch] |= (picked[:, full * block :] > bounds[:, full:]).any(axis=1)
     return above
@@ -176,31 +222,71 @@ def detect_spikes(
     """Find spikes in (N, T) `values` (float32, NaN = no data) sampled every `step` seconds.
 
     `row_max` (each row's maximum, e.g. from the shared sort) lets rows whose maximum stays
-    under threshold x their lowest baseline skip the point-by-point comparison."""
+    under threshold x their lowest baseline skip the point-by-point comparison.
+
+    Every step is row by row, so rows are taken _SCAN_POINTS points at a time: the hourly
+    grids, baselines and bounds of a chunk stay a few MB. Whole (N, hours) grids are 67 MB
+    each at 100,000 tenants, above the size glibc keeps for reuse, so each one was new memory
+    and its page faults cost more than its arithmetic."""
     n, t = values.shape
-    none = SpikeReport(
-        Cleaned(values, np.zeros(0, dtype=np.int64), np.zeros((0, t), dtype=np.float32)),
-        np.zeros(n, dtype=np.int64),
-        np.full(n, np.nan),
-    )
-    if t == 0 or n == 0:
-        return none
+    count = np.zeros(n, dtype=np.int64)
+    max_ratio = np.full(n, np.nan)
+    found: list[IntArray] = []
+    cleaned: list[Float32Array] = []
+    if t and n:
+        rows = max(1, _SCAN_POINTS // t)
+        for lo in range(0, n, rows):
+            hi = min(n, lo + rows)
+            part = _detect_rows(
+                values[lo:hi],
+                step=step,
+                threshold=threshold,
+                baseline_window=baseline_window,
+                max_duration=max_duration,
+                row_max=None if row_max is None else row_max[lo:hi],
+            )
+            if part is not None:
+                local, part_cleaned, part_count, part_ratio = part
+                found.append(local + lo)
+                cleaned.append(part_cleaned)
+                count[lo:hi] = part_count
+                max_ratio[lo:hi] = part_ratio
+    if not found:
+        return SpikeReport(
+            Cleaned(values, np.zeros(0, dtype=np.int64), np.zeros((0, t), dtype=np.float32)),
+            count,
+            max_ratio,
+        )
+    patch = Cleaned(values, np.concatenate(found), np.concatenate(cleaned))
+    return SpikeReport(patch, count, max_ratio)
+
+
+def _detect_rows(
+    values: Float32Array,
+    *,
+    step: float,
+    threshold: float,
+    baseline_window: float,
+    max_duration: float,
+    row_max: npt.NDArray[np.float64] | None,
+) -> tuple[IntArray, Float32Array, IntArray, npt.NDArray[np.float64]] | None:
+    """detect_spikes on a chunk of rows: (rows with spikes, their cleaned values, spikes per
+    row, highest ratio per row), or None when no row has one."""
+    n, t = values.shape
     block = max(1, round(_BLOCK_SECONDS / step))
     hourly = _hourly(values, block)
     window_blocks = max(3, round(baseline_window / (block * step)) | 1)  # odd, centred
     baseline = _robust_level(hourly, window_blocks, threshold)
     bound = np.where(baseline > 0, baseline * np.float32(threshold), np.float32(np.inf))
-    if row_max is None:
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            row_max = np.nanmax(values, axis=1).astype(np.float64)
+    if row_max is None:  # fmax ignores NaN (an all-NaN row: NaN), without nanmax's warning
+        row_max = np.fmax.reduce(values, axis=1).astype(np.float64)
     with np.errstate(invalid="ignore"):
         candidates = np.flatnonzero(row_max > bound.min(axis=1, initial=np.inf))
     if not len(candidates):
-        return none
+        return None
     hit = candidates[_rows_above(values, bound, block, candidates)]
     if not len(hit):
-        return none
+        return None
     subset = values[hit]
     per_point = np.repeat(bound[hit], block, axis=1)[:, :t]
     with np.errstate(invalid="ignore"):
@@ -209,7 +295,7 @@ def detect_spikes(
     spike &= ~_runs_longer_than(spike, max(1, int(max_duration // step)))
     hit_local = np.flatnonzero(spike.any(axis=1))
     if not len(hit_local):
-        return none
+        return None
     rows = hit[hit_local]
     spike, subset = spike[hit_local], subset[hit_local]
     local, cols = np.nonzero(spike)
@@ -224,4 +310,4 @@ def detect_spikes(
     starts[:, 1:] &= ~spike[:, :-1]
     count = np.zeros(n, dtype=np.int64)
     count[rows] = starts.sum(axis=1)
-    return SpikeReport(Cleaned(values, rows, cleaned), count, max_ratio)
+    return rows, cleaned, count, max_ratio

@@ -11,12 +11,14 @@ remembered level, quiet time, growth), for engine/adaptive.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
 
 from mimir_limit_optimizer.config.models import HistogramSettings, TrendAnalysis
+from mimir_limit_optimizer.engine import hourly
+from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice
 from mimir_limit_optimizer.engine.stats import SortedRows, moving_average
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
@@ -125,8 +127,8 @@ _DAY = 86400.0
 # a day (an incident, a rolled-back cardinality blast of a few hours), close to the daily peak
 # of a daily cycle.
 _DAY_LEVEL_PERCENTILE = 70.0
-# Mean absolute deviation x sqrt(pi/2) = standard deviation for normal noise.
-_MAD_TO_SIGMA = 1.2533
+# Points per chunk of rows of tenant_shape: 4M (2,080 tenants of a week at 5 minutes).
+_SHAPE_POINTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -157,30 +159,27 @@ class TenantShape:
     top_hour: FloatArray
 
 
-def _hour_blocks(values: AnyFloatArray, per_hour: int) -> tuple[Float32Array, Float32Array]:
-    """Whole hours counted back from the last point: the points as (N, H, per_hour) float32,
-    and each hour's mean (N, H) (NaN: an empty hour)."""
-    n, t = values.shape
-    hours = t // per_hour
-    blocks = np.asarray(values[:, t - hours * per_hour :], dtype=np.float32).reshape(
-        n, hours, per_hour
-    )
-    gaps = np.isnan(blocks)
-    if gaps.any():
-        # nanmean without its warning (warnings filters are not thread-safe, and the fast
-        # loop runs on its own thread): sum and count; an empty hour is 0/0 = NaN.
-        total = np.where(gaps, np.float32(0), blocks).sum(axis=2)
-        count = per_hour - np.count_nonzero(gaps, axis=2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means: Float32Array = (total / count).astype(np.float32)
-    else:
-        means = blocks.mean(axis=2)
-    return blocks, means
+def _cleaned_means(
+    raw: AnyFloatArray, cleaned: AnyFloatArray | Cleaned, raw_means: Float32Array, per_hour: int
+) -> Float32Array:
+    """Hour means of the cleaned demand: the raw demand's, except in the rows spikes were
+    cleaned from (a `Cleaned` patch says which; an array is averaged whole)."""
+    if cleaned is raw:
+        return raw_means
+    if isinstance(cleaned, Cleaned) and cleaned.base is raw:
+        if not len(cleaned.rows):
+            return raw_means
+        means = raw_means.copy()
+        # The patch's rows hold the whole window: hours counted back from its last point.
+        means[cleaned.rows] = hourly.means_of(cleaned.values, per_hour)
+        return means
+    whole = cleaned.full() if isinstance(cleaned, Cleaned) else cleaned
+    return hourly.means_of(whole, per_hour)
 
 
 def tenant_shape(
     raw: AnyFloatArray,
-    cleaned: AnyFloatArray,
+    cleaned: AnyFloatArray | Cleaned,
     *,
     timestamps: FloatArray,
     step: float,
@@ -188,41 +187,87 @@ def tenant_shape(
     quiet_share: float,
     recent: float,
 ) -> TenantShape:
-    n, t = cleaned.shape
+    """`cleaned`: the spike-cleaned demand, as an array or as the `Cleaned` patch of `raw`
+    (then only the patched rows are averaged again).
+
+    Every field is row by row, so rows are taken _SHAPE_POINTS points at a time: the hour
+    grids of a chunk are a few MB, where whole (N, hours) grids are 67 MB at 100,000 tenants
+    (new memory for every limit, whose page faults cost more than its arithmetic)."""
+    n, t = raw.shape
     per_hour = max(1, round(_HOUR / step))
-    hours = t // per_hour
-    if hours == 0 or n == 0:
+    if t // per_hour == 0 or n == 0:
         nan = np.full(n, np.nan)
         return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n), nan.copy())
+    if isinstance(cleaned, Cleaned) and cleaned.base is not raw:
+        cleaned = cleaned.full()  # a patch of another array: made whole (not the engine's)
+    rows = max(1, _SHAPE_POINTS // t)
+    parts: list[TenantShape] = []
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        part = raw[lo:hi]
+        if cleaned is raw:
+            clean: AnyFloatArray | Cleaned = part
+        elif isinstance(cleaned, Cleaned):
+            inside = (cleaned.rows >= lo) & (cleaned.rows < hi)
+            clean = Cleaned(part, cleaned.rows[inside] - lo, cleaned.values[inside])
+        else:
+            clean = cleaned[lo:hi]
+        parts.append(
+            _shape_rows(
+                part,
+                clean,
+                timestamps=timestamps,
+                per_hour=per_hour,
+                now=now,
+                quiet_share=quiet_share,
+                recent=recent,
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return TenantShape(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TenantShape))
+    )
+
+
+def _shape_rows(
+    raw: AnyFloatArray,
+    cleaned: AnyFloatArray | Cleaned,
+    *,
+    timestamps: FloatArray,
+    per_hour: int,
+    now: float,
+    quiet_share: float,
+    recent: float,
+) -> TenantShape:
+    """tenant_shape of a chunk of rows (at least one whole hour)."""
+    n, t = raw.shape
+    hours = t // per_hour
     # Variability of raw demand around its hour means (float32: a ratio, 2 digits matter).
-    blocks, raw_means = _hour_blocks(raw, per_hour)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        deviation = blocks / raw_means[:, :, None]  # in place from here: one temporary
-        deviation -= 1
-        np.abs(deviation, out=deviation)
-        np.minimum(deviation, 1, out=deviation)
-    deviation = deviation.reshape(n, hours * per_hour)
-    if np.isnan(deviation).any():  # gaps, or hours whose mean is 0
-        count = np.count_nonzero(~np.isnan(deviation), axis=1)
-        total = np.nansum(deviation, axis=1, dtype=np.float64)
-    else:
-        count = np.full(n, deviation.shape[1])
-        total = deviation.sum(axis=1, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        variability = np.where(count > 0, _MAD_TO_SIGMA * total / count, np.nan)
+    stats = hourly.means_and_variability(raw, per_hour)
+    variability = stats.variability
     # Levels of cleaned demand: hours, then days (24 hours, newest first).
-    means = raw_means if cleaned is raw else _hour_blocks(cleaned, per_hour)[1]
-    filled = np.where(np.isfinite(means), means, -np.inf)
+    means = _cleaned_means(raw, cleaned, stats.means, per_hour)
+    # The highest hour of the window (read before the day levels sort `means` in place).
+    top_all = np.where(np.isfinite(means), means, -np.inf).max(axis=1)
     ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]  # end of each hour
-    last = ends > now - recent
-    recent_top = filled[:, last].max(axis=1) if last.any() else np.full(n, -np.inf)
+    last = as_slice(ends > now - recent)  # the last hours: a view, not a copy
+    if isinstance(last, slice) or last.any():
+        part = means[:, last]
+        recent_top = np.where(np.isfinite(part), part, -np.inf).max(axis=1)
+    else:
+        recent_top = np.full(n, -np.inf)
     recent_peak = np.where(np.isfinite(recent_top), recent_top, np.nan)
     days = hours // 24
     levels = np.full((n, max(days, 1)), -np.inf)
-    for k in range(days):
-        day = means[:, hours - (k + 1) * 24 : hours - k * 24]
-        level = SortedRows(day).percentile(_DAY_LEVEL_PERCENTILE)  # an empty day: NaN
-        levels[:, k] = np.where(np.isfinite(level), level, -np.inf)
+    if days:
+        # Every day's hours as one row each (n x days rows of 24), sorted in one call, in
+        # place: `means` is ours and read no more. Reversed so that column 0 is the last
+        # day. An empty day: NaN, then -inf.
+        daily = np.ascontiguousarray(means[:, hours - days * 24 :]).reshape(n * days, 24)
+        rows = SortedRows(daily, daily)
+        level = rows.percentile(_DAY_LEVEL_PERCENTILE).reshape(n, days)[:, ::-1]
+        levels[:, :days] = np.where(np.isfinite(level), level, -np.inf)
     top = levels.max(axis=1)
     peak = np.where(np.isfinite(top), top, np.nan)
     with np.errstate(invalid="ignore"):
@@ -236,6 +281,5 @@ def tenant_shape(
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
         growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
-    top_all = filled.max(axis=1)
     top_hour = np.where(np.isfinite(top_all), top_all, np.nan)
     return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)

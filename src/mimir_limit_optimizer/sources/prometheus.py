@@ -188,6 +188,23 @@ class PrometheusSource:
         per_chunk = math.floor(self._settings.chunk_length / self._settings.step + 1e-9)
         return max(1, min(MAX_POINTS_PER_QUERY, per_chunk))
 
+    def planned_requests(
+        self, limits: Sequence[LimitSpec], *, start: float, end: float
+    ) -> tuple[list[tuple[str, float, float, float]], list[tuple[str, float]]]:
+        """The requests `collect` sends for these limits and window, besides its reachability
+        probe: range queries as (query, start, end, step) and instant queries as (query,
+        time). For benchmarks that time the same requests another way."""
+        step = self._settings.step
+        grid = time_grid(start, end, step)
+        chunks = chunk_bounds(len(grid), self.points_per_chunk)
+        ranges = [
+            (query, float(grid[first]), float(grid[last]), step)
+            for query in self._signals(limits, len(grid))
+            for first, last in chunks
+        ]
+        instants = [(self._current_query(m), end) for m in (METRIC_OVERRIDES, METRIC_DEFAULTS)]
+        return ranges, instants
+
     def collect(
         self,
         limits: Sequence[LimitSpec],
@@ -324,13 +341,8 @@ class PrometheusSource:
         """Limits in force from one overrides-exporter metric (durations in seconds, bools
         1/0, as the exporter writes them); a missing metric leaves NaN."""
         is_override = metric == METRIC_OVERRIDES
-        by = "user, limit_name" if is_override else "limit_name"
-        # last_over_time: a scrape gap (or data that ends a few minutes before `at`) must not
-        # turn known limits into "unknown"; 15m is short enough that a removed override
-        # stops counting soon after the exporter drops its series.
-        query = f"max by ({by}) (last_over_time({self._render.selector(metric)}[15m]))"
         try:
-            result = await conn.query(query, at)
+            result = await conn.query(self._current_query(metric), at)
         except SourceError as exc:
             current.errors.append(exc)
             self._log.warning("current limits unknown (NaN): %s", exc)
@@ -344,6 +356,13 @@ class PrometheusSource:
                 current.defaults[name] = value
             elif (tenant := item.labels.get("user")) is not None:
                 current.overrides.setdefault(name, {})[tenant] = value
+
+    def _current_query(self, metric: str) -> str:
+        by = "user, limit_name" if metric == METRIC_OVERRIDES else "limit_name"
+        # last_over_time: a scrape gap (or data that ends a few minutes before `at`) must not
+        # turn known limits into "unknown"; 15m is short enough that a removed override
+        # stops counting soon after the exporter drops its series.
+        return f"max by ({by}) (last_over_time({self._render.selector(metric)}[15m]))"
 
     def _assemble(
         self,

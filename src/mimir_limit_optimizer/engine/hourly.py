@@ -1,0 +1,140 @@
+"""Hour blocks of (tenants, time) arrays: each hour's mean and each tenant's variability
+around its hour means, in one pass over the points, a chunk of rows at a time.
+
+Why chunks: the point-level work (hour sums, the deviation of every point from its hour's
+mean and its sum) is a handful of elementwise steps. On whole (N, T) arrays each step streams
+80 MB (10,000 tenants x 2,016 points in float32) through memory and allocates a new (N, T)
+temporary, whose page faults cost as much as the arithmetic; on chunks of ~256k points (1 MB)
+the temporaries are reused and stay in a core's cache. Results do not depend on the chunk
+size: every step works row by row.
+
+Hour sums add the points in numpy's own pairwise order (`np.add.reduce`'s), on strided views
+of the hour's points: `blocks.sum(axis=2)` makes one short reduction call per hour and costs
+3x more, and a matrix product rounds differently. Same bits, one third of the time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
+
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+# Points per chunk of rows: 1 MB of float32, a few such buffers fit a core's L2 cache.
+CHUNK_POINTS = 1 << 18
+# Mean absolute deviation x sqrt(pi/2) = standard deviation for normal noise.
+MAD_TO_SIGMA = 1.2533
+# numpy's pairwise summation: 8 accumulators up to this many terms, halves above it.
+_PAIRWISE_BLOCK = 128
+_UNROLL = 8
+
+
+def _pairwise(blocks: npt.NDArray[Any], lo: int, n: int) -> npt.NDArray[Any]:
+    """Sum of blocks[..., lo:lo+n] over the last axis, added in the order numpy's pairwise
+    summation adds a contiguous run (numpy/_core/src/umath/loops_utils.h.src), so the result
+    has the same bits as `blocks.sum(axis=-1)`."""
+    if n < _UNROLL:
+        total: npt.NDArray[Any] = blocks[..., lo] + blocks.dtype.type(0)  # numpy starts at 0
+        for i in range(lo + 1, lo + n):
+            total += blocks[..., i]
+        return total
+    if n <= _PAIRWISE_BLOCK:
+        acc = [blocks[..., lo + j] for j in range(_UNROLL)]
+        whole = n - n % _UNROLL
+        for i in range(_UNROLL, whole, _UNROLL):
+            acc = [acc[j] + blocks[..., lo + i + j] for j in range(_UNROLL)]
+        pairs = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        total = pairs
+        for i in range(lo + whole, lo + n):
+            total += blocks[..., i]
+        return total
+    half = n // 2
+    half -= half % _UNROLL
+    total = _pairwise(blocks, lo, half)
+    total += _pairwise(blocks, lo + half, n - half)
+    return total
+
+
+def hour_means(blocks: Float32Array) -> Float32Array:
+    """(rows, hours, per_hour) points -> (rows, hours) means ignoring NaN (NaN: an empty
+    hour). Hours with a gap are summed again without it; no warning for empty hours."""
+    per_hour = blocks.shape[2]
+    means = _pairwise(blocks, 0, per_hour)
+    means /= np.float32(per_hour)
+    gappy = np.flatnonzero(np.isnan(means).any(axis=1))
+    if len(gappy):
+        rows = blocks[gappy]
+        gaps = np.isnan(rows)
+        total = _pairwise(np.where(gaps, np.float32(0), rows), 0, per_hour)
+        count = per_hour - np.count_nonzero(gaps, axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an empty hour: 0/0 = NaN
+            means[gappy] = total / count
+    return means
+
+
+def _blocks(values: AnyFloatArray, lo: int, hi: int, hours: int, per_hour: int) -> Float32Array:
+    """Rows lo:hi, whole hours counted back from the last point, as float32 (rows, H, P)."""
+    t = values.shape[1]
+    part = np.asarray(values[lo:hi, t - hours * per_hour :], dtype=np.float32)
+    return part.reshape(hi - lo, hours, per_hour)
+
+
+def means_of(values: AnyFloatArray, per_hour: int) -> Float32Array:
+    """(N, H) hour means over whole hours counted back from the last point."""
+    n, t = values.shape
+    hours = t // per_hour
+    out = np.empty((n, hours), dtype=np.float32)
+    rows = max(1, CHUNK_POINTS // max(hours * per_hour, 1))
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        out[lo:hi] = hour_means(_blocks(values, lo, hi, hours, per_hour))
+    return out
+
+
+@dataclass(frozen=True)
+class HourStats:
+    means: Float32Array  # (N, H) hour means, oldest first; NaN: an empty hour
+    variability: FloatArray  # (N,) see `means_and_variability`
+
+
+def means_and_variability(values: AnyFloatArray, per_hour: int) -> HourStats:
+    """Hour means, and each row's mean absolute deviation of its points from their hour's
+    mean, relative to that mean and capped at 1 (100%), as a standard deviation
+    (x MAD_TO_SIGMA). Points that are NaN, or whose hour's mean is 0 or NaN, do not count;
+    a row with no point that counts has NaN."""
+    n, t = values.shape
+    hours = t // per_hour
+    points = hours * per_hour
+    means = np.empty((n, hours), dtype=np.float32)
+    total = np.empty(n)
+    count = np.full(n, points, dtype=np.int64)
+    rows = max(1, CHUNK_POINTS // max(points, 1))
+    deviation = np.empty((min(rows, n), hours, per_hour), dtype=np.float32)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        blocks = _blocks(values, lo, hi, hours, per_hour)
+        chunk_means = hour_means(blocks)
+        means[lo:hi] = chunk_means
+        dev = deviation[: hi - lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(blocks, chunk_means[:, :, None], out=dev)
+        dev -= 1
+        np.abs(dev, out=dev)
+        np.minimum(dev, 1, out=dev)
+        flat = dev.reshape(hi - lo, points)
+        flat.sum(axis=1, dtype=np.float64, out=total[lo:hi])
+        # A NaN sum: gaps, or hours whose mean is 0 (0/0). Those rows count what is there.
+        gappy = np.flatnonzero(np.isnan(total[lo:hi]))
+        if len(gappy):
+            part = flat[gappy]
+            missing = np.isnan(part)
+            count[lo + gappy] = points - np.count_nonzero(missing, axis=1)
+            total[lo + gappy] = np.where(missing, np.float32(0), part).sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variability: FloatArray = np.where(count > 0, MAD_TO_SIGMA * total / count, np.nan)
+    return HourStats(means, variability)
