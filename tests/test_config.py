@@ -924,3 +924,17 @@ def test_docs_describe_every_key_and_every_unused_key() -> None:
 def test_loader_never_reads_the_process_environment() -> None:
     for module in CONFIG_PACKAGE.glob("*.py"):
         assert "os.environ" not in module.read_text(encoding="utf-8"), module.name
+
+
+def test_rendering_the_config_does_not_change_how_overrides_files_are_written() -> None:
+    # `mlo config show` writes None as `null`; that must not leak into ruamel's round-trip
+    # writer, which every later overrides file of the process goes through.
+    from ruamel.yaml.comments import CommentedMap
+
+    from mimir_limit_optimizer.config.loader import render_config
+    from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml
+
+    data = CommentedMap({"overrides": CommentedMap({"tenant-a": None})})
+    before = dump(make_yaml(), data)
+    assert "null" in render_config(Config.model_validate({"source": {"kind": "synthetic"}}))
+    assert dump(make_yaml(), data) == before == "overrides:\n  tenant-a:\n"

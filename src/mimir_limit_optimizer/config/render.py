@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 from ruamel.yaml import YAML
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from mimir_limit_optimizer.config.models import UNUSED_SEED_SECTIONS, Config
 from mimir_limit_optimizer.config.secrets import REDACTED, looks_secret, redact_url, url_has_secret
@@ -31,6 +32,17 @@ def redacted_dump(config: Config) -> dict[str, Any]:
     return result
 
 
+class _NullShown(RoundTripRepresenter):
+    """Writes None as `null` (not an empty value). Its own class: `add_representer` changes
+    the class it is called on for the whole process, and on ruamel's round-trip representer
+    that would change how every later overrides file is written."""
+
+
+_NullShown.add_representer(
+    type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+)
+
+
 def render_config(config: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
     data = redacted_dump(config)
     if fmt == "json":
@@ -40,9 +52,7 @@ def render_config(config: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
     yaml = YAML(typ="rt", pure=True)
     yaml.default_flow_style = False
     yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
+    yaml.Representer = _NullShown
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()
