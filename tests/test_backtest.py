@@ -523,3 +523,14 @@ def test_rounding_never_turns_a_lowering_into_a_raise(
         integer=True,
     )
     assert out[0] == expected
+
+
+def test_backtest_end_takes_an_iso_time_or_unix_seconds() -> None:
+    from mimir_limit_optimizer.cli.backtest_cmd import _moment
+
+    midnight = 1_796_083_200.0  # 2026-12-01T00:00:00Z
+    assert _moment("2026-12-01T00:00:00Z", "--end") == midnight
+    assert _moment("2026-12-01", "--end") == midnight  # no offset: UTC
+    assert _moment("2026-12-01T01:00:00+01:00", "--end") == midnight
+    assert _moment(str(midnight), "--end") == midnight
+    assert _moment(None, "--end") is None

@@ -60,6 +60,12 @@ BAD_INPUTS: list[tuple[str, list[str], int, str]] = [
     ("rollback unknown", ["rollback", "--to", "5"], 2, "no revision"),
     ("alert unknown channel", ["alert", "test", "--channel", "nope"], 2, "nope"),
     ("backtest missing file", ["backtest", "--scenarios", "missing.yaml"], 2, "missing.yaml"),
+    (
+        "backtest end not a time",
+        ["backtest", "--prometheus-url", "http://127.0.0.1:9", "--end", "yesterday"],
+        2,
+        "is not a time",
+    ),
     ("run port 99999", ["run", "--once", "--prometheus-url", "http://127.0.0.1:99999"], 2, ""),
 ]
 

@@ -10,6 +10,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -68,6 +69,27 @@ def _duration(text: str, flag: str) -> float:
     return seconds
 
 
+def _moment(text: str | None, flag: str) -> float | None:
+    """Unix seconds from an ISO 8601 time (`2026-12-01T00:00:00Z`, `2026-12-01`; no offset
+    means UTC) or from unix seconds."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(
+            f"{flag}: {text!r} is not a time: write 2026-12-01T00:00:00Z, 2026-12-01 or "
+            "unix seconds"
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def repository_suite() -> Path | None:
     """bench/scenarios under the working directory, else under the source checkout."""
     checkout = Path(__file__).resolve().parents[3] / SUITE_DIR
@@ -100,8 +122,12 @@ def backtest(
         str, typer.Option("--cycle", help="Prometheus: time between recommendation cycles.")
     ] = "30m",
     end: Annotated[
-        float | None,
-        typer.Option("--end", help="Prometheus: end of the evaluation (unix seconds; now)."),
+        str | None,
+        typer.Option(
+            "--end",
+            help="Prometheus: end of the evaluation, as an ISO 8601 time "
+            "(2026-12-01T00:00:00Z; no offset means UTC) or unix seconds (default: now).",
+        ),
     ] = None,
     limits: Annotated[
         str | None,
@@ -145,7 +171,7 @@ def backtest(
                 history=_duration(history, "--history"),
                 evaluation=_duration(evaluation, "--evaluation"),
                 cycle=_duration(cycle, "--cycle"),
-                end=end,
+                end=_moment(end, "--end"),
                 limits=list(chosen or DEFAULT_LIMITS),
             )
         ]
