@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from mimir_limit_optimizer.catalogue import Catalogue, SignalKind
+from mimir_limit_optimizer.catalogue import SignalKind
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config, ui_limit_table
-from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint, last_plan
 from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
+from mimir_limit_optimizer.controller.ui_parts import SharedParts
 from mimir_limit_optimizer.controller.ui_revisions import RevisionReader
 from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
 from mimir_limit_optimizer.controller.ui_views import downsample, limit_view, plain, totals
@@ -33,7 +33,7 @@ from mimir_limit_optimizer.engine.recommend import enabled_limits
 from mimir_limit_optimizer.engine.results import Recommendations, render_value
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.sources.base import Source, SourceError
-from mimir_limit_optimizer.store import AuditEvent, Store, StoreError
+from mimir_limit_optimizer.store import AuditEvent, StoreError
 from mimir_limit_optimizer.store.queries import (
     AuditFilter,
     audit_facets,
@@ -70,22 +70,14 @@ DIFF_CACHE = 16  # diffs kept
 
 
 @dataclass
-class ServiceParts:
+class ServiceParts(SharedParts):
     """What the read model reads (everything injected by the service)."""
 
-    config: Callable[[], Config]
-    config_path: Callable[[], str | None]
-    env: Mapping[str, str]
-    cli: Mapping[str, Any]
-    catalogue: Catalogue
-    store: Store
-    applier: Applier
     health: HealthState
     protection_status: Callable[[], dict[str, Any]]
     alerting_status: Callable[[], Mapping[str, Any]]
     cost_by_tenant: Callable[[], tuple[dict[str, float], str] | None]
     source_factory: Callable[[Config, float], Source]
-    clock: Callable[[], float]
     runtime_freeze: Callable[[], str | None]  # who froze applying from the UI, or None
     logger: logging.Logger
 

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mimir_limit_optimizer.catalogue import Catalogue
-from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config, ui_limit_table
-from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.ui_diff import impact
-from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
+from mimir_limit_optimizer.controller.ui_parts import SharedParts
+from mimir_limit_optimizer.store import AuditEvent, AuditLog, StoreError
 from mimir_limit_optimizer.targets.base import TargetError
 from mimir_limit_optimizer.web.ui.model import ActionResult, UiError
 
@@ -26,19 +24,13 @@ FREEZE_KEY = "ui_freeze"
 
 
 @dataclass
-class ActionParts:
-    config: Callable[[], Config]
-    config_path: Callable[[], str | None]
-    env: dict[str, str]
-    cli: dict[str, Any]
-    catalogue: Catalogue
-    store: Store
+class ActionParts(SharedParts):
+    """What the UI's actions use, besides what the read model shares."""
+
     audit: AuditLog
-    applier: Applier
     protection_enable: Callable[..., dict[str, Any]]
     protection_disable: Callable[..., dict[str, Any]]
     request_cycle: Callable[[], None]
-    clock: Callable[[], float]
 
 
 class ServiceActions:

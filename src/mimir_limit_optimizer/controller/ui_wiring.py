@@ -17,6 +17,7 @@ from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.read_model import ServiceParts, ServiceReadModel
 from mimir_limit_optimizer.controller.reconcile import CycleResult
 from mimir_limit_optimizer.controller.ui_actions import ActionParts, ServiceActions
+from mimir_limit_optimizer.controller.ui_parts import SharedParts
 from mimir_limit_optimizer.controller.ui_sessions import StoreSessions
 from mimir_limit_optimizer.controller.ui_tools import ServiceTools
 from mimir_limit_optimizer.controller.wiring import source_factory
@@ -39,37 +40,33 @@ class ServiceUi:
             return str(provider.path) if provider.path is not None else None
 
         factory = source_factory(env)
+        shared = SharedParts(
+            config=lambda: provider.config,
+            config_path=path,
+            env=env,
+            cli=cli,
+            catalogue=service.catalogue,
+            store=service.store,
+            applier=service.applier,
+            clock=service.clock,
+        )
         self.actions = ServiceActions(
             ActionParts(
-                config=lambda: provider.config,
-                config_path=path,
-                env=env,
-                cli=cli,
-                catalogue=service.catalogue,
-                store=service.store,
+                **vars(shared),
                 audit=service.audit,
-                applier=service.applier,
                 protection_enable=service.protection.enable,
                 protection_disable=service.protection.disable,
                 request_cycle=self.cycle_requested.set,
-                clock=service.clock,
             )
         )
         self.read_model = ServiceReadModel(
             ServiceParts(
-                config=lambda: provider.config,
-                config_path=path,
-                env=env,
-                cli=cli,
-                catalogue=service.catalogue,
-                store=service.store,
-                applier=service.applier,
+                **vars(shared),
                 health=service.health,
                 protection_status=service.protection.status,
                 alerting_status=service.alerting.status,
                 cost_by_tenant=self._costs,
                 source_factory=factory,
-                clock=service.clock,
                 runtime_freeze=self.actions.frozen_by,
                 logger=logging.getLogger("mimir_limit_optimizer.ui"),
             )
