@@ -232,3 +232,39 @@ def test_the_store_replaces_the_whole_memory_at_each_save(store: Store) -> None:
     store.save_peak_memory({"b": (b"three", 3)}, at=NOW + 60)
     assert store.load_peak_memory() == {"b": b"three"}
     assert store.peak_memory_updated_at() == NOW + 60
+
+
+def test_a_plan_outside_the_service_reads_the_saved_memory_and_never_creates_a_store(
+    tmp_path: Path,
+) -> None:
+    from mimir_limit_optimizer.controller.plan_inputs import memory_from_store
+
+    config = Config.model_validate({"dataDir": str(tmp_path / "data")})
+    assert memory_from_store(config) is None
+    assert not (tmp_path / "data").exists()  # `mlo plan` never creates the service's store
+    saved = LimitMemory(("a", "b"), np.array([100, 200], np.float32), arr(NOW, NOW - 60))
+    with Store.open(f"sqlite:///{tmp_path / 'data' / 'mlo.db'}") as store:
+        store.save_peak_memory({RATE.name: (encode(saved), 2)}, at=NOW)
+    memory = memory_from_store(config)
+    assert memory is not None and memory.limits[RATE.name].level.tolist() == [100, 200]
+    off = config.model_copy(update={"trend_analysis": Config.model_validate(
+        {"trendAnalysis": {"adaptive": {"longTermWindow": 0}}}).trend_analysis})  # fmt: skip
+    assert memory_from_store(off) is None
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [("longTermKeep", "1.5", "less than or equal to 1"), ("longTermWindow", "-1d", "0")],
+)
+def test_bad_memory_settings_name_file_line_and_key(
+    tmp_path: Path, key: str, value: str, words: str
+) -> None:
+    from mimir_limit_optimizer.config.errors import ConfigError
+    from mimir_limit_optimizer.config.loader import load_config
+
+    file = tmp_path / "config.yaml"
+    file.write_text(f"trendAnalysis:\n  adaptive:\n    {key}: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, env={}, cli={}, catalogue=CATALOGUE)
+    text = str(caught.value)
+    assert f"config.yaml:3: trendAnalysis.adaptive.{key}" in text and words in text
