@@ -204,6 +204,7 @@ def test_encode_decode_round_trip() -> None:
         (zlib.compress(b"MLOPM1"), "shorter than the header"),
         (zlib.compress(b"XXXXXX" + bytes(8)), "unknown format"),
     ],
+    ids=["not-zlib", "short", "unknown-format"],
 )
 def test_corrupt_rows_are_named_and_skipped(blob: bytes, why: str) -> None:
     with pytest.raises(CorruptMemoryError, match=why):
