@@ -269,3 +269,36 @@ def test_bad_memory_settings_name_file_line_and_key(
         load_config(file, env={}, cli={}, catalogue=CATALOGUE)
     text = str(caught.value)
     assert f"config.yaml:3: trendAnalysis.adaptive.{key}" in text and words in text
+
+
+def _keeper(store: Store) -> Any:
+    import logging
+
+    from prometheus_client import CollectorRegistry
+
+    from mimir_limit_optimizer.controller.peak_memory import PeakMemoryKeeper
+    from mimir_limit_optimizer.controller.reporter import Reporter
+    from mimir_limit_optimizer.observability.metrics import ControllerMetrics
+    from mimir_limit_optimizer.store import AuditLog
+
+    log = logging.getLogger("peak-memory-test")
+    report = Reporter(audit=AuditLog(store, logger=log), alerts=None, logger=log, component="t")
+    metrics = ControllerMetrics(CollectorRegistry())
+    return PeakMemoryKeeper(store=store, report=report, metrics=metrics, logger=log)
+
+
+def test_only_the_leader_saves_and_a_new_leader_reads_the_record_first(tmp_path: Path) -> None:
+    config = Config()
+    with Store.open(f"sqlite:///{tmp_path / 'mlo.db'}") as store:
+        leader, follower = _keeper(store), _keeper(store)
+        for keeper, leads in ((leader, True), (follower, False)):
+            keeper.for_cycle(config, now=NOW, leader=leads)
+        leader.after_cycle(recs_of(("a",), [100]), config, now=NOW, leader=True)
+        # The follower saw a quieter window itself; it never saves.
+        follower.after_cycle(recs_of(("a",), [10]), config, now=NOW, leader=False)
+        assert decode_rows(store.load_peak_memory())[0].limits[RATE.name].level.tolist() == [100]
+        # The leader remembers more, later; then the follower takes over: it reads that first.
+        leader.after_cycle(recs_of(("a", "b"), [100, 70]), config, now=NOW + 300, leader=True)
+        taken = follower.for_cycle(config, now=NOW + 600, leader=True)
+        assert taken is not None and taken.limits[RATE.name].tenants == ("a", "b")
+        assert taken.limits[RATE.name].level.tolist() == [100, 70]
