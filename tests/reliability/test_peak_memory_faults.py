@@ -180,3 +180,37 @@ def test_a_store_failing_while_saving_fails_no_cycle_and_loses_nothing(
               if e.action == "peak_memory_save_failed"]  # fmt: skip
     assert len(failed) == 1
     assert "full" in str(failed[0].details["error"]) or "space" in str(failed[0].details["error"])
+
+
+def test_the_service_plans_with_the_stored_memory(tmp_path: Path) -> None:
+    """The wiring: what the store remembers reaches the engine at the next start. A level
+    10x what a tenant sends now, remembered 10 days ago, holds its limit near that level
+    (the long-term memory's reason), where the same cycle without it does not."""
+    import numpy as np
+
+    from mimir_limit_optimizer.controller.peak_memory import encode_all
+    from mimir_limit_optimizer.engine.peak_memory import PeakMemory
+    from mimir_limit_optimizer.engine.results import Reason
+
+    work = workdir(tmp_path, SETTINGS, HAND_WRITTEN)
+    first = service(work)
+    before = first.cycle()
+    assert before.ok and before.recommendations is not None
+    first.store.close()
+    rate = before.recommendations.results["ingestion_rate"]
+    with Store.open(work.store_url) as store:
+        memory, _ = decode_rows(store.load_peak_memory())
+        stored = memory.limits["ingestion_rate"]
+        ago = float(np.nanmax(stored.seen_at)) - 10 * 86400.0
+        big = type(stored)(stored.tenants, stored.level * 10, np.full(len(stored.tenants), ago))
+        store.save_peak_memory(encode_all(PeakMemory({"ingestion_rate": big})), at=ago)
+    again = service(work)
+    try:
+        after = again.cycle()
+    finally:
+        again.store.close()
+    assert after.ok and after.recommendations is not None
+    held = after.recommendations.results["ingestion_rate"]
+    assert all(Reason.LONG_TERM_MEMORY not in Reason(int(f)) for f in rate.flags)
+    assert any(Reason.LONG_TERM_MEMORY in Reason(int(f)) for f in held.flags)
+    assert np.nansum(held.target) > np.nansum(rate.target)
