@@ -318,3 +318,31 @@ def test_only_the_leader_saves_and_a_new_leader_reads_the_record_first(tmp_path:
         taken = follower.for_cycle(config, now=NOW + 600, leader=True)
         assert taken is not None and taken.limits[RATE.name].tenants == ("a", "b")
         assert taken.limits[RATE.name].level.tolist() == [100, 70]
+
+
+def test_the_ui_what_if_plans_with_the_memory_the_cycles_use() -> None:
+    # The UI's what-if must say what a cycle would: a tenant quiet for the whole window
+    # keeps its remembered level there too (and without a memory, the window's level).
+    from mimir_limit_optimizer.controller.ui_tools import ServiceTools
+    from mimir_limit_optimizer.engine.results import render_value
+
+    class Quiet:
+        def collect(self, signals: object, *, start: float, end: float) -> Observation:
+            return _observe(500.0)
+
+    def what_if(memory: PeakMemory | None) -> dict[str, str]:
+        parts = SimpleNamespace(
+            config=Config,
+            clock=lambda: NOW,
+            catalogue=CATALOGUE,
+            peak_memory=lambda: memory,
+        )
+        read = SimpleNamespace(p=parts)
+        tools = ServiceTools(read, lambda config, now: Quiet())  # type: ignore[arg-type]
+        rows = tools.what_if("t", buffer=None, strategy=None)["rows"]
+        return next(r for r in rows if r["limit"] == RATE.name)
+
+    remembered = what_if(memory_of(("t",), [1000], [NOW - 10 * DAY_S]))
+    alone = what_if(None)
+    assert remembered["now"] == render_value(1200.0, RATE)  # 1000 + the 20% buffer
+    assert alone["now"] != remembered["now"]
