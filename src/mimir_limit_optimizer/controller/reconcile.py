@@ -3,20 +3,29 @@ or apply (prod). Never applies from a failed or partial collection."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
-
-import orjson
 
 from mimir_limit_optimizer.alerting.model import AlertSink, Priority, Severity
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
-from mimir_limit_optimizer.controller.apply import Applier, ApplyError
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.cycle_apply import ApplyStep, CycleResult
+from mimir_limit_optimizer.controller.cycle_records import (
+    CHECKPOINT_KEY,
+    PLAN_KEY,
+    STORE_RECREATED_KEY,
+    change_events,
+    held_back_details,
+    last_checkpoint,
+    last_plan,
+    save_checkpoint,
+    save_plan,
+    store_recreated_hold,
+    write_digest,
+)
 from mimir_limit_optimizer.controller.oneshot import resolve_limits_in_force, signals_needed
 from mimir_limit_optimizer.controller.peak_memory import PeakMemoryKeeper
 from mimir_limit_optimizer.controller.plan_inputs import ROLLED_BACK, last_changed
@@ -27,33 +36,34 @@ from mimir_limit_optimizer.engine.overrides import (
     parse_overrides,
 )
 from mimir_limit_optimizer.engine.peak_memory import PeakMemory
-from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.engine.planning import (
-    PLAN_SCHEMA_VERSION,
     CyclePlan,
     GuardInputs,
     combine,
-    item_rows,
     plan_recommendations,
 )
 from mimir_limit_optimizer.engine.recommend import enabled_limits, recommend
-from mimir_limit_optimizer.engine.results import STATUS_ORDER, Recommendations
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.observability.progress import ProgressLog
 from mimir_limit_optimizer.sources.base import Source, SourceError
 from mimir_limit_optimizer.sources.current_limits import CurrentLimitsError
-from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
+from mimir_limit_optimizer.store import AuditLog, Store, StoreError
 from mimir_limit_optimizer.targets.base import Content, TargetError
 
-CHECKPOINT_KEY = "last_cycle"
-# When the store was recreated after its file was lost (controller/service.py).
-STORE_RECREATED_KEY = "store_recreated"
-PLAN_KEY = "last_plan"  # the cycle's whole plan (items, held and why): the UI reads it
-__all__ = ["CHECKPOINT_KEY", "PLAN_KEY", "ROLLED_BACK", "PlanGuard", "Reconciler", "last_plan"]
-# Examples of held-back changes in the one summarised `change_held_back` event per cycle.
-HELD_EXAMPLES = 5
+# Re-exported: the service, the read model and the tests read the cycle's records from here.
+__all__ = [
+    "CHECKPOINT_KEY",
+    "PLAN_KEY",
+    "ROLLED_BACK",
+    "STORE_RECREATED_KEY",
+    "CycleResult",
+    "PlanGuard",
+    "Reconciler",
+    "last_checkpoint",
+    "last_plan",
+]
 
 
 class PlanGuard(Protocol):
@@ -69,64 +79,7 @@ class PlanGuard(Protocol):
         ...
 
 
-def last_checkpoint(store: Store) -> dict[str, object] | None:
-    """The last cycle's results saved by `Reconciler` (None before the first cycle)."""
-    raw = store.load_checkpoint(CHECKPOINT_KEY)
-    return None if raw is None else dict(json.loads(raw))
-
-
-def last_plan(store: Store) -> dict[str, object] | None:
-    """The last cycle's stored plan (see `Reconciler._store_plan`); None before the first."""
-    raw = store.load_checkpoint(PLAN_KEY)
-    return None if raw is None else dict(json.loads(zlib.decompress(raw)))
-
-
-def _digest(plan: Plan) -> str:
-    """Identity of a set of writes: the same changes to the same values."""
-    rows = sorted((c.tenant, c.limit, repr(c.old), repr(c.new)) for c in plan.changes)
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def _change_events(
-    writes: Plan, now: float, action: str, config: Config, why: str | None = None
-) -> list[AuditEvent]:
-    """One event per change: `update_limits` for a write (stored with its revision), or a
-    change not applied (dry-run, follower, partial collection) with `why`."""
-    mode = config.mode.value
-    extra = {} if why is None else {"why": why}
-    return [
-        AuditEvent(
-            now,
-            "info",
-            "system",
-            "controller",
-            action,
-            c.tenant,
-            {
-                "limit": c.limit,
-                "old": c.old,
-                "new": c.new,
-                "reasons": list(c.reasons),
-                "mode": mode,
-                **extra,
-            },
-        )
-        for c in writes.changes
-    ]
-
-
-@dataclass
-class CycleResult:
-    ok: bool
-    planned: int = 0
-    applied: int = 0
-    held_back: int = 0
-    detail: str = ""
-    recommendations: Recommendations | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-class Reconciler:
+class Reconciler(ApplyStep):
     """Everything injected; `run_once(config, now)` is one cycle."""
 
     def __init__(
@@ -206,33 +159,8 @@ class Reconciler:
             resolved=resolved, details=details,
         )  # fmt: skip
 
-    def _checkpoint(self, recs: Recommendations, now: float) -> None:
-        """The last cycle's results, so a restart knows where it stood. (Usage history itself
-        lives in Prometheus: every cycle rebuilds its percentiles and histograms from there.)"""
-        names = [s.value for s in STATUS_ORDER]
-        limits = {}
-        for name, r in recs.results.items():
-            # tenant -> [current, recommended, status], built in C (dict/zip) and written by
-            # orjson, which writes tuples as arrays and NaN and infinities as null.
-            statuses = [names[k] for k in r.status.tolist()]
-            rows = zip(r.current.tolist(), r.recommended.tolist(), statuses, strict=True)
-            limits[name] = dict(zip(recs.tenants, rows, strict=True))
-        payload = {"at": now, "window": list(recs.window), "limits": limits}
-        self.store.save_checkpoint(CHECKPOINT_KEY, orjson.dumps(payload), at=now)
-
     def _store_plan(self, plan: CyclePlan, config: Config, now: float, audited: str) -> None:
-        """The cycle's whole plan, held-back items and why included, for the UI and for the
-        next cycle (which audits a dry-run plan again only when it changed)."""
-        payload = {
-            "version": PLAN_SCHEMA_VERSION,
-            "at": now,
-            "mode": config.mode.value,
-            "target": self.applier.name,
-            "auditedDigest": audited,
-            "items": item_rows(plan),
-        }
-        data = zlib.compress(orjson.dumps(payload), 1)  # level 1: ~2x faster, ~10% larger
-        self.store.save_checkpoint(PLAN_KEY, data, at=now)
+        save_plan(self.store, plan, config, target=self.applier.name, now=now, audited=audited)
 
     def _last_audited(self) -> str | None:
         if not self._audited_loaded:
@@ -257,20 +185,6 @@ class Reconciler:
         for tenant, reasons in sorted(by_tenant.items()):
             self._event(now, "tenant_data_incomplete", level="warning", component="source",
                         tenant=tenant, limits=reasons)  # fmt: skip
-
-    def _store_recreated_hold(self, config: Config, now: float) -> str:
-        """Why applying waits after the store was recreated (its record of recent changes,
-        which the cooldown needs, was lost), or ""."""
-        raw = self.store.load_checkpoint(STORE_RECREATED_KEY)
-        if raw is None:
-            return ""
-        at = float(json.loads(raw)["at"])
-        if now - at >= config.change_policy.cooldown:
-            return ""
-        return (
-            f"the store was recreated {max(0.0, now - at) / 60:.0f} min ago and lost the record "
-            "of recent changes: applying resumes after changePolicy.cooldown"
-        )
 
     def _plan(
         self, config: Config, observation: Observation, content: Content, now: float
@@ -412,17 +326,18 @@ class Reconciler:
             for guard in self.guards:
                 guard.planned(planned, config, now)
             self.metrics.observe_recommendations(recs, planned=writes.tenants(), now=now)
-            self._checkpoint(recs, now)
+            save_checkpoint(self.store, recs, now)
             spikes = sum(int(r.spike_count.sum()) for r in recs.results.values())
             if spikes:
                 self.metrics.spikes_detected_total.inc(spikes)
         result = CycleResult(True, planned=len(planned), held_back=len(held), recommendations=recs)
         if held:
             with self.metrics.phase("audit"):
-                self._held_back(planned, config, now)
+                self.report.event(now, "change_held_back", component="controller",
+                                  details=held_back_details(planned, config))  # fmt: skip
         partial = dict(observation.unavailable)
         self._report_incomplete(observation, now)
-        lost = self._store_recreated_hold(config, now)
+        lost = store_recreated_hold(self.store, config, now)
         audited = self._last_audited() or ""
         if config.mode is Mode.DRY_RUN or not leader or partial or lost or not writes.changes:
             why = (
@@ -435,12 +350,12 @@ class Reconciler:
                 else lost or "no change needed"
             )
             action = "would_update_limits" if config.mode is Mode.DRY_RUN else "skipped_update"
-            digest = _digest(writes)
+            digest = write_digest(writes)
             if digest == audited:  # the same writes as last audited: counted, not re-audited
                 self.metrics.plans_unchanged_total.inc()
             else:
                 with self.metrics.phase("audit"):
-                    self.report.events(_change_events(writes, now, action, config, why))
+                    self.report.events(change_events(writes, now, action, config, why))
                 audited = self._audited = digest
             with self.metrics.phase("audit"):  # the stored plan: the held-back details
                 self._store_plan(planned, config, now, audited)
@@ -449,146 +364,3 @@ class Reconciler:
         self._audited = ""  # after a write, the next dry-run plan is news again
         self._store_plan(planned, config, now, "")
         return self._apply(config, writes, observation, result, now=now)
-
-    def _held_back(self, plan: CyclePlan, config: Config, now: float) -> None:
-        """One summarised event per cycle for everything held back (at 10,000 tenants the
-        per-cycle tenant cap alone holds thousands); each item and why is in the stored plan."""
-        held = plan.held_back
-        by_reason: dict[str, int] = {}
-        for h in held:
-            reason = h.reason.removeprefix("held: ")
-            kind = reason.split(":", 1)[0] if ":" in reason[:40] else reason
-            by_reason[kind] = by_reason.get(kind, 0) + 1
-        self._event(
-            now,
-            "change_held_back",
-            count=len(held),
-            tenants=len({h.change.tenant for h in held}),
-            reasons=by_reason,
-            examples=[
-                {
-                    "tenant": h.change.tenant,
-                    "limit": h.change.limit,
-                    "old": h.change.old,
-                    "new": h.change.new,
-                    "reason": h.reason,
-                }
-                for h in held[:HELD_EXAMPLES]
-            ],
-            mode=config.mode.value,
-            detail=f"the cycle's stored plan ({PLAN_KEY}) lists every held-back change",
-        )
-
-    def _apply(
-        self,
-        config: Config,
-        allowed: Plan,
-        observation: Observation,
-        result: CycleResult,
-        *,
-        now: float,
-    ) -> CycleResult:
-        first = True
-
-        def replan(content: Content) -> Plan:
-            nonlocal first
-            if first:  # the plan was made against this very read
-                first = False
-                return allowed
-            return self._plan(config, observation, content, now).writes
-
-        def events(plan: Plan) -> list[AuditEvent]:
-            """update_limits per change, stored with the write's revision (atomically)."""
-            return _change_events(plan, now, "update_limits", config)
-
-        try:
-            with self.metrics.phase("apply"):
-                outcome = self.applier.apply(replan, now=now, events=events)
-        except (ApplyError, TargetError, OverridesParseError, StoreError) as exc:
-            self.metrics.errors_total.labels(component="target", reason="write_failed").inc()
-            self._event(
-                now,
-                "update_limits_failed",
-                level="error",
-                component="target",
-                error=str(exc),
-                changes=len(allowed),
-            )
-            result.ok, result.detail = False, f"apply failed, previous content intact: {exc}"
-            self._alert(
-                now,
-                "apply_failed",
-                f"apply_failed:{self.applier.name}",
-                (Priority.P1, Severity.ERROR),
-                f"applying {len(allowed)} limit change(s) to "
-                f"{self.applier.name} failed, previous content intact: {exc}",
-                component="target",
-                error=str(exc),
-                changes=len(allowed),
-            )
-            return result
-        if outcome.unrecorded:
-            self.metrics.errors_total.labels(component="store", reason="record_failed").inc()
-            self._alert(now, "store_failed", f"store_failed:{self.applier.name}",
-                        (Priority.P1, Severity.ERROR), f"{self.applier.name}: {outcome.detail}",
-                        component="store", detail=outcome.detail)  # fmt: skip
-        if outcome.rolled_back:  # the rollback audit event is stored with its revision
-            self.metrics.errors_total.labels(component="verify", reason="reload_failed").inc()
-            result.ok, result.detail = False, outcome.detail
-            self._alert(
-                now,
-                "rollback",
-                f"rollback:{self.applier.name}",
-                (Priority.P1, Severity.ERROR),
-                f"Mimir did not load the new limits of "
-                f"{self.applier.name}; rolled back: {outcome.detail}",
-                component="verify",
-                detail=outcome.detail,
-            )
-            return result
-        for kind in ("apply_failed", "rollback"):
-            self._alert(
-                now,
-                kind,
-                f"{kind}:{self.applier.name}",
-                (Priority.P1, Severity.ERROR),
-                component="target",
-                resolved=True,
-            )
-        written = outcome.plan if outcome.plan is not None else allowed  # after any re-plan
-        if outcome.applied:  # its update_limits events are stored with the revision
-            self.metrics.limits_applied_total.inc(len(written))
-            result.applied = len(written)
-            revision = outcome.revision.id if outcome.revision else None
-            changes = [
-                {"tenant": c.tenant, "limit": c.limit, "old": c.old, "new": c.new}
-                for c in written.changes[:20]
-            ]
-            self._alert(
-                now,
-                "limits_applied",
-                f"limits_applied:{self.applier.name}:{revision}",
-                (Priority.P3, Severity.INFO),
-                f"{len(written)} limit change(s) applied to "
-                f"{self.applier.name} (revision {revision})",
-                component="target",
-                revision=revision,
-                count=len(written),
-                changes=changes,
-            )
-        result.detail = outcome.detail
-        if outcome.unrecorded:
-            result.ok = False
-        if outcome.unverified:  # written, Mimir did not confirm it, and no rollback happened
-            result.ok = False
-            self.metrics.errors_total.labels(component="verify", reason="unverified").inc()
-            self._alert(
-                now,
-                "rollback",
-                f"rollback:{self.applier.name}",
-                (Priority.P1, Severity.ERROR),
-                f"{self.applier.name}: {outcome.detail}",
-                component="verify",
-                detail=outcome.detail,
-            )
-        return result
