@@ -40,11 +40,11 @@ def populate(service: Any, path: Path) -> int:
     """Write an overrides file that sets three limits for every tenant of the synthetic
     cluster (the file a cluster of this size has once limits are managed: 4 lines a tenant),
     in place of the empty file of a first start. Returns its line count."""
-    from mimir_limit_optimizer.sources.synthetic_model import _tenant_names
+    from mimir_limit_optimizer.sources.synthetic_generate import tenant_names
 
     # The cluster's own naming (not the source: building it here would warm the service's
     # cached cluster and hide the `collect` phase).
-    names, _ = _tenant_names(service.provider.config.synthetic.tenant_count)
+    names, _ = tenant_names(service.provider.config.synthetic.tenant_count)
     lines = ["# every tenant, as an earlier apply left it\noverrides:\n"]
     for i, tenant in enumerate(names):
         lines.append(

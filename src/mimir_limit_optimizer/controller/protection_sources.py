@@ -15,7 +15,7 @@ from mimir_limit_optimizer.sources.fast_synthetic import (
     SyntheticFastSource,
     scenario_from_cluster,
 )
-from mimir_limit_optimizer.sources.synthetic_model import generate_cluster
+from mimir_limit_optimizer.sources.synthetic_generate import generate_cluster
 
 FastSourceFactory = Callable[[Config, float], FastSource]
 

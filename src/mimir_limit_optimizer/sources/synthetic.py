@@ -23,11 +23,8 @@ from mimir_limit_optimizer.catalogue import LimitSpec, SignalKind
 from mimir_limit_optimizer.config.models import SyntheticSettings
 from mimir_limit_optimizer.engine.usage import FloatArray, LazyArrays, Observation
 from mimir_limit_optimizer.sources.base import ProgressCallback
-from mimir_limit_optimizer.sources.synthetic_model import (
-    DISCARD_REASONS,
-    SyntheticCluster,
-    generate_cluster,
-)
+from mimir_limit_optimizer.sources.synthetic_generate import generate_cluster
+from mimir_limit_optimizer.sources.synthetic_model import DISCARD_REASONS, SyntheticCluster
 from mimir_limit_optimizer.sources.synthetic_openmetrics import EMITTED_METRICS, write_openmetrics
 
 __all__ = ["SyntheticCluster", "SyntheticSource", "generate_cluster", "write_openmetrics"]
