@@ -281,7 +281,7 @@ def test_progress_counts_every_request_up_to_the_total() -> None:
     assert any("usage of l [1/3]" in label for _, _, label in seen)
 
 
-def test_requests_run_concurrently_but_never_beyond_max_concurrency() -> None:
+def test_fixed_concurrency_runs_exactly_max_concurrency_requests_at_once() -> None:
     fake = FakePrometheus()
     in_flight = peak = 0
 
@@ -294,7 +294,7 @@ def test_requests_run_concurrently_but_never_beyond_max_concurrency() -> None:
         return fake(request)
 
     PrometheusSource(
-        PrometheusSettings(max_concurrency=3, chunk_length=600),
+        PrometheusSettings(max_concurrency=3, adaptive_concurrency=False, chunk_length=600),
         transport=httpx.MockTransport(slow),
     ).collect([spec("a", USAGE_A)], start=T0, end=T0 + 3000)
     # 11 points in chunks of 2, the current limits, and the reachability probe.
