@@ -203,7 +203,7 @@ def time_plain(url: str, jobs: list[Job], concurrency: int) -> float:
 
 
 def time_ours(prom: PrometheusSettings, specs: list[LimitSpec], start: float, end: float,
-              tenants: int, levels: list[str] | None = None) -> float:  # fmt: skip
+              tenants: int, *, levels: list[str] | None = None) -> float:  # fmt: skip
     """Seconds of one collection; appends the requests-in-flight levels it went through to
     `levels` (e.g. "1>2>1")."""
     t0 = time.perf_counter()
@@ -283,7 +283,7 @@ def main() -> None:
         # Untimed warm-up: Prometheus' first pass over the blocks pages them in.
         PrometheusSource(prom).collect(specs, start=start, end=end)
         before = _queries(server)
-        keep("ours", time_ours(prom, specs, start, end, args.tenants, levels))
+        keep("ours", time_ours(prom, specs, start, end, args.tenants, levels=levels))
         ours_q = _queries(server) - before
         # Rounds of eval, ours-1, ours and transfer back to back: on a shared machine the
         # load drifts over minutes, so each round's ratios compare neighbours in time.
@@ -291,7 +291,7 @@ def main() -> None:
             this = {"eval": time_eval(server.url, jobs)}
             this["ours-1"] = time_ours(sequential, specs, start, end, args.tenants)
             if number:
-                this["ours"] = time_ours(prom, specs, start, end, args.tenants, levels)
+                this["ours"] = time_ours(prom, specs, start, end, args.tenants, levels=levels)
             if "ours-4" not in args.skip:
                 this["ours-4"] = time_ours(fixed, specs, start, end, args.tenants)
             this["transfer"] = time_transfer(server.url, jobs, "identity")
