@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -93,6 +94,13 @@ class FamilyFilter(io.TextIOBase):
 
 
 CACHE_VERSION = 1  # bump when the generated data or its families change
+
+
+def prom_cpu_seconds(server: PromServer) -> float:
+    """Prometheus' CPU seconds so far (user + system, /proc): unlike wall-clock time, barely
+    moved by the load of other processes on a shared machine."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _queries(server: PromServer) -> float:
@@ -263,6 +271,7 @@ def main() -> None:
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
     best: dict[str, float] = {}
     rounds: list[dict[str, float]] = []
+    cpu_rounds: list[dict[str, float]] = []  # Prometheus' CPU seconds per method and round
 
     def keep(name: str, seconds: float) -> None:
         best[name] = min(best.get(name, math.inf), seconds)
@@ -288,13 +297,23 @@ def main() -> None:
         # Rounds of eval, ours-1, ours and transfer back to back: on a shared machine the
         # load drifts over minutes, so each round's ratios compare neighbours in time.
         for number in range(args.repeat):
-            this = {"eval": time_eval(server.url, jobs)}
-            this["ours-1"] = time_ours(sequential, specs, start, end, args.tenants)
+            this: dict[str, float] = {}
+            cpu: dict[str, float] = {}
+
+            def timed(name: str, run: Callable[[], float]) -> None:
+                before_cpu = prom_cpu_seconds(server)
+                this[name] = run()  # noqa: B023 (called at once)
+                cpu[name] = prom_cpu_seconds(server) - before_cpu  # noqa: B023
+
+            timed("eval", lambda: time_eval(server.url, jobs))
+            timed("ours-1", lambda: time_ours(sequential, specs, start, end, args.tenants))
             if number:
-                this["ours"] = time_ours(prom, specs, start, end, args.tenants, levels=levels)
+                timed("ours", lambda: time_ours(prom, specs, start, end, args.tenants,
+                                                levels=levels))  # fmt: skip
             if "ours-4" not in args.skip:
-                this["ours-4"] = time_ours(fixed, specs, start, end, args.tenants)
-            this["transfer"] = time_transfer(server.url, jobs, "identity")
+                timed("ours-4", lambda: time_ours(fixed, specs, start, end, args.tenants))
+            timed("transfer", lambda: time_transfer(server.url, jobs, "identity"))
+            cpu_rounds.append(cpu)
             for name, seconds in this.items():
                 keep(name, seconds)
             rounds.append(this)
@@ -345,6 +364,11 @@ def main() -> None:
         ratios += f"   naive / ours = {best['naive'] * scale / best['ours']:.1f}x"
     print(ratios)
     print(f"ours: requests in flight per round: {', '.join(levels)}")
+    for name in ("eval", "ours-1", "ours", "ours-4", "transfer"):
+        each = [r[name] for r in cpu_rounds if name in r]
+        if each:
+            print(f"Prometheus CPU s during {name}: {', '.join(f'{x:.1f}' for x in each)}; "
+                  f"median {statistics.median(each):.1f}")  # fmt: skip
     for name in ("ours-1", "ours", "ours-4", "transfer"):
         each = [r[name] / r["eval"] for r in rounds if name in r]
         if each:
