@@ -293,11 +293,13 @@ class PrometheusSource:
                 # One cheap query first: an unreachable or misconfigured server fails here,
                 # once (with its retries), instead of once per signal and chunk.
                 await conn.query("vector(1)", end)
+                # The limits in force first: reading their series (one per tenant and limit)
+                # then overlaps the evaluation of the range queries instead of following it.
+                group.create_task(fetch_current(conn, METRIC_OVERRIDES))
+                group.create_task(fetch_current(conn, METRIC_DEFAULTS))
                 for signal in signals.values():
                     for number in range(len(chunks)):
                         group.create_task(fetch(conn, signal, number))
-                group.create_task(fetch_current(conn, METRIC_OVERRIDES))
-                group.create_task(fetch_current(conn, METRIC_DEFAULTS))
         except ExceptionGroup as group_error:
             # Source errors are handled per task; anything here is a bug or a failing
             # progress callback: surface it as itself, not wrapped in a group.
