@@ -16,6 +16,7 @@ import pytest
 
 from mimir_limit_optimizer.sources.prom_concurrency import (
     MIN_WINDOW,
+    MIN_WINDOW_SECONDS,
     REPROBE_AFTER,
     ConcurrencyLimit,
 )
@@ -126,6 +127,15 @@ def test_a_two_core_server_settles_at_two() -> None:
     simulate(limit, clock, same_jobs(42), cores=2)
     assert limit.levels == [1, 2, 3, 2]
     assert limit.limit == 2
+
+
+def test_a_measurement_spans_at_least_a_second_however_quick_the_requests() -> None:
+    limit, clock = adaptive()
+    quick = [Job("q", work=0.1, size=1000) for _ in range(60)]
+    started = simulate(limit, clock, quick, cores=1, penalty=0.2)
+    # The first measurement at one in flight needs MIN_WINDOW_SECONDS of 0.1 s requests.
+    assert started.index(2) >= MIN_WINDOW_SECONDS / 0.1
+    assert limit.levels == [1, 2, 1]
 
 
 def test_a_maximum_of_one_never_tries_more() -> None:
