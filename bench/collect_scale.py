@@ -296,7 +296,7 @@ def main() -> None:
         ours_q = _queries(server) - before
         # Rounds of eval, ours-1, ours and transfer back to back: on a shared machine the
         # load drifts over minutes, so each round's ratios compare neighbours in time.
-        for number in range(args.repeat):
+        for _ in range(args.repeat):
             this: dict[str, float] = {}
             cpu: dict[str, float] = {}
 
