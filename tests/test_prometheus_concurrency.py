@@ -85,3 +85,32 @@ def test_adaptive_and_fixed_concurrency_collect_the_same_arrays() -> None:
     for other in observations[1:]:
         assert other.tenants == first.tenants
         np.testing.assert_array_equal(other.usage["a"], first.usage["a"])
+
+
+def test_responses_held_at_once_are_bounded_by_max_concurrency_plus_one() -> None:
+    # An instant server and 30 chunks: without the bound, answered chunks would pile up
+    # behind the one being decoded.
+    fake = FakePrometheus(tenants=[f"tenant-{i}" for i in range(200)])
+    answered = placed = most_held = 0
+
+    async def instant(request: httpx.Request) -> httpx.Response:
+        nonlocal answered, most_held
+        response = fake(request)
+        if request.url.path.endswith("/query_range"):
+            answered += 1
+            most_held = max(most_held, answered - placed)
+        return response
+
+    class Counting(PrometheusSource):
+        def _place(self, *args: object, **kwargs: object) -> None:
+            nonlocal placed
+            placed += 1
+            super()._place(*args, **kwargs)  # type: ignore[arg-type]
+
+    settings = SETTINGS.model_copy(update={"max_concurrency": 2, "adaptive_concurrency": False})
+    obs = Counting(settings, transport=httpx.MockTransport(instant), sleep=Sleeps()).collect(
+        [spec("a", USAGE_A)], start=T0, end=T0 + 59 * 300
+    )
+    assert len(fake.ranges()) == 30
+    assert obs.usage["a"].shape == (200, 60)
+    assert most_held <= 2 + 1
