@@ -19,6 +19,7 @@ from mimir_limit_optimizer.sources.prom_concurrency import (
     MIN_WINDOW_SECONDS,
     REPROBE_AFTER,
     ConcurrencyLimit,
+    Ticket,
 )
 
 
@@ -35,7 +36,7 @@ class Job:
     key: Hashable
     work: float  # seconds of one core
     size: int  # response bytes
-    started: float = 0.0
+    ticket: Ticket | None = None
     left: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +61,7 @@ def simulate(
     for _ in range(10 * len(jobs) + 10):  # bounded: every turn completes a job
         while pending and len(active) < limit.limit:
             job = pending.pop()
-            job.started = clock.now
+            job.ticket = limit.enter()
             active.append(job)
             levels.append(limit.limit)
         if not active:
@@ -74,7 +75,9 @@ def simulate(
         done = [j for j in active if j.left <= 1e-9]
         active = [j for j in active if j.left > 1e-9]
         for job in done:
-            limit.measure(job.size, job.key, job.started)
+            assert job.ticket is not None
+            limit.measure(job.ticket, job.size, job.key)  # while in flight, as `Slot` does
+            limit.leave()
     raise AssertionError("simulation did not finish")
 
 
@@ -82,9 +85,9 @@ def same_jobs(count: int, key: Hashable = "q") -> list[Job]:
     return [Job(key, work=1.0, size=1000) for _ in range(count)]
 
 
-def adaptive(maximum: int = 4) -> tuple[ConcurrencyLimit, FakeClock]:
+def adaptive(maximum: int = 4, period: int = 1) -> tuple[ConcurrencyLimit, FakeClock]:
     clock = FakeClock()
-    return ConcurrencyLimit(maximum, adaptive=True, clock=clock), clock
+    return ConcurrencyLimit(maximum, adaptive=True, clock=clock, period=period), clock
 
 
 def test_a_one_core_server_is_sent_one_request_at_a_time_after_one_try_of_two() -> None:
@@ -186,6 +189,50 @@ def test_a_wrong_comparison_across_kinds_would_have_raised_it() -> None:
     jobs += [Job("same", work=1.0, size=100_000) for _ in range(40)]
     simulate(limit, clock, jobs, cores=1, penalty=0.2)
     assert limit.limit > 1
+
+
+def mixed_jobs(count: int) -> list[Job]:
+    """Chunks of three queries in turn, as the source sends them, measured as one kind: the
+    second query's answers are 50 times larger for the same work."""
+    sizes = (1000, 50_000, 3000)
+    return [Job("range", work=1.0, size=sizes[i % 3]) for i in range(count)]
+
+
+def test_a_measurement_counts_whole_periods_of_the_mix() -> None:
+    limit, clock = adaptive(period=3)
+    started = simulate(limit, clock, mixed_jobs(42), cores=1, penalty=0.2)
+    assert limit.levels == [1, 2, 1]
+    # At one in flight 3 requests (one period), at two max(3, 2 x 2) = 4, rounded up to 6.
+    assert started[:3] == [1, 1, 1]
+    assert started.count(2) == 6
+
+
+def test_a_mix_of_queries_on_a_one_core_server_is_only_tried_at_two() -> None:
+    limit, clock = adaptive(period=3)
+    started = simulate(limit, clock, mixed_jobs(300), cores=1, penalty=0.2)
+    assert max(limit.levels) == 2
+    tries = limit.levels.count(2)
+    assert started.count(2) <= 6 * tries
+    assert tries <= 1 + 300 // (6 + REPROBE_AFTER * MIN_WINDOW)
+
+
+def test_a_mix_of_queries_on_a_parallel_server_climbs_to_the_maximum() -> None:
+    limit, clock = adaptive(period=3)
+    started = simulate(limit, clock, mixed_jobs(90), cores=16)
+    assert limit.levels == [1, 2, 3, 4]
+    assert started[-30:] == [4] * 30
+
+
+@pytest.mark.parametrize(("period", "fooled"), [(7, False), (1, True)])
+def test_only_whole_periods_of_the_mix_are_compared(period: int, fooled: bool) -> None:
+    # Seven queries in turn, three with small answers and four with large ones, on a one-core
+    # server. Windows cut from the mix (period 1) compare 3 small answers at one in flight
+    # with 4 large ones at two, and two seems to pay; whole periods compare like with like.
+    sizes = (100, 100, 100, 100_000, 100_000, 100_000, 100_000)
+    jobs = [Job("range", work=1.0, size=sizes[i % 7]) for i in range(140)]
+    limit, clock = adaptive(period=period)
+    simulate(limit, clock, jobs, cores=1, penalty=0.2)
+    assert (max(limit.levels) > 2) == fooled
 
 
 def test_waiting_requests_start_when_the_limit_rises_and_never_beyond_it() -> None:

@@ -17,7 +17,7 @@ import random
 import re
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,17 +383,20 @@ class PromConnection:
         step: float,
         *,
         wanted: Callable[[], bool] | None = None,
+        measure_as: Hashable = None,
     ) -> DecodedMatrix | None:
         """The result as one set of arrays for all series (no Python object per sample).
         None, with nothing sent, if `wanted()` is false once a place at the server is free
-        (e.g. another chunk of the same query has failed meanwhile)."""
+        (e.g. another chunk of the same query has failed meanwhile). `measure_as`: the kind
+        of request the concurrency limit compares this one with (default: the query)."""
         form = {
             "query": query,
             "start": format_time(start),
             "end": format_time(end),
             "step": format_time(step),
         }
-        data = await self._post("/api/v1/query_range", form, query, measure=True, wanted=wanted)
+        kind = query if measure_as is None else measure_as
+        data = await self._post("/api/v1/query_range", form, query, measure=kind, wanted=wanted)
         if isinstance(data, _Unwanted):
             return None
         shown = self._api.shown + "/api/v1/query_range"
@@ -413,11 +416,12 @@ class PromConnection:
         form: Mapping[str, str],
         query: str,
         *,
-        measure: bool = False,
+        measure: Hashable = None,
         wanted: Callable[[], bool] | None = None,
     ) -> Any:
-        """`measure`: the response's size counts in the concurrency limit's throughput (range
-        queries; the few instant queries are too small to say anything)."""
+        """`measure`: the kind of request under which the response's size counts in the
+        concurrency limit's throughput (range queries); None: not counted (the few instant
+        queries are too small to say anything)."""
         api = self._api
         url = api.base + path
         shown = api.shown + path
@@ -464,7 +468,7 @@ class PromConnection:
         query: str,
         shown: str,
         *,
-        measure: bool,
+        measure: Hashable,
         wanted: Callable[[], bool] | None,
     ) -> httpx.Response | _Failure | _Unwanted:
         """One request, holding a place at the server until its body has arrived."""
@@ -491,8 +495,8 @@ class PromConnection:
                     "check that the server is up and the URL is right",
                     retryable=True,
                 )
-            if measure and place is not None and 200 <= response.status_code < 300:
-                place.received(len(response.content), query)
+            if measure is not None and place is not None and 200 <= response.status_code < 300:
+                place.received(len(response.content), measure)
             return response
 
     def _backoff(self, attempt: int) -> float:

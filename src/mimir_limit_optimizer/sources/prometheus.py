@@ -254,6 +254,7 @@ class PrometheusSource:
             self._settings.max_concurrency,
             adaptive=self._settings.adaptive_concurrency,
             clock=self._clock,
+            period=len(signals),
             logger=self._log,
         )
         # Memory: responses held at once (at the server, received or being decoded) are at
@@ -272,6 +273,8 @@ class PrometheusSource:
                             grid[last],
                             step,
                             wanted=lambda: signal.error is None,
+                            # One kind for all: every measurement sees the same mix.
+                            measure_as="range",
                         )
                         if matrix is not None:
                             self._place(signal, matrix, grid, first, last)
@@ -297,8 +300,11 @@ class PrometheusSource:
                 # then overlaps the evaluation of the range queries instead of following it.
                 group.create_task(fetch_current(conn, METRIC_OVERRIDES))
                 group.create_task(fetch_current(conn, METRIC_DEFAULTS))
-                for signal in signals.values():
-                    for number in range(len(chunks)):
+                # Chunk by chunk, one of each query in turn: any run of len(signals)
+                # requests has the same mix of queries, so the concurrency limit compares
+                # like with like even when each query has only a few chunks.
+                for number in range(len(chunks)):
+                    for signal in signals.values():
                         group.create_task(fetch(conn, signal, number))
         except ExceptionGroup as group_error:
             # Source errors are handled per task; anything here is a bug or a failing
