@@ -16,7 +16,7 @@ import numpy as np
 from mimir_limit_optimizer.config.models import PrometheusSettings
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.sources.prometheus import PrometheusSource
-from tests.test_prometheus_source import T0, USAGE_A, FakePrometheus, Sleeps, spec
+from tests.test_prometheus_source import T0, USAGE_A, USAGE_B, FakePrometheus, Sleeps, spec
 
 # 28 points at 300 s in chunks of 2: 14 range requests of one signal.
 END = T0 + 27 * 300
@@ -114,3 +114,18 @@ def test_responses_held_at_once_are_bounded_by_max_concurrency_plus_one() -> Non
     assert len(fake.ranges()) == 30
     assert obs.usage["a"].shape == (200, 60)
     assert most_held <= 2 + 1
+
+
+def test_chunks_go_one_of_each_query_in_turn() -> None:
+    # Every run of (number of queries) requests has the same mix, which is what the limit's
+    # measurements compare.
+    fake = FakePrometheus()
+    PrometheusSource(
+        SETTINGS.model_copy(update={"max_concurrency": 1}),
+        transport=httpx.MockTransport(fake),
+        sleep=Sleeps(),
+    ).collect([spec("a", USAGE_A), spec("b", USAGE_B)], start=T0, end=T0 + 1500)
+    kinds = ["a" if "a_total" in call.query else "b" for call in fake.ranges()]
+    starts = [float(call.form["start"]) for call in fake.ranges()]
+    assert kinds == ["a", "b"] * 3
+    assert starts == sorted(starts)
