@@ -3,9 +3,11 @@
 Builds a synthetic cluster and backfills it into TSDB blocks (promtool), cached under
 ~/.cache/mlo-bench by parameters so that re-runs skip it; serves them with a real Prometheus
 on 127.0.0.1 limited to --prom-cores cores (GOMAXPROCS); then, best of --repeat:
-  ours     PrometheusSource.collect for the given limits: one range query per signal for
-           all tenants, chunked, 4 concurrent requests, plus a probe and 2 instant queries;
+  ours     PrometheusSource.collect for the given limits with the default settings: one range
+           query per signal for all tenants, chunked, up to 4 requests in flight as long as
+           more pay (adaptive), plus a probe and 2 instant queries;
   ours-1   the same with one request at a time;
+  ours-4   the same with 4 requests in flight throughout (adaptiveConcurrency: false);
   eval     Prometheus' own evaluation time for exactly the requests ours sends
            (`stats=all`, execTotalTime summed): the physical floor;
   transfer the same requests one at a time, bytes received and nothing decoded: eval plus
@@ -32,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -91,6 +94,13 @@ class FamilyFilter(io.TextIOBase):
 
 
 CACHE_VERSION = 1  # bump when the generated data or its families change
+
+
+def prom_cpu_seconds(server: PromServer) -> float:
+    """Prometheus' CPU seconds so far (user + system, /proc): unlike wall-clock time, barely
+    moved by the load of other processes on a shared machine."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _queries(server: PromServer) -> float:
@@ -201,11 +211,16 @@ def time_plain(url: str, jobs: list[Job], concurrency: int) -> float:
 
 
 def time_ours(prom: PrometheusSettings, specs: list[LimitSpec], start: float, end: float,
-              tenants: int) -> float:  # fmt: skip
+              tenants: int, *, levels: list[str] | None = None) -> float:  # fmt: skip
+    """Seconds of one collection; appends the requests-in-flight levels it went through to
+    `levels` (e.g. "1>2>1")."""
     t0 = time.perf_counter()
-    obs = PrometheusSource(prom).collect(specs, start=start, end=end)
+    source = PrometheusSource(prom)
+    obs = source.collect(specs, start=start, end=end)
     took = time.perf_counter() - t0
     assert len(obs.tenants) == tenants, len(obs.tenants)
+    if levels is not None:
+        levels.append(">".join(map(str, source.last_concurrency)))
     return took
 
 
@@ -241,7 +256,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of N for every timing")
     parser.add_argument("--prom-cores", type=int, default=1, help="GOMAXPROCS of Prometheus")
     parser.add_argument("--cache-dir", type=Path, default=_cache_root())
-    parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "transfer-gz", "naive"],
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["plain", "transfer-gz", "naive", "ours-4"],
                         help="methods not to run (each takes minutes at 5,000)")  # fmt: skip
     args = parser.parse_args()
 
@@ -255,6 +271,7 @@ def main() -> None:
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
     best: dict[str, float] = {}
     rounds: list[dict[str, float]] = []
+    cpu_rounds: list[dict[str, float]] = []  # Prometheus' CPU seconds per method and round
 
     def keep(name: str, seconds: float) -> None:
         best[name] = min(best.get(name, math.inf), seconds)
@@ -265,6 +282,8 @@ def main() -> None:
         prom = PrometheusSettings(url=server.url, step=step, rate_interval=2 * step,
                                   chunk_length=args.chunk, timeout=600)  # fmt: skip
         sequential = prom.model_copy(update={"max_concurrency": 1})
+        fixed = prom.model_copy(update={"adaptive_concurrency": False})
+        levels: list[str] = []
         catalogue = load_catalogue()
         specs = [catalogue.limits[name] for name in LIMITS]
         ranges, instants = PrometheusSource(prom).planned_requests(specs, start=start, end=end)
@@ -273,16 +292,27 @@ def main() -> None:
         # Untimed warm-up: Prometheus' first pass over the blocks pages them in.
         PrometheusSource(prom).collect(specs, start=start, end=end)
         before = _queries(server)
-        keep("ours", time_ours(prom, specs, start, end, args.tenants))
+        time_ours(prom, specs, start, end, args.tenants)  # counts the requests, untimed
         ours_q = _queries(server) - before
         # Rounds of eval, ours-1, ours and transfer back to back: on a shared machine the
         # load drifts over minutes, so each round's ratios compare neighbours in time.
-        for number in range(args.repeat):
-            this = {"eval": time_eval(server.url, jobs)}
-            this["ours-1"] = time_ours(sequential, specs, start, end, args.tenants)
-            if number:
-                this["ours"] = time_ours(prom, specs, start, end, args.tenants)
-            this["transfer"] = time_transfer(server.url, jobs, "identity")
+        for _ in range(args.repeat):
+            this: dict[str, float] = {}
+            cpu: dict[str, float] = {}
+
+            def timed(name: str, run: Callable[[], float]) -> None:
+                before_cpu = prom_cpu_seconds(server)
+                this[name] = run()  # noqa: B023 (called at once)
+                cpu[name] = prom_cpu_seconds(server) - before_cpu  # noqa: B023
+
+            timed("eval", lambda: time_eval(server.url, jobs))
+            timed("ours-1", lambda: time_ours(sequential, specs, start, end, args.tenants))
+            timed("ours", lambda: time_ours(prom, specs, start, end, args.tenants,
+                                            levels=levels))  # fmt: skip
+            if "ours-4" not in args.skip:
+                timed("ours-4", lambda: time_ours(fixed, specs, start, end, args.tenants))
+            timed("transfer", lambda: time_transfer(server.url, jobs, "identity"))
+            cpu_rounds.append(cpu)
             for name, seconds in this.items():
                 keep(name, seconds)
             rounds.append(this)
@@ -307,8 +337,9 @@ def main() -> None:
           f"load average {load:.1f}")  # fmt: skip
     print(f"{'method':<11} {'queries':>8} {'seconds':>8}")
     rows = [
-        ("ours", ours_q, "4 requests in flight"),
+        ("ours", ours_q, "default: adaptive, up to 4 requests in flight"),
         ("ours-1", ours_q, "one request at a time"),
+        ("ours-4", ours_q, "4 requests in flight throughout"),
         ("eval", len(jobs), "Prometheus' execTotalTime, summed"),
         ("transfer", len(jobs), "eval + JSON encoding + HTTP: bytes received, nothing decoded"),
         ("transfer-gz", len(jobs), "the same, gzip-compressed (httpx's default)"),
@@ -331,7 +362,13 @@ def main() -> None:
         print(f"{'naive':<11} {naive_q:>8.0f} {best['naive'] * scale:>8.2f}{note}")
         ratios += f"   naive / ours = {best['naive'] * scale / best['ours']:.1f}x"
     print(ratios)
-    for name in ("ours-1", "ours", "transfer"):
+    print(f"ours: requests in flight per round: {', '.join(levels)}")
+    for name in ("eval", "ours-1", "ours", "ours-4", "transfer"):
+        each = [r[name] for r in cpu_rounds if name in r]
+        if each:
+            print(f"Prometheus CPU s during {name}: {', '.join(f'{x:.1f}' for x in each)}; "
+                  f"median {statistics.median(each):.1f}")  # fmt: skip
+    for name in ("ours-1", "ours", "ours-4", "transfer"):
         each = [r[name] / r["eval"] for r in rounds if name in r]
         if each:
             print(f"{name} / eval per round: {', '.join(f'{x:.2f}' for x in each)}; "

@@ -281,7 +281,7 @@ def test_progress_counts_every_request_up_to_the_total() -> None:
     assert any("usage of l [1/3]" in label for _, _, label in seen)
 
 
-def test_requests_run_concurrently_but_never_beyond_max_concurrency() -> None:
+def test_fixed_concurrency_runs_exactly_max_concurrency_requests_at_once() -> None:
     fake = FakePrometheus()
     in_flight = peak = 0
 
@@ -294,7 +294,7 @@ def test_requests_run_concurrently_but_never_beyond_max_concurrency() -> None:
         return fake(request)
 
     PrometheusSource(
-        PrometheusSettings(max_concurrency=3, chunk_length=600),
+        PrometheusSettings(max_concurrency=3, adaptive_concurrency=False, chunk_length=600),
         transport=httpx.MockTransport(slow),
     ).collect([spec("a", USAGE_A)], start=T0, end=T0 + 3000)
     # 11 points in chunks of 2, the current limits, and the reachability probe.
@@ -796,14 +796,8 @@ def smoke_prometheus(tmp_path: Path) -> Iterator[PromServer]:
 def test_smoke_against_a_real_prometheus(smoke_prometheus: PromServer) -> None:
     server = smoke_prometheus
     catalogue = load_catalogue("mimir")
-    source = PrometheusSource(
-        PrometheusSettings(
-            url=server.url,
-            selectors={"cluster": 'we"ird\\'},
-            step=300,
-            chunk_length=1800,  # two chunks per hour: exercises the joins for real
-        )
-    )
+    # Two chunks per hour: exercises the joins for real.
+    source = PrometheusSource(source_settings(server))
     obs = source.collect(
         [catalogue.limits["ingestion_rate"]], start=SMOKE_START + 600, end=SMOKE_START + 3600
     )
@@ -821,6 +815,25 @@ def test_smoke_against_a_real_prometheus(smoke_prometheus: PromServer) -> None:
         list(catalogue.limits.values()), start=SMOKE_START + 600, end=SMOKE_START + 3600
     )
     assert everything.unavailable == {}
+
+    # However many requests are in flight (adaptive, the default; one; four throughout), the
+    # arrays are the same: chunks land in their place whatever order they arrive in.
+    for update in ({"max_concurrency": 1}, {"adaptive_concurrency": False}):
+        again = PrometheusSource(source_settings(server).model_copy(update=update)).collect(
+            list(catalogue.limits.values()), start=SMOKE_START + 600, end=SMOKE_START + 3600
+        )
+        assert again.tenants == everything.tenants
+        for kind in ("usage", "discards", "current"):
+            mine, theirs = getattr(again, kind), getattr(everything, kind)
+            assert set(mine) == set(theirs)
+            for limit in mine:
+                np.testing.assert_array_equal(mine[limit], theirs[limit], err_msg=limit)
+
+
+def source_settings(server: PromServer) -> PrometheusSettings:
+    return PrometheusSettings(
+        url=server.url, selectors={"cluster": 'we"ird\\'}, step=300, chunk_length=1800
+    )
 
 
 def test_source_errors_form_a_small_hierarchy() -> None:

@@ -74,7 +74,11 @@ class PrometheusSettings(_Section):
     # Lower bounds on durations (here and below) keep a typo such as `1ms` from turning into
     # a busy loop or a request that can never succeed.
     timeout: Duration = Field(30.0, ge=0.1)
+    # Most requests at the server at once. With adaptive_concurrency the source starts at one
+    # and adds more only while throughput rises (a one-core Prometheus gains nothing from
+    # more, a Mimir with many queriers does); without it, always this many.
     max_concurrency: int = Field(4, ge=1, le=64)
+    adaptive_concurrency: bool = True
     retries: int = Field(3, ge=0, le=10)
     # Resolution of range queries (seconds); 5m gives 2016 points for 7 days.
     step: Duration = Field(300.0, ge=1)

@@ -8,6 +8,7 @@ them into arrays is the caller's job.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import ipaddress
@@ -16,8 +17,8 @@ import random
 import re
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from mimir_limit_optimizer.sources.base import (
     RetryableSourceError,
 )
 from mimir_limit_optimizer.sources.body_summary import summarise_body
+from mimir_limit_optimizer.sources.prom_concurrency import ConcurrencyLimit, Slot
 from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix, decode_matrix
 
 REDACTED = "<redacted>"
@@ -319,8 +321,14 @@ class PromHTTP:
         return text
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[PromConnection]:
-        """An open connection pool for one collection (the caller bounds concurrency)."""
+    async def connect(
+        self, limit: ConcurrencyLimit | None = None, *, decode_in_thread: bool = False
+    ) -> AsyncIterator[PromConnection]:
+        """An open connection pool for one collection. `limit` bounds the requests at the
+        server (each attempt holds a place while it is sent and its body received, not while
+        it is decoded or waits to retry); without it the caller bounds concurrency.
+        `decode_in_thread`: responses are decoded in a worker thread, one at a time, so
+        the event loop sends the next request while the last one is decoded."""
         async with httpx.AsyncClient(
             headers=self._headers,
             auth=self._auth,
@@ -329,31 +337,68 @@ class PromHTTP:
             transport=self._transport,
             follow_redirects=False,
         ) as client:
-            yield PromConnection(self, client)
+            yield PromConnection(self, client, limit, decode_in_thread=decode_in_thread)
 
 
 class PromConnection:
     """Requests over one open client, each retried on its own."""
 
-    def __init__(self, api: PromHTTP, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        api: PromHTTP,
+        client: httpx.AsyncClient,
+        limit: ConcurrencyLimit | None = None,
+        *,
+        decode_in_thread: bool = False,
+    ) -> None:
         self._api = api
         self._client = client
+        self._limit = limit
+        # One decode at a time: our share of the collection is one core at most, and a
+        # response waiting here holds its body (memory: in flight + waiting + one).
+        self._decoding = asyncio.Lock() if decode_in_thread else None
+
+    def _place(self) -> AbstractAsyncContextManager[Slot | None]:
+        return self._limit.slot() if self._limit is not None else nullcontext()
+
+    async def _classify(self, response: httpx.Response) -> _Success | _Failure:
+        if self._decoding is None or not 200 <= response.status_code < 300:
+            # Error bodies are small, and classified before any other task runs: a chunk
+            # waiting for this one's place sees its signal's failure and is not sent.
+            return self._check(response)
+        async with self._decoding:
+            return await asyncio.to_thread(self._check, response)
 
     async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
         matrix = await self.query_range_matrix(query, start, end, step)
+        if matrix is None:  # pragma: no cover (only when `wanted` says so)
+            return []
         return [Series(matrix.labels[i], *matrix.series(i)) for i in range(len(matrix))]
 
     async def query_range_matrix(
-        self, query: str, start: float, end: float, step: float
-    ) -> DecodedMatrix:
-        """The result as one set of arrays for all series (no Python object per sample)."""
+        self,
+        query: str,
+        start: float,
+        end: float,
+        step: float,
+        *,
+        wanted: Callable[[], bool] | None = None,
+        measure_as: Hashable = None,
+    ) -> DecodedMatrix | None:
+        """The result as one set of arrays for all series (no Python object per sample).
+        None, with nothing sent, if `wanted()` is false once a place at the server is free
+        (e.g. another chunk of the same query has failed meanwhile). `measure_as`: the kind
+        of request the concurrency limit compares this one with (default: the query)."""
         form = {
             "query": query,
             "start": format_time(start),
             "end": format_time(end),
             "step": format_time(step),
         }
-        data = await self._post("/api/v1/query_range", form, query)
+        kind = query if measure_as is None else measure_as
+        data = await self._post("/api/v1/query_range", form, query, measure=kind, wanted=wanted)
+        if isinstance(data, _Unwanted):
+            return None
         shown = self._api.shown + "/api/v1/query_range"
         if isinstance(data, dict) and isinstance(data.get("result"), DecodedMatrix):
             decoded: DecodedMatrix = data["result"]
@@ -365,36 +410,32 @@ class PromConnection:
         data = await self._post("/api/v1/query", form, query)
         return _parse(data, "vector", self._api.shown + "/api/v1/query", query)
 
-    async def _post(self, path: str, form: Mapping[str, str], query: str) -> Any:
+    async def _post(
+        self,
+        path: str,
+        form: Mapping[str, str],
+        query: str,
+        *,
+        measure: Hashable = None,
+        wanted: Callable[[], bool] | None = None,
+    ) -> Any:
+        """`measure`: the kind of request under which the response's size counts in the
+        concurrency limit's throughput (range queries); None: not counted (the few instant
+        queries are too small to say anything)."""
         api = self._api
         url = api.base + path
         shown = api.shown + path
         attempts = api.settings.retries + 1
         for attempt in range(1, attempts + 1):
-            try:
-                response = await self._client.post(url, data=dict(form))
-            except httpx.TimeoutException as exc:
-                failure = _Failure(
-                    f"no answer within {api.settings.timeout:g}s ({type(exc).__name__}); "
-                    "raise source.prometheus.timeout or shorten chunkLength",
-                    retryable=True,
-                )
-            except httpx.UnsupportedProtocol as exc:
-                raise SourceConfigError(
-                    f"unsupported protocol: {api.scrub(str(exc))}", url=shown, query=query
-                ) from exc
-            except httpx.TransportError as exc:
-                detail = api.scrub(str(exc)) or "no detail"
-                failure = _Failure(
-                    f"cannot connect ({type(exc).__name__}: {detail}); "
-                    "check that the server is up and the URL is right",
-                    retryable=True,
-                )
-            else:
-                outcome = self._check(response)
-                if not isinstance(outcome, _Failure):
-                    return outcome.data
-                failure = outcome
+            sent = await self._attempt(url, form, query, shown, measure=measure, wanted=wanted)
+            if isinstance(sent, _Unwanted):
+                return sent
+            outcome = await self._classify(sent) if isinstance(sent, httpx.Response) else sent
+            if not isinstance(outcome, _Failure):
+                return outcome.data
+            failure = outcome
+            if failure.retryable and self._limit is not None:
+                self._limit.back_off()
             if not failure.retryable:
                 raise PermanentSourceError(failure.reason, url=shown, query=query)
             if attempt == attempts:
@@ -419,6 +460,44 @@ class PromConnection:
             )
             await api.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        url: str,
+        form: Mapping[str, str],
+        query: str,
+        shown: str,
+        *,
+        measure: Hashable,
+        wanted: Callable[[], bool] | None,
+    ) -> httpx.Response | _Failure | _Unwanted:
+        """One request, holding a place at the server until its body has arrived."""
+        api = self._api
+        async with self._place() as place:
+            if wanted is not None and not wanted():
+                return _UNWANTED
+            try:
+                response = await self._client.post(url, data=dict(form))
+            except httpx.TimeoutException as exc:
+                return _Failure(
+                    f"no answer within {api.settings.timeout:g}s ({type(exc).__name__}); "
+                    "raise source.prometheus.timeout or shorten chunkLength",
+                    retryable=True,
+                )
+            except httpx.UnsupportedProtocol as exc:
+                raise SourceConfigError(
+                    f"unsupported protocol: {api.scrub(str(exc))}", url=shown, query=query
+                ) from exc
+            except httpx.TransportError as exc:
+                detail = api.scrub(str(exc)) or "no detail"
+                return _Failure(
+                    f"cannot connect ({type(exc).__name__}: {detail}); "
+                    "check that the server is up and the URL is right",
+                    retryable=True,
+                )
+            if measure is not None and place is not None and 200 <= response.status_code < 300:
+                place.received(len(response.content), measure)
+            return response
 
     def _backoff(self, attempt: int) -> float:
         """Delay after failed attempt number `attempt` (1-based): exponential, capped,
@@ -457,6 +536,13 @@ class PromConnection:
         ):
             return _Failure(text, retryable=True, wait=wait)
         return _Failure(f"{text}; {_hint(status, error_type)}", retryable=False)
+
+
+class _Unwanted:
+    """`_post`'s answer when `wanted()` was false: nothing was sent."""
+
+
+_UNWANTED = _Unwanted()
 
 
 @dataclass(frozen=True)

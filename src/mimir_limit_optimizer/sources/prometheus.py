@@ -1,7 +1,8 @@
 """Usage from a real Prometheus or Mimir, through the Prometheus HTTP query API.
 
 One range query per distinct signal for ALL tenants (the templates aggregate `by (user)`),
-split into step-aligned chunks that run concurrently; two instant queries for the limits in
+split into step-aligned chunks that run concurrently (as many at once as the server shows it
+can take, prom_concurrency.py; decoded in a worker thread); two instant queries for the limits in
 force (Mimir's overrides-exporter metrics). The load on the server grows with the number of
 enabled signals and the window, never with the number of tenants. Nothing past this module
 sees JSON or PromQL: the result is an `Observation` of (tenants x time) arrays.
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,6 +34,7 @@ from mimir_limit_optimizer.sources.base import (
     RetryableSourceError,
     SourceError,
 )
+from mimir_limit_optimizer.sources.prom_concurrency import Clock, ConcurrencyLimit
 from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix
 from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP
 from mimir_limit_optimizer.sources.promql import TemplateRenderer
@@ -145,9 +148,11 @@ class PrometheusSource:
     `path_prefix: /prometheus` and `tenant`).
 
     Every dependency is injected: `transport` (httpx.MockTransport in tests), `env` (where
-    `bearerTokenEnv`/`passwordEnv` are looked up), `sleep` (backoff waits), `rng` (jitter).
+    `bearerTokenEnv`/`passwordEnv` are looked up), `sleep` (backoff waits), `rng` (jitter),
+    `clock` (monotonic seconds, for the throughput the concurrency adapts to).
     After `collect`, `last_skipped_tenants` maps each dropped tenant ID to the reason Mimir
-    would reject it.
+    would reject it, and `last_concurrency` lists the requests-in-flight levels it went
+    through, in order.
     """
 
     def __init__(
@@ -159,9 +164,11 @@ class PrometheusSource:
         env: Mapping[str, str] = _NO_ENV,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        clock: Clock = time.monotonic,
         logger: logging.Logger | None = None,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._log = logger or logging.getLogger(__name__)
         self._http = PromHTTP(
             settings,
@@ -177,6 +184,7 @@ class PrometheusSource:
             replication_factor=replication_factor,
         )
         self.last_skipped_tenants: dict[str, str] = {}
+        self.last_concurrency: list[int] = []
 
     def describe(self) -> str:
         tenant = self._settings.tenant
@@ -238,39 +246,66 @@ class PrometheusSource:
             if progress is not None:
                 progress(done, total, label)
 
-        # A slot is held for a whole request including its retries, so a struggling server
-        # sees fewer requests while it struggles, and a signal that already failed sends
-        # none of its remaining chunks.
-        slots = asyncio.Semaphore(self._settings.max_concurrency)
+        # Requests at the server: adaptive up to maxConcurrency (prom_concurrency.py); a
+        # retryable failure halves them, so a struggling server sees fewer while it
+        # struggles. A request holds its place until its body has arrived, not while it is
+        # decoded, so the server evaluates the next one meanwhile.
+        limit = ConcurrencyLimit(
+            self._settings.max_concurrency,
+            adaptive=self._settings.adaptive_concurrency,
+            clock=self._clock,
+            period=len(signals),
+            logger=self._log,
+        )
+        # Memory: responses held at once (at the server, received or being decoded) are at
+        # most maxConcurrency + 1, whatever the number of chunks.
+        held = asyncio.Semaphore(self._settings.max_concurrency + 1)
 
         async def fetch(conn: PromConnection, signal: _Signal, number: int) -> None:
             first, last = chunks[number]
-            async with slots:
+            async with held:
                 if signal.error is None:
                     try:
+                        # A signal that already failed sends none of its remaining chunks.
                         matrix = await conn.query_range_matrix(
-                            signal.query, grid[first], grid[last], step
+                            signal.query,
+                            grid[first],
+                            grid[last],
+                            step,
+                            wanted=lambda: signal.error is None,
+                            # One kind for all: every measurement sees the same mix.
+                            measure_as="range",
                         )
-                        self._place(signal, matrix, grid, first, last)
+                        if matrix is not None:
+                            self._place(signal, matrix, grid, first, last)
                     except SourceError as exc:
                         signal.error = signal.error or exc
             finished(f"{signal.label} [{number + 1}/{len(chunks)}]")
 
         async def fetch_current(conn: PromConnection, metric: str) -> None:
-            async with slots:
+            async with held:
                 await self._current(conn, metric, current, end)
             finished(f"current limits ({metric})")
 
+        self.last_concurrency = limit.levels
         try:
-            async with self._http.connect() as conn, asyncio.TaskGroup() as group:
+            async with (
+                self._http.connect(limit, decode_in_thread=True) as conn,
+                asyncio.TaskGroup() as group,
+            ):
                 # One cheap query first: an unreachable or misconfigured server fails here,
                 # once (with its retries), instead of once per signal and chunk.
                 await conn.query("vector(1)", end)
-                for signal in signals.values():
-                    for number in range(len(chunks)):
-                        group.create_task(fetch(conn, signal, number))
+                # The limits in force first: reading their series (one per tenant and limit)
+                # then overlaps the evaluation of the range queries instead of following it.
                 group.create_task(fetch_current(conn, METRIC_OVERRIDES))
                 group.create_task(fetch_current(conn, METRIC_DEFAULTS))
+                # Chunk by chunk, one of each query in turn: any run of len(signals)
+                # requests has the same mix of queries, so the concurrency limit compares
+                # like with like even when each query has only a few chunks.
+                for number in range(len(chunks)):
+                    for signal in signals.values():
+                        group.create_task(fetch(conn, signal, number))
         except ExceptionGroup as group_error:
             # Source errors are handled per task; anything here is a bug or a failing
             # progress callback: surface it as itself, not wrapped in a group.

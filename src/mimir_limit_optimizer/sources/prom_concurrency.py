@@ -1,0 +1,243 @@
+"""How many requests the Prometheus source keeps at the server at once.
+
+Fixed, or adaptive (the default): start with one request in flight and add one more only
+while the measured throughput (response bytes received per second) rises by enough to show
+that the server runs requests side by side; go back when it does not, and halve on a
+retryable failure (timeouts, 429, 5xx). Never above the configured maximum.
+
+Throughput over a measurement is Little's law: the mean number of requests in flight (the
+integral of the count over time, divided by the time) times the bytes received per second
+of request latency. Unlike bytes over elapsed time it does not depend on where the
+measurement cuts the bursts in which requests sharing one core finish together.
+
+Why: a Prometheus whose query engine has one core evaluates concurrent requests in turn,
+and spends more CPU on them than on the same requests one at a time (measured at 5,000
+tenants with GOMAXPROCS=1: 25 s of Prometheus CPU for the 42 requests one at a time, 30 s
+two at a time, 36 s four at a time; docs/benchmarks.md). A Mimir query-frontend in front of
+many queriers does run them side by side, and there more in flight is what makes the
+collection fast. Measuring tells the two apart; a setting cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+__all__ = ["ConcurrencyLimit", "Slot", "Ticket"]
+
+# A raise from n to n+1 in flight is kept when throughput rose by at least this fraction of
+# what a server with a free core for every request would give (1/n: +100% from 1 to 2, +50%
+# from 2 to 3). Half leaves room for noise on a shared machine, and a one-core server (which
+# gains nothing, or loses) never passes it.
+RAISE_GAIN = 0.5
+# Completed requests that make one measurement at n in flight: max(MIN_WINDOW, 2n), rounded up
+# to a multiple of the caller's `period`.
+MIN_WINDOW = 3
+# ... and at least this many seconds: shorter windows measure the scheduler of a busy
+# machine more than the server (at 1,000 tenants a chunk takes ~0.1 s, and windows of 3 let
+# noise pass for a 50% gain).
+MIN_WINDOW_SECONDS = 1.0
+# After a raise that did not pay, measurements at the settled level before trying again
+# (the server's load may change during a long collection).
+REPROBE_AFTER = 12
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class _Window:
+    """Completions since `start` (clock seconds; `area`: the in-flight integral then), all
+    of one request kind (`key`)."""
+
+    start: float
+    area: float
+    key: Hashable = None
+    count: int = 0
+    size: int = 0  # bytes received
+    latency: float = 0.0  # seconds, summed over the completions
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """When a request took its place: clock seconds and the in-flight integral."""
+
+    started: float
+    area: float
+
+
+class Slot:
+    """One request's place at the server; `received(nbytes, key)` when its body has arrived."""
+
+    def __init__(self, limit: ConcurrencyLimit, ticket: Ticket) -> None:
+        self._limit = limit
+        self.ticket = ticket
+
+    def received(self, nbytes: int, key: Hashable) -> None:
+        """The response body has arrived: `nbytes` of work for the throughput measurement.
+        `key` names the kind of request: only requests of one kind are compared, since bytes
+        per second of evaluation differ between queries."""
+        self._limit.measure(self.ticket, nbytes, key)
+
+
+class ConcurrencyLimit:
+    """An async limit on requests in flight whose value can change while tasks wait.
+
+    `adaptive=False`: always `maximum`. `clock` is injected (seconds, monotonic) so that
+    tests drive the measurements deterministically. `period`: the caller sends a repeating
+    mix of this many kinds of request measured as one (one chunk of each query in turn), so
+    a measurement counts whole periods and every measurement sees the same mix. `levels`
+    records every value the limit took, in order (benchmarks and logs show it)."""
+
+    def __init__(
+        self,
+        maximum: int,
+        *,
+        adaptive: bool,
+        clock: Clock = time.monotonic,
+        period: int = 1,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if maximum < 1:
+            raise ValueError(f"maximum must be >= 1, got {maximum}")
+        self.maximum = maximum
+        self.period = max(1, period)
+        self._area = 0.0  # integral of in_flight over clock seconds
+        self._area_at = clock()
+        self.adaptive = adaptive
+        self._clock = clock
+        self._log = logger or logging.getLogger(__name__)
+        self.limit = 1 if adaptive else maximum
+        self.levels = [self.limit]
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._window: _Window | None = None
+        # Latest measured throughput (bytes/s) per (request kind, level).
+        self._rates: dict[tuple[Hashable, int], float] = {}
+        self._probing_from: int | None = None  # level a raise started from, while measured
+        self._settled_windows = REPROBE_AFTER  # the first measurement leads to a raise
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[Slot]:
+        """Wait for a free place, hold it for the body of the `async with`."""
+        await self._acquire()
+        ticket = self.enter()
+        try:
+            yield Slot(self, ticket)
+        finally:
+            self.leave()
+
+    async def _acquire(self) -> None:
+        while self.in_flight >= self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _advance(self) -> float:
+        now = self._clock()
+        self._area += self.in_flight * (now - self._area_at)
+        self._area_at = now
+        return now
+
+    def enter(self) -> Ticket:
+        """Count a request in flight from now (`slot` does this once there is room)."""
+        now = self._advance()
+        self.in_flight += 1
+        return Ticket(now, self._area)
+
+    def leave(self) -> None:
+        self._advance()
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = self.limit - self.in_flight
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    def _set(self, level: int, why: str) -> None:
+        level = max(1, min(self.maximum, level))
+        if level != self.limit:
+            self._log.debug("requests in flight: %d -> %d (%s)", self.limit, level, why)
+            self.limit = level
+            self.levels.append(level)  # waiters are woken as the current request releases
+        self._window = self._open()
+
+    def _open(self, key: Hashable = None) -> _Window:
+        now = self._advance()
+        return _Window(now, self._area, key)
+
+    def back_off(self) -> None:
+        if not self.adaptive:
+            return
+        self._probing_from = None
+        self._settled_windows = 0
+        self._set(self.limit // 2, "the server failed a request")
+
+    def measure(self, ticket: Ticket, nbytes: int, key: Hashable) -> None:
+        if not self.adaptive or self.maximum == 1:
+            return
+        now = self._advance()
+        window = self._window
+        if window is None:  # the first measured request: the window opens when it was sent
+            window = self._window = _Window(ticket.started, ticket.area, key)
+        if window.count and window.key != key:
+            # Another kind of request: start over; its bytes per second are not comparable.
+            self._window = self._open(key)
+            return
+        window.key = key
+        window.count += 1
+        window.size += nbytes
+        window.latency += now - ticket.started
+        elapsed = now - window.start
+        need = -(-max(MIN_WINDOW, 2 * self.limit) // self.period) * self.period
+        if window.count < need or window.count % self.period or elapsed < MIN_WINDOW_SECONDS:
+            return
+        # Little's law: mean requests in flight x bytes per second of latency.
+        mean_in_flight = (self._area - window.area) / elapsed if elapsed > 0 else 1.0
+        rate = mean_in_flight * window.size / window.latency if window.latency > 0 else math.inf
+        self._decide(key, rate)
+
+    def _decide(self, key: Hashable, rate: float) -> None:
+        level = self.limit
+        self._rates[key, level] = rate
+        base = self._probing_from
+        if base is None:
+            self._settled_windows += 1
+            if level < self.maximum and self._settled_windows >= REPROBE_AFTER:
+                self._probing_from = level
+                self._set(level + 1, f"trying more: {rate:.0f} B/s at {level}")
+            else:
+                self._window = self._open(key)
+            return
+        before = self._rates.get((key, base))
+        self._probing_from = None
+        if before is None:
+            # The kind of request changed since the last measurement at `base`: measure
+            # `base` again for this kind, then try the raise again.
+            self._settled_windows = REPROBE_AFTER
+            self._set(base, "re-measuring the level before the raise")
+            return
+        needed = before * (1 + RAISE_GAIN * (level - base) / base)
+        if rate >= needed:
+            self._settled_windows = REPROBE_AFTER  # keep climbing while it pays
+            self._log.debug("%d in flight pay: %.0f B/s vs %.0f at %d", level, rate, before, base)
+            self._window = self._open(key)
+            if level < self.maximum:
+                self._probing_from = level
+                self._set(level + 1, f"trying more: {rate:.0f} B/s at {level}")
+        else:
+            self._settled_windows = 0
+            self._set(base, f"{rate:.0f} B/s at {level}, not enough over {before:.0f} at {base}")

@@ -1,0 +1,271 @@
+"""The adaptive limit on requests in flight stays at one against a server that runs requests
+in turn (a one-core Prometheus), climbs to the maximum against one that runs them side by
+side (a Mimir query-frontend with many queriers), settles in between against a server with
+a few cores, never exceeds the configured maximum, halves on a failing server, and compares
+only requests of one kind. Driven by a discrete-event simulation of the server on a fake
+clock: deterministic, no real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import pytest
+
+from mimir_limit_optimizer.sources.prom_concurrency import (
+    MIN_WINDOW,
+    MIN_WINDOW_SECONDS,
+    REPROBE_AFTER,
+    ConcurrencyLimit,
+    Ticket,
+)
+
+
+@dataclass
+class FakeClock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Job:
+    key: Hashable
+    work: float  # seconds of one core
+    size: int  # response bytes
+    ticket: Ticket | None = None
+    left: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.left = self.work
+
+
+def simulate(
+    limit: ConcurrencyLimit,
+    clock: FakeClock,
+    jobs: list[Job],
+    *,
+    cores: float,
+    penalty: float = 0.0,
+) -> list[int]:
+    """Serve `jobs` in order on a processor-sharing server with `cores`, starting as many as
+    `limit.limit` allows; `penalty`: extra work per additional request in flight (a one-core
+    Prometheus spends more CPU on requests that overlap). Returns the level each job was
+    started at."""
+    pending = list(reversed(jobs))
+    active: list[Job] = []
+    levels: list[int] = []
+    for _ in range(10 * len(jobs) + 10):  # bounded: every turn completes a job
+        while pending and len(active) < limit.limit:
+            job = pending.pop()
+            job.ticket = limit.enter()
+            active.append(job)
+            levels.append(limit.limit)
+        if not active:
+            return levels
+        speed = min(1.0, cores / len(active)) / (1 + penalty * (len(active) - 1))
+        first = min(active, key=lambda j: j.left)
+        step = first.left / speed
+        clock.now += step
+        for job in active:
+            job.left -= step * speed
+        done = [j for j in active if j.left <= 1e-9]
+        active = [j for j in active if j.left > 1e-9]
+        for job in done:
+            assert job.ticket is not None
+            limit.measure(job.ticket, job.size, job.key)  # while in flight, as `Slot` does
+            limit.leave()
+    raise AssertionError("simulation did not finish")
+
+
+def same_jobs(count: int, key: Hashable = "q") -> list[Job]:
+    return [Job(key, work=1.0, size=1000) for _ in range(count)]
+
+
+def adaptive(maximum: int = 4, period: int = 1) -> tuple[ConcurrencyLimit, FakeClock]:
+    clock = FakeClock()
+    return ConcurrencyLimit(maximum, adaptive=True, clock=clock, period=period), clock
+
+
+def test_a_one_core_server_is_sent_one_request_at_a_time_after_one_try_of_two() -> None:
+    limit, clock = adaptive()
+    # 42 requests, as a collection of 2 limits x 7 days sends.
+    started = simulate(limit, clock, same_jobs(42), cores=1, penalty=0.2)
+    assert limit.levels == [1, 2, 1]
+    # The try: one window at one, one at two (2 x 2 requests), the rest at one.
+    assert started.count(2) <= 2 * 2 + 1
+    assert started[-20:] == [1] * 20
+
+
+def test_a_one_core_server_is_tried_again_only_every_few_measurements() -> None:
+    limit, clock = adaptive()
+    simulate(limit, clock, same_jobs(400), cores=1, penalty=0.2)
+    assert max(limit.levels) == 2
+    assert limit.levels[-1] == 1
+    tries = limit.levels.count(2)
+    # Each try costs 2 x 2 requests at two, then REPROBE_AFTER windows of MIN_WINDOW at one.
+    per_cycle = 2 * 2 + REPROBE_AFTER * MIN_WINDOW
+    assert 400 // per_cycle - 1 <= tries <= 400 // per_cycle + 1
+
+
+def test_a_server_with_a_core_per_request_gets_the_maximum() -> None:
+    limit, clock = adaptive(maximum=4)
+    started = simulate(limit, clock, same_jobs(42), cores=16)
+    assert limit.levels == [1, 2, 3, 4]
+    assert started[-10:] == [4] * 10
+
+
+def test_the_maximum_is_never_exceeded_however_much_more_would_pay() -> None:
+    limit, clock = adaptive(maximum=3)
+    started = simulate(limit, clock, same_jobs(100), cores=64)
+    assert max(started) == 3
+    assert limit.levels == [1, 2, 3]
+
+
+def test_a_two_core_server_settles_at_two() -> None:
+    limit, clock = adaptive(maximum=8)
+    simulate(limit, clock, same_jobs(42), cores=2)
+    assert limit.levels == [1, 2, 3, 2]
+    assert limit.limit == 2
+
+
+def test_a_measurement_spans_at_least_a_second_however_quick_the_requests() -> None:
+    limit, clock = adaptive()
+    quick = [Job("q", work=0.1, size=1000) for _ in range(60)]
+    started = simulate(limit, clock, quick, cores=1, penalty=0.2)
+    # The first measurement at one in flight needs MIN_WINDOW_SECONDS of 0.1 s requests.
+    assert started.index(2) >= MIN_WINDOW_SECONDS / 0.1
+    assert limit.levels == [1, 2, 1]
+
+
+def test_a_maximum_of_one_never_tries_more() -> None:
+    limit, clock = adaptive(maximum=1)
+    started = simulate(limit, clock, same_jobs(42), cores=16)
+    assert set(started) == {1}
+    assert limit.levels == [1]
+
+
+def test_fixed_concurrency_is_the_maximum_throughout() -> None:
+    clock = FakeClock()
+    limit = ConcurrencyLimit(4, adaptive=False, clock=clock)
+    started = simulate(limit, clock, same_jobs(42), cores=1, penalty=0.5)
+    limit.back_off()
+    assert set(started) == {4}
+    assert limit.levels == [4]
+    assert limit.limit == 4
+
+
+def test_a_failing_server_halves_the_requests_in_flight() -> None:
+    limit, clock = adaptive(maximum=8)
+    simulate(limit, clock, same_jobs(60), cores=16)
+    assert limit.limit == 8
+    limit.back_off()
+    assert limit.limit == 4
+    limit.back_off()
+    limit.back_off()
+    limit.back_off()
+    assert limit.limit == 1
+    assert limit.levels[-4:] == [8, 4, 2, 1]
+
+
+def test_only_requests_of_one_kind_are_compared() -> None:
+    # Small responses at one in flight, then large ones at two: bytes per second jump, but
+    # the server (one core) is no faster. Comparing across kinds would raise the limit.
+    limit, clock = adaptive()
+    jobs = [Job("small", work=1.0, size=100) for _ in range(MIN_WINDOW + 1)]
+    jobs += [Job("large", work=1.0, size=100_000) for _ in range(40)]
+    simulate(limit, clock, jobs, cores=1, penalty=0.2)
+    assert max(limit.levels) == 2
+    assert limit.limit == 1
+
+
+def test_a_wrong_comparison_across_kinds_would_have_raised_it() -> None:
+    # The control for the test above: one key for both kinds, and the jump looks like gain.
+    limit, clock = adaptive()
+    jobs = [Job("same", work=1.0, size=100) for _ in range(MIN_WINDOW)]
+    jobs += [Job("same", work=1.0, size=100_000) for _ in range(40)]
+    simulate(limit, clock, jobs, cores=1, penalty=0.2)
+    assert limit.limit > 1
+
+
+def mixed_jobs(count: int) -> list[Job]:
+    """Chunks of three queries in turn, as the source sends them, measured as one kind: the
+    second query's answers are 50 times larger for the same work."""
+    sizes = (1000, 50_000, 3000)
+    return [Job("range", work=1.0, size=sizes[i % 3]) for i in range(count)]
+
+
+def test_a_measurement_counts_whole_periods_of_the_mix() -> None:
+    limit, clock = adaptive(period=3)
+    started = simulate(limit, clock, mixed_jobs(42), cores=1, penalty=0.2)
+    assert limit.levels == [1, 2, 1]
+    # At one in flight 3 requests (one period), at two max(3, 2 x 2) = 4, rounded up to 6.
+    assert started[:3] == [1, 1, 1]
+    assert started.count(2) == 6
+
+
+def test_a_mix_of_queries_on_a_one_core_server_is_only_tried_at_two() -> None:
+    limit, clock = adaptive(period=3)
+    started = simulate(limit, clock, mixed_jobs(300), cores=1, penalty=0.2)
+    assert max(limit.levels) == 2
+    tries = limit.levels.count(2)
+    assert started.count(2) <= 6 * tries
+    assert tries <= 1 + 300 // (6 + REPROBE_AFTER * MIN_WINDOW)
+
+
+def test_a_mix_of_queries_on_a_parallel_server_climbs_to_the_maximum() -> None:
+    limit, clock = adaptive(period=3)
+    started = simulate(limit, clock, mixed_jobs(90), cores=16)
+    assert limit.levels == [1, 2, 3, 4]
+    assert started[-30:] == [4] * 30
+
+
+@pytest.mark.parametrize(("period", "fooled"), [(7, False), (1, True)])
+def test_only_whole_periods_of_the_mix_are_compared(period: int, fooled: bool) -> None:
+    # Seven queries in turn, three with small answers and four with large ones, on a one-core
+    # server. Windows cut from the mix (period 1) compare 3 small answers at one in flight
+    # with 4 large ones at two, and two seems to pay; whole periods compare like with like.
+    sizes = (100, 100, 100, 100_000, 100_000, 100_000, 100_000)
+    jobs = [Job("range", work=1.0, size=sizes[i % 7]) for i in range(140)]
+    limit, clock = adaptive(period=period)
+    simulate(limit, clock, jobs, cores=1, penalty=0.2)
+    assert (max(limit.levels) > 2) == fooled
+
+
+def test_waiting_requests_start_when_the_limit_rises_and_never_beyond_it() -> None:
+    async def scenario() -> list[int]:
+        clock = FakeClock()
+        limit = ConcurrencyLimit(4, adaptive=True, clock=clock)
+        seen: list[int] = []
+        gate = asyncio.Event()
+
+        async def request(number: int) -> None:
+            async with limit.slot() as slot:
+                seen.append(limit.in_flight)
+                if number < MIN_WINDOW:
+                    # The first window completes at one in flight, quickly enough to pay.
+                    clock.now += 1.0
+                    slot.received(1000, "q")
+                else:
+                    await gate.wait()
+
+        tasks = [asyncio.create_task(request(n)) for n in range(8)]
+        for _ in range(50):  # bounded: let the first window finish
+            await asyncio.sleep(0)
+        assert limit.limit == 2
+        gate.set()
+        await asyncio.gather(*tasks)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[:MIN_WINDOW] == [1] * MIN_WINDOW
+    assert max(seen) == 2
+    assert 2 in seen[MIN_WINDOW:]
+
+
+def test_maximum_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="maximum must be >= 1"):
+        ConcurrencyLimit(0, adaptive=True)
