@@ -56,7 +56,8 @@ from mimir_limit_optimizer.sources.base import (
     RetryableSourceError,
     SourceError,
 )
-from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP, Series
+from mimir_limit_optimizer.sources.prom_http import PromConnection, PromHTTP
+from mimir_limit_optimizer.sources.prom_response import Series
 from mimir_limit_optimizer.sources.promql import (
     TemplateRenderer,
     check_label_name,

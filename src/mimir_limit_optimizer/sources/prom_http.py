@@ -2,15 +2,14 @@
 
 Owns everything about the wire: URL and credential handling (with redaction), form-encoded
 POSTs, retries with backoff and jitter, and turning every failure into a `SourceError` that
-names the redacted URL and the failing query. Parses responses into plain series; turning
-them into arrays is the caller's job.
+names the redacted URL and the failing query. Responses are classified and parsed by
+prom_response.py; turning series into the engine's arrays is the caller's job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import ipaddress
 import logging
 import random
@@ -24,19 +23,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import orjson
 from pydantic import SecretStr
 
 from mimir_limit_optimizer.config.models import PrometheusSettings
-from mimir_limit_optimizer.engine.usage import FloatArray
 from mimir_limit_optimizer.sources.base import (
     PermanentSourceError,
     RetryableSourceError,
 )
-from mimir_limit_optimizer.sources.body_summary import summarise_body
 from mimir_limit_optimizer.sources.prom_concurrency import ConcurrencyLimit, Slot
-from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix, decode_matrix
+from mimir_limit_optimizer.sources.prom_decode import DecodedMatrix
+from mimir_limit_optimizer.sources.prom_response import (
+    UNWANTED,
+    Failure,
+    Series,
+    Success,
+    Unwanted,
+    as_matrix,
+    classify,
+    parse_result,
+)
 
 REDACTED = "<redacted>"
 # Backoff between attempts: BACKOFF_BASE * 2**attempt, capped, times a jitter in [0.5, 1].
@@ -45,16 +50,9 @@ BACKOFF_CAP = 30.0  # seconds
 # A Retry-After longer than this is not waited for: the cycle gives up on that query instead
 # of stalling (the next cycle retries anyway).
 MAX_RETRY_AFTER = 60.0  # seconds
-# Characters of a response body quoted in an error message.
-BODY_EXCERPT = 300
 # Secrets shorter than this are not scrubbed from messages (it would mangle them); such
 # secrets should not exist.
 _MIN_SCRUB = 4
-
-# Prometheus `errorType`s: bad input or a query the server refuses to run (422 execution,
-# e.g. Mimir's per-tenant query limits) will fail the same way again.
-_PERMANENT_ERROR_TYPES = frozenset({"bad_data", "execution", "not_found", "not_acceptable"})
-_RETRYABLE_ERROR_TYPES = frozenset({"timeout", "canceled", "internal", "unavailable"})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,16 +62,6 @@ _SECRET_HEADER = re.compile(r"auth|token|key|secret|passw|cookie|credential", re
 
 class SourceConfigError(PermanentSourceError):
     """The Prometheus source settings cannot work (bad URL, unreadable token file, ...)."""
-
-
-@dataclass(frozen=True)
-class Series:
-    """One series of a query result: its labels, timestamps (unix s) and values (NaN and
-    +-Inf as sent; the source screens them, engine/validity.py)."""
-
-    labels: Mapping[str, str]
-    timestamps: FloatArray
-    values: FloatArray
 
 
 @dataclass(frozen=True)
@@ -176,28 +164,6 @@ def format_time(seconds: float) -> str:
     if float(seconds).is_integer():
         return str(int(seconds))
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (delta-seconds or an HTTP date relative to the
-    response's own Date header, so no clock is read); None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    date_header = response.headers.get("date")
-    if date_header is None:
-        return None
-    try:
-        until = email.utils.parsedate_to_datetime(value)
-        now = email.utils.parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (until - now).total_seconds())
 
 
 class PromHTTP:
@@ -361,13 +327,13 @@ class PromConnection:
     def _place(self) -> AbstractAsyncContextManager[Slot | None]:
         return self._limit.slot() if self._limit is not None else nullcontext()
 
-    async def _classify(self, response: httpx.Response) -> _Success | _Failure:
+    async def _classify(self, response: httpx.Response) -> Success | Failure:
         if self._decoding is None or not 200 <= response.status_code < 300:
             # Error bodies are small, and classified before any other task runs: a chunk
             # waiting for this one's place sees its signal's failure and is not sent.
-            return self._check(response)
+            return classify(response, self._api.scrub, self._api.log)
         async with self._decoding:
-            return await asyncio.to_thread(self._check, response)
+            return await asyncio.to_thread(classify, response, self._api.scrub, self._api.log)
 
     async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
         matrix = await self.query_range_matrix(query, start, end, step)
@@ -397,18 +363,18 @@ class PromConnection:
         }
         kind = query if measure_as is None else measure_as
         data = await self._post("/api/v1/query_range", form, query, measure=kind, wanted=wanted)
-        if isinstance(data, _Unwanted):
+        if isinstance(data, Unwanted):
             return None
         shown = self._api.shown + "/api/v1/query_range"
         if isinstance(data, dict) and isinstance(data.get("result"), DecodedMatrix):
             decoded: DecodedMatrix = data["result"]
             return decoded
-        return _as_matrix(_parse(data, "matrix", shown, query))
+        return as_matrix(parse_result(data, "matrix", shown, query))
 
     async def query(self, query: str, time: float) -> list[Series]:
         form = {"query": query, "time": format_time(time)}
         data = await self._post("/api/v1/query", form, query)
-        return _parse(data, "vector", self._api.shown + "/api/v1/query", query)
+        return parse_result(data, "vector", self._api.shown + "/api/v1/query", query)
 
     async def _post(
         self,
@@ -428,10 +394,10 @@ class PromConnection:
         attempts = api.settings.retries + 1
         for attempt in range(1, attempts + 1):
             sent = await self._attempt(url, form, query, shown, measure=measure, wanted=wanted)
-            if isinstance(sent, _Unwanted):
+            if isinstance(sent, Unwanted):
                 return sent
             outcome = await self._classify(sent) if isinstance(sent, httpx.Response) else sent
-            if not isinstance(outcome, _Failure):
+            if not isinstance(outcome, Failure):
                 return outcome.data
             failure = outcome
             if failure.retryable and self._limit is not None:
@@ -470,16 +436,16 @@ class PromConnection:
         *,
         measure: Hashable,
         wanted: Callable[[], bool] | None,
-    ) -> httpx.Response | _Failure | _Unwanted:
+    ) -> httpx.Response | Failure | Unwanted:
         """One request, holding a place at the server until its body has arrived."""
         api = self._api
         async with self._place() as place:
             if wanted is not None and not wanted():
-                return _UNWANTED
+                return UNWANTED
             try:
                 response = await self._client.post(url, data=dict(form))
             except httpx.TimeoutException as exc:
-                return _Failure(
+                return Failure(
                     f"no answer within {api.settings.timeout:g}s ({type(exc).__name__}); "
                     "raise source.prometheus.timeout or shorten chunkLength",
                     retryable=True,
@@ -490,7 +456,7 @@ class PromConnection:
                 ) from exc
             except httpx.TransportError as exc:
                 detail = api.scrub(str(exc)) or "no detail"
-                return _Failure(
+                return Failure(
                     f"cannot connect ({type(exc).__name__}: {detail}); "
                     "check that the server is up and the URL is right",
                     retryable=True,
@@ -504,142 +470,3 @@ class PromConnection:
         with jitter in [50%, 100%] so that concurrent chunks do not retry in lockstep."""
         ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + 0.5 * self._api.rng.random())
-
-    def _check(self, response: httpx.Response) -> _Success | _Failure:
-        """Classify one HTTP response of the query API."""
-        api = self._api
-        status = response.status_code
-        wait = _retry_after(response) if status in (429, 503) else None
-        try:
-            body = _decode(response)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            excerpt = summarise_body(
-                api.scrub(response.text), response.headers.get("content-type", ""), BODY_EXCERPT
-            )
-            if status == 429 or status >= 500:
-                return _Failure(f"HTTP {status}: {excerpt}", retryable=True, wait=wait)
-            return _Failure(
-                f"HTTP {status} without a Prometheus API response ({excerpt}); {_hint(status)}",
-                retryable=False,
-            )
-        if body.get("status") == "success" and 200 <= status < 300:
-            for warning in body.get("warnings") or ():
-                api.log.warning("Prometheus warning: %s", api.scrub(str(warning)))
-            return _Success(body.get("data"))
-        error_type = str(body.get("errorType") or "")
-        detail = api.scrub(str(body.get("error") or "no error message"))[:BODY_EXCERPT]
-        text = f"HTTP {status} {error_type or 'error'}: {detail}"
-        if error_type not in _PERMANENT_ERROR_TYPES and (
-            error_type in _RETRYABLE_ERROR_TYPES or status == 429 or status >= 500
-        ):
-            return _Failure(text, retryable=True, wait=wait)
-        return _Failure(f"{text}; {_hint(status, error_type)}", retryable=False)
-
-
-class _Unwanted:
-    """`_post`'s answer when `wanted()` was false: nothing was sent."""
-
-
-_UNWANTED = _Unwanted()
-
-
-@dataclass(frozen=True)
-class _Success:
-    data: Any
-
-
-@dataclass(frozen=True)
-class _Failure:
-    reason: str
-    retryable: bool
-    wait: float | None = None  # Retry-After, seconds
-
-
-def _hint(status: int, error_type: str = "") -> str:
-    if error_type == "bad_data" or status == 400:
-        return "the server rejected the query: check the catalogue template and the selectors"
-    if error_type == "execution" or status == 422:
-        return "the server refused to run the query (a query limit?): shorten chunkLength"
-    if status in (401, 403):
-        return "check the credentials (bearerToken*, basicAuth) and X-Scope-OrgID (tenant)"
-    if status == 404:
-        return "check url and pathPrefix (Mimir serves the Prometheus API under /prometheus)"
-    if 300 <= status < 400:
-        return "the server redirects: use the final URL in source.prometheus.url"
-    return "retrying will not help; check the server's logs"
-
-
-def _decode(response: httpx.Response) -> Any:
-    """The response body: a successful matrix straight into arrays when it has Prometheus'
-    layout (`prom_decode`), anything else through orjson."""
-    content = response.content
-    if 200 <= response.status_code < 300:
-        matrix = decode_matrix(content)
-        if matrix is not None:
-            return {"status": "success", "data": {"resultType": "matrix", "result": matrix}}
-    return orjson.loads(content)
-
-
-def _as_matrix(series: list[Series]) -> DecodedMatrix:
-    offsets = np.zeros(len(series) + 1, dtype=np.int64)
-    np.cumsum([len(s.values) for s in series], out=offsets[1:])
-    return DecodedMatrix(
-        [s.labels for s in series],
-        offsets,
-        np.concatenate([s.timestamps for s in series]) if series else np.zeros(0),
-        np.concatenate([s.values for s in series]) if series else np.zeros(0),
-    )
-
-
-def _values(points: Any) -> tuple[FloatArray, FloatArray]:
-    """[[ts, "v"], ...] -> (timestamps, values); NaN stays NaN (a gap) and +Inf/-Inf stay
-    infinite: invalid data that engine/validity.py drops with a reason.
-
-    numpy parses the sample strings ("1.5", "NaN", "+Inf") itself, in one call."""
-    if not points:
-        return np.empty(0), np.empty(0)
-    pairs = np.array(points, dtype=np.float64)
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(f"expected [timestamp, value] pairs, got shape {pairs.shape}")
-    return pairs[:, 0].copy(), pairs[:, 1].copy()
-
-
-def _parse(data: Any, expected: str, shown: str, query: str) -> list[Series]:
-    try:
-        result_type = data["resultType"]
-        result = data["result"]
-    except (TypeError, KeyError) as exc:
-        raise PermanentSourceError(
-            "response has no data.resultType/data.result: is this a Prometheus query API?",
-            url=shown,
-            query=query,
-        ) from exc
-    if result_type != expected:
-        raise PermanentSourceError(
-            f"expected a {expected} result, got {result_type!r}: the query must be an "
-            "instant-vector expression aggregated `by (user)`",
-            url=shown,
-            query=query,
-        )
-    if isinstance(result, DecodedMatrix):
-        return [Series(result.labels[i], *result.series(i)) for i in range(len(result))]
-    series: list[Series] = []
-    try:
-        for item in result:
-            labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
-            # Native-histogram-only series carry "histograms"; they have no float samples.
-            if expected == "matrix":
-                points = item.get("values") or []
-            else:
-                points = [item["value"]] if item.get("value") else []
-            timestamps, values = _values(points)
-            series.append(Series(labels, timestamps, values))
-    except (TypeError, KeyError, IndexError, ValueError) as exc:
-        raise PermanentSourceError(
-            f"malformed {expected} in the response ({type(exc).__name__}: {exc})",
-            url=shown,
-            query=query,
-        ) from exc
-    return series
