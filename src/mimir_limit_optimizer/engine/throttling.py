@@ -41,7 +41,9 @@ def demand(
     differs from usage). Without a discard signal, demand is `usage` itself (no copy).
 
     A chunk of rows at a time (hourly.CHUNK_POINTS): every step is row by row, and on
-    chunks the temporaries (the retry bound, the gaps) stay in cache and are never (N, T)."""
+    chunks the temporaries (the retry bound) stay in cache and are never (N, T). Rows with
+    missing usage points are the exception (a few): their sums come out NaN and are done again
+    at the end, without those points, in one batch; the others never look for gaps."""
     discards_full = state.obs.discards.get(spec.name)
     if discards_full is None:
         return usage, NO_ROWS
@@ -60,30 +62,23 @@ def demand(
     rows = max(1, hourly.CHUNK_POINTS // max(t, 1))
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
-        accepted = usage[lo:hi]
-        # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
-        d = np.fmax(np.asarray(discards[lo:hi], dtype=np.float32), np.float32(0), out=demand[lo:hi])
-        if retried:
-            # x 1 is x itself (NaN included): no multiplication at the default bound.
-            bound = (
-                accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
-            )
-            with np.errstate(invalid="ignore"):
-                over = d > bound  # False where usage is NaN: nothing to bound against
-            np.copyto(d, bound, where=over)
-            bounded[lo:hi] = over.any(axis=1)
-        gaps = np.isnan(accepted)
-        gappy = bool(gaps.any())
-        if gappy:
-            d[gaps] = 0
+        d = _bounded_discards(discards[lo:hi], usage[lo:hi], retried, demand[lo:hi], bounded[lo:hi])
+        # A usage gap leaves its discard point in these sums: such rows are done again below.
         d.sum(axis=1, dtype=np.float64, out=total_d[lo:hi])
         throttled_now[lo:hi] = d[:, recent].sum(axis=1) > 0
         throttled_recently[lo:hi] = d[:, last_day].sum(axis=1) > 0
-        np.add(accepted, d, out=d)  # the demand, in place
-        if gappy:
-            d.sum(axis=1, dtype=np.float64, where=~gaps, out=total[lo:hi])
-        else:
-            d.sum(axis=1, dtype=np.float64, out=total[lo:hi])
+        np.add(usage[lo:hi], d, out=d)  # the demand, in place (NaN where usage is missing)
+        d.sum(axis=1, dtype=np.float64, out=total[lo:hi])
+    gappy = np.flatnonzero(np.isnan(total))  # (or inf - inf: counted the same way below)
+    if len(gappy):
+        accepted = usage[gappy]
+        d = _bounded_discards(discards[gappy], accepted, retried, None, None)
+        gaps = np.isnan(accepted)
+        d[gaps] = 0
+        total_d[gappy] = d.sum(axis=1, dtype=np.float64)
+        throttled_now[gappy] = d[:, recent].sum(axis=1) > 0
+        throttled_recently[gappy] = d[:, last_day].sum(axis=1) > 0
+        total[gappy] = demand[gappy].sum(axis=1, dtype=np.float64, where=~gaps)
     if retried:
         result.flags |= np.where(bounded, int(Reason.RETRIES_BOUNDED), 0)
     result.extra["throttled_now"] = throttled_now
@@ -93,6 +88,29 @@ def demand(
     result.discard_share = share
     result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
     return demand, np.flatnonzero(total_d > 0)
+
+
+def _bounded_discards(
+    discards: AnyFloatArray,
+    accepted: npt.NDArray[np.float32],
+    retried: bool,
+    out: npt.NDArray[np.float32] | None,
+    bounded: npt.NDArray[np.bool_] | None,
+) -> npt.NDArray[np.float32]:
+    """Discards as float32, missing ones 0 (fmax), and with retried 429s at most
+    RETRY_DEMAND_BOUND x the accepted rate (`bounded`: rows where that bound cut)."""
+    d = np.fmax(np.asarray(discards, dtype=np.float32), np.float32(0), out=out)
+    if retried:
+        # x 1 is x itself (NaN included): no multiplication at the default bound.
+        bound = (
+            accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
+        )
+        with np.errstate(invalid="ignore"):
+            over = d > bound  # False where usage is NaN: nothing to bound against
+        np.copyto(d, bound, where=over)
+        if bounded is not None:
+            over.any(axis=1, out=bounded)
+    return d
 
 
 def react_to_throttling(
