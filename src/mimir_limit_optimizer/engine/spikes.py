@@ -277,7 +277,9 @@ def _detect_rows(
     hourly = _hourly(values, block)
     window_blocks = max(3, round(baseline_window / (block * step)) | 1)  # odd, centred
     baseline = _robust_level(hourly, window_blocks, threshold)
-    bound = np.where(baseline > 0, baseline * np.float32(threshold), np.float32(np.inf))
+    bound = baseline * np.float32(threshold)
+    with np.errstate(invalid="ignore"):
+        np.copyto(bound, np.float32(np.inf), where=~(baseline > 0))
     if row_max is None:  # fmax ignores NaN (an all-NaN row: NaN), without nanmax's warning
         row_max = np.fmax.reduce(values, axis=1).astype(np.float64)
     with np.errstate(invalid="ignore"):

@@ -230,6 +230,20 @@ def tenant_shape(
     )
 
 
+def _finite_max(grid: Float32Array) -> Float32Array:
+    """Each row's highest finite value (-inf, NaN or +inf where it has none: read as "none").
+
+    fmax skips NaN without a masked copy of the grid; the rows it cannot answer as the
+    masked maximum would (+inf ignored there; a zero, whose sign the two reductions may
+    pick differently) are taken again the masked way."""
+    top: Float32Array = np.fmax.reduce(grid, axis=1)
+    redo = np.flatnonzero((top == np.inf) | (top == 0))
+    if len(redo):
+        part = grid[redo]
+        top[redo] = np.where(np.isfinite(part), part, -np.inf).max(axis=1)
+    return top
+
+
 def _shape_rows(
     raw: AnyFloatArray,
     cleaned: AnyFloatArray | Cleaned,
@@ -249,12 +263,12 @@ def _shape_rows(
     # Levels of cleaned demand: hours, then days (24 hours, newest first).
     means = _cleaned_means(raw, cleaned, stats.means, per_hour)
     # The highest hour of the window (read before the day levels sort `means` in place).
-    top_all = np.where(np.isfinite(means), means, -np.inf).max(axis=1)
+    top_all = _finite_max(means)
     ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]  # end of each hour
     last = as_slice(ends > now - recent)  # the last hours: a view, not a copy
     if isinstance(last, slice) or last.any():
         part = means[:, last]
-        recent_top = np.where(np.isfinite(part), part, -np.inf).max(axis=1)
+        recent_top = _finite_max(part)
     else:
         recent_top = np.full(n, -np.inf)
     recent_peak = np.where(np.isfinite(recent_top), recent_top, np.nan)
