@@ -111,11 +111,29 @@ def _percentiles(
         lo = np.floor(pos).astype(np.int64)
         columns += [lo, np.minimum(lo + 1, last)]
         fractions.append(pos - lo)
-    picked = np.take_along_axis(ordered, np.stack(columns, axis=1), axis=1).astype(np.float64)
+    picked = _gather(ordered, counts, columns)
     for k, (out, frac) in enumerate(zip(outs, fractions, strict=True)):
         lo_v, hi_v = picked[:, 2 * k], picked[:, 2 * k + 1]
         out[has] = (lo_v + (hi_v - lo_v) * frac)[has]
     return outs
+
+
+def _gather(
+    ordered: npt.NDArray[np.float32], counts: IntArray, columns: list[IntArray]
+) -> FloatArray:
+    """(N, len(columns)) float64: row i's values at columns[k][i]. Rows without a gap (most)
+    read the same columns: one column gather for them, a per-row gather only for the rest."""
+    t = ordered.shape[1]
+    full = counts == t
+    if not full.any():
+        return np.take_along_axis(ordered, np.stack(columns, axis=1), axis=1).astype(np.float64)
+    first = int(np.argmax(full))  # a row without a gap: its columns are everyone's
+    picked: FloatArray = ordered[:, [int(c[first]) for c in columns]].astype(np.float64)
+    partial = np.flatnonzero(~full)
+    if len(partial):
+        index = np.stack([c[partial] for c in columns], axis=1)
+        picked[partial] = ordered[partial[:, None], index]
+    return picked
 
 
 def moving_average(values: AnyFloatArray, window: int) -> FloatArray:
