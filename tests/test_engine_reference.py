@@ -126,6 +126,11 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(adaptive, "tenant_shape", ref.tenant_shape)
     monkeypatch.setattr(spikes, "_hourly", ref.hourly)
     monkeypatch.setattr(spikes, "_rows_above", ref.rows_above)
+    monkeypatch.setattr(
+        spikes,
+        "_suspects_above",
+        lambda values, bound, block, rows, row_max: ref.rows_above(values, bound, block, rows),
+    )
     monkeypatch.setattr(spikes.Cleaned, "rows_columns", ref.rows_columns)
     monkeypatch.setattr(throttling, "demand", ref.demand)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
@@ -193,6 +198,31 @@ def test_fast_passes_give_the_reference_results(
     assert np.isnan(rate.recommended).sum() >= 5
     assert np.isfinite(rate.extra["variability"]).sum() >= n // 2
     assert (rate.extra["quiet_for"] > 0).any()
+
+
+@pytest.mark.parametrize("step", [300.0, 420.0])  # 420 s: a trailing partial block
+def test_the_spike_scan_by_suspect_blocks_gives_the_reference_results(
+    monkeypatch: pytest.MonkeyPatch, step: float
+) -> None:
+    """The spike scan that reads only the blocks whose bound is under the row's maximum
+    (forced here for every row; noisy tenants take the whole-row scan) finds the same rows."""
+    obs = _observation(96, step, 5, True)
+    monkeypatch.setattr(spikes, "_SPARSE_SHARE", 1.0)
+    calls: list[int] = []
+    suspects = spikes._suspects_above
+
+    def counted(*args: Any) -> Any:
+        calls.append(len(args[3]))
+        return suspects(*args)
+
+    monkeypatch.setattr(spikes, "_suspects_above", counted)
+    fast = recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
+    assert calls and sum(calls) > 0
+    with monkeypatch.context() as patched:
+        _use_reference(patched)
+        slow = recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
+    _compare(fast, slow)
+    assert (fast.results["ingestion_rate"].spike_count > 0).sum() >= 3
 
 
 def test_the_comparison_sees_a_difference(monkeypatch: pytest.MonkeyPatch) -> None:

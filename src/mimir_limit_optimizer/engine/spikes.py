@@ -210,6 +210,52 @@ def _rows_above(values: Float32Array, bound: Float32Array, block: int, rows: Int
     return above
 
 
+# Below this share of (row, block) pairs whose bound is under the row's maximum, those blocks
+# are read one by one (a gather of their points); above it, whole rows (_rows_above).
+_SPARSE_SHARE = 0.25
+
+
+def _suspects_above(
+    values: Float32Array,
+    bound: Float32Array,
+    block: int,
+    rows: IntArray,
+    row_max: npt.NDArray[np.float64],
+) -> BoolArray:
+    """_rows_above, reading only the blocks whose bound is under the row's maximum: a point
+    above its block's bound is at most the row's maximum, so no other block can hold one.
+    A daily cycle puts the lowest bounds at night, when the points are low too: few blocks
+    (about 6% in the scale benchmark) are read instead of every point of the rows."""
+    t = values.shape[1]
+    full = t // block
+    suspect = bound[rows] < row_max[:, None]  # (rows, blocks); the bound is never NaN
+    local, blocks = np.nonzero(suspect)
+    if len(local) > _SPARSE_SHARE * suspect.size:
+        return _rows_above(values, bound, block, rows)
+    above = np.zeros(len(rows), dtype=bool)
+    whole = blocks < full
+    if whole.any():
+        at, cols = local[whole], blocks[whole]
+        # Whole blocks as the unit of the gather: 12 points copied at a time, not one by one.
+        # (A strided view: a reshape would copy the rows when t is no multiple of block.)
+        step_row, step_point = values.strides
+        grid = np.lib.stride_tricks.as_strided(
+            values,
+            shape=(values.shape[0], full, block),
+            strides=(step_row, block * step_point, step_point),
+            writeable=False,
+        )
+        top = _block_max(grid[rows[at], cols][:, None, :])[:, 0]
+        with np.errstate(invalid="ignore"):
+            above[at[top > bound[rows[at], cols]]] = True
+    if full * block < t:  # the trailing partial block, for the rows where it is suspect
+        at = local[~whole]
+        with np.errstate(invalid="ignore"):
+            tail = values[rows[at], full * block :] > bound[rows[at], full:]
+        above[at[tail.any(axis=1)]] = True
+    return above
+
+
 def detect_spikes(
     values: Float32Array,
     *,
@@ -286,7 +332,7 @@ def _detect_rows(
         candidates = np.flatnonzero(row_max > bound.min(axis=1, initial=np.inf))
     if not len(candidates):
         return None
-    hit = candidates[_rows_above(values, bound, block, candidates)]
+    hit = candidates[_suspects_above(values, bound, block, candidates, row_max[candidates])]
     if not len(hit):
         return None
     subset = values[hit]
