@@ -23,12 +23,19 @@ class Pass:
         self.config = config
         self.now = now
         scoping = config.tenant_scoping
-        matcher = TenantMatcher(
-            scoping.include_list, scoping.skip_list, use_regex=scoping.use_regex
-        )
-        self.rows = np.asarray(matcher.select(obs.tenants), dtype=bool)
+        if scoping.include_list or scoping.skip_list:
+            matcher = TenantMatcher(
+                scoping.include_list, scoping.skip_list, use_regex=scoping.use_regex
+            )
+            self.rows = np.asarray(matcher.select(obs.tenants), dtype=bool)
+        else:  # no pattern: every tenant (no pattern match per tenant, 0.3 s at 100,000)
+            self.rows = np.ones(len(obs.tenants), dtype=bool)
         self.all_rows = bool(self.rows.all())
-        self.tenants = tuple(t for t, keep in zip(obs.tenants, self.rows, strict=True) if keep)
+        self.tenants = (
+            tuple(obs.tenants)
+            if self.all_rows
+            else tuple(t for t, keep in zip(obs.tenants, self.rows, strict=True) if keep)
+        )
         ts = obs.timestamps
         start = now - config.trend_analysis.analysis_window
         lo = int(np.searchsorted(ts, start, side="right"))
