@@ -102,9 +102,7 @@ def _bounded_discards(
     d = np.fmax(np.asarray(discards, dtype=np.float32), np.float32(0), out=out)
     if retried:
         # x 1 is x itself (NaN included): no multiplication at the default bound.
-        bound = (
-            accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
-        )
+        bound = accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
         with np.errstate(invalid="ignore"):
             over = d > bound  # False where usage is NaN: nothing to bound against
         np.copyto(d, bound, where=over)
