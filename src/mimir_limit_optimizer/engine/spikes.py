@@ -27,9 +27,10 @@ _BLOCK_SECONDS = 3600.0  # baseline resolution: hourly means
 # Points compared per batch in the row scan: 256k points = 1 MB of float32, in a core's cache;
 # large enough to amortise numpy calls.
 _BATCH_POINTS = 1 << 18
-# Points per chunk of rows of the whole scan (hourly grid, baseline, bound, comparisons): 4M
-# points, 2,080 rows of a week at 5 minutes; its hourly grids are ~1.4 MB.
-_SCAN_POINTS = 1 << 22
+# Points per chunk of rows of the whole scan (hourly grid, baseline, bound, comparisons): 1M
+# points, 520 rows of a week at 5 minutes; its hourly grids are ~350 kB and stay in a core's
+# cache (measured at 10,000 tenants: 35 ms a limit against 46 with 4M-point chunks).
+_SCAN_POINTS = 1 << 20
 
 
 def as_slice(mask: BoolArray) -> BoolArray | slice:
