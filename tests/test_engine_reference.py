@@ -28,7 +28,7 @@ from mimir_limit_optimizer.engine import (
     throttling,
 )
 from mimir_limit_optimizer.engine.results import Recommendations
-from mimir_limit_optimizer.engine.usage import Observation
+from mimir_limit_optimizer.engine.usage import LazyArrays, Observation
 from tests import engine_reference as ref
 
 NOW = 1_800_000_000.0
@@ -223,6 +223,46 @@ def test_the_spike_scan_by_suspect_blocks_gives_the_reference_results(
         slow = recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
     _compare(fast, slow)
     assert (fast.results["ingestion_rate"].spike_count > 0).sum() >= 3
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_demand_in_place_of_streamed_discards_gives_the_reference_results(
+    monkeypatch: pytest.MonkeyPatch, skip: bool
+) -> None:
+    """Discards that the engine holds alone (a `LazyArrays` load, or the copy that tenant
+    scoping makes) take the demand in their place, and the results stay the reference's;
+    arrays that someone else holds are never written."""
+    obs = _observation(160, 300.0, 7, True)
+    kept = {name: array.copy() for name, array in obs.discards.items()}
+    shape = (len(obs.tenants), len(obs.timestamps))
+    streamed = dataclasses.replace(
+        obs,
+        usage=LazyArrays(list(obs.usage), lambda name: obs.usage[name].copy(), shape=shape),
+        discards=LazyArrays(
+            list(obs.discards), lambda name: obs.discards[name].copy(), shape=shape
+        ),
+    )
+    cfg = Config.model_validate({"tenantScoping": {"skipList": ["tenant-1?"]}} if skip else {})
+    handed: list[str] = []
+    buffer = recommend_pass.Pass.buffer
+
+    def recorded(self: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
+        handed.append(name)
+        return buffer(self, name, shape)
+
+    monkeypatch.setattr(recommend_pass.Pass, "buffer", recorded)
+    fast = recommend.recommend(streamed, cfg, CATALOGUE, now=NOW, limits=LIMITS)
+    assert "demand" not in handed  # every limit's demand went in place of its discards
+    handed.clear()
+    held = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
+    assert handed.count("demand") == (0 if skip else len(DISCARDS))  # scoping: its own copy
+    for name, array in obs.discards.items():  # the caller's arrays are untouched
+        np.testing.assert_array_equal(array, kept[name])
+    with monkeypatch.context() as patched:
+        _use_reference(patched)
+        slow = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
+    _compare(fast, slow)
+    _compare(held, slow)
 
 
 def test_the_comparison_sees_a_difference(monkeypatch: pytest.MonkeyPatch) -> None:
