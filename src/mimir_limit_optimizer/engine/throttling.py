@@ -87,10 +87,10 @@ def demand(
         throttled_recently[lo:hi] = d[:, last_day].sum(axis=1) > 0
         part = np.add(usage[lo:hi], d, out=demand[lo:hi])  # NaN where usage is missing
         part.sum(axis=1, dtype=np.float64, out=total[lo:hi])
-        gaps = np.flatnonzero(np.isnan(total[lo:hi]))  # (or inf - inf: done the same way)
-        if len(gaps):
-            gappy_rows.append(gaps + lo)
-            gappy_discards.append(d[gaps])
+        nan_rows = np.flatnonzero(np.isnan(total[lo:hi]))  # (or inf - inf: done the same way)
+        if len(nan_rows):
+            gappy_rows.append(nan_rows + lo)
+            gappy_discards.append(d[nan_rows])
     if gappy_rows:
         gappy = np.concatenate(gappy_rows)
         d = np.concatenate(gappy_discards)
