@@ -135,6 +135,7 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(throttling, "demand", ref.demand)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
     monkeypatch.setattr(stats.SortedRows, "percentiles", ref.percentiles)
+    monkeypatch.setattr(stats.SortedRows, "__init__", ref.sorted_rows_init)
     monkeypatch.setattr(recommend_pass.Pass, "buffer", ref.new_buffer)
 
 
@@ -362,10 +363,10 @@ def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
     assert state.buffer("sort", (8, 2016)) is not other
 
 
-def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing of a limit outlives it: the next limit gets the same sort, demand and last-day
-    buffers
-    (with the cyclic garbage collector off, a reference cycle would show as a new one)."""
+def test_the_limits_of_a_pass_share_their_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of a limit outlives it: the next limit gets the same demand and last-day
+    buffers (with the cyclic garbage collector off, a reference cycle would show as a new
+    one); the sort of demand goes by chunks and takes no (N, T) buffer at all."""
     handed: dict[str, list[int]] = {"sort": [], "demand": [], "day": []}
     buffer = recommend_pass.Pass.buffer
 
@@ -381,6 +382,25 @@ def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch
         recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
     finally:
         gc.enable()
-    assert len(handed["sort"]) == len(USAGE) and len(set(handed["sort"])) == 1
+    assert handed["sort"] == []
     assert len(handed["demand"]) == len(DISCARDS) and len(set(handed["demand"])) == 1
     assert len(handed["day"]) == len(USAGE) and len(set(handed["day"])) == 1
+
+
+def test_a_sort_by_chunks_answers_percentiles_asked_for_later() -> None:
+    """Percentiles named in advance are read chunk by chunk (rows with gaps included); one
+    asked for later sorts the values whole and gives the same as a whole sort; after
+    `release`, such a question is an error, never a wrong answer."""
+    usage, _ = _tenants(300, 300.0, 7, seed=3)
+    values = usage.astype(np.float32)
+    whole = stats.SortedRows(values)
+    chunked = stats.SortedRows(values, only=[50, 100])
+    assert chunked.sorted.size == 0  # no sorted copy kept
+    np.testing.assert_array_equal(chunked.counts, whole.counts)
+    for q in (50, 100, 95, 99.5):  # the last two were not named in advance
+        np.testing.assert_array_equal(chunked.percentile(q), whole.percentile(q))
+    released = stats.SortedRows(values, only=[50])
+    released.release()
+    np.testing.assert_array_equal(released.percentile(50), whole.percentile(50))
+    with pytest.raises(ValueError, match="not asked for"):
+        released.percentile(95)

@@ -198,16 +198,19 @@ def _usage_value(
     # with discards, and the spike-cleaned demand only in the rows with spikes. When most
     # rows had discards, usage gets its own sort (released before demand's, so two sorted
     # copies never coexist).
-    buffer = state.buffer("sort", (demand.shape[0], demand.shape[1]))
+    # The percentiles read from the sort are known now (statistics, the strategy's, the
+    # tail's): it is done a chunk of rows at a time and no sorted copy is kept.
+    usage_qs = [50.0, 95.0, 99.0, 100.0]
+    read = [*usage_qs, trend.percentile, trend.adaptive.tail_percentile]
     if len(throttled_rows) > state.n // 4:
-        observed = SortedRows(usage, buffer)
-        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
-        observed.sorted = observed.sorted[:0]  # keep the counts; demand is sorted in its place
-        ordered = SortedRows(demand, buffer)
+        observed = SortedRows(usage, only=usage_qs)
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles(usage_qs)
+        observed.release()  # keep the counts, not the usage
+        ordered = SortedRows(demand, only=read)
     else:
-        ordered = SortedRows(demand, buffer)
+        ordered = SortedRows(demand, only=read)
         observed = ordered.patched(throttled_rows, usage[throttled_rows])
-        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles(usage_qs)
     if spec.name not in obs.discards:
         # More than 5% of points at the limit <=> the 95th percentile reaches it.
         with np.errstate(invalid="ignore"):
