@@ -47,8 +47,9 @@ class Pass:
         self._buffers: dict[str, npt.NDArray[np.float32]] = {}
 
     def buffer(self, name: str, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
-        """A float32 (N, T) array the limits take turns in (`sort`: the shared sort;
-        `demand`: accepted + discarded): a new one per limit costs its page faults each
+        """A float32 (N, T) array the limits take turns in (`demand`: accepted + discarded
+        when the discards are not the engine's own; `day`: the last day's columns, sorted in
+        place): a new one per limit costs its page faults each
         time, as much as a third of a sort. Handed out again only when nothing else holds
         it or a view of it (a view holds a reference to its base), so a result that kept
         one would get a new array, never a reused one."""

@@ -113,8 +113,10 @@ class SortedRows:
         return self.percentile(100.0)
 
 
-# Points per chunk of `SortedRows(..., only=...)`: 512k (2 MB of float32, 260 rows of a week).
-_SORT_POINTS = 1 << 19
+# Points per chunk of `SortedRows(..., only=...)`: 2M (8 MB of float32, 1,040 rows of a week
+# at 5 minutes). A row's sort stays within its 8 kB; larger chunks only save calls (at
+# 20,000 rows: 106 ms with 2M-point chunks, 111 with 1M, 118 with 512k).
+_SORT_POINTS = 1 << 21
 
 
 def _counts(ordered: npt.NDArray[np.float32]) -> IntArray:
