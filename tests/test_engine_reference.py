@@ -187,6 +187,7 @@ def test_fast_passes_give_the_reference_results(
     monkeypatch.setattr(spikes, "_BATCH_POINTS", chunk)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", chunk)
     monkeypatch.setattr(strategies, "_SHAPE_POINTS", chunk)
+    monkeypatch.setattr(stats, "_SORT_POINTS", chunk)
     fast = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
     with monkeypatch.context() as patched:
         _use_reference(patched)
@@ -387,12 +388,15 @@ def test_the_limits_of_a_pass_share_their_buffers(monkeypatch: pytest.MonkeyPatc
     assert len(handed["day"]) == len(USAGE) and len(set(handed["day"])) == 1
 
 
-def test_a_sort_by_chunks_answers_percentiles_asked_for_later() -> None:
+def test_a_sort_by_chunks_answers_percentiles_asked_for_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Percentiles named in advance are read chunk by chunk (rows with gaps included); one
     asked for later sorts the values whole and gives the same as a whole sort; after
     `release`, such a question is an error, never a wrong answer."""
     usage, _ = _tenants(300, 300.0, 7, seed=3)
     values = usage.astype(np.float32)
+    monkeypatch.setattr(stats, "_SORT_POINTS", 70 * values.shape[1])  # chunks of 70 rows
     whole = stats.SortedRows(values)
     chunked = stats.SortedRows(values, only=[50, 100])
     assert chunked.sorted.size == 0  # no sorted copy kept
