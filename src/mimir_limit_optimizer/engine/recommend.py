@@ -29,7 +29,7 @@ from mimir_limit_optimizer.engine.results import (
     Reason,
     Recommendations,
 )
-from mimir_limit_optimizer.engine.spikes import Cleaned, detect_spikes
+from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice, detect_spikes
 from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
 from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
 from mimir_limit_optimizer.engine.usage import FloatArray, Observation
@@ -290,9 +290,12 @@ def _usage_value(
     if trend.strategy == "percentile" and 0 < np.count_nonzero(last_day) < len(last_day):
         # A week's percentile lags a tenant that grew or moved to a new level; the last
         # day's percentile does not. Raise-only: a quiet day never lowers the week's value.
-        span = (state.n, int(np.count_nonzero(last_day)))
-        day = cleaned.columns(last_day, state.buffer("day", span))  # ours: sorted in place
-        recent_level = SortedRows(day, day).percentile(result.percentile)
+        # Sorted by chunks straight from demand's columns (no copy of them), the rows spikes
+        # were cleaned from on their own (a patch), as the cleaned columns would sort.
+        cols = as_slice(last_day)
+        day = SortedRows(cleaned.base[:, cols], only=[result.percentile])
+        day = day.patched(cleaned.rows, cleaned.values[:, cols])
+        recent_level = day.percentile(result.percentile)
 
     if trend.time_of_day_buffers:
         # Factors refine the strategy's estimate hour by hour; they never take it below it.

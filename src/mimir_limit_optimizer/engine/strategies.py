@@ -295,6 +295,7 @@ def _shape_rows(
         with np.errstate(invalid="ignore", divide="ignore"):
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
-        growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
+        # NaN: no growth (0); +-inf are clipped as nan_to_num's huge finite values would be.
+        growth = np.clip(np.where(np.isnan(rate), 0.0, rate), 0.0, 1.0)
     top_hour = np.where(np.isfinite(top_all), top_all, np.nan)
     return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)
