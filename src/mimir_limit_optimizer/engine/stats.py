@@ -19,7 +19,8 @@ F = TypeVar("F", np.float32, np.float64)
 
 
 class SortedRows:
-    """Rows sorted ascending with NaN last, and the count of finite values per row.
+    """Rows sorted ascending with NaN last, and the count of finite values per row (made with
+    `only`: the named percentiles read from the sort chunk by chunk, the sort not kept).
 
     The sort is the engine's most expensive step (one per usage-driven limit), so it is shared:
     `patched` answers for an array that differs from this one in a few rows (usage vs. demand
