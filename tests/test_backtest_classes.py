@@ -1,8 +1,10 @@
 """The scenario classes ours lost before issue 13 §4, each on a small generated scenario
 replayed against the baseline that beat it: a quiet tenant that comes back (against the
-KRR-like strategy's 14-day memory), a throttled tenant that keeps growing (against p95 x 1.2
-over 48 h), and noisy small tenants (steady cover of their tail instead of raises after each
-burst). Each fails on the engine before the fix (bench/quality.py has the full suite)."""
+KRR-like strategy's 14-day memory; also one quiet for as long as the analysis window, which
+only the long-term peak memory carried across replay steps remembers), a throttled tenant
+that keeps growing (against p95 x 1.2 over 48 h), and noisy small tenants (steady cover of
+their tail instead of raises after each burst). Each fails on the engine before the fix
+(bench/quality.py has the full suite)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,40 @@ def test_a_quiet_tenant_that_comes_back_is_not_throttled_more_than_a_14_day_max(
     assert ours.throttled_minutes <= krr.throttled_minutes
     assert ours.headroom_median is not None and krr.headroom_median is not None
     assert ours.headroom_median <= krr.headroom_median * 1.05
+
+
+QUIET_FOR_A_WINDOW = """
+name: quiet-for-a-window
+seed: 7
+history: 9d
+evaluation: 3d
+cycle: 1h
+tenants:
+  - name: half-away
+    count: 3
+    spread: 0.5
+    limits:
+      ingestion_rate:
+        current: 1.3x
+        demand: {base: 30000, daily: 0.2, noise: 0.04, dormant: {at: 2d, level: 0.5, until: 10d}}
+"""
+
+
+def test_a_tenant_quiet_for_as_long_as_the_window_comes_back_to_its_remembered_level() -> None:
+    # Half the load away for 8 days, back a day into the evaluation: the window (7 days)
+    # holds only the quiet level when it returns. The long-term peak memory, carried across
+    # the replay's steps as the service carries it in its store, remembers the level from
+    # before (before it: 60 minutes per tenant, 180 in all, where KRR's 14 days see it).
+    case = build_case(parse_scenarios(QUIET_FOR_A_WINDOW, "test.yaml", CATALOGUE)[0], CATALOGUE)
+    ours, krr = (score_replay(replay(case, s)) for s in (Ours(Config(), CATALOGUE), KRR))
+    assert krr.throttled_minutes <= 10.0
+    assert ours.throttled_minutes <= krr.throttled_minutes
+    assert ours.headroom_median is not None and krr.headroom_median is not None
+    assert ours.headroom_median <= krr.headroom_median * 1.05
+    assert ours.churn < krr.churn
+    # The control: without the memory (longTermWindow 0) the same engine throttles the return.
+    off = Config.model_validate({"trendAnalysis": {"adaptive": {"longTermWindow": 0}}})
+    assert score_replay(replay(case, Ours(off, CATALOGUE))).throttled_minutes >= 100.0
 
 
 GROWING_THROTTLED = """

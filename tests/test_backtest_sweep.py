@@ -93,8 +93,10 @@ def suite_sweep():
         s.model_copy(update={"evaluation": 86400.0}) for s in load_scenarios([SUITE], CATALOGUE)
     ]
     cases = [build_case(s, CATALOGUE) for s in scenarios]
+    # Ours at 10% too: between 0% and 20% its curve falls steeply (3,275 to 85 minutes), and
+    # a straight line between them read the 20% point's minutes as if at 10%'s headroom.
     settings = sweep_settings(
-        Config(), CATALOGUE, buffers=(0.0, 20.0, 60.0), go_formula=(1.0, 1.3, 1.6),
+        Config(), CATALOGUE, buffers=(0.0, 10.0, 20.0, 60.0), go_formula=(1.0, 1.3, 1.6),
         krr=(1.0, 1.5),
     )  # fmt: skip
     return run_sweep(cases, settings)
@@ -104,11 +106,13 @@ def test_ours_dominates_both_baselines_along_the_curves(suite_sweep) -> None:
     for comparison in suite_sweep.comparisons:
         baseline = suite_sweep.curve(comparison.baseline)
         xs = [s.headroom_median for s in baseline.totals]
-        # Ours reaches low: its buffer-0% point sits within 6% of the baselines' lowest
+        # Ours reaches low: its buffer-0% point sits within 7% of the baselines' lowest
         # headroom above 1.0x (noisy tenants keep their tail, trendAnalysis.adaptive.
-        # tailPercentile, whatever the buffer: 1.05x on this 1-day cut, 1.02x on the full
-        # suite; the baselines' points under 1.0x are under-provisioned).
-        assert comparison.low <= max(min(xs), 1.0) + 0.06, comparison
+        # tailPercentile, whatever the buffer, and the month-end tenants their last month
+        # end's level, the long-term peak memory, through this quiet day: 1.06x on this
+        # 1-day cut, 1.02x on the full suite; the baselines' points under 1.0x are
+        # under-provisioned).
+        assert comparison.low <= max(min(xs), 1.0) + 0.07, comparison
         assert comparison.dominates, comparison.sentence()
         assert comparison.ratio_min > 1.0
 

@@ -5,6 +5,11 @@ discards = the rest, which is what Mimir's counters show. At every cycle of the 
 window the strategy sees the same kind of observation up to `now` and its recommendation
 becomes the limit in force until the next cycle; so later cycles observe the throttling the
 strategy's own earlier limits caused (and only strategies that read discards see past it).
+
+A strategy that remembers (ours: the long-term peak memory the service keeps in its store)
+gets a fresh session per case, which first observes the history's earlier windows (one per
+`lookback`, oldest first: what the service running during the history would remember) and
+then carries its memory from each cycle to the next.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mimir_limit_optimizer.backtest.case import Case
-from mimir_limit_optimizer.backtest.strategies import Strategy
+from mimir_limit_optimizer.backtest.strategies import Remembers, Session, Strategy
 from mimir_limit_optimizer.engine.usage import FloatArray, Observation
 
 IntArray = npt.NDArray[np.int64]
@@ -56,12 +61,10 @@ def replay(case: Case, strategy: Strategy) -> Replay:
     for name, value in now_limit.items():
         enforce(name, slice(0, first), value)
 
-    times = case.cycle_times()
-    for k, now in enumerate(times):
+    def observation(now: float) -> Observation:
         hi = int(np.searchsorted(ts, now, side="right"))
-        lo = int(np.searchsorted(ts, now - strategy.lookback, side="right"))
-        lo = min(lo, hi)
-        observation = Observation(
+        lo = min(int(np.searchsorted(ts, now - strategy.lookback, side="right")), hi)
+        return Observation(
             tenants=case.tenants,
             timestamps=ts[lo:hi],
             step=case.step,
@@ -69,7 +72,16 @@ def replay(case: Case, strategy: Strategy) -> Replay:
             discards={name: array[:, lo:hi] for name, array in discards.items()},
             current={name: value.copy() for name, value in now_limit.items()},
         )
-        wanted = strategy.recommend(observation, now=float(now), limits=case.limits)
+
+    times = case.cycle_times()
+    if isinstance(strategy, Remembers):
+        session: Session = strategy.start()
+        for now in _earlier_windows(case, strategy.lookback):
+            session.observe(observation(now), now=now, limits=case.limits)
+        strategy = session
+    for k, now in enumerate(times):
+        hi = int(np.searchsorted(ts, now, side="right"))
+        wanted = strategy.recommend(observation(float(now)), now=float(now), limits=case.limits)
         end = t if k == len(times) - 1 else int(np.searchsorted(ts, now + case.cycle, "right"))
         for spec in case.limits:
             name = spec.name
@@ -88,3 +100,14 @@ def replay(case: Case, strategy: Strategy) -> Replay:
         changes=changes,
         cycles=len(times),
     )
+
+
+def _earlier_windows(case: Case, lookback: float) -> list[float]:
+    """Ends of the windows, `lookback` apart and oldest first, that cover the history
+    before the first cycle's own window (none when that window reaches its start)."""
+    if lookback <= 0:
+        return []
+    first = case.history_end
+    start = float(case.timestamps[0]) - case.step  # the first point closes this step
+    count = int(np.floor((first - start) / lookback - 1e-9))
+    return [first - k * lookback for k in range(count, 0, -1)]

@@ -24,12 +24,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType
 from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory, update
 from mimir_limit_optimizer.engine.postprocess import round_readable
 from mimir_limit_optimizer.engine.recommend import recommend
 from mimir_limit_optimizer.engine.usage import FloatArray, Observation
@@ -57,6 +58,22 @@ class Strategy(Protocol):
     ) -> dict[str, FloatArray]: ...
 
 
+@runtime_checkable
+class Remembers(Protocol):
+    """A strategy with state from one cycle to the next (ours: the long-term peak memory,
+    engine/peak_memory.py). A replay starts a fresh session per case, lets it `observe`
+    earlier windows of the history (what the service running then would have remembered),
+    then asks it for every cycle, in order."""
+
+    def start(self) -> Session: ...
+
+
+class Session(Strategy, Protocol):
+    def observe(self, obs: Observation, *, now: float, limits: Sequence[LimitSpec]) -> None:
+        """Remember what the window ending at `now` holds, recommending nothing."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ours:
     config: Config
@@ -68,10 +85,47 @@ class Ours:
     def lookback(self) -> float:
         return float(self.config.trend_analysis.analysis_window)
 
+    def start(self) -> OursSession:
+        return OursSession(self)
+
     def recommend(
         self, obs: Observation, *, now: float, limits: Sequence[LimitSpec]
     ) -> dict[str, FloatArray]:
-        recs = recommend(obs, self.config, self.catalogue, now=now, limits=[s.name for s in limits])
+        """One stateless cycle (no memory of earlier ones: `start` carries it)."""
+        return self.start().recommend(obs, now=now, limits=limits)
+
+
+@dataclass
+class OursSession:
+    """Ours over one replay: the long-term peak memory carried from cycle to cycle, as the
+    service carries it in its store."""
+
+    ours: Ours
+    memory: PeakMemory | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ours.name
+
+    @property
+    def description(self) -> str:
+        return self.ours.description
+
+    @property
+    def lookback(self) -> float:
+        return self.ours.lookback
+
+    def observe(self, obs: Observation, *, now: float, limits: Sequence[LimitSpec]) -> None:
+        self.recommend(obs, now=now, limits=limits)
+
+    def recommend(
+        self, obs: Observation, *, now: float, limits: Sequence[LimitSpec]
+    ) -> dict[str, FloatArray]:
+        config, catalogue = self.ours.config, self.ours.catalogue
+        names = [s.name for s in limits]
+        recs = recommend(obs, config, catalogue, now=now, limits=names, memory=self.memory)
+        window = config.trend_analysis.adaptive.long_term_window
+        self.memory = update(self.memory, recs, now=now, long_term_window=window)
         out: dict[str, FloatArray] = {}
         if recs.tenants == obs.tenants:
             rows = None
@@ -208,6 +262,9 @@ __all__ = [
     "MIMIR_DEFAULTS",
     "Fixed",
     "Ours",
+    "OursSession",
+    "Remembers",
+    "Session",
     "Strategy",
     "WindowStatistic",
     "by_name",

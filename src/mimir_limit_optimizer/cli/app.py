@@ -88,13 +88,13 @@ class PlanFormat(StrEnum):
 def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
     """Collect and plan, with a progress bar on stderr (shown on terminals only). Current
     limits come from the configured target (file or ConfigMap); the guards (cooldowns,
-    protection and budget caps) from the service's store when there is one, so the plan is
-    what `mlo run --mode prod` would write now."""
+    protection and budget caps) and the long-term peak memory from the service's store when
+    there is one, so the plan is what `mlo run --mode prod` would write now."""
     import os
 
     from mimir_limit_optimizer.cli.progress import collection_progress
     from mimir_limit_optimizer.controller.oneshot import build_source, run_cycle
-    from mimir_limit_optimizer.controller.plan_inputs import guards_from_store
+    from mimir_limit_optimizer.controller.plan_inputs import guards_from_store, memory_from_store
     from mimir_limit_optimizer.engine.overrides import OverridesParseError, OverridesValueError
     from mimir_limit_optimizer.engine.planning import GuardInputs
     from mimir_limit_optimizer.sources.base import SourceError
@@ -119,11 +119,19 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
         guards = (
             GuardInputs() if target is None else guards_from_store(config, catalogue, target, now)
         )
+        memory = memory_from_store(config)
         # Nothing for a short collection; after 2 s a bar with the known total on a
         # terminal, log lines otherwise (cli/progress.py).
         with collection_progress(err, f"querying {description}") as report:
             cycle = run_cycle(
-                config, catalogue, source, now=now, progress=report, target=target, guards=guards
+                config,
+                catalogue,
+                source,
+                now=now,
+                progress=report,
+                target=target,
+                guards=guards,
+                memory=memory,
             )
     except CurrentLimitsError as exc:
         fail(f"cannot read the current limits: {exc}")

@@ -217,7 +217,7 @@ class HistogramSettings(_Section):
 class AdaptiveSettings(_Section):
     """Per-tenant rules read from the tenant's own history (docs/engine.md, "Memory, growth
     and variability"). Each can be turned off: variabilityReference 0, quietShare 0,
-    growthHorizon 0, safeLowering false."""
+    longTermWindow 0, growthHorizon 0, safeLoweringPercent 0."""
 
     # The buffer is scaled by (the tenant's short-term coefficient of variation / this),
     # within [bufferScaleMin, bufferScaleMax]: a steady tenant carries less, a noisy one more.
@@ -231,6 +231,13 @@ class AdaptiveSettings(_Section):
     quiet_share: float = Field(0.75, ge=0, lt=1)
     quiet_hold: Duration = Field(2 * 86400.0, ge=0)
     quiet_keep: float = Field(1.0, ge=0, le=1)
+    # Long-term peak memory (engine/peak_memory.py): each tenant's highest level held (its
+    # highest hour) is remembered for longTermWindow after the last cycle whose analysis
+    # window held it (0: off, the engine remembers only its window). A tenant whose window
+    # level is below quietShare of it (quiet for longer than the window) is lowered only
+    # down to longTermKeep x that level + the standing buffer until then.
+    long_term_window: Duration = Field(30 * 86400.0, ge=0, le=365 * 86400.0)
+    long_term_keep: float = Field(1.0, ge=0, le=1)
     # A throttled tenant that grew day over day is raised to its level projected this far
     # ahead (the time it is not lowered after throttling).
     growth_horizon: Duration = Field(86400.0, ge=0)

@@ -14,6 +14,7 @@ from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, SignalKind
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine.current import resolve_current
 from mimir_limit_optimizer.engine.overrides import OverridesDocument, parse_overrides
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.planning import CyclePlan, GuardInputs, plan_cycle
 from mimir_limit_optimizer.engine.recommend import enabled_limits
 from mimir_limit_optimizer.engine.results import Recommendations
@@ -111,10 +112,12 @@ def run_cycle(
     progress: ProgressCallback | None = None,
     target: Target | None = None,
     guards: GuardInputs | None = None,
+    memory: PeakMemory | None = None,
 ) -> Cycle:
     """One cycle's plan, the same pipeline as the service's (engine/planning.py). Current
-    limits come from `target` (file or ConfigMap; it raises TargetError) or, without one, from
-    target.path; `guards` are what the service's guards would hold (see plan_inputs)."""
+        limits come from `target` (file or ConfigMap; it raises TargetError) or, without one, from
+        target.path; `guards` are what the service's guards would hold and `memory` the long-term
+    peak memory it saved (see plan_inputs)."""
     specs = [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
     if target is not None:
         text = target.read().text
@@ -138,6 +141,7 @@ def run_cycle(
         guards=guards or GuardInputs(),
         now=now,
         limits=[s.name for s in specs],
+        memory=memory,
     )
     skipped = dict(getattr(source, "last_skipped_tenants", {}) or {})
     return Cycle(observation, planned.recommendations, planned, document, skipped, text)

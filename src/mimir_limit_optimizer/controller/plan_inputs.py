@@ -1,7 +1,7 @@
 """What the planning function needs from the outside, read for the service's cycle and for
 `mlo plan` alike: when each limit last changed (the store's revisions of the target), and the
-caps the guards hold. `guards_from_store` is the one call for a plan outside the service (the
-CLI, a UI preview)."""
+caps the guards hold, and the engine's long-term peak memory. `guards_from_store` and
+`memory_from_store` are the calls for a plan outside the service (the CLI, a UI preview)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from mimir_limit_optimizer.alerting.model import CollectingSink
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.planning import GuardInputs, combine
 from mimir_limit_optimizer.store import AuditLog, Store
 from mimir_limit_optimizer.targets.base import Target
@@ -94,3 +95,23 @@ def guards_from_store(
         return stored_guards(config, catalogue, store, target.describe(), now=now, cost=cost)
     finally:
         store.close()
+
+
+def memory_from_store(config: Config) -> PeakMemory | None:
+    """The long-term peak memory the service saved (controller/peak_memory.py), for a plan
+    outside the service; None when it is off or there is no store yet (a plan never creates
+    one). Rows that do not decode are left out, as the service leaves them out."""
+    from mimir_limit_optimizer.controller.peak_memory import load_memory
+    from mimir_limit_optimizer.controller.wiring import open_store, store_url
+
+    if config.trend_analysis.adaptive.long_term_window <= 0:
+        return None
+    url = store_url(config)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None
+    store = open_store(config)
+    try:
+        memory, _problems = load_memory(store)
+    finally:
+        store.close()
+    return memory

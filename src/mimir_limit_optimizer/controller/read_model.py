@@ -29,6 +29,7 @@ from mimir_limit_optimizer.controller.ui_revisions import RevisionReader
 from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
 from mimir_limit_optimizer.controller.ui_views import downsample, limit_view, plain, totals
 from mimir_limit_optimizer.engine.overrides_validate import validate_overrides
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.recommend import enabled_limits
 from mimir_limit_optimizer.engine.results import Recommendations, render_value
 from mimir_limit_optimizer.observability.health import HealthState
@@ -79,6 +80,7 @@ class ServiceParts(SharedParts):
     cost_by_tenant: Callable[[], tuple[dict[str, float], str] | None]
     source_factory: Callable[[Config, float], Source]
     runtime_freeze: Callable[[], str | None]  # who froze applying from the UI, or None
+    peak_memory: Callable[[], PeakMemory | None]  # what the cycles plan with (None: none yet)
     logger: logging.Logger
 
 

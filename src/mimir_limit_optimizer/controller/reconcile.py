@@ -18,6 +18,7 @@ from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config, Mode
 from mimir_limit_optimizer.controller.apply import Applier, ApplyError
 from mimir_limit_optimizer.controller.oneshot import resolve_limits_in_force, signals_needed
+from mimir_limit_optimizer.controller.peak_memory import PeakMemoryKeeper
 from mimir_limit_optimizer.controller.plan_inputs import ROLLED_BACK, last_changed
 from mimir_limit_optimizer.controller.reporter import Reporter
 from mimir_limit_optimizer.engine.overrides import (
@@ -25,6 +26,7 @@ from mimir_limit_optimizer.engine.overrides import (
     OverridesValueError,
     parse_overrides,
 )
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.engine.planning import (
     PLAN_SCHEMA_VERSION,
@@ -155,6 +157,11 @@ class Reconciler:
         self.report = Reporter(audit=audit, alerts=alerts, logger=logger, component="controller")
         self._audited: str | None = None  # digest of the last audited dry-run write set
         self._audited_loaded = False
+        # The engine's long-term peak memory: what this cycle plans with (a re-plan too).
+        self.peak_memory = PeakMemoryKeeper(
+            store=store, report=self.report, metrics=metrics, logger=logger
+        )
+        self._memory: PeakMemory | None = None
 
     @property
     def alerts(self) -> AlertSink | None:
@@ -277,7 +284,12 @@ class Reconciler:
             )
         with self.metrics.phase("recommend"):
             recs = recommend(
-                merged, config, self.catalogue, now=now, limits=[s.name for s in specs]
+                merged,
+                config,
+                self.catalogue,
+                now=now,
+                limits=[s.name for s in specs],
+                memory=self._memory,
             )
         with self.metrics.phase("plan"):
             since = now - config.change_policy.cooldown
@@ -380,6 +392,8 @@ class Reconciler:
             component="source",
             resolved=True,
         )
+        with self.metrics.phase("memory"):
+            self._memory = self.peak_memory.for_cycle(config, now=now, leader=leader)
         try:
             with self.metrics.phase("read_target"):
                 content = self.applier.target.read()
@@ -392,6 +406,8 @@ class Reconciler:
             return CycleResult(False, detail=f"cannot read {self.applier.name}: {exc}")
         recs = planned.recommendations
         writes, held = planned.writes, planned.held_back
+        with self.metrics.phase("memory"):
+            self.peak_memory.after_cycle(recs, config, now=now, leader=leader)
         with self.metrics.phase("report"):
             for guard in self.guards:
                 guard.planned(planned, config, now)

@@ -142,8 +142,10 @@ class ServiceTools:
                 }
             )
             change.append(f"strategy {strategy}")
-        before = recommend(single, config, p.catalogue, now=now, limits=names)
-        after = recommend(single, changed, p.catalogue, now=now, limits=names)
+        # The long-term peak memory the cycles plan with, so "now" is what a cycle would say.
+        memory = p.peak_memory() if config.trend_analysis.adaptive.long_term_window > 0 else None
+        before = recommend(single, config, p.catalogue, now=now, limits=names, memory=memory)
+        after = recommend(single, changed, p.catalogue, now=now, limits=names, memory=memory)
         rows = []
         for name, result in before.results.items():
             other = after.results[name]

@@ -68,6 +68,7 @@ class ServiceUi:
                 cost_by_tenant=self._costs,
                 source_factory=factory,
                 runtime_freeze=self.actions.frozen_by,
+                peak_memory=lambda: service.reconciler.peak_memory.memory,
                 logger=logging.getLogger("mimir_limit_optimizer.ui"),
             )
         )

@@ -8,7 +8,8 @@
 - `prepare`, before the buffer: the tenant's shape (variability, sustained peak, quiet time,
   growth) and its buffer scaled with its variability;
 - `floors`, after the reaction to throttling: a quiet tenant is kept near its remembered
-  peak; a throttled tenant that grows is raised to its level projected ahead;
+  peak (the window's, or the long-term one of engine/peak_memory.py beyond the window); a
+  throttled tenant that grows is raised to its level projected ahead;
 - `lowering`, before the step limit: lowerings wait for the recent hourly peak and are then
   taken in fewer, larger steps.
 """
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.config.models import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
+from mimir_limit_optimizer.engine.peak_memory import HELD_LEVEL, RENEW_SHARE
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
 from mimir_limit_optimizer.engine.spikes import Cleaned, SpikeReport
@@ -112,8 +114,11 @@ def floors(
     standing_percent: FloatArray,
     full_percent: FloatArray,
     settings: AdaptiveSettings,
+    remembered: tuple[FloatArray, FloatArray] | None = None,
 ) -> FloatArray:
-    """Quiet memory, then growth for throttled tenants (see the module docstring)."""
+    """Quiet memory (the window's, then the long-term one: `remembered`, the level
+    engine/peak_memory.recall gives and its age in seconds), then growth for throttled
+    tenants (see the module docstring)."""
     if settings.quiet_share > 0:
         value, kept = pp.quiet_floor(
             value,
@@ -128,6 +133,29 @@ def floors(
             keep=settings.quiet_keep,
         )
         result.flags |= np.where(kept, int(Reason.QUIET_MEMORY), 0)
+    # The long-term memory records the window's highest day level (peak_memory.update), not
+    # its highest hour: a level held most of a day, which a cardinality blast or an
+    # incident of a few hours is not (remembered for a month, an hour's blast would keep
+    # the limit at its height all that time).
+    result.extra[HELD_LEVEL] = shape.peak
+    if remembered is not None:
+        # Quiet for longer than the window: the window no longer holds the remembered level
+        # (as when it is not renewed), so its own level no longer says where the tenant was.
+        # The full buffer: the level is a day level, below the daily peak a return reaches.
+        level, age = remembered
+        with np.errstate(invalid="ignore"):
+            below = shape.peak < RENEW_SHARE * level
+        value, kept = pp.memory_floor(
+            value,
+            result.current,
+            level,
+            below,
+            full_percent,
+            keep=settings.long_term_keep,
+        )
+        result.extra["remembered_level"] = level
+        result.extra["remembered_age"] = age
+        result.flags |= np.where(kept, int(Reason.LONG_TERM_MEMORY), 0)
     if settings.growth_horizon > 0:
         # A return from quiet looks like growth (each day above the one before): projected
         # at most MAX_GROWTH_PER_DAY, or one return would double the limit.

@@ -23,6 +23,7 @@ from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine.cost.enforce import Cap, CapOutcome, apply_caps
 from mimir_limit_optimizer.engine.current import merge_current
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.plan import Change, Plan, build_plan
 from mimir_limit_optimizer.engine.protection.guard import ProtectionCap, hold_caps
 from mimir_limit_optimizer.engine.recommend import recommend
@@ -95,11 +96,13 @@ def plan_cycle(
     guards: GuardInputs,
     now: float,
     limits: Sequence[str] | None = None,
+    memory: PeakMemory | None = None,
 ) -> CyclePlan:
     """The whole pipeline: `current` (per limit, aligned to observation.tenants; NaN: not
-    set) comes from the overrides and wins over what the source reported."""
+    set) comes from the overrides and wins over what the source reported; `memory` is the
+    long-term peak memory the service keeps (engine/peak_memory.py)."""
     merged = merge_current(observation, current)
-    recs = recommend(merged, config, catalogue, now=now, limits=limits)
+    recs = recommend(merged, config, catalogue, now=now, limits=limits, memory=memory)
     return plan_recommendations(recs, config, catalogue, guards=guards, now=now)
 
 

@@ -163,6 +163,25 @@ def quiet_floor(
     return np.where(hit, floor, value), hit
 
 
+def memory_floor(
+    value: FloatArray,
+    current: FloatArray,
+    remembered: FloatArray,
+    below: BoolArray,
+    buffer_percent: FloatArray,
+    *,
+    keep: float,
+) -> Step:
+    """A tenant `below` its level remembered from before the window (engine/peak_memory.py)
+    is not lowered below `keep` x that level plus the buffer (never raised by this: at most
+    to the limit in force). NaN remembered levels change nothing."""
+    # np.minimum keeps a NaN remembered level NaN (np.fmin would floor at the limit in force).
+    floor = np.minimum(current, remembered * keep * (1.0 + buffer_percent / 100.0))
+    with np.errstate(invalid="ignore"):
+        hit = below & (floor > value)
+    return np.where(hit, floor, value), hit
+
+
 def growth_floor(
     value: FloatArray,
     level: FloatArray,

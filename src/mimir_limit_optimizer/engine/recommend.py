@@ -17,8 +17,9 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType, SignalKind
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine import adaptive, throttling
+from mimir_limit_optimizer.engine import adaptive, peak_memory, throttling
 from mimir_limit_optimizer.engine import postprocess as pp
+from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy
 from mimir_limit_optimizer.engine.recommend_pass import Pass, undefined
 from mimir_limit_optimizer.engine.results import (
@@ -71,8 +72,11 @@ def recommend(
     *,
     now: float,
     limits: Sequence[str] | None = None,
+    memory: PeakMemory | None = None,
 ) -> Recommendations:
-    """Recommend every enabled limit (or `limits`) for every in-scope tenant of `obs`."""
+    """Recommend every enabled limit (or `limits`) for every in-scope tenant of `obs`.
+    `memory`: the long-term peak memory of earlier cycles (engine/peak_memory.py; None:
+    nothing remembered beyond the window)."""
     specs = (
         [catalogue.limits[name] for name in limits]
         if limits is not None
@@ -81,7 +85,7 @@ def recommend(
     state = Pass(obs, config, now)
     results: dict[str, LimitResult] = {}
     for spec in _ordered(specs):
-        results[spec.name] = _recommend_limit(state, spec, results)
+        results[spec.name] = _recommend_limit(state, spec, results, memory)
     window = (
         (float(state.timestamps[0]), float(state.timestamps[-1]))
         if len(state.timestamps)
@@ -134,7 +138,9 @@ def _empty_result(
     )
 
 
-def _recommend_limit(state: Pass, spec: LimitSpec, done: dict[str, LimitResult]) -> LimitResult:
+def _recommend_limit(
+    state: Pass, spec: LimitSpec, done: dict[str, LimitResult], memory: PeakMemory | None
+) -> LimitResult:
     policy = resolve_policy(state.config, spec, state.tiers)
     current, flags = _current(state, spec, policy)
     result = _empty_result(state, spec, policy, current, flags)
@@ -150,7 +156,7 @@ def _recommend_limit(state: Pass, spec: LimitSpec, done: dict[str, LimitResult])
         result.undefined_reason = [unavailable] * state.n
         return result
     if spec.signal is SignalKind.USAGE:
-        value = _usage_value(state, spec, policy, result)
+        value = _usage_value(state, spec, policy, result, memory)
     elif spec.signal is SignalKind.DISCARD:
         value = throttling.discard_value(state, spec, result)
     elif spec.signal is SignalKind.DERIVED:
@@ -177,7 +183,11 @@ def _incomplete(state: Pass, spec: LimitSpec, result: LimitResult) -> None:
 
 
 def _usage_value(
-    state: Pass, spec: LimitSpec, policy: LimitPolicy, result: LimitResult
+    state: Pass,
+    spec: LimitSpec,
+    policy: LimitPolicy,
+    result: LimitResult,
+    memory: PeakMemory | None = None,
 ) -> FloatArray:
     obs, config = state.obs, state.config
     trend = config.trend_analysis
@@ -324,6 +334,7 @@ def _usage_value(
         standing_percent=standing,
         full_percent=policy.buffer_percent,
         settings=trend.adaptive,
+        remembered=_remembered(state, spec, memory),
     )
     for i in np.flatnonzero(short & ~rescued):
         result.undefined_reason[i] = (
@@ -333,6 +344,23 @@ def _usage_value(
     result.extra["history_seconds"] = history
     value[no_data | (short & ~rescued)] = np.nan
     return value
+
+
+def _remembered(
+    state: Pass, spec: LimitSpec, memory: PeakMemory | None
+) -> tuple[FloatArray, FloatArray] | None:
+    """(level, age in seconds) of each tenant's long-term memory for `spec` (NaN: none)."""
+    found = peak_memory.recall(
+        memory,
+        spec.name,
+        state.tenants,
+        now=state.now,
+        long_term_window=state.config.trend_analysis.adaptive.long_term_window,
+    )
+    if found is None:
+        return None
+    level, seen = found
+    return level, state.now - seen
 
 
 def _hours(key: str) -> list[int]:

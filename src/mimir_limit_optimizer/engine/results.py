@@ -7,7 +7,7 @@ row is shown: building 100k Python lists of strings would cost more than the mat
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag, StrEnum
 from typing import Any
@@ -62,6 +62,7 @@ class Reason(IntFlag):
     RETRIES_BOUNDED = 1 << 31  # rate_limited discards capped: retried batches count again
     USAGE_FALLBACK = 1 << 32  # usage from the catalogue's fallback measure (see its reason)
     TAIL = 1 << 33  # at least the window's tailPercentile: a long tail held steady
+    LONG_TERM_MEMORY = 1 << 34  # quiet for longer than the window: its remembered level
 
 
 @dataclass
@@ -153,6 +154,19 @@ class _Bits:
 
     def __contains__(self, flag: Reason) -> bool:
         return bool(self.value & flag._value_)
+
+
+def _long_term(r: LimitResult, i: int, v: Callable[[float], str]) -> str:
+    level = r.extra.get("remembered_level")
+    age = r.extra.get("remembered_age")
+    shown = f" ({v(level[i])})" if level is not None else ""
+    hours = float(age[i]) // 3600 if age is not None and math.isfinite(age[i]) else math.nan
+    ago = f" {format_duration(hours * 3600)} ago" if math.isfinite(hours) else " earlier"
+    return (
+        f"quiet for longer than the analysis window: kept near the level it held{ago}{shown} "
+        "(trendAnalysis.adaptive.longTermKeep of it + buffer) until that level is "
+        "trendAnalysis.adaptive.longTermWindow old"
+    )
 
 
 def _render_reasons(r: LimitResult, i: int) -> list[str]:
@@ -269,6 +283,8 @@ def _render_reasons(r: LimitResult, i: int) -> list[str]:
             f"went quiet: kept near its remembered level{shown}; lowered only after "
             "trendAnalysis.adaptive.quietHold, and then only part of the way"
         )
+    if Reason.LONG_TERM_MEMORY in f:
+        out.append(_long_term(r, i, v))
     if Reason.TAIL in f:
         level = r.extra.get("tail_level")
         shown = f" {v(level[i])}" if level is not None else ""

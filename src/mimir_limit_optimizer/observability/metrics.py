@@ -35,6 +35,7 @@ PHASES = (
     "read_target",
     "recommend",
     "plan",
+    "memory",  # the engine's long-term peak memory: loaded, updated, saved
     "report",
     "audit",
     "apply",

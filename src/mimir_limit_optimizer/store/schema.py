@@ -50,6 +50,7 @@ class Tables:
     checkpoints: Table
     alerts: Table
     intents: Table
+    peak_memory: Table
 
 
 def build_tables() -> Tables:
@@ -148,7 +149,20 @@ def build_tables() -> Tables:
         Index("ix_intents_open", "target", "state", "id"),
         sqlite_autoincrement=True,
     )
-    return Tables(metadata, schema_version, audit, revisions, checkpoints, alerts, intents)
+    # The engine's long-term peak memory (engine/peak_memory.py): one row per limit, its
+    # tenants, levels and times encoded in one blob (controller/peak_memory.py), so a cycle
+    # at 100,000 tenants writes ~10 rows, not a million.
+    peak_memory = Table(
+        "peak_memory",
+        metadata,
+        Column("limit_name", String(200), primary_key=True),
+        Column("data", LargeBinary, nullable=False),
+        Column("entries", Integer, nullable=False),  # tenants with a remembered level
+        Column("updated_at", Double, nullable=False),  # unix seconds
+    )
+    return Tables(
+        metadata, schema_version, audit, revisions, checkpoints, alerts, intents, peak_memory
+    )
 
 
 @dataclass(frozen=True)
@@ -170,9 +184,14 @@ def _create_v2(conn: Connection, tables: Tables) -> None:
     tables.intents.create(conn, checkfirst=False)
 
 
+def _create_v3(conn: Connection, tables: Tables) -> None:
+    tables.peak_memory.create(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "audit events, revisions, checkpoints, alert queue", _create_v1),
     Migration(2, "intended writes (recorded before each write)", _create_v2),
+    Migration(3, "long-term peak memory of the engine (one row per limit)", _create_v3),
 )
 
 

@@ -1,4 +1,5 @@
-"""The store: audit events, target revisions, engine checkpoints and the alert queue.
+"""The store: audit events, target revisions, engine checkpoints, the alert queue, intended
+writes (store/intents.py) and the engine's long-term peak memory (store/peak_memory.py).
 
 One `Store` per process is shared by the controller loop and the HTTP threads: every call takes
 its own pooled connection and transaction, so calls are thread-safe. Times are passed in (unix
@@ -22,6 +23,7 @@ from sqlalchemy.engine import URL
 from mimir_limit_optimizer.store import engine as engines
 from mimir_limit_optimizer.store.errors import StoreError, redact_url, wrap
 from mimir_limit_optimizer.store.intents import IntentsMixin
+from mimir_limit_optimizer.store.peak_memory import PeakMemoryMixin
 from mimir_limit_optimizer.store.records import (
     ALERT_STATUSES,
     REVISION_KINDS,
@@ -44,7 +46,7 @@ from mimir_limit_optimizer.store.schema import (
 _WRITE_CHECK = "store_write_check"
 
 
-class Store(IntentsMixin):
+class Store(IntentsMixin, PeakMemoryMixin):
     """Open with `Store.open(url)`; close with `close()` (or use it as a context manager)."""
 
     def __init__(self, engine: Engine, url: URL, tables: Tables) -> None:
