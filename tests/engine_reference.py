@@ -212,6 +212,18 @@ def percentiles(self: SortedRows, qs: Any) -> list[Any]:
     return out
 
 
+def sorted_rows_init(
+    self: SortedRows, values: Any, buffer: Any = None, *, only: Any = None
+) -> None:
+    """SortedRows with a whole new sorted array (no buffer, no sort by chunks)."""
+    self.sorted = np.sort(np.asarray(values, dtype=np.float32), axis=1)
+    self.counts = self.sorted.shape[1] - np.isnan(self.sorted).sum(axis=1)
+    self._values = None
+    self._patch = None
+    self._owner = None
+    self._cache = {}
+
+
 def new_buffer(self: Any, name: str, shape: tuple[int, int]) -> Any:
     """Pass.buffer without reuse: a new array each time."""
     return np.empty(shape, dtype=np.float32)

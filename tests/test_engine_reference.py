@@ -28,7 +28,7 @@ from mimir_limit_optimizer.engine import (
     throttling,
 )
 from mimir_limit_optimizer.engine.results import Recommendations
-from mimir_limit_optimizer.engine.usage import Observation
+from mimir_limit_optimizer.engine.usage import LazyArrays, Observation
 from tests import engine_reference as ref
 
 NOW = 1_800_000_000.0
@@ -126,10 +126,16 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(adaptive, "tenant_shape", ref.tenant_shape)
     monkeypatch.setattr(spikes, "_hourly", ref.hourly)
     monkeypatch.setattr(spikes, "_rows_above", ref.rows_above)
+    monkeypatch.setattr(
+        spikes,
+        "_suspects_above",
+        lambda values, bound, block, rows, row_max: ref.rows_above(values, bound, block, rows),
+    )
     monkeypatch.setattr(spikes.Cleaned, "rows_columns", ref.rows_columns)
     monkeypatch.setattr(throttling, "demand", ref.demand)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
     monkeypatch.setattr(stats.SortedRows, "percentiles", ref.percentiles)
+    monkeypatch.setattr(stats.SortedRows, "__init__", ref.sorted_rows_init)
     monkeypatch.setattr(recommend_pass.Pass, "buffer", ref.new_buffer)
 
 
@@ -181,6 +187,7 @@ def test_fast_passes_give_the_reference_results(
     monkeypatch.setattr(spikes, "_BATCH_POINTS", chunk)
     monkeypatch.setattr(spikes, "_SCAN_POINTS", chunk)
     monkeypatch.setattr(strategies, "_SHAPE_POINTS", chunk)
+    monkeypatch.setattr(stats, "_SORT_POINTS", chunk)
     fast = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
     with monkeypatch.context() as patched:
         _use_reference(patched)
@@ -193,6 +200,71 @@ def test_fast_passes_give_the_reference_results(
     assert np.isnan(rate.recommended).sum() >= 5
     assert np.isfinite(rate.extra["variability"]).sum() >= n // 2
     assert (rate.extra["quiet_for"] > 0).any()
+
+
+@pytest.mark.parametrize("step", [300.0, 420.0])  # 420 s: a trailing partial block
+def test_the_spike_scan_by_suspect_blocks_gives_the_reference_results(
+    monkeypatch: pytest.MonkeyPatch, step: float
+) -> None:
+    """The spike scan that reads only the blocks whose bound is under the row's maximum
+    (forced here for every row; noisy tenants take the whole-row scan) finds the same rows."""
+    obs = _observation(96, step, 5, True)
+    monkeypatch.setattr(spikes, "_SPARSE_SHARE", 1.0)
+    calls: list[int] = []
+    suspects = spikes._suspects_above
+
+    def counted(*args: Any) -> Any:
+        calls.append(len(args[3]))
+        return suspects(*args)
+
+    monkeypatch.setattr(spikes, "_suspects_above", counted)
+    fast = recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
+    assert calls and sum(calls) > 0
+    with monkeypatch.context() as patched:
+        _use_reference(patched)
+        slow = recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
+    _compare(fast, slow)
+    assert (fast.results["ingestion_rate"].spike_count > 0).sum() >= 3
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_demand_in_place_of_streamed_discards_gives_the_reference_results(
+    monkeypatch: pytest.MonkeyPatch, skip: bool
+) -> None:
+    """Discards that the engine holds alone (a `LazyArrays` load, or the copy that tenant
+    scoping makes) take the demand in their place, and the results stay the reference's;
+    arrays that someone else holds are never written."""
+    obs = _observation(160, 300.0, 7, True)
+    kept = {name: array.copy() for name, array in obs.discards.items()}
+    shape = (len(obs.tenants), len(obs.timestamps))
+    streamed = dataclasses.replace(
+        obs,
+        usage=LazyArrays(list(obs.usage), lambda name: obs.usage[name].copy(), shape=shape),
+        discards=LazyArrays(
+            list(obs.discards), lambda name: obs.discards[name].copy(), shape=shape
+        ),
+    )
+    cfg = Config.model_validate({"tenantScoping": {"skipList": ["tenant-1?"]}} if skip else {})
+    handed: list[str] = []
+    buffer = recommend_pass.Pass.buffer
+
+    def recorded(self: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
+        handed.append(name)
+        return buffer(self, name, shape)
+
+    monkeypatch.setattr(recommend_pass.Pass, "buffer", recorded)
+    fast = recommend.recommend(streamed, cfg, CATALOGUE, now=NOW, limits=LIMITS)
+    assert "demand" not in handed  # every limit's demand went in place of its discards
+    handed.clear()
+    held = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
+    assert handed.count("demand") == (0 if skip else len(DISCARDS))  # scoping: its own copy
+    for name, array in obs.discards.items():  # the caller's arrays are untouched
+        np.testing.assert_array_equal(array, kept[name])
+    with monkeypatch.context() as patched:
+        _use_reference(patched)
+        slow = recommend.recommend(obs, cfg, CATALOGUE, now=NOW, limits=LIMITS)
+    _compare(fast, slow)
+    _compare(held, slow)
 
 
 def test_the_comparison_sees_a_difference(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,10 +364,10 @@ def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
     assert state.buffer("sort", (8, 2016)) is not other
 
 
-def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing of a limit outlives it: the next limit gets the same sort, demand and last-day
-    buffers
-    (with the cyclic garbage collector off, a reference cycle would show as a new one)."""
+def test_the_limits_of_a_pass_share_their_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of a limit outlives it: the next limit gets the same demand buffer (with the
+    cyclic garbage collector off, a reference cycle would show as a new one); the sorts of
+    demand and of the last day go by chunks and take no (N, T) buffer at all."""
     handed: dict[str, list[int]] = {"sort": [], "demand": [], "day": []}
     buffer = recommend_pass.Pass.buffer
 
@@ -311,6 +383,28 @@ def test_the_limits_of_a_pass_sort_in_one_buffer(monkeypatch: pytest.MonkeyPatch
         recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)
     finally:
         gc.enable()
-    assert len(handed["sort"]) == len(USAGE) and len(set(handed["sort"])) == 1
+    assert handed["sort"] == []
     assert len(handed["demand"]) == len(DISCARDS) and len(set(handed["demand"])) == 1
-    assert len(handed["day"]) == len(USAGE) and len(set(handed["day"])) == 1
+    assert handed["day"] == []
+
+
+def test_a_sort_by_chunks_answers_percentiles_asked_for_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Percentiles named in advance are read chunk by chunk (rows with gaps included); one
+    asked for later sorts the values whole and gives the same as a whole sort; after
+    `release`, such a question is an error, never a wrong answer."""
+    usage, _ = _tenants(300, 300.0, 7, seed=3)
+    values = usage.astype(np.float32)
+    monkeypatch.setattr(stats, "_SORT_POINTS", 70 * values.shape[1])  # chunks of 70 rows
+    whole = stats.SortedRows(values)
+    chunked = stats.SortedRows(values, only=[50, 100])
+    assert chunked.sorted.size == 0  # no sorted copy kept
+    np.testing.assert_array_equal(chunked.counts, whole.counts)
+    for q in (50, 100, 95, 99.5):  # the last two were not named in advance
+        np.testing.assert_array_equal(chunked.percentile(q), whole.percentile(q))
+    released = stats.SortedRows(values, only=[50])
+    released.release()
+    np.testing.assert_array_equal(released.percentile(50), whole.percentile(50))
+    with pytest.raises(ValueError, match="not asked for"):
+        released.percentile(95)

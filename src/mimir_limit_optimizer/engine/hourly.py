@@ -4,7 +4,7 @@ around its hour means, in one pass over the points, a chunk of rows at a time.
 Why chunks: the point-level work (hour sums, the deviation of every point from its hour's
 mean and its sum) is a handful of elementwise steps. On whole (N, T) arrays each step streams
 80 MB (10,000 tenants x 2,016 points in float32) through memory and allocates a new (N, T)
-temporary, whose page faults cost as much as the arithmetic; on chunks of ~256k points (1 MB)
+temporary, whose page faults cost as much as the arithmetic; on chunks of ~128k points (512 kB)
 the temporaries are reused and stay in a core's cache. Results do not depend on the chunk
 size: every step works row by row.
 
@@ -25,8 +25,9 @@ from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-# Points per chunk of rows: 1 MB of float32, a few such buffers fit a core's L2 cache.
-CHUNK_POINTS = 1 << 18
+# Points per chunk of rows: 512 kB of float32, a few such buffers fit a core's L2 cache (at
+# 10,000 x 2,016: 55-60 ms for the hour variability against 59-62 with 1 MB chunks).
+CHUNK_POINTS = 1 << 17
 # Mean absolute deviation x sqrt(pi/2) = standard deviation for normal noise.
 MAD_TO_SIGMA = 1.2533
 # numpy's pairwise summation: 8 accumulators up to this many terms, halves above it.
@@ -106,7 +107,11 @@ def means_and_variability(values: AnyFloatArray, per_hour: int) -> HourStats:
     """Hour means, and each row's mean absolute deviation of its points from their hour's
     mean, relative to that mean and capped at 1 (100%), as a standard deviation
     (x MAD_TO_SIGMA). Points that are NaN, or whose hour's mean is 0 or NaN, do not count;
-    a row with no point that counts has NaN."""
+    a row with no point that counts has NaN.
+
+    Chunks are done as if they had no gap; a row with one (or with an hour whose mean is 0)
+    comes out with a NaN sum and is done again at the end, with the rows like it, in one
+    batch: most rows have none, and a check per chunk costs more than the few rows."""
     n, t = values.shape
     hours = t // per_hour
     points = hours * per_hour
@@ -118,23 +123,38 @@ def means_and_variability(values: AnyFloatArray, per_hour: int) -> HourStats:
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
         blocks = _blocks(values, lo, hi, hours, per_hour)
-        chunk_means = hour_means(blocks)
+        chunk_means = _pairwise(blocks, 0, per_hour)
+        chunk_means /= np.float32(per_hour)
         means[lo:hi] = chunk_means
         dev = deviation[: hi - lo]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(blocks, chunk_means[:, :, None], out=dev)
-        dev -= 1
-        np.abs(dev, out=dev)
-        np.minimum(dev, 1, out=dev)
-        flat = dev.reshape(hi - lo, points)
-        flat.sum(axis=1, dtype=np.float64, out=total[lo:hi])
-        # A NaN sum: gaps, or hours whose mean is 0 (0/0). Those rows count what is there.
-        gappy = np.flatnonzero(np.isnan(total[lo:hi]))
-        if len(gappy):
-            part = flat[gappy]
-            missing = np.isnan(part)
-            count[lo + gappy] = points - np.count_nonzero(missing, axis=1)
-            total[lo + gappy] = np.where(missing, np.float32(0), part).sum(axis=1, dtype=np.float64)
+        _deviation(blocks, chunk_means, dev)
+        dev.reshape(hi - lo, points).sum(axis=1, dtype=np.float64, out=total[lo:hi])
+    # A NaN sum: gaps, or hours whose mean is 0 (0/0). Those rows count what is there.
+    redo = np.flatnonzero(np.isnan(total))
+    for lo in range(0, len(redo), rows):
+        chosen = redo[lo : lo + rows]
+        blocks = np.asarray(values[chosen, t - points :], dtype=np.float32).reshape(
+            len(chosen), hours, per_hour
+        )
+        chunk_means = hour_means(blocks)
+        means[chosen] = chunk_means
+        flat = _deviation(blocks, chunk_means, deviation[: len(chosen)]).reshape(
+            len(chosen), points
+        )
+        missing = np.isnan(flat)
+        count[chosen] = points - np.count_nonzero(missing, axis=1)
+        total[chosen] = np.where(missing, np.float32(0), flat).sum(axis=1, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         variability: FloatArray = np.where(count > 0, MAD_TO_SIGMA * total / count, np.nan)
     return HourStats(means, variability)
+
+
+def _deviation(blocks: Float32Array, means: Float32Array, out: Float32Array) -> Float32Array:
+    """|point / its hour's mean - 1|, capped at 1, into `out`: clip then abs is the same
+    value as abs then minimum (NaN stays NaN), and numpy's clip loop is the faster one."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(blocks, means[:, :, None], out=out)
+    out -= np.float32(1)
+    np.clip(out, np.float32(-1), np.float32(1), out=out)
+    np.abs(out, out=out)
+    return out

@@ -30,7 +30,7 @@ from mimir_limit_optimizer.engine.results import (
     Reason,
     Recommendations,
 )
-from mimir_limit_optimizer.engine.spikes import Cleaned, detect_spikes
+from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice, detect_spikes
 from mimir_limit_optimizer.engine.stats import SortedRows, history_seconds
 from mimir_limit_optimizer.engine.strategies import histogram_strategy, percentile_strategy
 from mimir_limit_optimizer.engine.usage import FloatArray, Observation
@@ -208,16 +208,19 @@ def _usage_value(
     # with discards, and the spike-cleaned demand only in the rows with spikes. When most
     # rows had discards, usage gets its own sort (released before demand's, so two sorted
     # copies never coexist).
-    buffer = state.buffer("sort", (demand.shape[0], demand.shape[1]))
+    # The percentiles read from the sort are known now (statistics, the strategy's, the
+    # tail's): it is done a chunk of rows at a time and no sorted copy is kept.
+    usage_qs = [50.0, 95.0, 99.0, 100.0]
+    read = [*usage_qs, trend.percentile, trend.adaptive.tail_percentile]
     if len(throttled_rows) > state.n // 4:
-        observed = SortedRows(usage, buffer)
-        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
-        observed.sorted = observed.sorted[:0]  # keep the counts; demand is sorted in its place
-        ordered = SortedRows(demand, buffer)
+        observed = SortedRows(usage, only=usage_qs)
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles(usage_qs)
+        observed.release()  # keep the counts, not the usage
+        ordered = SortedRows(demand, only=read)
     else:
-        ordered = SortedRows(demand, buffer)
+        ordered = SortedRows(demand, only=read)
         observed = ordered.patched(throttled_rows, usage[throttled_rows])
-        result.p50, result.p95, result.p99, result.maximum = observed.percentiles([50, 95, 99, 100])
+        result.p50, result.p95, result.p99, result.maximum = observed.percentiles(usage_qs)
     if spec.name not in obs.discards:
         # More than 5% of points at the limit <=> the 95th percentile reaches it.
         with np.errstate(invalid="ignore"):
@@ -297,9 +300,12 @@ def _usage_value(
     if trend.strategy == "percentile" and 0 < np.count_nonzero(last_day) < len(last_day):
         # A week's percentile lags a tenant that grew or moved to a new level; the last
         # day's percentile does not. Raise-only: a quiet day never lowers the week's value.
-        span = (state.n, int(np.count_nonzero(last_day)))
-        day = cleaned.columns(last_day, state.buffer("day", span))  # ours: sorted in place
-        recent_level = SortedRows(day, day).percentile(result.percentile)
+        # Sorted by chunks straight from demand's columns (no copy of them), the rows spikes
+        # were cleaned from on their own (a patch), as the cleaned columns would sort.
+        cols = as_slice(last_day)
+        day = SortedRows(cleaned.base[:, cols], only=[result.percentile])
+        day = day.patched(cleaned.rows, cleaned.values[:, cols])
+        recent_level = day.percentile(result.percentile)
 
     if trend.time_of_day_buffers:
         # Factors refine the strategy's estimate hour by hour; they never take it below it.

@@ -23,12 +23,19 @@ class Pass:
         self.config = config
         self.now = now
         scoping = config.tenant_scoping
-        matcher = TenantMatcher(
-            scoping.include_list, scoping.skip_list, use_regex=scoping.use_regex
-        )
-        self.rows = np.asarray(matcher.select(obs.tenants), dtype=bool)
+        if scoping.include_list or scoping.skip_list:
+            matcher = TenantMatcher(
+                scoping.include_list, scoping.skip_list, use_regex=scoping.use_regex
+            )
+            self.rows = np.asarray(matcher.select(obs.tenants), dtype=bool)
+        else:  # no pattern: every tenant (no pattern match per tenant, 0.3 s at 100,000)
+            self.rows = np.ones(len(obs.tenants), dtype=bool)
         self.all_rows = bool(self.rows.all())
-        self.tenants = tuple(t for t, keep in zip(obs.tenants, self.rows, strict=True) if keep)
+        self.tenants = (
+            tuple(obs.tenants)
+            if self.all_rows
+            else tuple(t for t, keep in zip(obs.tenants, self.rows, strict=True) if keep)
+        )
         ts = obs.timestamps
         start = now - config.trend_analysis.analysis_window
         lo = int(np.searchsorted(ts, start, side="right"))
@@ -40,8 +47,9 @@ class Pass:
         self._buffers: dict[str, npt.NDArray[np.float32]] = {}
 
     def buffer(self, name: str, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
-        """A float32 (N, T) array the limits take turns in (`sort`: the shared sort;
-        `demand`: accepted + discarded): a new one per limit costs its page faults each
+        """A float32 (N, T) array the limits take turns in (`demand`: accepted + discarded
+        when the discards are not the engine's own; `day`: the last day's columns, sorted in
+        place): a new one per limit costs its page faults each
         time, as much as a third of a sort. Handed out again only when nothing else holds
         it or a view of it (a view holds a reference to its base), so a result that kept
         one would get a new array, never a reused one."""

@@ -127,8 +127,9 @@ _DAY = 86400.0
 # a day (an incident, a rolled-back cardinality blast of a few hours), close to the daily peak
 # of a daily cycle.
 _DAY_LEVEL_PERCENTILE = 70.0
-# Points per chunk of rows of tenant_shape: 4M (2,080 tenants of a week at 5 minutes).
-_SHAPE_POINTS = 1 << 22
+# Points per chunk of rows of tenant_shape: 1M (520 tenants of a week at 5 minutes; its hour
+# grids stay in a core's cache).
+_SHAPE_POINTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,20 @@ def tenant_shape(
     )
 
 
+def _finite_max(grid: Float32Array) -> Float32Array:
+    """Each row's highest finite value (-inf, NaN or +inf where it has none: read as "none").
+
+    fmax skips NaN without a masked copy of the grid; the rows it cannot answer as the
+    masked maximum would (+inf ignored there; a zero, whose sign the two reductions may
+    pick differently) are taken again the masked way."""
+    top: Float32Array = np.fmax.reduce(grid, axis=1)
+    redo = np.flatnonzero((top == np.inf) | (top == 0))
+    if len(redo):
+        part = grid[redo]
+        top[redo] = np.where(np.isfinite(part), part, -np.inf).max(axis=1)
+    return top
+
+
 def _shape_rows(
     raw: AnyFloatArray,
     cleaned: AnyFloatArray | Cleaned,
@@ -249,12 +264,12 @@ def _shape_rows(
     # Levels of cleaned demand: hours, then days (24 hours, newest first).
     means = _cleaned_means(raw, cleaned, stats.means, per_hour)
     # The highest hour of the window (read before the day levels sort `means` in place).
-    top_all = np.where(np.isfinite(means), means, -np.inf).max(axis=1)
+    top_all = _finite_max(means)
     ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]  # end of each hour
     last = as_slice(ends > now - recent)  # the last hours: a view, not a copy
     if isinstance(last, slice) or last.any():
         part = means[:, last]
-        recent_top = np.where(np.isfinite(part), part, -np.inf).max(axis=1)
+        recent_top = _finite_max(part)
     else:
         recent_top = np.full(n, -np.inf)
     recent_peak = np.where(np.isfinite(recent_top), recent_top, np.nan)
@@ -280,6 +295,7 @@ def _shape_rows(
         with np.errstate(invalid="ignore", divide="ignore"):
             grew = (d0 > d1) & (d1 > d2) & (d2 > 0)
             rate = np.sqrt(np.where(grew, d0 / np.where(grew, d2, 1.0), 1.0)) - 1.0
-        growth = np.clip(np.nan_to_num(rate, nan=0.0), 0.0, 1.0)
+        # NaN: no growth (0); +-inf are clipped as nan_to_num's huge finite values would be.
+        growth = np.clip(np.where(np.isnan(rate), 0.0, rate), 0.0, 1.0)
     top_hour = np.where(np.isfinite(top_all), top_all, np.nan)
     return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)

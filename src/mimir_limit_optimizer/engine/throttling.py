@@ -4,6 +4,8 @@ calls these; docs/engine.md explains the rules)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import numpy.typing as npt
 
@@ -41,14 +43,27 @@ def demand(
     differs from usage). Without a discard signal, demand is `usage` itself (no copy).
 
     A chunk of rows at a time (hourly.CHUNK_POINTS): every step is row by row, and on
-    chunks the temporaries (the retry bound, the gaps) stay in cache and are never (N, T)."""
+    chunks the temporaries (the bounded discards) stay in cache and are never (N, T). Rows
+    with missing usage points are the exception (a few): their sums come out NaN and are done
+    again at the end, without those points, in one batch; the others never look for gaps.
+
+    Demand is written in place of the discards when they are the engine's own: a streamed
+    array nobody else holds (`LazyArrays` hands each load to the engine alone), or the copy
+    that scoping to some tenants made. Otherwise into the pass's demand buffer. At 100,000
+    tenants that is 800 MB less memory, and no new memory to touch."""
     discards_full = state.obs.discards.get(spec.name)
     if discards_full is None:
         return usage, NO_ROWS
+    # References to a streamed array: this name and getrefcount's own argument.
+    alone = sys.getrefcount(discards_full) == 2 and discards_full.base is None
     discards = state.take_window(discards_full)
     del discards_full
     n, t = usage.shape
-    demand = state.buffer("demand", (n, t))
+    writable = discards.dtype == np.float32 and discards.flags.writeable
+    if writable and discards.flags.c_contiguous and (alone or not state.all_rows):
+        demand: npt.NDArray[np.float32] = discards  # read a chunk ahead of each write
+    else:
+        demand = state.buffer("demand", (n, t))
     total_d, total = np.empty(n), np.empty(n)
     bounded = np.zeros(n, dtype=bool)
     throttled_now = np.zeros(n, dtype=bool)
@@ -58,32 +73,33 @@ def demand(
     last_day = as_slice(state.timestamps > state.now - RECENT_LEVEL_SECONDS)
     retried = _RETRIED_REASON in spec.discard_reasons
     rows = max(1, hourly.CHUNK_POINTS // max(t, 1))
+    chunk = np.empty((min(rows, n), t), dtype=np.float32)
+    gappy_rows: list[npt.NDArray[np.int64]] = []
+    gappy_discards: list[npt.NDArray[np.float32]] = []
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
-        accepted = usage[lo:hi]
-        # fmax turns missing discards into 0; where usage is missing, demand stays NaN.
-        d = np.fmax(np.asarray(discards[lo:hi], dtype=np.float32), np.float32(0), out=demand[lo:hi])
-        if retried:
-            # x 1 is x itself (NaN included): no multiplication at the default bound.
-            bound = (
-                accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
-            )
-            with np.errstate(invalid="ignore"):
-                over = d > bound  # False where usage is NaN: nothing to bound against
-            np.copyto(d, bound, where=over)
-            bounded[lo:hi] = over.any(axis=1)
-        gaps = np.isnan(accepted)
-        gappy = bool(gaps.any())
-        if gappy:
-            d[gaps] = 0
+        d = _bounded_discards(
+            discards[lo:hi], usage[lo:hi], retried, chunk[: hi - lo], bounded[lo:hi]
+        )
+        # A usage gap leaves its discard point in these sums: such rows are done again below.
         d.sum(axis=1, dtype=np.float64, out=total_d[lo:hi])
         throttled_now[lo:hi] = d[:, recent].sum(axis=1) > 0
         throttled_recently[lo:hi] = d[:, last_day].sum(axis=1) > 0
-        np.add(accepted, d, out=d)  # the demand, in place
-        if gappy:
-            d.sum(axis=1, dtype=np.float64, where=~gaps, out=total[lo:hi])
-        else:
-            d.sum(axis=1, dtype=np.float64, out=total[lo:hi])
+        part = np.add(usage[lo:hi], d, out=demand[lo:hi])  # NaN where usage is missing
+        part.sum(axis=1, dtype=np.float64, out=total[lo:hi])
+        nan_rows = np.flatnonzero(np.isnan(total[lo:hi]))  # (or inf - inf: done the same way)
+        if len(nan_rows):
+            gappy_rows.append(nan_rows + lo)
+            gappy_discards.append(d[nan_rows])
+    if gappy_rows:
+        gappy = np.concatenate(gappy_rows)
+        d = np.concatenate(gappy_discards)
+        gaps = np.isnan(usage[gappy])
+        d[gaps] = 0
+        total_d[gappy] = d.sum(axis=1, dtype=np.float64)
+        throttled_now[gappy] = d[:, recent].sum(axis=1) > 0
+        throttled_recently[gappy] = d[:, last_day].sum(axis=1) > 0
+        total[gappy] = demand[gappy].sum(axis=1, dtype=np.float64, where=~gaps)
     if retried:
         result.flags |= np.where(bounded, int(Reason.RETRIES_BOUNDED), 0)
     result.extra["throttled_now"] = throttled_now
@@ -93,6 +109,26 @@ def demand(
     result.discard_share = share
     result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
     return demand, np.flatnonzero(total_d > 0)
+
+
+def _bounded_discards(
+    discards: AnyFloatArray,
+    accepted: npt.NDArray[np.float32],
+    retried: bool,
+    out: npt.NDArray[np.float32],
+    bounded: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.float32]:
+    """Discards as float32, missing ones 0 (fmax), and with retried 429s at most
+    RETRY_DEMAND_BOUND x the accepted rate (`bounded`: rows where that bound cut)."""
+    d = np.fmax(np.asarray(discards, dtype=np.float32), np.float32(0), out=out)
+    if retried:
+        # x 1 is x itself (NaN included): no multiplication at the default bound.
+        bound = accepted if RETRY_DEMAND_BOUND == 1.0 else accepted * np.float32(RETRY_DEMAND_BOUND)
+        with np.errstate(invalid="ignore"):
+            over = d > bound  # False where usage is NaN: nothing to bound against
+        np.copyto(d, bound, where=over)
+        over.any(axis=1, out=bounded)
+    return d
 
 
 def react_to_throttling(

@@ -23,7 +23,10 @@ AnyFloatArray = npt.NDArray[np.floating[Any]]
 class LazyArrays(Mapping[str, AnyFloatArray]):
     """A read-only mapping whose arrays are produced on access by `load(name)` and never
     cached: the caller's reference is the only one, so memory is freed as soon as the engine
-    moves on to the next limit. Every access loads again (the engine reads each limit once)."""
+    moves on to the next limit. Every access loads again (the engine reads each limit once).
+    An array that `load` returns and nothing else holds is the engine's to reuse as working
+    memory (demand is written in place of the discards); one that `load` also keeps, or a
+    view of another array, is only read."""
 
     def __init__(
         self,
