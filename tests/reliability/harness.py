@@ -34,6 +34,30 @@ EXIT_USAGE = 2
 # A forked child that died of an unexpected exception (a traceback).
 EXIT_CRASHED = 70
 
+# The operator's own line in the overrides file of the small clusters below (kept by every write).
+HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
+
+
+def small_cluster_settings(mode: str) -> str:
+    """Config of a 3-tenant synthetic cluster with two limits and no HTTP server, in `mode`;
+    `{data}` and `{target}` are filled by `workdir`."""
+    return f"""\
+mode: {mode}
+dataDir: {{data}}
+target:
+  path: {{target}}
+synthetic:
+  tenantCount: 3
+  history: 1d
+trendAnalysis:
+  analysisWindow: 1d
+  minHistory: 1h
+dynamicLimits:
+  enabledLimits: [ingestion_rate, max_global_series_per_user]
+server:
+  enabled: false
+"""
+
 
 @dataclass
 class Workdir:

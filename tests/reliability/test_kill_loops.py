@@ -22,31 +22,17 @@ from tests.fake_mimir import FakeMimir
 from tests.reliability.fakeprom import FrozenMimir
 from tests.reliability.harness import (
     CATALOGUE,
+    HAND_WRITTEN,
     Workdir,
     run_child,
     run_children,
     run_once,
+    small_cluster_settings,
     store_view,
     workdir,
 )
 
-HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
-SETTINGS = """\
-mode: prod
-dataDir: {data}
-target:
-  path: {target}
-synthetic:
-  tenantCount: 3
-  history: 1d
-trendAnalysis:
-  analysisWindow: 1d
-  minHistory: 1h
-dynamicLimits:
-  enabledLimits: [ingestion_rate, max_global_series_per_user]
-server:
-  enabled: false
-"""
+SETTINGS = small_cluster_settings("prod")
 VERIFY = "verify:\n  mimirUrl: {url}\n  timeout: {timeout}\n  pollInterval: 20ms\n"
 # Random kills on top of the deterministic ones: 100 iterations in all in CI.
 RANDOM_KILLS = int(os.environ.get("MLO_KILL_ITERATIONS", "90"))

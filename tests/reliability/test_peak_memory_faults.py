@@ -20,25 +20,16 @@ from mimir_limit_optimizer.controller.peak_memory import decode_rows
 from mimir_limit_optimizer.controller.service import Service, ServiceOptions
 from mimir_limit_optimizer.store import Store
 from tests.pgserver import create_database
-from tests.reliability.harness import CATALOGUE, Workdir, store_view, workdir
+from tests.reliability.harness import (
+    CATALOGUE,
+    HAND_WRITTEN,
+    Workdir,
+    small_cluster_settings,
+    store_view,
+    workdir,
+)
 
-HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
-SETTINGS = """\
-mode: dry-run
-dataDir: {data}
-target:
-  path: {target}
-synthetic:
-  tenantCount: 3
-  history: 1d
-trendAnalysis:
-  analysisWindow: 1d
-  minHistory: 1h
-dynamicLimits:
-  enabledLimits: [ingestion_rate, max_global_series_per_user]
-server:
-  enabled: false
-"""
+SETTINGS = small_cluster_settings("dry-run")
 LIMITS = {"ingestion_rate", "max_global_series_per_user"}
 
 

@@ -18,25 +18,17 @@ from mimir_limit_optimizer.controller.config_provider import ConfigProvider
 from mimir_limit_optimizer.controller.service import Service, ServiceOptions
 from tests.pgserver import PgServer, _run, require_bindir, start_postgres
 from tests.reliability.fakeprom import FrozenMimir
-from tests.reliability.harness import CATALOGUE, Workdir, run_once, store_view, workdir
+from tests.reliability.harness import (
+    CATALOGUE,
+    HAND_WRITTEN,
+    Workdir,
+    run_once,
+    small_cluster_settings,
+    store_view,
+    workdir,
+)
 
-HAND_WRITTEN = "overrides:\n  tenant-001:\n    max_queriers_per_tenant: 4\n"
-SETTINGS = """\
-mode: prod
-dataDir: {data}
-target:
-  path: {target}
-synthetic:
-  tenantCount: 3
-  history: 1d
-trendAnalysis:
-  analysisWindow: 1d
-  minHistory: 1h
-dynamicLimits:
-  enabledLimits: [ingestion_rate, max_global_series_per_user]
-server:
-  enabled: false
-"""
+SETTINGS = small_cluster_settings("prod")
 
 
 def service(work: Workdir) -> Service:
