@@ -408,3 +408,17 @@ def test_a_sort_by_chunks_answers_percentiles_asked_for_later(
     np.testing.assert_array_equal(released.percentile(50), whole.percentile(50))
     with pytest.raises(ValueError, match="not asked for"):
         released.percentile(95)
+
+
+def test_extra_references_counts_what_else_holds_an_array() -> None:
+    """The in-place demand and the pass buffers rely on it: a fresh local is held by nothing
+    else; a dict entry or a view's base is (whatever the interpreter's stack counting)."""
+    fresh = np.empty(4, dtype=np.float32)
+    assert recommend_pass.extra_references(fresh) == 0
+    held = {"x": np.empty(4, dtype=np.float32)}
+    entry = held["x"]
+    assert recommend_pass.extra_references(entry) == 1
+    view = fresh[1:]
+    assert recommend_pass.extra_references(fresh) == 1
+    del view
+    assert recommend_pass.extra_references(fresh) == 0

@@ -31,6 +31,7 @@ from mimir_limit_optimizer.engine.peak_memory import (
     HELD_LEVEL,
     LimitMemory,
     PeakMemory,
+    merge,
     recall,
     renew,
     update,
@@ -346,3 +347,102 @@ def test_the_ui_what_if_plans_with_the_memory_the_cycles_use() -> None:
     alone = what_if(None)
     assert remembered["now"] == render_value(1200.0, RATE)  # 1000 + the 20% buffer
     assert alone["now"] != remembered["now"]
+
+
+def test_a_new_leader_that_cannot_read_the_record_saves_nothing(tmp_path: Path) -> None:
+    # A follower that loaded the record once, then fails to read it on taking over, must not
+    # save its own memory over the last leader's record.
+    from mimir_limit_optimizer.store import StoreError
+
+    config = Config()
+    with Store.open(f"sqlite:///{tmp_path / 'mlo.db'}") as store:
+        leader, follower = _keeper(store), _keeper(store)
+        leader.for_cycle(config, now=NOW, leader=True)
+        follower.for_cycle(config, now=NOW, leader=False)
+        leader.after_cycle(recs_of(("a",), [100]), config, now=NOW, leader=True)
+        follower.after_cycle(recs_of(("b",), [5]), config, now=NOW, leader=False)
+        saved = dict(store.load_peak_memory())
+
+        def unreadable() -> dict[str, bytes]:
+            raise StoreError("the database is gone")
+
+        store.load_peak_memory = unreadable  # type: ignore[method-assign]
+        follower.for_cycle(config, now=NOW + 300, leader=True)
+        follower.after_cycle(recs_of(("b",), [5]), config, now=NOW + 300, leader=True)
+        del store.load_peak_memory
+        assert store.load_peak_memory() == saved  # the last leader's record, untouched
+
+
+def test_a_takeover_merges_tenant_by_tenant_the_higher_level_wins() -> None:
+    stored = PeakMemory(
+        {RATE.name: LimitMemory(("a", "b"), np.array([100, 10], np.float32), arr(NOW, NOW))}
+    )
+    seen_here = PeakMemory(
+        {
+            RATE.name: LimitMemory(
+                ("b", "c", "a"),
+                np.array([50, 7, 100], np.float32),
+                arr(NOW + 60, NOW + 60, NOW + 60),
+            ),
+            "other": LimitMemory(("a",), np.array([1], np.float32), arr(NOW)),
+        }
+    )
+    merged = merge(stored, seen_here)
+    rate = merged.limits[RATE.name]
+    assert rate.tenants == ("a", "b", "c")
+    # a: equal levels, the later time; b: this process saw more; c: only here.
+    assert rate.level.tolist() == [100, 50, 7]
+    assert rate.seen_at.tolist() == [NOW + 60, NOW + 60, NOW + 60]
+    assert merged.limits["other"].level.tolist() == [1]
+
+
+def test_stored_entries_that_cannot_be_limits_are_forgotten() -> None:
+    memory = LimitMemory(
+        ("inf", "neg", "nan-time", "ok"),
+        np.array([np.inf, -5, 10, 20], np.float32),
+        arr(NOW, NOW, NAN, NOW),
+    )
+    back = decode(encode(memory))
+    assert np.isnan(back.level[:3]).all() and back.level[3] == 20
+    assert np.isnan(back.seen_at[:3]).all() and back.seen_at[3] == NOW
+
+
+def test_a_time_ahead_of_now_expires_like_now() -> None:
+    # A clock that jumped ahead for one save must not keep an entry alive for years: the
+    # next cycle's update counts it as seen now, and it expires a window later.
+    ahead = NOW + 5 * 365 * DAY_S
+    found = recall(memory_of(("t",), [1000], [ahead]), RATE.name, ("t",), now=NOW,
+                   long_term_window=MONTH)  # fmt: skip
+    assert found is not None and found[1].tolist() == [NOW]  # never an age below zero
+    level, seen = renew(arr(1000), arr(ahead), arr(NAN), now=NOW, long_term_window=MONTH)
+    assert level.tolist() == [1000] and seen.tolist() == [NOW]
+    later = memory_of(("t",), level.tolist(), seen.tolist())
+    found = recall(later, RATE.name, ("t",), now=NOW + MONTH + 1, long_term_window=MONTH)
+    assert found is not None and np.isnan(found[0]).all()
+
+
+def test_a_plan_whose_memory_cannot_be_read_plans_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The memory is an optional input of `mlo recommend`/`mlo plan`: a store that cannot be
+    # read for it (a PostgreSQL only the cluster reaches) is one warning, not a failed command.
+    from typer.testing import CliRunner
+
+    from mimir_limit_optimizer.cli.app import app
+    from mimir_limit_optimizer.controller import plan_inputs
+    from mimir_limit_optimizer.store import StoreError
+
+    def unreachable(config: Config) -> PeakMemory | None:
+        raise StoreError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr(plan_inputs, "memory_from_store", unreachable)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"dataDir: {tmp_path / 'data'}\nsynthetic:\n  tenantCount: 3\n  history: 1d\n"
+        "trendAnalysis:\n  analysisWindow: 1d\n  minHistory: 1h\n"
+    )
+    result = CliRunner().invoke(app, ["recommend", "-c", str(config), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert "long-term peak memory not read" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert '"source": "synthetic cluster (3 tenants' in result.stdout  # the plan was made

@@ -115,11 +115,22 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
         fail(f"cannot use the source: {exc}")
     description = source.describe()
     err = stderr_console()
+    from rich.markup import escape
+
     try:
         guards = (
             GuardInputs() if target is None else guards_from_store(config, catalogue, target, now)
         )
-        memory = memory_from_store(config)
+        try:
+            memory = memory_from_store(config)
+        except StoreError as exc:  # an optional input: say so, and plan without it
+            err.print(
+                f"[yellow]long-term peak memory not read[/] ({escape(str(exc))}): planning "
+                "without it; the service plans with it, so its limits may differ for tenants "
+                "quiet for longer than the analysis window",
+                highlight=False,
+            )
+            memory = None
         # Nothing for a short collection; after 2 s a bar with the known total on a
         # terminal, log lines otherwise (cli/progress.py).
         with collection_progress(err, f"querying {description}") as report:
@@ -145,8 +156,6 @@ def _cycle(loaded: LoadedConfig, catalogue: Catalogue) -> tuple[Cycle, str]:
         fail(f"cannot read the optimizer's store: {exc}", code=2)
     except OSError as exc:
         fail(f"cannot read the overrides file {path}: {exc.strerror}", code=2)
-    from rich.markup import escape
-
     for tenant, reason in cycle.skipped_tenants.items():
         err.print(f"[yellow]skipped tenant[/] {escape(repr(tenant))}: {escape(reason)}")
     for name, reason in cycle.observation.unavailable.items():

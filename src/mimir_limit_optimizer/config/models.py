@@ -235,11 +235,11 @@ class AdaptiveSettings(_Section):
     quiet_share: float = Field(0.75, ge=0, lt=1)
     quiet_hold: Duration = Field(2 * 86400.0, ge=0)
     quiet_keep: float = Field(1.0, ge=0, le=1)
-    # Long-term peak memory (engine/peak_memory.py): each tenant's highest level held (its
-    # highest hour) is remembered for longTermWindow after the last cycle whose analysis
-    # window held it (0: off, the engine remembers only its window). A tenant whose window
-    # level is below quietShare of it (quiet for longer than the window) is lowered only
-    # down to longTermKeep x that level + the standing buffer until then.
+    # Long-term peak memory (engine/peak_memory.py): each tenant's highest day level (a
+    # day's 70th percentile of hourly means) is remembered for longTermWindow after the last
+    # cycle whose analysis window held it (0: off, the engine remembers only its window). A
+    # tenant whose window's highest day level is below 90% of it (quiet for as long as the
+    # window) is lowered only down to longTermKeep x that level + the buffer until then.
     long_term_window: Duration = Field(30 * 86400.0, ge=0, le=365 * 86400.0)
     long_term_keep: float = Field(1.0, ge=0, le=1)
     # A throttled tenant that grew day over day is raised to its level projected this far

@@ -115,8 +115,8 @@ def run_cycle(
     memory: PeakMemory | None = None,
 ) -> Cycle:
     """One cycle's plan, the same pipeline as the service's (engine/planning.py). Current
-        limits come from `target` (file or ConfigMap; it raises TargetError) or, without one, from
-        target.path; `guards` are what the service's guards would hold and `memory` the long-term
+    limits come from `target` (file or ConfigMap; it raises TargetError) or, without one, from
+    target.path; `guards` are what the service's guards would hold and `memory` the long-term
     peak memory it saved (see plan_inputs)."""
     specs = [catalogue.limits[n] for n in limits] if limits else enabled_limits(config, catalogue)
     if target is not None:

@@ -33,7 +33,7 @@ import orjson
 
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.reporter import Reporter
-from mimir_limit_optimizer.engine.peak_memory import LimitMemory, PeakMemory, update
+from mimir_limit_optimizer.engine.peak_memory import LimitMemory, PeakMemory, merge, update
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.store import Store, StoreError
@@ -99,6 +99,13 @@ def decode(blob: bytes, names_cache: dict[bytes, tuple[str, ...]] | None = None)
     if len(times) != count * 8:
         raise CorruptMemoryError(f"{len(times)} bytes of times where {count} tenants take")
     seen = np.frombuffer(times, dtype="<f8", count=count).astype(np.float64)
+    # Entries this code never writes (a level that is not a finite count or rate >= 0, a
+    # time that is not finite) are forgotten, not trusted: the engine reads them as limits.
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(level) & (level >= 0) & np.isfinite(seen))
+    if bad.any():
+        level[bad] = np.nan
+        seen[bad] = np.nan
     return LimitMemory(tenants, level, seen)
 
 
@@ -179,9 +186,10 @@ class PeakMemoryKeeper:
             self.report.event(now, "peak_memory_unreadable", level="warning",
                               component="store", limit=name, error=why)  # fmt: skip
         if self.memory is not None and self._loaded:
-            # Taking over as leader: the stored record, completed with what this process
-            # saw that the record lacks (it cannot be older than what was saved).
-            memory = PeakMemory({**self.memory.limits, **memory.limits})
+            # Taking over as leader: the stored record and what this process saw, tenant by
+            # tenant (the higher level wins): the last leader may have crashed, or failed to
+            # save, while this process kept watching.
+            memory = merge(memory, self.memory)
         self.memory = memory
         self._loaded = True
         self._leading = leader
@@ -197,8 +205,8 @@ class PeakMemoryKeeper:
         if not leader:
             self._leading = False
             return
-        if not self._loaded:
-            return
+        if not (self._loaded and self._leading):
+            return  # never saved over a record this leader has not read
         rows = encode_all(self.memory)
         try:
             self.store.save_peak_memory(rows, at=now)

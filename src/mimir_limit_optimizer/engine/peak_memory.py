@@ -113,6 +113,7 @@ def recall(
     if stored is None:
         return None
     level, seen = _aligned(stored, tenants)
+    seen = np.minimum(seen, now)  # a time ahead of `now` (a clock that jumped) is now
     with np.errstate(invalid="ignore"):
         expired = ~(now - seen <= long_term_window)
     level[expired] = np.nan
@@ -132,6 +133,7 @@ def renew(
     level replaces a lower (or no) remembered level; a window level within RENEW_SHARE of
     the remembered one renews its time (the peak is still in the window), a lower one
     leaves the memory as it was. NaN window levels (no data) leave it as it was."""
+    seen = np.minimum(seen, now)  # a time ahead of `now` (a clock that jumped) is now
     with np.errstate(invalid="ignore"):
         alive = now - seen <= long_term_window
         level = np.where(alive, level, np.nan)
@@ -218,3 +220,26 @@ def _forget_expired(previous: LimitMemory, *, now: float, window: float) -> Limi
         previous.level[rows],
         previous.seen_at[rows],
     )
+
+
+def merge(first: PeakMemory, second: PeakMemory) -> PeakMemory:
+    """Both memories in one, tenant by tenant: the higher remembered level with its time
+    (the later time where the levels are equal); a tenant or limit only one of them knows
+    is kept as it is there."""
+    out = dict(first.limits)
+    for name, theirs in second.limits.items():
+        mine = out.get(name)
+        if mine is None:
+            out[name] = theirs
+            continue
+        known = set(mine.tenants)
+        tenants = mine.tenants + tuple(t for t in theirs.tenants if t not in known)
+        level_a, seen_a = _aligned(mine, tenants)
+        level_b, seen_b = _aligned(theirs, tenants)
+        with np.errstate(invalid="ignore"):
+            take_b = (level_b > level_a) | (np.isnan(level_a) & np.isfinite(level_b))
+            same = level_a == level_b
+        seen = np.where(take_b, seen_b, np.where(same, np.fmax(seen_a, seen_b), seen_a))
+        level = np.where(take_b, level_b, level_a)
+        out[name] = LimitMemory(tenants, level.astype(np.float32), seen)
+    return PeakMemory(out)

@@ -48,14 +48,13 @@ class Pass:
 
     def buffer(self, name: str, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
         """A float32 (N, T) array the limits take turns in (`demand`: accepted + discarded
-        when the discards are not the engine's own; `day`: the last day's columns, sorted in
-        place): a new one per limit costs its page faults each
-        time, as much as a third of a sort. Handed out again only when nothing else holds
-        it or a view of it (a view holds a reference to its base), so a result that kept
-        one would get a new array, never a reused one."""
+        when the discards are not the engine's own): a new one per limit costs its page
+        faults each time, as much as a third of a sort. Handed out again only when nothing
+        else holds it or a view of it (a view holds a reference to its base), so a result
+        that kept one would get a new array, never a reused one."""
         held = self._buffers.get(name)
-        # References: the dict's, `held`'s and getrefcount's own argument.
-        if held is None or held.shape != shape or sys.getrefcount(held) > 3:
+        # Besides `held`, only the dict's own reference: nothing else holds it.
+        if held is None or held.shape != shape or extra_references(held) > 1:
             held = np.empty(shape, dtype=np.float32)
             self._buffers[name] = held
         return held
@@ -69,6 +68,15 @@ class Pass:
         tenant is in scope)."""
         rows = array if self.all_rows else array[self.rows]
         return rows[:, self.window]
+
+
+def extra_references(value: object) -> int:
+    """References to `value` besides the caller's own name for it: 0 when nothing else holds
+    it. Counted against a fresh local, so it does not depend on how the interpreter counts
+    its operand stack (CPython 3.14 borrows references there, and `sys.getrefcount` reports
+    one less than 3.11-3.13 for the same code)."""
+    probe = object()
+    return sys.getrefcount(value) - sys.getrefcount(probe) - 1
 
 
 def undefined(result: LimitResult, mask: npt.NDArray[np.bool_], reason: str) -> None:

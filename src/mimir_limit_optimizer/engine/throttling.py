@@ -4,8 +4,6 @@ calls these; docs/engine.md explains the rules)."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import numpy.typing as npt
 
@@ -13,7 +11,7 @@ from mimir_limit_optimizer.catalogue import LimitSpec, LimitType
 from mimir_limit_optimizer.engine import adaptive, hourly
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
-from mimir_limit_optimizer.engine.recommend_pass import Pass, undefined
+from mimir_limit_optimizer.engine.recommend_pass import Pass, extra_references, undefined
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
 from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
@@ -54,8 +52,8 @@ def demand(
     discards_full = state.obs.discards.get(spec.name)
     if discards_full is None:
         return usage, NO_ROWS
-    # References to a streamed array: this name and getrefcount's own argument.
-    alone = sys.getrefcount(discards_full) == 2 and discards_full.base is None
+    # A streamed array nobody else holds (not the observation's dict, not a view's base).
+    alone = extra_references(discards_full) == 0 and discards_full.base is None
     discards = state.take_window(discards_full)
     del discards_full
     n, t = usage.shape
