@@ -23,8 +23,13 @@ import resource
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported lazily at run time: the parent process only prints
+    from mimir_limit_optimizer.catalogue import Catalogue
+    from mimir_limit_optimizer.engine.usage import Observation
 
 STEP = 300.0
 POINTS = 2016
@@ -73,7 +78,7 @@ class _Stream:
         return usage
 
 
-def _setup(tenants: int):
+def _setup(tenants: int) -> tuple[Catalogue, Observation, list[str], _Stream]:
     from mimir_limit_optimizer.catalogue import SignalKind, load_catalogue
     from mimir_limit_optimizer.engine.usage import LazyArrays, Observation
 
@@ -93,7 +98,7 @@ def _setup(tenants: int):
     shape = (tenants, POINTS)
     observation = Observation(
         tenants=tuple(f"tenant-{i}" for i in range(tenants)),
-        timestamps=stream.timestamps,
+        timestamps=stream.timestamps.astype(np.float64),
         step=STEP,
         usage=LazyArrays(names, stream.usage, shape=shape),
         discards=LazyArrays(names[:DISCARD_LIMITS], stream.discards, shape=shape),
@@ -163,7 +168,8 @@ def run_child(tenants: int, naive: bool) -> dict[str, float]:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     args = [sys.executable, __file__, "--child", str(tenants)] + (["--naive"] if naive else [])
     done = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Protocol
 
 import numpy as np
 
@@ -57,10 +57,16 @@ EMITTED_METRICS = frozenset(
 )
 
 
+class TextOut(Protocol):
+    """Where the text goes: a file, or anything with a file's `write`."""
+
+    def write(self, text: str, /) -> int: ...
+
+
 class _Writer:
     """Scrape grid of one cluster and the formatting of its samples."""
 
-    def __init__(self, cluster: SyntheticCluster, out: TextIO, scrape_interval: float) -> None:
+    def __init__(self, cluster: SyntheticCluster, out: TextOut, scrape_interval: float) -> None:
         per_step = cluster.step / scrape_interval if scrape_interval > 0 else 0.0
         if per_step < 2 or abs(per_step - round(per_step)) > 1e-9:
             raise ValueError(
@@ -129,7 +135,7 @@ def _churned(
 
 
 def write_openmetrics(
-    cluster: SyntheticCluster, out: TextIO, *, scrape_interval: float = 60.0
+    cluster: SyntheticCluster, out: TextOut, *, scrape_interval: float = 60.0
 ) -> None:
     """Write the cluster's raw metrics, scraped every `scrape_interval` seconds (which must
     divide the cluster's step at least twice). Deterministic for a given cluster."""
