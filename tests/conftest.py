@@ -22,5 +22,5 @@ def require_binary(name: str, install_hint: str) -> str:
     pytest.skip(message)
 
 
-from tests.pgserver import postgres_url  # noqa: E402, F401
+from tests.pgserver import postgres_url, store, store_url  # noqa: E402, F401
 from tests.promserver import prometheus_factory  # noqa: E402, F401

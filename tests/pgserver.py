@@ -34,6 +34,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from mimir_limit_optimizer.store import Store
+
 INSTALL_HINT = "apt-get install -y postgresql"
 READY_TIMEOUT = 60  # seconds, for pg_ctl start and stop
 SUPERUSER = "postgres"
@@ -243,3 +245,20 @@ def postgres_url() -> Iterator[str]:
         yield server.create_database("mlo_test")
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database: a SQLite file (in a directory that does not exist yet), or
+    a fresh database on the session's real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'mlo.db'}"
+    return create_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open store on each of the two databases (closed after the test)."""
+    opened = Store.open(store_url)
+    yield opened
+    opened.close()

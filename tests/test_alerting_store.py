@@ -5,26 +5,9 @@ retrying, dead-lettering by age, and the `cancelled` final status."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from mimir_limit_optimizer.store import Store
-from tests.pgserver import create_database
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'mlo.db'}"
-    else:
-        url = create_database(request.getfixturevalue("postgres_url"))
-    opened = Store.open(url)
-    yield opened
-    opened.close()
 
 
 def enqueue(store: Store, key: str, channel: str, at: float = T0, due: float | None = None) -> int:

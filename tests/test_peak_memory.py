@@ -9,7 +9,6 @@ form (encode/decode, corrupt rows, the store's table on SQLite and PostgreSQL)."
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,7 +39,6 @@ from mimir_limit_optimizer.engine.recommend import recommend
 from mimir_limit_optimizer.engine.results import Reason
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.store import Store
-from tests.pgserver import create_database
 
 CATALOGUE = load_catalogue()
 RATE = CATALOGUE.limits["ingestion_rate"]
@@ -231,17 +229,6 @@ def test_the_limits_of_a_save_share_their_tenant_names() -> None:
     assert problems == {} and back.limits["y"].level.tolist() == [2.0, 4.0]
     assert back.limits["x"].tenants is back.limits["y"].tenants  # decoded once
     assert [known for _, known in rows.values()] == [2, 2]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'mlo.db'}"
-    else:
-        url = create_database(request.getfixturevalue("postgres_url"))
-    opened = Store.open(url)
-    yield opened
-    opened.close()
 
 
 def test_the_store_replaces_the_whole_memory_at_each_save(store: Store) -> None:

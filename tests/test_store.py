@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +27,8 @@ import mimir_limit_optimizer.store as store_package
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Store, StoreError
 from mimir_limit_optimizer.store.errors import redact_url
 from mimir_limit_optimizer.store.schema import MIGRATIONS, Migration, Tables, build_tables
-from tests.pgserver import create_database
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty database: a SQLite file (in a directory that does not exist yet), or
-    a fresh database on the session's real PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'mlo.db'}"
-    return create_database(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    yield opened
-    opened.close()
 
 
 def event(

@@ -208,3 +208,20 @@ def _fork(work: Workdir, crash_at: str | None) -> int:
         finally:
             os._exit(status)
     return pid
+
+
+def standalone_service(work: Workdir, name: str) -> Service:
+    """A running service's parts, leading on its own (the loop is driven by the test, one
+    cycle at a time); `name` names its logger."""
+    provider = ConfigProvider(work.config, env={}, cli={}, catalogue=CATALOGUE)
+    built = Service(provider, CATALOGUE, logger=logging.getLogger(name), options=ServiceOptions())
+    built._start_leader_election(threading.Event())  # standalone: this replica leads
+    return built
+
+
+def store_errors(built: Service, reason: str) -> float:
+    """errors_total{component="store", reason} of `built` so far."""
+    value = built.registry.get_sample_value(
+        "mimir_limit_optimizer_errors_total", {"component": "store", "reason": reason}
+    )
+    return value or 0.0

@@ -7,24 +7,22 @@ store takes writes again. Dry-run updates the memory too (it is the optimizer's 
 
 from __future__ import annotations
 
-import logging
-import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from mimir_limit_optimizer.controller.config_provider import ConfigProvider
 from mimir_limit_optimizer.controller.peak_memory import decode_rows
-from mimir_limit_optimizer.controller.service import Service, ServiceOptions
+from mimir_limit_optimizer.controller.service import Service
 from mimir_limit_optimizer.store import Store
 from tests.pgserver import create_database
 from tests.reliability.harness import (
-    CATALOGUE,
     HAND_WRITTEN,
     Workdir,
     small_cluster_settings,
+    standalone_service,
+    store_errors,
     store_view,
     workdir,
 )
@@ -34,18 +32,7 @@ LIMITS = {"ingestion_rate", "max_global_series_per_user"}
 
 
 def service(work: Workdir) -> Service:
-    provider = ConfigProvider(work.config, env={}, cli={}, catalogue=CATALOGUE)
-    built = Service(provider, CATALOGUE, logger=logging.getLogger("memory-faults"),
-                    options=ServiceOptions())  # fmt: skip
-    built._start_leader_election(threading.Event())  # standalone: this replica leads
-    return built
-
-
-def errors(built: Service, reason: str) -> float:
-    value = built.registry.get_sample_value(
-        "mimir_limit_optimizer_errors_total", {"component": "store", "reason": reason}
-    )
-    return value or 0.0
+    return standalone_service(work, "memory-faults")
 
 
 def stored(url: str) -> dict[str, int]:
@@ -95,7 +82,7 @@ def test_a_corrupt_row_starts_that_limit_empty_and_is_replaced(tmp_path: Path) -
     built = service(work)
     try:
         assert built.cycle().ok
-        assert errors(built, "memory_unreadable") == 1
+        assert store_errors(built, "memory_unreadable") == 1
     finally:
         built.store.close()
     view = store_view(work.store_url, work.target)
@@ -111,11 +98,11 @@ def test_a_missing_table_is_logged_and_nothing_is_saved_until_it_loads(tmp_path:
     try:
         execute(work.store_url, "DROP TABLE peak_memory")
         assert built.cycle().ok  # the memory is the engine's aid, never a cycle's condition
-        assert errors(built, "memory_unreadable") == 1
+        assert store_errors(built, "memory_unreadable") == 1
         assert built.reconciler.peak_memory.memory is not None  # remembered in the process
         assert built.reconciler.peak_memory.memory.entries == 6
         assert built.cycle().ok  # still failing: retried each cycle, never saved over
-        assert errors(built, "memory_unreadable") == 2
+        assert store_errors(built, "memory_unreadable") == 2
     finally:
         built.store.close()
     view = store_view(work.store_url, work.target)
@@ -155,14 +142,14 @@ def test_a_store_failing_while_saving_fails_no_cycle_and_loses_nothing(
         assert before == dict.fromkeys(LIMITS, 3) and first_save is not None
         execute(url, *((FAIL_SQLITE,) if database == "sqlite" else FAIL_POSTGRES))
         assert built.cycle().ok
-        assert errors(built, "memory_save_failed") == 1
+        assert store_errors(built, "memory_save_failed") == 1
         assert stored(url) == before  # the failed save rolled back: the last record stands
         assert saved_at(url) == first_save
         assert built.reconciler.peak_memory.memory is not None
         assert built.reconciler.peak_memory.memory.entries == 6  # the process remembers
         execute(url, *(HEAL_SQLITE if database == "sqlite" else HEAL_POSTGRES))
         assert built.cycle().ok
-        assert errors(built, "memory_save_failed") == 1
+        assert store_errors(built, "memory_save_failed") == 1
         assert stored(url) == before
         assert (saved_at(url) or 0.0) > first_save  # saved again once the store takes writes
     finally:

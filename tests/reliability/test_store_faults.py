@@ -4,26 +4,24 @@ record, and what happened is recorded once the store is back."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
-from mimir_limit_optimizer.controller.config_provider import ConfigProvider
-from mimir_limit_optimizer.controller.service import Service, ServiceOptions
+from mimir_limit_optimizer.controller.service import Service
 from tests.pgserver import PgServer, _run, require_bindir, start_postgres
 from tests.reliability.fakeprom import FrozenMimir
 from tests.reliability.harness import (
-    CATALOGUE,
     HAND_WRITTEN,
     Workdir,
     run_once,
     small_cluster_settings,
+    standalone_service,
+    store_errors,
     store_view,
     workdir,
 )
@@ -32,19 +30,7 @@ SETTINGS = small_cluster_settings("prod")
 
 
 def service(work: Workdir) -> Service:
-    """A running service's parts (the loop is driven by the test, one cycle at a time)."""
-    provider = ConfigProvider(work.config, env={}, cli={}, catalogue=CATALOGUE)
-    built = Service(provider, CATALOGUE, logger=logging.getLogger("store-faults"),
-                    options=ServiceOptions())  # fmt: skip
-    built._start_leader_election(threading.Event())  # standalone: this replica leads
-    return built
-
-
-def errors(built: Service, reason: str) -> float:
-    value = built.registry.get_sample_value(
-        "mimir_limit_optimizer_errors_total", {"component": "store", "reason": reason}
-    )
-    return value or 0.0
+    return standalone_service(work, "store-faults")
 
 
 @pytest.mark.parametrize("fault", ["deleted", "replaced"])
@@ -64,7 +50,7 @@ def test_a_lost_store_file_stops_applying(tmp_path: Path, fault: str) -> None:
         work.db.write_bytes(b"")  # another (empty) file at the same path
     lost = built.cycle()
     assert not lost.ok and "nothing is applied" in lost.detail
-    assert errors(built, "file_lost") == 1
+    assert store_errors(built, "file_lost") == 1
     assert built.cycle().ok  # the next cycle runs on the recreated store...
     assert work.target.read_text() == after_first  # ...and still applies nothing
     built.store.close()
