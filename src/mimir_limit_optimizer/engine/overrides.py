@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from mimir_limit_optimizer.catalogue.model import LimitSpec
 from mimir_limit_optimizer.engine.overrides_comments import (
@@ -44,6 +44,7 @@ from mimir_limit_optimizer.engine.overrides_values import (
     OverridesValueError,
     limit_yaml_value,
     number_of,
+    replacement,
 )
 from mimir_limit_optimizer.engine.overrides_yaml import (
     OVERRIDES_KEY,
@@ -273,15 +274,10 @@ class OverridesDocument:
         self._full()
         entry = self._writable_entry(tenant)
         if entry is not None and limit in entry:
-            old = entry[limit]
-            same_type = old is not None and value_problem(old, spec.value_kind) is None
-            if same_type and number_of(old, spec) == number_of(new, spec):
+            written = replacement(entry[limit], new, spec)
+            if written is None:
                 return False
-            if isinstance(old, DoubleQuotedScalarString | SingleQuotedScalarString) and isinstance(
-                new, str
-            ):
-                new = type(old)(new)  # keep the file's quoting style
-            replace_item(entry, limit, new)
+            replace_item(entry, limit, written)
         elif entry is not None:
             append_item(entry, limit, new, self._tenant_slot(tenant))
         else:

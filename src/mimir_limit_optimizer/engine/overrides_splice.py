@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from mimir_limit_optimizer.catalogue.model import LimitSpec
 from mimir_limit_optimizer.engine.overrides_fast import (
@@ -40,8 +39,8 @@ from mimir_limit_optimizer.engine.overrides_fast import (
     Scalar,
     resolve,
 )
-from mimir_limit_optimizer.engine.overrides_values import limit_yaml_value, number_of
-from mimir_limit_optimizer.engine.overrides_yaml import Indent, dump, make_yaml, value_problem
+from mimir_limit_optimizer.engine.overrides_values import limit_yaml_value, replacement
+from mimir_limit_optimizer.engine.overrides_yaml import Indent, dump, make_yaml
 
 _DECIMAL = re.compile(r"-?[1-9][0-9]*")
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a plain string ruamel writes as is
@@ -176,15 +175,10 @@ class Splice:
         entry = self.entry(tenant)
         limits = entry.limits
         if entry.present and limits is not None and limit in limits:
-            old = limits[limit]
-            same_type = old is not None and value_problem(old, spec.value_kind) is None
-            if same_type and number_of(old, spec) == number_of(new, spec):
+            written = replacement(limits[limit], new, spec)
+            if written is None:
                 return False
-            if isinstance(old, DoubleQuotedScalarString | SingleQuotedScalarString) and isinstance(
-                new, str
-            ):
-                new = type(old)(new)
-            limits[limit] = new
+            limits[limit] = written
         elif entry.present and limits is not None:
             limits[limit] = new
         elif entry.present:  # a null entry: ruamel puts a new mapping there

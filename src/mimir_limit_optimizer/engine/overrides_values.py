@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
 from mimir_limit_optimizer.catalogue.model import LimitSpec, LimitType
 from mimir_limit_optimizer.catalogue.units import format_duration, parse_duration
-from mimir_limit_optimizer.engine.overrides_yaml import yaml_bool
+from mimir_limit_optimizer.engine.overrides_yaml import value_problem, yaml_bool
 
 _MAX_INT64 = 2**63 - 1
 
@@ -73,3 +75,17 @@ def number_of(raw: Any, spec: LimitSpec) -> float:
     if spec.type in (LimitType.COUNT, LimitType.BYTES):
         return float(math.trunc(raw))  # what yaml.v2 does to 1.5 for an int field
     return float(raw)
+
+
+def replacement(old: Any, new: Any, spec: LimitSpec) -> Any | None:
+    """What replaces the file's `old` value by `new` (from `limit_yaml_value`): None when
+    `old` is already that number in a valid type (nothing to write); a quoted `old` keeps the
+    file's quoting style."""
+    same_type = old is not None and value_problem(old, spec.value_kind) is None
+    if same_type and number_of(old, spec) == number_of(new, spec):
+        return None
+    if isinstance(old, DoubleQuotedScalarString | SingleQuotedScalarString) and isinstance(
+        new, str
+    ):
+        return type(old)(new)
+    return new
