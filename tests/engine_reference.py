@@ -50,7 +50,9 @@ def tenant_shape(
     now: float,
     quiet_share: float,
     recent: float,
+    raw_stats: Any = None,
 ) -> TenantShape:
+    """`raw_stats` is not trusted: computed again from `raw`."""
     if isinstance(cleaned, Cleaned):
         cleaned = cleaned.full() if len(cleaned.rows) else raw
     n, t = cleaned.shape
@@ -68,12 +70,12 @@ def tenant_shape(
     deviation = deviation.reshape(n, hours * per_hour)
     if np.isnan(deviation).any():
         count = np.count_nonzero(~np.isnan(deviation), axis=1)
-        total = np.nansum(deviation, axis=1, dtype=np.float64)
+        total = np.nansum(deviation, axis=1)
     else:
         count = np.full(n, deviation.shape[1])
-        total = deviation.sum(axis=1, dtype=np.float64)
+        total = deviation.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        variability = np.where(count > 0, _MAD_TO_SIGMA * total / count, np.nan)
+        variability = np.where(count > 0, _MAD_TO_SIGMA * total.astype(np.float64) / count, np.nan)
     means = raw_means if cleaned is raw else _hour_blocks(cleaned, per_hour)[1]
     filled = np.where(np.isfinite(means), means, -np.inf)
     ends = float(timestamps[-1]) - _HOUR * np.arange(hours)[::-1]
@@ -104,25 +106,18 @@ def tenant_shape(
     return TenantShape(variability, peak, quiet, recent_peak, growth, top_hour)
 
 
-def hourly(values: Any, block: int) -> Any:
-    n, t = values.shape
+def hourly(values: Any, block: int, known: Any = None) -> Any:
+    """Block means from the first point, computed again (`known` is not trusted)."""
+    t = values.shape[1]
     full = t // block
     parts = []
     if full:
-        weights = np.full(block, 1.0 / block, dtype=np.float32)
-        parts.append(np.matmul(values[:, : full * block].reshape(n, full, block), weights))
+        parts.append(_hour_blocks(values[:, : full * block], block)[1])
     if full * block < t:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             parts.append(np.nanmean(values[:, full * block :], axis=1)[:, None])
     out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-    gaps = np.isnan(out[:, :full])
-    if gaps.any():
-        rows, cols = np.nonzero(gaps)
-        blocks = values[rows[:, None], cols[:, None] * block + np.arange(block)[None, :]]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[rows, cols] = np.nanmean(blocks, axis=1)
     return np.asarray(out, dtype=np.float32)
 
 

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.config.models import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
+from mimir_limit_optimizer.engine.hourly import HourStats
 from mimir_limit_optimizer.engine.peak_memory import HELD_LEVEL, RENEW_SHARE
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.results import LimitResult, Reason
@@ -75,8 +76,10 @@ def prepare(
     policy: LimitPolicy,
     result: LimitResult,
     settings: AdaptiveSettings,
+    raw_stats: HourStats | None = None,
 ) -> tuple[TenantShape, LimitPolicy]:
-    """The tenant's shape, and the policy with its buffer scaled by its variability."""
+    """The tenant's shape, and the policy with its buffer scaled by its variability.
+    `raw_stats`: the hour means and variability of `raw`, when the caller has them."""
     shape = tenant_shape(
         raw,
         cleaned,
@@ -85,6 +88,7 @@ def prepare(
         now=now,
         quiet_share=settings.quiet_share,
         recent=max(settings.quiet_hold, DAY),
+        raw_stats=raw_stats,
     )
     result.extra["variability"] = shape.variability
     result.extra["sustained_peak"] = shape.peak

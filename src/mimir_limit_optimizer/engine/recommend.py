@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitSpec, LimitType, SignalKind
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine import adaptive, peak_memory, throttling
+from mimir_limit_optimizer.engine import adaptive, hourly, peak_memory, throttling
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.policy import LimitPolicy, resolve_policy
@@ -238,6 +238,16 @@ def _usage_value(
     )
     del usage
 
+    # Demand's hour means and variability, once: the spike filter's hourly baseline and the
+    # tenant's shape both start from the hour means (one pass over the points less). Only
+    # when the window is whole hours: the spike filter's blocks start at the first point,
+    # the shape's hours end at the last one.
+    per_hour = hourly.points_per_hour(obs.step)
+    hours = demand.shape[1] // per_hour
+    raw_stats = None
+    if hours and demand.shape[1] == hours * per_hour:
+        raw_stats = hourly.means_and_variability(demand, per_hour)
+
     spike_cfg = config.event_spike
     cleaned = Cleaned(demand, throttling.NO_ROWS, np.zeros((0, demand.shape[1]), dtype=np.float32))
     if spike_cfg.enabled:
@@ -248,6 +258,7 @@ def _usage_value(
             baseline_window=spike_cfg.baseline_window,
             max_duration=spike_cfg.max_duration,
             row_max=ordered.maximum(),
+            hour_means=None if raw_stats is None else raw_stats.means,
         )
         result.spike_count = report.count
         result.spike_ratio = report.max_ratio
@@ -264,7 +275,9 @@ def _usage_value(
         policy=policy,
         result=result,
         settings=trend.adaptive,
+        raw_stats=raw_stats,
     )
+    del raw_stats  # its hour means may have been sorted in place (the day levels)
     if trend.strategy == "histogram":
         strat = histogram_strategy(
             cleaned.full(),

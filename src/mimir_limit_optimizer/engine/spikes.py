@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from mimir_limit_optimizer.engine.hourly import means_of, points_per_hour
 from mimir_limit_optimizer.engine.stats import centred_nanmean
 
 BoolArray = npt.NDArray[np.bool_]
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-_BLOCK_SECONDS = 3600.0  # baseline resolution: hourly means
 # Points compared per batch in the row scan: 256k points = 1 MB of float32, in a core's cache;
 # large enough to amortise numpy calls.
 _BATCH_POINTS = 1 << 18
@@ -156,27 +156,22 @@ def _nanmean_rows(values: Float32Array) -> Float32Array:
     return mean
 
 
-def _hourly(values: Float32Array, block: int) -> Float32Array:
-    """(N, ceil(T / block)) means of consecutive blocks, ignoring NaN (NaN: no point)."""
+def _hourly(values: Float32Array, block: int, known: Float32Array | None = None) -> Float32Array:
+    """(N, ceil(T / block)) means of consecutive blocks from the first point, ignoring NaN
+    (NaN: no point). `known`: the whole blocks' means (hourly.means_of), when T is a
+    multiple of `block` and the caller has them (the engine's hour grid of the same demand:
+    one pass over the points less)."""
     n, t = values.shape
     full = t // block
-    parts = []
-    if full:
-        # A matrix-vector product sums 12 points per block several times faster than
-        # .mean(axis=2); a missing point makes the block NaN, redone below.
-        weights = np.full(block, 1.0 / block, dtype=np.float32)
-        parts.append(np.matmul(values[:, : full * block].reshape(n, full, block), weights))
+    if known is not None:
+        if known.shape != (n, full) or full * block != t:
+            raise ValueError(f"spikes: hour means of shape {known.shape} for {values.shape}")
+        return known
+    means = means_of(values[:, : full * block], block)
     if full * block < t:
-        parts.append(_nanmean_rows(values[:, full * block :])[:, None])  # all-NaN: NaN
-    hourly = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-    gaps = np.isnan(hourly[:, :full])
-    gappy = np.flatnonzero(gaps.any(axis=1))  # few rows: their blocks are found among them
-    if len(gappy):
-        local, cols = np.nonzero(gaps[gappy])
-        rows = gappy[local]
-        blocks = values[rows[:, None], cols[:, None] * block + np.arange(block)[None, :]]
-        hourly[rows, cols] = _nanmean_rows(blocks)  # all-NaN blocks stay NaN
-    return np.asarray(hourly, dtype=np.float32)
+        tail = _nanmean_rows(values[:, full * block :])[:, None]  # all-NaN: NaN
+        means = np.concatenate([means, tail], axis=1)
+    return means
 
 
 def _block_max(blocks: Float32Array) -> Float32Array:
@@ -265,11 +260,14 @@ def detect_spikes(
     baseline_window: float,
     max_duration: float,
     row_max: npt.NDArray[np.float64] | None = None,
+    hour_means: Float32Array | None = None,
 ) -> SpikeReport:
     """Find spikes in (N, T) `values` (float32, NaN = no data) sampled every `step` seconds.
 
     `row_max` (each row's maximum, e.g. from the shared sort) lets rows whose maximum stays
     under threshold x their lowest baseline skip the point-by-point comparison.
+    `hour_means` (the (N, T // block) whole-block means, hourly.means_of, when T is a
+    multiple of the hour) saves computing them again.
 
     Every step is row by row, so rows are taken _SCAN_POINTS points at a time: the hourly
     grids, baselines and bounds of a chunk stay a few MB. Whole (N, hours) grids are 67 MB
@@ -291,6 +289,7 @@ def detect_spikes(
                 baseline_window=baseline_window,
                 max_duration=max_duration,
                 row_max=None if row_max is None else row_max[lo:hi],
+                hour_means=None if hour_means is None else hour_means[lo:hi],
             )
             if part is not None:
                 local, part_cleaned, part_count, part_ratio = part
@@ -316,12 +315,13 @@ def _detect_rows(
     baseline_window: float,
     max_duration: float,
     row_max: npt.NDArray[np.float64] | None,
+    hour_means: Float32Array | None,
 ) -> tuple[IntArray, Float32Array, IntArray, npt.NDArray[np.float64]] | None:
     """detect_spikes on a chunk of rows: (rows with spikes, their cleaned values, spikes per
     row, highest ratio per row), or None when no row has one."""
     n, t = values.shape
-    block = max(1, round(_BLOCK_SECONDS / step))
-    hourly = _hourly(values, block)
+    block = points_per_hour(step)  # baseline resolution: hourly means
+    hourly = _hourly(values, block, hour_means)
     window_blocks = max(3, round(baseline_window / (block * step)) | 1)  # odd, centred
     baseline = _robust_level(hourly, window_blocks, threshold)
     bound = baseline * np.float32(threshold)

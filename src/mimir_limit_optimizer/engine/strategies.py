@@ -187,15 +187,18 @@ def tenant_shape(
     now: float,
     quiet_share: float,
     recent: float,
+    raw_stats: hourly.HourStats | None = None,
 ) -> TenantShape:
     """`cleaned`: the spike-cleaned demand, as an array or as the `Cleaned` patch of `raw`
-    (then only the patched rows are averaged again).
+    (then only the patched rows are averaged again). `raw_stats`: hourly.means_and_variability
+    of `raw`, when the caller has it (the engine computes it once for the spike filter too);
+    its hour means may be sorted in place here.
 
     Every field is row by row, so rows are taken _SHAPE_POINTS points at a time: the hour
     grids of a chunk are a few MB, where whole (N, hours) grids are 67 MB at 100,000 tenants
     (new memory for every limit, whose page faults cost more than its arithmetic)."""
     n, t = raw.shape
-    per_hour = max(1, round(_HOUR / step))
+    per_hour = hourly.points_per_hour(step)
     if t // per_hour == 0 or n == 0:
         nan = np.full(n, np.nan)
         return TenantShape(nan, nan.copy(), np.zeros(n), nan.copy(), np.zeros(n), nan.copy())
@@ -222,6 +225,9 @@ def tenant_shape(
                 now=now,
                 quiet_share=quiet_share,
                 recent=recent,
+                stats=None
+                if raw_stats is None
+                else hourly.HourStats(raw_stats.means[lo:hi], raw_stats.variability[lo:hi]),
             )
         )
     if len(parts) == 1:
@@ -254,12 +260,14 @@ def _shape_rows(
     now: float,
     quiet_share: float,
     recent: float,
+    stats: hourly.HourStats | None,
 ) -> TenantShape:
     """tenant_shape of a chunk of rows (at least one whole hour)."""
     n, t = raw.shape
     hours = t // per_hour
     # Variability of raw demand around its hour means (float32: a ratio, 2 digits matter).
-    stats = hourly.means_and_variability(raw, per_hour)
+    if stats is None:
+        stats = hourly.means_and_variability(raw, per_hour)
     variability = stats.variability
     # Levels of cleaned demand: hours, then days (24 hours, newest first).
     means = _cleaned_means(raw, cleaned, stats.means, per_hour)
