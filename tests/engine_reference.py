@@ -163,18 +163,15 @@ def demand(state: Any, spec: Any, result: Any, usage: Any) -> tuple[Any, Any]:
     has_gaps = bool(gaps.any())
     if has_gaps:
         d[gaps] = 0
-    total_d = d.sum(axis=1, dtype=np.float64)
+    total_d = d.sum(axis=1)
     recent = state.timestamps > state.now - _DISCARD_LOOKBACK
     result.extra["throttled_now"] = d[:, recent].sum(axis=1) > 0
     last_day = state.timestamps > state.now - _RECENT_LEVEL
     result.extra["throttled_recently"] = d[:, last_day].sum(axis=1) > 0
     total_demand = np.add(usage, d, out=d)
-    if has_gaps:
-        total = total_demand.sum(axis=1, dtype=np.float64, where=~gaps)
-    else:
-        total = total_demand.sum(axis=1, dtype=np.float64)
+    total = total_demand.sum(axis=1, where=~gaps) if has_gaps else total_demand.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, total_d / total, 0.0)
+        share = np.where(total > 0, total_d.astype(np.float64) / total, 0.0)
     result.discard_share = share
     result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
     return total_demand, np.flatnonzero(total_d > 0)

@@ -365,10 +365,10 @@ def test_a_pass_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
 
 
 def test_the_limits_of_a_pass_share_their_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing of a limit outlives it: the next limit gets the same demand buffer (with the
-    cyclic garbage collector off, a reference cycle would show as a new one); the sorts of
-    demand and of the last day go by chunks and take no (N, T) buffer at all."""
-    handed: dict[str, list[int]] = {"sort": [], "demand": [], "day": []}
+    """Nothing of a limit outlives it: the next limit gets the same demand and hour-grid
+    buffers (with the cyclic garbage collector off, a reference cycle would show as a new
+    one); the sorts of demand and of the last day go by chunks and take no (N, T) buffer."""
+    handed: dict[str, list[int]] = {"sort": [], "demand": [], "day": [], "hour_means": []}
     buffer = recommend_pass.Pass.buffer
 
     def recorded(self: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -386,6 +386,8 @@ def test_the_limits_of_a_pass_share_their_buffers(monkeypatch: pytest.MonkeyPatc
     assert handed["sort"] == []
     assert len(handed["demand"]) == len(DISCARDS) and len(set(handed["demand"])) == 1
     assert handed["day"] == []
+    # Every usage-driven limit's hour grid in the same buffer.
+    assert len(handed["hour_means"]) == len(USAGE) and len(set(handed["hour_means"])) == 1
 
 
 def test_a_sort_by_chunks_answers_percentiles_asked_for_later(

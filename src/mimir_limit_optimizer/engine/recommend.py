@@ -246,7 +246,9 @@ def _usage_value(
     hours = demand.shape[1] // per_hour
     raw_stats = None
     if hours and demand.shape[1] == hours * per_hour:
-        raw_stats = hourly.means_and_variability(demand, per_hour)
+        grid = state.buffer("hour_means", (demand.shape[0], hours))
+        raw_stats = hourly.means_and_variability(demand, per_hour, out=grid)
+        del grid
 
     spike_cfg = config.event_spike
     cleaned = Cleaned(demand, throttling.NO_ROWS, np.zeros((0, demand.shape[1]), dtype=np.float32))
