@@ -32,13 +32,9 @@ from mimir_limit_optimizer.sources.base import (
     RetryableSourceError,
     SourceError,
 )
-from mimir_limit_optimizer.sources.prom_http import SourceConfigError, redact_url
-from mimir_limit_optimizer.sources.prometheus import (
-    ORIGIN_DEFAULTS,
-    ORIGIN_OVERRIDES,
-    PrometheusSource,
-    time_grid,
-)
+from mimir_limit_optimizer.sources.prom_credentials import SourceConfigError, redact_url
+from mimir_limit_optimizer.sources.prom_observation import ORIGIN_DEFAULTS, ORIGIN_OVERRIDES
+from mimir_limit_optimizer.sources.prometheus import PrometheusSource, time_grid
 from mimir_limit_optimizer.sources.promql import (
     PromQLError,
     TemplateRenderer,

@@ -25,8 +25,8 @@ from mimir_limit_optimizer.sources.fast_synthetic import (
     FastScenario,
     PressureEpisode,
     SyntheticFastSource,
-    write_fast_openmetrics,
 )
+from mimir_limit_optimizer.sources.fast_synthetic_openmetrics import write_fast_openmetrics
 from tests.promserver import PromServer, start_prometheus
 from tests.test_protection_controller import (
     CATALOGUE,

@@ -174,7 +174,7 @@ def build_lazy(name: str, lazy: LazyCommand) -> click.Command:
 # it, so a command that lets one escape still ends with that message, never a traceback.
 # (module, class name, exit code); 1 = the data could not be read, 2 = a setting to fix.
 _USER_ERRORS = (
-    ("mimir_limit_optimizer.sources.prom_http", "SourceConfigError", 2),
+    ("mimir_limit_optimizer.sources.prom_credentials", "SourceConfigError", 2),
     ("mimir_limit_optimizer.sources.current_limits", "CurrentLimitsError", 2),
     ("mimir_limit_optimizer.sources.base", "SourceError", 1),
     ("mimir_limit_optimizer.config.errors", "ConfigError", 2),
