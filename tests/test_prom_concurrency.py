@@ -2,8 +2,10 @@
 in turn (a one-core Prometheus), climbs to the maximum against one that runs them side by
 side (a Mimir query-frontend with many queriers), settles in between against a server with
 a few cores, never exceeds the configured maximum, halves on a failing server, and compares
-only requests of one kind. Driven by a discrete-event simulation of the server on a fake
-clock: deterministic, no real time.
+only requests of one kind. A level learned is where the next limit starts, and is checked
+against the levels below: kept while it pays over the one below by the rule of a raise,
+walked down while it does not (a server that lost capacity). Driven by a discrete-event
+simulation of the server on a fake clock: deterministic, no real time.
 """
 
 from __future__ import annotations
@@ -85,9 +87,12 @@ def same_jobs(count: int, key: Hashable = "q") -> list[Job]:
     return [Job(key, work=1.0, size=1000) for _ in range(count)]
 
 
-def adaptive(maximum: int = 4, period: int = 1) -> tuple[ConcurrencyLimit, FakeClock]:
+def adaptive(
+    maximum: int = 4, period: int = 1, start: int | None = None
+) -> tuple[ConcurrencyLimit, FakeClock]:
     clock = FakeClock()
-    return ConcurrencyLimit(maximum, adaptive=True, clock=clock, period=period), clock
+    limit = ConcurrencyLimit(maximum, adaptive=True, clock=clock, period=period, start=start)
+    return limit, clock
 
 
 def test_a_one_core_server_is_sent_one_request_at_a_time_after_one_try_of_two() -> None:
@@ -269,3 +274,104 @@ def test_waiting_requests_start_when_the_limit_rises_and_never_beyond_it() -> No
 def test_maximum_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="maximum must be >= 1"):
         ConcurrencyLimit(0, adaptive=True)
+
+
+# --- A level kept from one collection to the next ------------------------------------------
+
+
+def learned_against(cores: float, maximum: int, jobs: int) -> int:
+    """The level a first collection (from one) learns against a server with `cores`."""
+    limit, clock = adaptive(maximum=maximum)
+    simulate(limit, clock, same_jobs(jobs), cores=cores)
+    return limit.learned
+
+
+def test_a_kept_level_that_still_pays_is_where_the_next_collection_starts_and_stays() -> None:
+    kept = learned_against(cores=16, maximum=4, jobs=42)
+    assert kept == 4
+    limit, clock = adaptive(maximum=4, start=kept)
+    started = simulate(limit, clock, same_jobs(42), cores=16)
+    # One measurement at four (2 x 4 requests), one at three, and four pays over three.
+    assert limit.levels == [4, 3, 4]
+    assert started[: 2 * 4] == [4] * 8
+    assert min(started) == 3
+    assert started[-20:] == [4] * 20
+    assert limit.learned == 4
+
+
+def test_a_server_that_lost_capacity_is_walked_down_to_what_it_still_takes() -> None:
+    kept = learned_against(cores=16, maximum=8, jobs=200)
+    assert kept == 8
+    # The same server with two cores left: no level above two pays over the one below it,
+    # and one does not pay over two.
+    limit, clock = adaptive(maximum=8, start=kept)
+    started = simulate(limit, clock, same_jobs(150), cores=2)
+    assert limit.levels[:9] == [8, 7, 6, 5, 4, 3, 2, 1, 2]
+    assert limit.limit == 2
+    assert limit.learned == 2
+    assert started[-10:] == [2] * 10
+
+
+def test_a_server_that_gained_cores_gets_more_after_the_kept_level_is_confirmed() -> None:
+    limit, clock = adaptive(maximum=8, start=2)
+    simulate(limit, clock, same_jobs(150), cores=16)
+    # Two pays over one; after REPROBE_AFTER measurements at two, the climb goes on.
+    assert limit.levels == [2, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_a_kept_level_of_one_is_not_tried_higher_at_once() -> None:
+    kept = learned_against(cores=1, maximum=4, jobs=42)
+    assert kept == 1
+    limit, clock = adaptive(start=kept)
+    count = (REPROBE_AFTER - 1) * MIN_WINDOW  # measurements before one more is tried
+    started = simulate(limit, clock, same_jobs(count), cores=1)
+    assert started == [1] * count
+    assert limit.levels == [1]
+    # The control: from no kept level, the first measurement leads to a try of two.
+    fresh, fresh_clock = adaptive()
+    assert 2 in simulate(fresh, fresh_clock, same_jobs(count), cores=1)
+
+
+def test_a_level_only_being_tried_when_the_collection_ends_is_not_kept() -> None:
+    limit, clock = adaptive(maximum=4)
+    simulate(limit, clock, same_jobs(MIN_WINDOW + 1), cores=16)
+    assert limit.limit == 2  # the raise was not measured yet
+    assert limit.learned == 1
+
+
+def test_an_unchecked_kept_level_counts_as_the_one_below() -> None:
+    limit, clock = adaptive(start=4)
+    simulate(limit, clock, same_jobs(2), cores=16)  # too few for a measurement
+    assert limit.limit == 4
+    assert limit.learned == 3
+    checking, clock = adaptive(start=4)
+    simulate(checking, clock, same_jobs(2 * 4 + 1), cores=16)  # measured at four only
+    assert checking.levels == [4, 3]
+    assert checking.learned == 3
+
+
+def test_a_failure_while_checking_halves_and_ends_the_check() -> None:
+    limit, clock = adaptive(start=4)
+    limit.back_off()
+    assert limit.learned == 2
+    started = simulate(limit, clock, same_jobs(20), cores=16)
+    assert limit.levels == [4, 2]
+    assert set(started) == {2}
+
+
+def test_a_kept_level_is_compared_with_the_one_below_for_one_kind_of_request() -> None:
+    # Small answers measured at four, large ones at three: the kept level is measured again
+    # for the large ones before the two are compared.
+    jobs = [Job("small", work=1.0, size=100) for _ in range(2 * 4)]
+    jobs += [Job("large", work=1.0, size=100_000) for _ in range(40)]
+    limit, clock = adaptive(start=4)
+    simulate(limit, clock, jobs, cores=16)
+    assert limit.levels == [4, 3, 4, 3, 4]
+
+
+def test_a_kept_level_is_bounded_by_the_maximum_and_ignored_when_fixed() -> None:
+    limit, _ = adaptive(maximum=3, start=10)
+    assert limit.limit == 3
+    fixed = ConcurrencyLimit(4, adaptive=False, clock=FakeClock(), start=2)
+    assert fixed.limit == 4
+    assert fixed.learned == 4

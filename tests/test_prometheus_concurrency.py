@@ -1,6 +1,8 @@
 """The Prometheus source adapts the requests it keeps in flight to what the server shows:
 against a server that answers one request at a time (a one-core Prometheus) it tries two
 once and goes back to one, and the arrays are the same as with a fixed number in flight.
+The level learned is where the next collection of the same source starts, checked against
+the levels below it: a server that lost cores since is sent fewer within the collection.
 The server is simulated on a virtual timeline that is also the source's injected clock:
 deterministic, no real waiting. (The limit's decisions against servers with more cores are
 in test_prom_concurrency.py.)
@@ -24,14 +26,14 @@ SETTINGS = PrometheusSettings(step=300, chunk_length=600, max_concurrency=4)
 
 
 class OneCoreServer:
-    """`fake`'s answers, served in arrival order one at a time, `work` virtual seconds each;
-    `clock` reads the virtual time (the latest answer's)."""
+    """`fake`'s answers, served in arrival order on `cores` (one unless set), `work` virtual
+    seconds each; `clock` reads the virtual time (the latest answer's)."""
 
-    def __init__(self, fake: FakePrometheus, work: float = 1.0) -> None:
+    def __init__(self, fake: FakePrometheus, work: float = 1.0, *, cores: int = 1) -> None:
         self.fake = fake
         self.work = work
         self.now = 0.0
-        self.free_at = 0.0
+        self.free_at = [0.0] * cores  # when each core is next free
         self.in_flight = 0
         self.most_in_flight = 0
 
@@ -44,9 +46,10 @@ class OneCoreServer:
         arrival = self.now
         for _ in range(10):  # requests sent together arrive together
             await asyncio.sleep(0)
-        start = max(arrival, self.free_at)
-        self.free_at = start + self.work
-        self.now = max(self.now, self.free_at)
+        core = self.free_at.index(min(self.free_at))
+        start = max(arrival, self.free_at[core])
+        self.free_at[core] = start + self.work
+        self.now = max(self.now, self.free_at[core])
         self.in_flight -= 1
         return self.fake(request)
 
@@ -129,3 +132,33 @@ def test_chunks_go_one_of_each_query_in_turn() -> None:
     starts = [float(call.form["start"]) for call in fake.ranges()]
     assert kinds == ["a", "b"] * 3
     assert starts == sorted(starts)
+
+
+def test_the_level_learned_is_where_the_next_collection_of_the_source_starts() -> None:
+    server = OneCoreServer(FakePrometheus())
+    source, _ = collect(SETTINGS, server)
+    assert source.last_concurrency == [1, 2, 1]
+    assert source.kept_concurrency == 1
+    source.collect([spec("a", USAGE_A)], start=T0, end=END)
+    # One, kept: not even one try of two (too few measurements for another try).
+    assert source.last_concurrency == [1]
+    assert server.most_in_flight <= 2
+    server.most_in_flight = 0
+    source.collect([spec("a", USAGE_A)], start=T0, end=END)
+    assert server.most_in_flight == 1
+
+
+def test_a_kept_level_the_server_no_longer_takes_is_walked_down_within_the_collection() -> None:
+    # Four kept from a collection against a server that had more cores than it has now.
+    server = OneCoreServer(FakePrometheus())
+    source = PrometheusSource(
+        SETTINGS,
+        transport=httpx.MockTransport(server),
+        sleep=Sleeps(),
+        clock=server.clock,
+        kept_concurrency=4,
+    )
+    obs = source.collect([spec("a", USAGE_A)], start=T0, end=T0 + 59 * 300)
+    assert np.isfinite(obs.usage["a"]).all()
+    assert source.last_concurrency == [4, 3, 2, 1]
+    assert source.kept_concurrency == 1

@@ -5,6 +5,19 @@ while the measured throughput (response bytes received per second) rises by enou
 that the server runs requests side by side; go back when it does not, and halve on a
 retryable failure (timeouts, 429, 5xx). Never above the configured maximum.
 
+The level learned is kept for the next collection of the same source (`start`, from the
+last limit's `learned`), so a collection against a server that takes many requests does not
+climb from one again (about a second per level). A kept level is only a starting point: its
+first measurement is followed by one at a level lower, and the lower one is kept unless the
+kept one pays over it by the same rule as a raise; while it does not, the check goes on one
+level lower still. So a server that lost capacity since the last collection (fewer queriers,
+more load) is sent fewer requests within a few measurements. A measurement one level down
+counts only requests sent after the step down: one sent before waited behind more requests
+than the lower level keeps, and against a simulated one-core server that alone made two in
+flight look 55% better than one, enough to keep two (tests/test_prometheus_concurrency.py).
+A level that was only being tried when a collection ended is not kept: the lower of the two
+levels compared is.
+
 Throughput over a measurement is Little's law: the mean number of requests in flight (the
 integral of the count over time, divided by the time) times the bytes received per second
 of request latency. Unlike bytes over elapsed time it does not depend on where the
@@ -43,8 +56,8 @@ MIN_WINDOW = 3
 # machine more than the server (at 1,000 tenants a chunk takes ~0.1 s, and windows of 3 let
 # noise pass for a 50% gain).
 MIN_WINDOW_SECONDS = 1.0
-# After a raise that did not pay, measurements at the settled level before trying again
-# (the server's load may change during a long collection).
+# After a raise that did not pay, or a kept level checked, measurements at the settled level
+# before trying one more (the server's load may change during a long collection).
 REPROBE_AFTER = 12
 
 Clock = Callable[[], float]
@@ -61,6 +74,7 @@ class _Window:
     count: int = 0
     size: int = 0  # bytes received
     latency: float = 0.0  # seconds, summed over the completions
+    since: float = -math.inf  # requests sent before this (clock seconds) are not counted
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,10 @@ class ConcurrencyLimit:
     `adaptive=False`: always `maximum`. `clock` is injected (seconds, monotonic) so that
     tests drive the measurements deterministically. `period`: the caller sends a repeating
     mix of this many kinds of request measured as one (one chunk of each query in turn), so
-    a measurement counts whole periods and every measurement sees the same mix. `levels`
-    records every value the limit took, in order (benchmarks and logs show it)."""
+    a measurement counts whole periods and every measurement sees the same mix. `start`: a
+    level an earlier limit learned against the same server (its `learned`): begin there and
+    check it against the levels below; None: begin at one. `levels` records every value the
+    limit took, in order (benchmarks and logs show it)."""
 
     def __init__(
         self,
@@ -101,6 +117,7 @@ class ConcurrencyLimit:
         adaptive: bool,
         clock: Clock = time.monotonic,
         period: int = 1,
+        start: int | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         if maximum < 1:
@@ -112,7 +129,8 @@ class ConcurrencyLimit:
         self.adaptive = adaptive
         self._clock = clock
         self._log = logger or logging.getLogger(__name__)
-        self.limit = 1 if adaptive else maximum
+        kept = None if start is None else max(1, min(maximum, start))
+        self.limit = maximum if not adaptive else kept or 1
         self.levels = [self.limit]
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -120,7 +138,22 @@ class ConcurrencyLimit:
         # Latest measured throughput (bytes/s) per (request kind, level).
         self._rates: dict[tuple[Hashable, int], float] = {}
         self._probing_from: int | None = None  # level a raise started from, while measured
-        self._settled_windows = REPROBE_AFTER  # the first measurement leads to a raise
+        # A kept level above one: its first measurement starts the check against the one below.
+        self._recheck = adaptive and kept is not None and kept > 1
+        self._checking_from: int | None = None  # the higher level, while one lower is measured
+        # From one, the first measurement leads to a raise; a kept level was tried before.
+        self._settled_windows = REPROBE_AFTER if kept is None else 0
+
+    @property
+    def learned(self) -> int:
+        """The level to start the next collection against the same server at: the current
+        one once measured to pay; while a comparison is unfinished, the lower of its two
+        levels (a level only being tried is not kept)."""
+        if self._probing_from is not None:
+            return self._probing_from
+        if self._recheck:
+            return max(1, self.limit - 1)
+        return self.limit  # while checking, the lower level is the current one
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
@@ -183,6 +216,8 @@ class ConcurrencyLimit:
         if not self.adaptive:
             return
         self._probing_from = None
+        self._recheck = False
+        self._checking_from = None
         self._settled_windows = 0
         self._set(self.limit // 2, "the server failed a request")
 
@@ -196,6 +231,10 @@ class ConcurrencyLimit:
         if window.count and window.key != key:
             # Another kind of request: start over; its bytes per second are not comparable.
             self._window = self._open(key)
+            return
+        if ticket.started < window.since:
+            # Sent at the higher level, before a step down: it waited behind more requests
+            # than this level keeps, so its latency would make the lower level look slower.
             return
         window.key = key
         window.count += 1
@@ -213,6 +252,14 @@ class ConcurrencyLimit:
     def _decide(self, key: Hashable, rate: float) -> None:
         level = self.limit
         self._rates[key, level] = rate
+        if self._recheck:
+            self._recheck = False
+            self._checking_from = level
+            self._step_down(level - 1, f"checking the kept level: {rate:.0f} B/s at {level}")
+            return
+        if self._checking_from is not None:
+            self._check_lower(self._checking_from, key, rate)
+            return
         base = self._probing_from
         if base is None:
             self._settled_windows += 1
@@ -241,3 +288,38 @@ class ConcurrencyLimit:
         else:
             self._settled_windows = 0
             self._set(base, f"{rate:.0f} B/s at {level}, not enough over {before:.0f} at {base}")
+
+    def _check_lower(self, higher: int, key: Hashable, rate: float) -> None:
+        """`rate` was measured one level below `higher`, a level kept or passed on the way
+        down: `higher` is kept only if it pays over this one by the rule of a raise (at least
+        1 + RAISE_GAIN / level times the throughput); otherwise check one lower still."""
+        level = self.limit
+        above = self._rates.get((key, higher))
+        if above is None:
+            # The kind of request changed since the measurement at `higher`: measure it again
+            # for this kind, then this level again.
+            self._checking_from = None
+            self._recheck = True
+            self._set(higher, "re-measuring the kept level")
+            return
+        needed = rate * (1 + RAISE_GAIN / level)
+        self._settled_windows = 0  # once settled, one more is tried after REPROBE_AFTER
+        if above >= needed:
+            self._checking_from = None
+            self._set(higher, f"{higher} in flight still pay: {above:.0f} B/s vs {rate:.0f}")
+        elif level > 1:
+            self._checking_from = level
+            why = f"{above:.0f} B/s at {higher}, not enough over {rate:.0f} at {level}"
+            self._step_down(level - 1, f"{why}; checking {level - 1}")
+        else:
+            self._checking_from = None
+            self._log.debug(
+                "1 in flight kept: %.0f B/s at %d not enough over %.0f", above, higher, rate
+            )
+            self._window = self._open(key)
+
+    def _step_down(self, level: int, why: str) -> None:
+        """Measure one level lower, counting only requests sent from now on."""
+        self._set(level, why)
+        if self._window is not None:
+            self._window.since = self._window.start

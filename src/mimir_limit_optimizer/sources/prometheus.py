@@ -83,7 +83,9 @@ class PrometheusSource:
     `clock` (monotonic seconds, for the throughput the concurrency adapts to).
     After `collect`, `last_skipped_tenants` maps each dropped tenant ID to the reason Mimir
     would reject it, and `last_concurrency` lists the requests-in-flight levels it went
-    through, in order.
+    through, in order. `kept_concurrency` is the level the next `collect` starts at (and
+    checks against the levels below: prom_concurrency.py); each collection sets it to what
+    it learned; None: start at one. Passing it to a new source carries it across objects.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class PrometheusSource:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
+        kept_concurrency: int | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self._settings = settings
@@ -116,6 +119,7 @@ class PrometheusSource:
         )
         self.last_skipped_tenants: dict[str, str] = {}
         self.last_concurrency: list[int] = []
+        self.kept_concurrency = kept_concurrency
 
     def describe(self) -> str:
         tenant = self._settings.tenant
@@ -177,15 +181,17 @@ class PrometheusSource:
             if progress is not None:
                 progress(done, total, label)
 
-        # Requests at the server: adaptive up to maxConcurrency (prom_concurrency.py); a
-        # retryable failure halves them, so a struggling server sees fewer while it
-        # struggles. A request holds its place until its body has arrived, not while it is
-        # decoded, so the server evaluates the next one meanwhile.
+        # Requests at the server: adaptive up to maxConcurrency (prom_concurrency.py), from
+        # the level the last collection learned (checked against lower ones); a retryable
+        # failure halves them, so a struggling server sees fewer while it struggles. A
+        # request holds its place until its body has arrived, not while it is decoded, so
+        # the server evaluates the next one meanwhile.
         limit = ConcurrencyLimit(
             self._settings.max_concurrency,
             adaptive=self._settings.adaptive_concurrency,
             clock=self._clock,
             period=len(signals),
+            start=self.kept_concurrency,
             logger=self._log,
         )
         # Memory: responses held at once (at the server, received or being decoded) are at
@@ -243,6 +249,9 @@ class PrometheusSource:
             if len(group_error.exceptions) == 1:
                 raise group_error.exceptions[0] from None
             raise
+        finally:
+            # Failed or not: what the server showed (halvings included) is the next start.
+            self.kept_concurrency = limit.learned
 
         observation, self.last_skipped_tenants = assemble_observation(
             limits, grid, signals, current, step=step, shown=self._http.shown, log=self._log
