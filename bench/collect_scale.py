@@ -6,6 +6,8 @@ on 127.0.0.1 limited to --prom-cores cores (GOMAXPROCS); then, best of --repeat:
   ours     PrometheusSource.collect for the given limits with the default settings: one range
            query per signal for all tenants, chunked, up to 4 requests in flight as long as
            more pay (adaptive), plus a probe and 2 instant queries;
+  ours-kept the same, by one source object collecting again (as `mlo backtest` does): it
+           starts at the level its last collection learned and checks it one level lower;
   ours-1   the same with one request at a time;
   ours-4   the same with 4 requests in flight throughout (adaptiveConcurrency: false);
   eval     Prometheus' own evaluation time for exactly the requests ours sends
@@ -211,11 +213,12 @@ def time_plain(url: str, jobs: list[Job], concurrency: int) -> float:
 
 
 def time_ours(prom: PrometheusSettings, specs: list[LimitSpec], start: float, end: float,
-              tenants: int, *, levels: list[str] | None = None) -> float:  # fmt: skip
-    """Seconds of one collection; appends the requests-in-flight levels it went through to
-    `levels` (e.g. "1>2>1")."""
+              tenants: int, *, levels: list[str] | None = None,
+              source: PrometheusSource | None = None) -> float:  # fmt: skip
+    """Seconds of one collection (by `source`, else a new one); appends the requests-in-flight
+    levels it went through to `levels` (e.g. "1>2>1")."""
     t0 = time.perf_counter()
-    source = PrometheusSource(prom)
+    source = source or PrometheusSource(prom)
     obs = source.collect(specs, start=start, end=end)
     took = time.perf_counter() - t0
     assert len(obs.tenants) == tenants, len(obs.tenants)
@@ -257,7 +260,7 @@ def main() -> None:
     parser.add_argument("--prom-cores", type=int, default=1, help="GOMAXPROCS of Prometheus")
     parser.add_argument("--cache-dir", type=Path, default=_cache_root())
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["plain", "transfer-gz", "naive", "ours-4"],
+                        choices=["plain", "transfer-gz", "naive", "ours-4", "ours-kept"],
                         help="methods not to run (each takes minutes at 5,000)")  # fmt: skip
     args = parser.parse_args()
 
@@ -284,13 +287,16 @@ def main() -> None:
         sequential = prom.model_copy(update={"max_concurrency": 1})
         fixed = prom.model_copy(update={"adaptive_concurrency": False})
         levels: list[str] = []
+        kept_levels: list[str] = []
         catalogue = load_catalogue()
         specs = [catalogue.limits[name] for name in LIMITS]
         ranges, instants = PrometheusSource(prom).planned_requests(specs, start=start, end=end)
         jobs: list[Job] = [*ranges, *instants]
 
-        # Untimed warm-up: Prometheus' first pass over the blocks pages them in.
-        PrometheusSource(prom).collect(specs, start=start, end=end)
+        # Untimed warm-up: Prometheus' first pass over the blocks pages them in; `kept`
+        # learns its level here.
+        kept = PrometheusSource(prom)
+        kept.collect(specs, start=start, end=end)
         before = _queries(server)
         time_ours(prom, specs, start, end, args.tenants)  # counts the requests, untimed
         ours_q = _queries(server) - before
@@ -309,6 +315,9 @@ def main() -> None:
             timed("ours-1", lambda: time_ours(sequential, specs, start, end, args.tenants))
             timed("ours", lambda: time_ours(prom, specs, start, end, args.tenants,
                                             levels=levels))  # fmt: skip
+            if "ours-kept" not in args.skip:
+                timed("ours-kept", lambda: time_ours(prom, specs, start, end, args.tenants,
+                                                     levels=kept_levels, source=kept))  # fmt: skip
             if "ours-4" not in args.skip:
                 timed("ours-4", lambda: time_ours(fixed, specs, start, end, args.tenants))
             timed("transfer", lambda: time_transfer(server.url, jobs, "identity"))
@@ -338,6 +347,7 @@ def main() -> None:
     print(f"{'method':<11} {'queries':>8} {'seconds':>8}")
     rows = [
         ("ours", ours_q, "default: adaptive, up to 4 requests in flight"),
+        ("ours-kept", ours_q, "default, collecting again: from the level learned"),
         ("ours-1", ours_q, "one request at a time"),
         ("ours-4", ours_q, "4 requests in flight throughout"),
         ("eval", len(jobs), "Prometheus' execTotalTime, summed"),
@@ -363,16 +373,23 @@ def main() -> None:
         ratios += f"   naive / ours = {best['naive'] * scale / best['ours']:.1f}x"
     print(ratios)
     print(f"ours: requests in flight per round: {', '.join(levels)}")
-    for name in ("eval", "ours-1", "ours", "ours-4", "transfer"):
+    if kept_levels:
+        print(f"ours-kept: requests in flight per round: {', '.join(kept_levels)}")
+    for name in ("eval", "ours-1", "ours", "ours-kept", "ours-4", "transfer"):
         each = [r[name] for r in cpu_rounds if name in r]
         if each:
             print(f"Prometheus CPU s during {name}: {', '.join(f'{x:.1f}' for x in each)}; "
                   f"median {statistics.median(each):.1f}")  # fmt: skip
-    for name in ("ours-1", "ours", "ours-4", "transfer"):
+    for name in ("ours-1", "ours", "ours-kept", "ours-4", "transfer"):
         each = [r[name] / r["eval"] for r in rounds if name in r]
         if each:
             print(f"{name} / eval per round: {', '.join(f'{x:.2f}' for x in each)}; "
                   f"median {statistics.median(each):.2f}")  # fmt: skip
+
+    each = [r["ours-kept"] / r["ours"] for r in rounds if "ours-kept" in r]
+    if each:
+        print(f"ours-kept / ours per round: {', '.join(f'{x:.2f}' for x in each)}; "
+              f"median {statistics.median(each):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 against a server that answers one request at a time (a one-core Prometheus) it tries two
 once and goes back to one, and the arrays are the same as with a fixed number in flight.
 The level learned is where the next collection of the same source starts, checked against
-the levels below it: a server that lost cores since is sent fewer within the collection.
+the levels below it: a server that lost cores since is sent fewer within the collection;
+the service's next source (one per cycle) starts where the last one left off.
 The server is simulated on a virtual timeline that is also the source's injected clock:
 deterministic, no real waiting. (The limit's decisions against servers with more cores are
 in test_prom_concurrency.py.)
@@ -15,7 +16,8 @@ import asyncio
 import httpx
 import numpy as np
 
-from mimir_limit_optimizer.config.models import PrometheusSettings
+from mimir_limit_optimizer.config.models import Config, PrometheusSettings
+from mimir_limit_optimizer.controller.wiring import source_factory
 from mimir_limit_optimizer.engine.usage import Observation
 from mimir_limit_optimizer.sources.prometheus import PrometheusSource
 from tests.test_prometheus_source import T0, USAGE_A, USAGE_B, FakePrometheus, Sleeps, spec
@@ -162,3 +164,23 @@ def test_a_kept_level_the_server_no_longer_takes_is_walked_down_within_the_colle
     assert np.isfinite(obs.usage["a"]).all()
     assert source.last_concurrency == [4, 3, 2, 1]
     assert source.kept_concurrency == 1
+
+
+def test_the_service_s_next_source_starts_at_the_level_the_last_one_learned() -> None:
+    make = source_factory({})
+
+    def config(url: str) -> Config:
+        return Config.model_validate({"source": {"kind": "prometheus", "prometheus": {"url": url}}})
+
+    first = make(config("http://127.0.0.1:9090"), 0.0)
+    assert isinstance(first, PrometheusSource)
+    assert first.kept_concurrency is None
+    first.kept_concurrency = 3  # what its collection learned
+    second = make(config("http://127.0.0.1:9090"), 60.0)
+    assert isinstance(second, PrometheusSource)
+    assert second is not first
+    assert second.kept_concurrency == 3
+    # Another server: nothing learned about it yet.
+    other = make(config("http://127.0.0.1:9009"), 120.0)
+    assert isinstance(other, PrometheusSource)
+    assert other.kept_concurrency is None

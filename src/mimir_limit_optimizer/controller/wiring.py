@@ -88,10 +88,19 @@ def source_factory(env: Mapping[str, str] | None = None) -> Callable[[Config, fl
     environment = dict(env if env is not None else os.environ)
 
     kept: list[tuple[object, Source]] = []  # the last synthetic cluster and what built it
+    last: list[tuple[object, PrometheusSource]] = []  # the last Prometheus source, its settings
 
     def make(config: Config, now: float) -> Source:
         if config.source.kind != "synthetic":
-            return build_source(config, now=now, env=environment)
+            source = build_source(config, now=now, env=environment)
+            if isinstance(source, PrometheusSource):
+                # A new source each cycle (token files re-read), starting at the requests in
+                # flight the last one learned against the same server (re-checked there).
+                settings = (config.source.prometheus, config.mimir.replication_factor)
+                if last and last[0][0] == settings:
+                    source.kept_concurrency = last[0][1].kept_concurrency
+                last[:] = [(settings, source)]
+            return source
         # The synthetic cluster depends only on its settings and the step-aligned end: within
         # one step every cycle (and the UI's charts) reads the same one, generated once.
         step = config.synthetic.step
