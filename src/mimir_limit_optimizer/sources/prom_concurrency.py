@@ -16,7 +16,7 @@ counts only requests sent after the step down: one sent before waited behind mor
 than the lower level keeps, and against a simulated one-core server that alone made two in
 flight look 55% better than one, enough to keep two (tests/test_prometheus_concurrency.py).
 A level that was only being tried when a collection ended is not kept: the lower of the two
-levels compared is. Once a kept level is checked (a kept one at once), one more is tried
+levels compared is. Once a kept level is checked (one needs no check), one more is tried
 after REPROBE_AFTER measurements, as after a raise that did not pay; only a collection with
 nothing kept tries two after its first measurement.
 
