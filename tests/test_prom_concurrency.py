@@ -369,6 +369,37 @@ def test_a_kept_level_is_compared_with_the_one_below_for_one_kind_of_request() -
     assert limit.levels == [4, 3, 4, 3, 4]
 
 
+def simulate_in_turn(limit: ConcurrencyLimit, clock: FakeClock, jobs: list[Job]) -> None:
+    """Serve `jobs` one at a time in arrival order (a one-core server with a queue, unlike
+    `simulate`'s processor sharing), starting as many as `limit.limit` allows."""
+    pending = list(reversed(jobs))
+    queue: list[Job] = []
+    for _ in range(2 * len(jobs) + 2):  # bounded: every turn completes a job
+        while pending and len(queue) < limit.limit:
+            job = pending.pop()
+            job.ticket = limit.enter()
+            queue.append(job)
+        if not queue:
+            return
+        job = queue.pop(0)
+        clock.now += job.work
+        assert job.ticket is not None
+        limit.measure(job.ticket, job.size, job.key)
+        limit.leave()
+    raise AssertionError("simulation did not finish")
+
+
+def test_a_step_down_measures_only_requests_sent_after_it() -> None:
+    # Two kept, on a one-core server serving in turn. The request sent at two finishes at
+    # one after waiting a turn: counted at one, its latency made one look slow enough for
+    # two to pay (1.14 against 0.75 per second; 1.125 needed). Counting only requests sent
+    # after the step down, one measures 1.0 and two does not pay.
+    limit, clock = adaptive(start=2)
+    simulate_in_turn(limit, clock, same_jobs(30))
+    assert limit.levels == [2, 1]
+    assert limit.learned == 1
+
+
 def test_a_kept_level_is_bounded_by_the_maximum_and_ignored_when_fixed() -> None:
     limit, _ = adaptive(maximum=3, start=10)
     assert limit.limit == 3

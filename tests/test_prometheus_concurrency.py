@@ -151,18 +151,21 @@ def test_the_level_learned_is_where_the_next_collection_of_the_source_starts() -
 
 
 def test_a_kept_level_the_server_no_longer_takes_is_walked_down_within_the_collection() -> None:
-    # Four kept from a collection against a server that had more cores than it has now.
+    # Two kept from a collection against a server that had more cores than it has now. (Two,
+    # not more: this server's answers are timed coarsely, and the thread that decodes them
+    # sometimes makes three look 25% better than two. The walk down from eight is in
+    # test_prom_concurrency.py, on an exact simulation.)
     server = OneCoreServer(FakePrometheus())
     source = PrometheusSource(
         SETTINGS,
         transport=httpx.MockTransport(server),
         sleep=Sleeps(),
         clock=server.clock,
-        kept_concurrency=4,
+        kept_concurrency=2,
     )
     obs = source.collect([spec("a", USAGE_A)], start=T0, end=T0 + 59 * 300)
     assert np.isfinite(obs.usage["a"]).all()
-    assert source.last_concurrency == [4, 3, 2, 1]
+    assert source.last_concurrency == [2, 1]
     assert source.kept_concurrency == 1
 
 

@@ -13,8 +13,8 @@ kept one pays over it by the same rule as a raise; while it does not, the check 
 level lower still. So a server that lost capacity since the last collection (fewer queriers,
 more load) is sent fewer requests within a few measurements. A measurement one level down
 counts only requests sent after the step down: one sent before waited behind more requests
-than the lower level keeps, and against a simulated one-core server that alone made two in
-flight look 55% better than one, enough to keep two (tests/test_prometheus_concurrency.py).
+than the lower level keeps, and against a one-core server serving requests in turn that
+alone made one look slow enough for two to pay (tests/test_prom_concurrency.py).
 A level that was only being tried when a collection ended is not kept: the lower of the two
 levels compared is. Once a kept level is checked (one needs no check), one more is tried
 after REPROBE_AFTER measurements, as after a raise that did not pay; only a collection with
