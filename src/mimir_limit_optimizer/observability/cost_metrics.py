@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from mimir_limit_optimizer.config.models import TenantMetricsSettings
 from mimir_limit_optimizer.engine.cost import PERIODS, CostReport
-from mimir_limit_optimizer.observability.metrics import PREFIX
+from mimir_limit_optimizer.observability.metric_prefix import PREFIX
 
 __all__ = ["CostCollector", "CostMetrics"]
 
