@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from mimir_limit_optimizer.config.models import TenantMetricsSettings
+from mimir_limit_optimizer.config.service import TenantMetricsSettings
 from mimir_limit_optimizer.engine.results import Recommendations
 from mimir_limit_optimizer.observability.metric_prefix import PREFIX
 from mimir_limit_optimizer.observability.recommendation_metrics import RecommendationsCollector
