@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.config.models import AdaptiveSettings
+from mimir_limit_optimizer.config.recommendation import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.hourly import HourStats
 from mimir_limit_optimizer.engine.peak_memory import HELD_LEVEL, RENEW_SHARE
