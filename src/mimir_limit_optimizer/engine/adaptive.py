@@ -1,5 +1,5 @@
 """Rules read from each tenant's own history (trendAnalysis.adaptive; docs/engine.md,
-"Memory, growth and variability"), called from engine/recommend.py for usage-driven limits:
+"Memory, growth and variability"), called from engine/usage_limit.py for usage-driven limits:
 
 - `keep_recurring`, after spike detection: spikes that recur every day (bursts) stay in the
   demand; only rare ones (incidents) are excluded;
