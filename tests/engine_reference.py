@@ -146,7 +146,7 @@ def rows_columns(self: Cleaned, rows: Any, cols: Any) -> Any:
 
 
 def demand(state: Any, spec: Any, result: Any, usage: Any) -> tuple[Any, Any]:
-    """Accepted + discarded over whole arrays (engine/recommend.py `_demand`)."""
+    """Accepted + discarded over whole arrays (engine/throttling.py `demand`)."""
     from mimir_limit_optimizer.engine.results import Reason
 
     discards_full = state.obs.discards.get(spec.name)

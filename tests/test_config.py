@@ -34,7 +34,8 @@ from mimir_limit_optimizer.config import (
     redacted_dump,
     render_config,
 )
-from mimir_limit_optimizer.config.models import DEFAULT_ENABLED_LIMITS, Config
+from mimir_limit_optimizer.config.models import Config
+from mimir_limit_optimizer.config.recommendation import DEFAULT_ENABLED_LIMITS
 
 SEED_CONFIG = Path(__file__).parent / "data" / "seed_config.yaml"
 DOCS = Path(__file__).parent.parent / "docs" / "configuration.md"

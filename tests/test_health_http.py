@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from mimir_limit_optimizer.config.models import ServerSettings
+from mimir_limit_optimizer.config.service import ServerSettings
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.web.server import Servers, ServerStartError, start_servers

@@ -285,7 +285,7 @@ def test_exposition_parses_as_prometheus_text() -> None:
 
 
 def test_relevant_mode_exports_planned_recent_and_top_tenants_and_always_the_totals() -> None:
-    from mimir_limit_optimizer.config.models import TenantMetricsSettings
+    from mimir_limit_optimizer.config.service import TenantMetricsSettings
 
     registry = CollectorRegistry()
     settings = TenantMetricsSettings(top_n=1, recent=600.0)
@@ -318,7 +318,7 @@ def test_relevant_mode_exports_planned_recent_and_top_tenants_and_always_the_tot
 
 
 def test_max_series_bounds_the_per_tenant_series_and_none_exports_only_totals() -> None:
-    from mimir_limit_optimizer.config.models import TenantMetricsSettings
+    from mimir_limit_optimizer.config.service import TenantMetricsSettings
 
     levels: dict[str, float | None] = {f"t{i}": 100.0 + i for i in range(10)}
     for settings, count in (

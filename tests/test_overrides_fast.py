@@ -28,9 +28,10 @@ from mimir_limit_optimizer.engine.overrides import (
     validate_overrides,
 )
 from mimir_limit_optimizer.engine.overrides_fast import read_fast
+from mimir_limit_optimizer.engine.overrides_scan import scan
 from mimir_limit_optimizer.engine.overrides_splice import splice_safe
 from mimir_limit_optimizer.engine.overrides_validate import validate_full
-from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml, scan
+from mimir_limit_optimizer.engine.overrides_yaml import dump, make_yaml
 from tests.overrides_gen import LIMITS, TENANTS, canonical_file, random_file
 
 CATALOGUE = load_catalogue()

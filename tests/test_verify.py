@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from mimir_limit_optimizer.catalogue import Catalogue, load_catalogue
-from mimir_limit_optimizer.config.models import VerifySettings
+from mimir_limit_optimizer.config.service import VerifySettings
 from mimir_limit_optimizer.targets.file import FileTarget
 from mimir_limit_optimizer.targets.verify import MimirVerifier, VerifyResult, base_units
 from tests.fake_mimir import FakeMimir

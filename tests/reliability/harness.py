@@ -215,7 +215,7 @@ def standalone_service(work: Workdir, name: str) -> Service:
     cycle at a time); `name` names its logger."""
     provider = ConfigProvider(work.config, env={}, cli={}, catalogue=CATALOGUE)
     built = Service(provider, CATALOGUE, logger=logging.getLogger(name), options=ServiceOptions())
-    built._start_leader_election(threading.Event())  # standalone: this replica leads
+    built.leadership.start(provider.config, threading.Event())  # standalone: this replica leads
     return built
 
 

@@ -6,13 +6,8 @@ worker       -> route each alert (routing.py), deduplicate, store one delivery p
                 due deliveries to the retry stage (delivery.py), one task per channel so a
                 slow or dead channel never delays the others.
 
-Deduplication, per channel and dedup key (the queue keeps the history):
-- firing: not queued again while one is pending, nor within `dedupWindow` of the last one
-  sent unless a resolved notification was sent after it. A new firing cancels a pending
-  resolved notification (the incident is back before the resolution went out).
-- resolved: sent only to channels that got (or will get) the firing notification, once.
-  Resolved while the firing one still waits for its escalation delay: both are cancelled,
-  nobody is bothered by an incident that is already over.
+Deduplication per channel and dedup key: dedup.py (the rules and why). The status
+document of `status()`: status.py.
 
 Delivery is at least once: a process killed between a channel's 2xx and the queue's
 update sends that one delivery again on restart. PagerDuty (dedup_key), Alertmanager
@@ -39,26 +34,21 @@ from mimir_limit_optimizer.alerting.channels import (
     build_channel,
     channel_specs,
 )
-from mimir_limit_optimizer.alerting.codec import to_payload
-from mimir_limit_optimizer.alerting.delivery import (
-    HOLD_UNTIL,
-    ChannelState,
-    RetryStage,
-    store_key,
-)
+from mimir_limit_optimizer.alerting.dedup import queue_delivery
+from mimir_limit_optimizer.alerting.delivery import ChannelState, RetryStage
 from mimir_limit_optimizer.alerting.errors import CHANNEL_NOT_FOUND, QUEUE_FULL, ChannelConfigError
 from mimir_limit_optimizer.alerting.metrics import AlertingMetrics
-from mimir_limit_optimizer.alerting.model import Alert, AlertStatus
+from mimir_limit_optimizer.alerting.model import Alert
 from mimir_limit_optimizer.alerting.ports import AlertQueue
 from mimir_limit_optimizer.alerting.queue import MainQueue
 from mimir_limit_optimizer.alerting.routing import Router
+from mimir_limit_optimizer.alerting.status import alerting_status
 from mimir_limit_optimizer.config.alerting import AlertingSettings
 
 ChannelFactory = Callable[[ChannelSpec], Channel]
 ROUTE_BATCH = 200  # alerts routed per worker turn
 SEND_BATCH = 50  # due deliveries one channel task handles before yielding
 SWEEP_EVERY = 30.0  # seconds between dead-letter sweeps of deliveries older than maxAge
-_LIVE = ("pending", "sent")
 STOP_TIMEOUT = 10.0  # seconds to wait for the worker and sends in flight when stopping
 
 
@@ -336,7 +326,14 @@ class AlertingManager:
                 state = channels.get(route.channel)
                 if state is None or alert.priority.value not in state.spec.priorities:
                     continue
-                queued = self._store(alert, route.channel, route.delay, now)
+                queued = queue_delivery(
+                    self.queue,
+                    alert,
+                    route.channel,
+                    delay=route.delay,
+                    now=now,
+                    dedup_window=self._settings.delivery.dedup_window,
+                )
                 if not queued:
                     self.metrics.delivery_total.labels(
                         route.channel, alert.type, "deduplicated"
@@ -347,50 +344,6 @@ class AlertingManager:
             )
             return False
         return True
-
-    def _store(self, alert: Alert, channel: str, delay: float, now: float) -> bool:
-        """Queue the delivery of `alert` to `channel` unless deduplicated; True if queued."""
-        firing_key = store_key(alert.dedup_key, AlertStatus.FIRING)
-        resolved_key = store_key(alert.dedup_key, AlertStatus.RESOLVED)
-        last_firing = self.queue.latest_alert(firing_key, channel, statuses=_LIVE)
-        if alert.status is AlertStatus.FIRING:
-            pending_resolved = self.queue.latest_alert(resolved_key, channel, statuses=("pending",))
-            if pending_resolved is not None:
-                self._cancel(pending_resolved.id, pending_resolved.attempts, "fired again")
-            if last_firing is not None:
-                if last_firing.status == "pending":
-                    return False
-                last_resolved = self.queue.latest_alert(resolved_key, channel, statuses=_LIVE)
-                recent = now - last_firing.created_at < self._settings.delivery.dedup_window
-                if recent and (last_resolved is None or last_resolved.id < last_firing.id):
-                    return False
-            payload = {**to_payload(alert), HOLD_UNTIL: now + delay}
-            self.queue.enqueue_alert(
-                dedup_key=firing_key,
-                channel=channel,
-                payload=payload,
-                created_at=now,
-                due_at=now + delay,
-            )
-            return True
-        if last_firing is None:
-            return False  # never notified here: nothing to resolve
-        hold_until = float(last_firing.payload.get(HOLD_UNTIL, 0.0))
-        if last_firing.status == "pending" and last_firing.attempts == 0 and now < hold_until:
-            self._cancel(last_firing.id, 0, "resolved within its escalation delay")
-            return False
-        last_resolved = self.queue.latest_alert(resolved_key, channel, statuses=_LIVE)
-        if last_resolved is not None and last_resolved.id > last_firing.id:
-            return False
-        self.queue.enqueue_alert(
-            dedup_key=resolved_key, channel=channel, payload=to_payload(alert), created_at=now
-        )
-        return True
-
-    def _cancel(self, row_id: int, attempts: int, why: str) -> None:
-        self.queue.update_alert(
-            row_id, status="cancelled", attempts=attempts, next_attempt_at=None, last_error=why
-        )
 
     def _sweep(self, now: float) -> None:
         max_age = self._settings.delivery.max_age
@@ -436,44 +389,11 @@ class AlertingManager:
         with self._lock:
             states = list(self._channels.values())
             settings = self._settings
-        channels = []
-        for state in states:
-            fresh, retrying = counts.get(state.name, (0, 0))
-            channels.append(
-                {
-                    "name": state.name,
-                    "kind": state.spec.kind,
-                    "target": None if state.channel is None else state.channel.describe(),
-                    "healthy": state.healthy(now),
-                    "configError": state.config_error,
-                    "priorities": sorted(state.spec.priorities),
-                    "circuitBreaker": state.breaker.snapshot(now),
-                    "pending": fresh + retrying,
-                    "retrying": retrying,
-                    "sent": state.sent,
-                    "deadLetters": state.dead_letters,
-                    "lastSuccessAt": state.last_success_at,
-                    "lastError": state.last_error,
-                    "lastErrorAt": state.last_error_at,
-                }
-            )
-        known = {s.name for s in states}
-        return {
-            "enabled": settings.enabled,
-            "now": now,
-            "queues": {
-                "main": {
-                    "size": len(self._main),
-                    "capacity": self._main.capacity,
-                    "dropped": self._main.dropped,
-                },
-                "retry": {
-                    "size": sum(r for _, r in counts.values()),
-                    "capacity": settings.delivery.retry_queue_size,
-                },
-                "error": queue_error,
-            },
-            "channels": channels,
-            # Deliveries waiting for channels no longer configured (dead-lettered at maxAge).
-            "orphaned": {c: sum(n) for c, n in counts.items() if c not in known},
-        }
+        return alerting_status(
+            now=now,
+            states=states,
+            counts=counts,
+            queue_error=queue_error,
+            settings=settings,
+            main=self._main,
+        )

@@ -13,11 +13,8 @@ from typing import Any
 from mimir_limit_optimizer.catalogue.model import Catalogue, LimitType
 from mimir_limit_optimizer.catalogue.units import DurationError, parse_duration
 from mimir_limit_optimizer.config.errors import Findings, KeyPath, format_key_path
-from mimir_limit_optimizer.config.models import (
-    DEFAULT_ENABLED_LIMITS,
-    UNUSED_SEED_KEYS,
-    UNUSED_SEED_SECTIONS,
-)
+from mimir_limit_optimizer.config.models import UNUSED_SEED_KEYS, UNUSED_SEED_SECTIONS
+from mimir_limit_optimizer.config.recommendation import DEFAULT_ENABLED_LIMITS
 
 _LIMITS_SECTION_KEYS = ("minLimits", "maxLimits", "tenantTiers")
 _OVERRIDE_VALUE_KEYS = ("defaultValue", "minValue", "maxValue")

@@ -6,97 +6,28 @@ Whatever fails, the target holds either its previous content or the new, validat
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from mimir_limit_optimizer.catalogue import Catalogue
-from mimir_limit_optimizer.engine.overrides import (
-    OverridesEditError,
-    format_problems,
-    parse_overrides,
-    validate_overrides,
+from mimir_limit_optimizer.controller.apply_outcome import (
+    ApplyError,
+    ApplyOutcome,
+    Unrecorded,
+    target_event,
 )
-from mimir_limit_optimizer.engine.plan import Plan, apply_plan
+from mimir_limit_optimizer.controller.plan_render import plan_rows, render_plan_onto
+from mimir_limit_optimizer.controller.revision_restore import restore_revision
+from mimir_limit_optimizer.engine.plan import Plan
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, Revision, Store, StoreError
 from mimir_limit_optimizer.store.records import Intent
 from mimir_limit_optimizer.targets.base import ConflictError, Content, Target, TargetError
 from mimir_limit_optimizer.targets.verify import MimirVerifier
 
-
-@dataclass
-class ApplyOutcome:
-    applied: bool
-    revision: Revision | None = None
-    # The plan actually written (after conflicts it may differ from the one first proposed).
-    plan: Plan | None = None
-    # Written, but Mimir did not confirm it and it was not rolled back.
-    unverified: bool = False
-    rolled_back: bool = False
-    detail: str = ""
-    errors: list[str] = field(default_factory=list)
-    # The store failed before the outcome was recorded: it is kept in the intent (and in
-    # memory) and recorded by `Applier.recover` once the store is back.
-    unrecorded: bool = False
-    # Audit events stored with the write, in the same transaction as its revision.
-    events: list[AuditEvent] = field(default_factory=list)
-    intent: int | None = None
-
-
-class ApplyError(Exception):
-    """The plan could not be applied; the target is unchanged."""
-
-
 # Audit events to store with a plan's write once it is confirmed (built before the write).
 EventsFor = Callable[[Plan], list[AuditEvent]]
-
-
-@dataclass(frozen=True)
-class Unrecorded:
-    """An outcome the store could not take when it happened."""
-
-    state: str
-    note: str
-    restored: str | None
-    events: tuple[AuditEvent, ...]
-
-
-def plan_rows(plan: Plan) -> list[dict[str, object]]:
-    return [
-        {
-            "tenant": c.tenant,
-            "limit": c.limit,
-            "old": c.old,
-            "new": c.new,
-            "reasons": list(c.reasons),
-        }
-        for c in plan.changes
-    ]
-
-
-def render_plan_onto(content: Content, plan: Plan, catalogue: Catalogue, source_name: str) -> str:
-    """The target's text with `plan` applied; raises ApplyError when the result would not be a
-    file Mimir accepts (it is never written then)."""
-    document = parse_overrides(content.text, source_name=source_name)
-    try:
-        apply_plan(document, plan, catalogue)
-    except (OverridesEditError, ValueError) as exc:  # e.g. a value behind a YAML anchor
-        raise ApplyError(f"cannot edit {source_name}: {exc}") from exc
-    text = document.render()
-    problems = validate_overrides(text, catalogue, source_name=source_name)
-    if problems:
-        raise ApplyError(
-            "refusing to write: the result would be rejected by Mimir:\n"
-            + format_problems(problems, source_name)
-        )
-    return text
-
-
-def target_event(now: float, level: str, action: str, **details: object) -> AuditEvent:
-    return AuditEvent(now, level, "system", "target", action, None, dict(details))
 
 
 class Applier:
@@ -390,56 +321,4 @@ class Applier:
         or None when the write happened but the store failed before recording it: it is
         recorded once the store is back. Raises TargetError when nothing was written."""
         with self._lock:
-            return self._restore(revision, now=now, actor=actor, events=events)
-
-    def _restore(
-        self, revision: Revision, *, now: float, actor: str, events: Sequence[AuditEvent]
-    ) -> Revision | None:
-        current = self.target.read()
-        if current.text == revision.content:
-            return revision
-        problem = self.store.file_problem()
-        if problem is not None:
-            raise TargetError(f"{problem}: nothing written to {self.name} (no durable record)")
-        try:
-            intent = self.store.add_intent(
-                target=self.name,
-                actor=actor,
-                created_at=now,
-                plan=[],  # no planned changes: the store records a "rollback" revision
-                old_content=current.text,
-                new_content=revision.content,
-                events=[
-                    dataclasses.replace(e, details={**e.details, "to_revision": revision.id})
-                    for e in events
-                ],
-                verify=False,  # the caller verifies the restored values, if it can
-            )
-        except StoreError as exc:
-            raise TargetError(
-                f"cannot record the intended rollback, so nothing was written: {exc}"
-            ) from exc
-        try:
-            self.target.write(revision.content, expected_version=current.version)
-        except TargetError as exc:
-            self.finish(intent, "not_done", now, f"the rollback's write failed: {exc}")
-            raise
-        if self.target.read().text != revision.content:
-            self.finish(intent, "superseded", now, "the read-back differs from what was written")
-            raise TargetError(f"read-back of {self.name} differs after rollback")
-        try:
-            restored, stored = self.store.record_write(
-                intent.id, at=now, note=f"restored revision {revision.id}", writer=True
-            )
-        except StoreError as exc:
-            self.log.error(
-                "restored revision %s of %s, but the store failed before recording it (%s); "
-                "it is recorded once the store is back",
-                revision.id,
-                self.name,
-                exc,
-            )
-            return None
-        for event in stored:
-            self.audit.logged(event)
-        return restored
+            return restore_revision(self, revision, now=now, actor=actor, events=events)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from mimir_limit_optimizer.alerting.model import Priority, Severity
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.controller.apply import Applier, ApplyError
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.apply_outcome import ApplyError
 from mimir_limit_optimizer.controller.cycle_records import change_events
 from mimir_limit_optimizer.engine.overrides import OverridesParseError
 from mimir_limit_optimizer.engine.plan import Plan

@@ -18,7 +18,7 @@ from mimir_limit_optimizer.engine.results import STATUS_ORDER, Recommendations
 from mimir_limit_optimizer.store import AuditEvent, Store
 
 CHECKPOINT_KEY = "last_cycle"
-# When the store was recreated after its file was lost (controller/service.py).
+# When the store was recreated after its file was lost (controller/lost_store.py).
 STORE_RECREATED_KEY = "store_recreated"
 PLAN_KEY = "last_plan"  # the cycle's whole plan (items, held and why): the UI reads it
 # Examples of held-back changes in the one summarised `change_held_back` event per cycle.

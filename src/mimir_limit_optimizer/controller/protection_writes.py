@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.controller.apply import Applier, ApplyError
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.apply_outcome import ApplyError
 from mimir_limit_optimizer.controller.protection_report import COMPONENT, ProtectionReporter
 from mimir_limit_optimizer.engine.overrides import OverridesDocument, OverridesParseError
 from mimir_limit_optimizer.engine.plan import Plan

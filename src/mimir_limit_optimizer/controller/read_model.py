@@ -3,51 +3,38 @@ ReadModel). It is fed by the service after each cycle (`cycle_finished`) and oth
 the store, protection and cost through their public methods; pages never see any of them.
 
 Today it reads the Reconciler's CycleResult (Recommendations) and the store; a richer per-cycle
-plan can replace `_recs` later without touching a template.
+plan can replace `_recs` later without touching a template. The pages' own readers live beside
+it: ui_overview.py (dashboard), ui_series.py (a tenant's chart), ui_audit.py, ui_revisions.py
+(diffs), ui_metrics.py; what they read from the service is ui_parts.ServiceParts.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
-from mimir_limit_optimizer.catalogue import SignalKind
-from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller import ui_config, ui_limit_table
 from mimir_limit_optimizer.controller.reconcile import CycleResult, last_checkpoint, last_plan
+from mimir_limit_optimizer.controller.ui_audit import AuditReader
 from mimir_limit_optimizer.controller.ui_metrics import MetricsReader
-from mimir_limit_optimizer.controller.ui_parts import SharedParts
+from mimir_limit_optimizer.controller.ui_overview import build_overview
+from mimir_limit_optimizer.controller.ui_parts import ServiceParts
 from mimir_limit_optimizer.controller.ui_revisions import RevisionReader
+from mimir_limit_optimizer.controller.ui_series import TenantSeries
 from mimir_limit_optimizer.controller.ui_tenants import TenantIndex
-from mimir_limit_optimizer.controller.ui_views import downsample, limit_view, plain, totals
+from mimir_limit_optimizer.controller.ui_views import limit_view, totals
 from mimir_limit_optimizer.engine.overrides_validate import validate_overrides
-from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.recommend import enabled_limits
 from mimir_limit_optimizer.engine.results import Recommendations, render_value
-from mimir_limit_optimizer.observability.health import HealthState
-from mimir_limit_optimizer.sources.base import Source, SourceError
-from mimir_limit_optimizer.store import AuditEvent, StoreError
-from mimir_limit_optimizer.store.queries import (
-    AuditFilter,
-    audit_facets,
-    audit_page,
-    audit_stream,
-    count_actions,
-)
+from mimir_limit_optimizer.store import StoreError
 from mimir_limit_optimizer.web.ui.model import (
     AuditQuery,
     AuditRow,
     ConfigView,
     CyclePoint,
-    Health,
     LimitEditPreview,
     LimitTable,
     LimitView,
@@ -63,46 +50,7 @@ from mimir_limit_optimizer.web.ui.model import (
     UiError,
 )
 
-DAY = 86400.0
 HISTORY = 288  # cycles kept for the dashboard charts (a day at the default 5 min)
-MAX_CHART_POINTS = 600
-SERIES_CACHE_SECONDS = 60.0
-DIFF_CACHE = 16  # diffs kept
-
-
-@dataclass
-class ServiceParts(SharedParts):
-    """What the read model reads (everything injected by the service)."""
-
-    health: HealthState
-    protection_status: Callable[[], dict[str, Any]]
-    alerting_status: Callable[[], Mapping[str, Any]]
-    cost_by_tenant: Callable[[], tuple[dict[str, float], str] | None]
-    source_factory: Callable[[Config, float], Source]
-    runtime_freeze: Callable[[], str | None]  # who froze applying from the UI, or None
-    peak_memory: Callable[[], PeakMemory | None]  # what the cycles plan with (None: none yet)
-    logger: logging.Logger
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _row(event: AuditEvent) -> AuditRow:
-    return AuditRow(
-        event.id,
-        event.timestamp,
-        event.level,
-        event.category,
-        event.component,
-        event.action,
-        event.tenant,
-        dict(event.details),
-    )
-
-
-def _filter(q: AuditQuery) -> AuditFilter:
-    return AuditFilter(q.tenant, q.action, q.category, q.component, q.since, q.until)
 
 
 class ServiceReadModel:
@@ -114,7 +62,8 @@ class ServiceReadModel:
         self._cycles: deque[CyclePoint] = deque(maxlen=HISTORY)
         self._version = 0
         self._plan_rows: tuple[int, dict[str, dict[str, dict[str, Any]]]] | None = None
-        self._series_cache: dict[tuple[str, str, float], tuple[float, Series]] = {}
+        self._series = TenantSeries(parts)
+        self._audit = AuditReader(parts)
         self.metrics_reader = MetricsReader(parts)
         self._revisions = RevisionReader(parts, self._snapshot)
         self._load_checkpoint()
@@ -145,7 +94,7 @@ class ServiceReadModel:
         with self._lock:
             if recs is not None and index is not None:
                 self._recs, self._index = recs, index
-                self._series_cache.clear()
+                self._series.clear()
             self._cycles.append(point)
             self._version += 1
 
@@ -175,70 +124,11 @@ class ServiceReadModel:
 
     # -- dashboard ----------------------------------------------------------------------
     def overview(self) -> Overview:
-        config = self.p.config()
-        now = self.p.clock()
-        try:
-            counts = count_actions(
-                self.p.store,
-                ("update_limits", "would_update_limits", "change_held_back"),
-                since=now - DAY,
-            )
-            store_health = Health("store", True, self.p.store.url)
-        except StoreError as exc:
-            counts, store_health = {}, Health("store", False, str(exc))
-        try:
-            status = self.p.protection_status()
-        except Exception as exc:
-            status = {"lastError": str(exc)}
-        breakers = status.get("circuitBreaker", {}).get("breakers", [])
+        return build_overview(self.p, self._cycles_and_rows)
+
+    def _cycles_and_rows(self) -> tuple[tuple[CyclePoint, ...], tuple[TenantRow, ...]]:
         with self._lock:
-            cycles = tuple(self._cycles)
-            rows = self._index.rows
-        frozen_by = self.p.runtime_freeze()
-        _ok, body = self.p.health.readyz(now)
-        reachable = body.get("source_reachable")
-        source = Health(
-            "source",
-            reachable is True,
-            "not checked yet" if reachable is None else str(body.get("source_detail") or ""),
-        )
-        return Overview(
-            mode=config.mode.value,
-            frozen=config.safety.freeze or frozen_by is not None,
-            frozen_by=frozen_by if frozen_by else ("config" if config.safety.freeze else None),
-            tenants=len(rows),
-            limits_managed=len(config.dynamic_limits.enabled_limits),
-            applied_24h=counts.get("update_limits", 0),
-            pending_24h=counts.get("would_update_limits", 0),
-            held_back_24h=self._held_back_since(now - DAY),
-            throttled_now=sum(1 for r in rows if r.status == "throttled"),
-            open_breakers=sum(1 for b in breakers if b.get("state") == "open"),
-            protection_enabled=bool(status.get("enabled", False)),
-            emergency_level=str(status.get("emergency", {}).get("level", "unknown")),
-            last_cycle=cycles[-1] if cycles else None,
-            health=(source, store_health, *self._channel_health()),
-            cycles=cycles,
-            target=self.p.applier.name,
-        )
-
-    def _held_back_since(self, since: float) -> int:
-        """Changes held back since `since`: one summarised event per cycle carries `count`
-        (older per-change events count one each)."""
-        try:
-            events = self.p.store.audit(action="change_held_back", since=since, limit=2000)
-        except StoreError:
-            return 0
-        return sum(int(e.details.get("count", 1) or 0) for e in events)
-
-    def _channel_health(self) -> list[Health]:
-        try:
-            channels = self.p.alerting_status().get("channels", [])
-        except Exception as exc:
-            return [Health("alerting", False, str(exc))]
-        return [
-            Health(f"alerts: {c['name']}", bool(c.get("healthy")), str(c.get("lastError") or ""))
-            for c in channels
-        ]
+            return tuple(self._cycles), self._index.rows
 
     # -- tenants ------------------------------------------------------------------------
     def tenants(self, query: TenantQuery) -> Page[TenantRow]:
@@ -292,122 +182,17 @@ class ServiceReadModel:
     def tenant_series(self, name: str, limit: str, seconds: float) -> Series:
         with self._lock:
             recs = self._recs
-        if recs is None or name not in recs.tenants:
-            raise UiError(f"no tenant {name!r} in the last cycle", status=404)
-        result = recs.results.get(limit)
-        if result is None or result.spec.signal is not SignalKind.USAGE:
-            raise UiError(f"{limit!r} is not a usage-driven limit of this service", status=404)
-        key = (name, limit, seconds)
-        now = self.p.clock()
-        cached = self._series_cache.get(key)
-        if cached is not None and now - cached[0] < SERIES_CACHE_SECONDS:
-            return cached[1]
-        series = self._collect_series(recs, name, limit, seconds, now)
-        self._series_cache[key] = (now, series)
-        return series
-
-    def _collect_series(
-        self, recs: Recommendations, name: str, limit: str, seconds: float, now: float
-    ) -> Series:
-        config = self.p.config()
-        if config.source.kind == "prometheus":  # only this tenant's series (a `user` matcher)
-            prometheus = config.source.prometheus
-            selectors = {**prometheus.selectors, "user": name}
-            config = config.model_copy(
-                update={
-                    "source": config.source.model_copy(
-                        update={
-                            "prometheus": prometheus.model_copy(update={"selectors": selectors})
-                        }
-                    )
-                }
-            )
-        spec = self.p.catalogue.limits[limit]
-        try:
-            source = self.p.source_factory(config, now)
-            observation = source.collect([spec], start=now - seconds, end=now)
-        except SourceError as exc:
-            raise UiError(f"the source could not be read: {exc}", status=502) from exc
-        if name not in observation.tenants or limit not in observation.usage:
-            raise UiError(f"the source has no {limit} data for {name!r}", status=404)
-        i = observation.tenants.index(name)
-        usage = np.asarray(observation.usage[limit][i], dtype=np.float64)
-        discards = observation.discards.get(limit)
-        demand = usage + (
-            np.nan_to_num(np.asarray(discards[i], dtype=np.float64))
-            if discards is not None
-            else 0.0
-        )
-        x = np.asarray(observation.timestamps, dtype=np.float64)
-        x, usage, demand = downsample(x, usage, demand)
-        result = recs.results[limit]
-        r = recs.tenants.index(name)
-        current = self._limit_in_force(name, limit, x, float(result.current[r]))
-        marks = {}
-        recommended = _finite(float(result.recommended[r]))
-        if recommended is not None:
-            marks["recommendation"] = recommended
-        return Series(
-            x=tuple(float(v) for v in x),
-            series={
-                "usage": plain(usage),
-                "demand": plain(demand),
-                "limit": plain(current),
-            },
-            unit=result.spec.unit,
-            marks=marks,
-        )
-
-    def _limit_in_force(self, tenant: str, limit: str, x: Any, now_value: float) -> Any:
-        """The limit over time as a step line, from the applied changes in the audit log
-        (`update_limits`: old -> new at its time); today's value where none is recorded."""
-        values = np.full(len(x), now_value)
-        if len(x) == 0:
-            return values
-        try:
-            events = self.p.store.audit(tenant=tenant, action="update_limits", since=float(x[0]))
-        except StoreError:
-            return values
-        changes = sorted(
-            (e.timestamp, e.details.get("old"), e.details.get("new"))
-            for e in events
-            if e.details.get("limit") == limit
-        )
-        if not changes:
-            return values
-        first_old = changes[0][1]
-        if isinstance(first_old, int | float):
-            values[:] = float(first_old)
-        for at, _old, new in changes:
-            if isinstance(new, int | float):
-                values[np.asarray(x) >= at] = float(new)
-                values[-1] = float(new)  # the window ends now, under the latest change
-        return values
+        return self._series.series(recs, name, limit, seconds)
 
     # -- audit --------------------------------------------------------------------------
     def audit(self, query: AuditQuery) -> Page[AuditRow]:
-        if query.page < 1 or not 1 <= query.per_page <= 500:
-            raise UiError("page must be >= 1 and perPage between 1 and 500")
-        try:
-            rows, total = audit_page(
-                self.p.store,
-                _filter(query),
-                offset=(query.page - 1) * query.per_page,
-                limit=query.per_page,
-            )
-        except StoreError as exc:
-            raise UiError(f"the store could not be read: {exc}", status=503) from exc
-        return Page(tuple(_row(e) for e in rows), total, query.page, query.per_page)
+        return self._audit.page(query)
 
     def audit_stream(self, query: AuditQuery) -> Iterator[AuditRow]:
-        for event in audit_stream(self.p.store, _filter(query)):
-            yield _row(event)
+        return self._audit.stream(query)
 
     def audit_facets(self) -> dict[str, tuple[str, ...]]:
-        try:
-            return audit_facets(self.p.store)
-        except StoreError:
-            return {}
+        return self._audit.facets()
 
     # -- revisions ----------------------------------------------------------------------
     def revisions(self) -> tuple[RevisionView, ...]:

@@ -10,7 +10,8 @@ happened.
 
 from __future__ import annotations
 
-from mimir_limit_optimizer.controller.apply import Applier, ApplyOutcome, target_event
+from mimir_limit_optimizer.controller.apply import Applier
+from mimir_limit_optimizer.controller.apply_outcome import ApplyOutcome, target_event
 from mimir_limit_optimizer.store import Revision
 from mimir_limit_optimizer.store.records import Intent
 

@@ -99,3 +99,11 @@ class Reporter:
                 status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
             )
         )
+
+
+def audit_quietly(audit: AuditLog, event: AuditEvent, log: logging.Logger) -> None:
+    """Audit `event`; a failing store is logged, not raised (the log line stands)."""
+    try:
+        audit.record(event)
+    except StoreError as exc:
+        log.warning("could not audit %s: %s", event.action, exc)

@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,25 +17,26 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from mimir_limit_optimizer.alerting import Alert, AlertingManager, Priority, Severity
+from mimir_limit_optimizer.alerting import AlertingManager
 from mimir_limit_optimizer.alerting.codec import iso
 from mimir_limit_optimizer.catalogue import Catalogue
-from mimir_limit_optimizer.config.loader import ConfigError, LoadedConfig, redacted_dump
+from mimir_limit_optimizer.config.loader import redacted_dump
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.controller.apply import Applier
 from mimir_limit_optimizer.controller.config_provider import ConfigProvider
+from mimir_limit_optimizer.controller.config_reload_events import ConfigReloadEvents
 from mimir_limit_optimizer.controller.cost import build_cost_control
+from mimir_limit_optimizer.controller.leadership import Leadership
+from mimir_limit_optimizer.controller.lost_store import recreate_lost_store
 from mimir_limit_optimizer.controller.protection import build_protection
 from mimir_limit_optimizer.controller.protection_sources import default_fast_source_factory
 from mimir_limit_optimizer.controller.reconcile import (
-    STORE_RECREATED_KEY,
     CycleResult,
     Reconciler,
     last_checkpoint,
 )
 from mimir_limit_optimizer.controller.ui_wiring import ServiceUi
 from mimir_limit_optimizer.controller.wiring import (
-    WiringError,
     build_target,
     build_verifier,
     check_parts,
@@ -86,6 +86,7 @@ class Service:
         self.registry = CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry, tenant_series=config.server.tenant_metrics)
         self.health = HealthState(stall_after=max(3 * config.update_interval, 60.0))
+        self.leadership = Leadership(metrics=self.metrics, health=self.health)
         self.store = open_store(config)
         self.audit = AuditLog(self.store, logger=logging.getLogger("mimir_limit_optimizer.audit"))
         self.target = build_target(config)
@@ -149,98 +150,22 @@ class Service:
             logger=logger,
             alerts=self.alerting,
         )
+        reload_events = ConfigReloadEvents(
+            log=logger, clock=clock, alerting=self.alerting, metrics=self.metrics, audit=self.audit
+        )
         provider.set_callbacks(
-            on_reload=self._config_reloaded,
-            on_failure=self._config_failed,
-            on_recovered=self._config_recovered,
-            check=self._check_config,
+            on_reload=reload_events.reloaded,
+            on_failure=reload_events.failed,
+            on_recovered=reload_events.recovered,
+            check=reload_events.check,
         )
         self.ui = ServiceUi(self)  # the web UI's read model and actions (docs/ui.md)
         self.servers: Servers | None = None
-        self.elector: object | None = None
-        self._leader = threading.Event()
-        self._identity: str | None = None
         # What exists now (modules, the catalogue, config models, these parts) lives as long
         # as the process: keep it out of the cyclic collector's full scans. A cycle at 10,000
         # tenants allocates enough to trigger several, each re-scanning these ~300,000
         # objects (~1 s per cycle in all, bench/service_scale.py).
         gc.freeze()
-
-    # --- config reload callbacks -------------------------------------------------------
-    def _check_config(self, config: Config) -> None:
-        """A reloaded config must build what start-up built (config_provider.py)."""
-        try:
-            check_parts(config, os.environ)
-        except WiringError as exc:
-            raise ConfigError(f"{exc}: refused, the running config is kept") from exc
-
-    def _audit_quietly(self, event: AuditEvent) -> None:
-        """Audit `event`; a failing store is logged, not raised (the log line stands)."""
-        try:
-            self.audit.record(event)
-        except StoreError as exc:
-            self.log.warning("could not audit %s: %s", event.action, exc)
-
-    def _config_failed(self, error: ConfigError) -> None:
-        now = self.clock()
-        self.log.error("config reload failed, keeping the last good config: %s", error)
-        self.alerting.emit(self._reload_alert(now, f"config reload failed: {error}"))
-        self.metrics.config_reloads_total.labels(result="failure").inc()
-        self.metrics.config_last_reload_successful.set(0)
-        self._audit_quietly(
-            AuditEvent(
-                now,
-                "error",
-                "system",
-                "config",
-                "config_reload_failed",
-                None,
-                {"error": str(error)},
-            )
-        )
-
-    def _config_recovered(self, loaded: LoadedConfig) -> None:
-        """The refused file was replaced by the running one again: the failure is over."""
-        now = self.clock()
-        self.log.info("config file is back to the running config: reload failure cleared")
-        self.alerting.emit(self._reload_alert(now, "config file restored").resolved(now))
-        self.metrics.config_last_reload_successful.set(1)
-        self._audit_quietly(
-            AuditEvent(now, "info", "system", "config", "config_reload_recovered", None,
-                       {"mode": loaded.config.mode.value})
-        )  # fmt: skip
-
-    def _reload_alert(self, now: float, summary: str) -> Alert:
-        return Alert(
-            "config_reload_failed",
-            Priority.P2,
-            Severity.ERROR,
-            summary,
-            "config",
-            "config_reload_failed",
-            now,
-        )
-
-    def _config_reloaded(self, loaded: LoadedConfig) -> None:
-        now = self.clock()
-        self.log.info("config reloaded: mode %s", loaded.config.mode.value)
-        # Keys that need a restart never reach here: the provider refuses such a reload
-        # (config_provider.RESTART_ONLY).
-        self.alerting.configure(loaded.config.alerting)  # channels recover without a restart
-        self.alerting.emit(self._reload_alert(now, "config reloaded").resolved(now))
-        self.metrics.config_reloads_total.labels(result="success").inc()
-        self.metrics.config_last_reload_successful.set(1)
-        self._audit_quietly(
-            AuditEvent(
-                now,
-                "info",
-                "system",
-                "config",
-                "config_reloaded",
-                None,
-                {"mode": loaded.config.mode.value},
-            )
-        )
 
     # --- lifecycle -------------------------------------------------------------------
     def startup_line(self) -> str:
@@ -257,99 +182,21 @@ class Service:
             default=str,
         )
 
-    def _start_leader_election(self, stop: threading.Event) -> None:
-        settings = self.provider.config.leader_election
-        if not settings.enabled:
-            self._leader.set()
-            self.metrics.leader.set(1)
-            self.health.set_role("standalone")
-            return
-        from mimir_limit_optimizer.k8s.client import KubeApi
-        from mimir_limit_optimizer.k8s.lease import LeaderElector
-
-        cm = self.provider.config.target.config_map
-        identity = settings.identity or socket.gethostname()
-        self._identity = identity
-        elector = LeaderElector(
-            KubeApi.from_settings(cm.kubeconfig, cm.context),
-            namespace=settings.namespace,
-            name=settings.lease_name,
-            identity=identity,
-            lease_duration=settings.lease_duration,
-            renew_deadline=settings.renew_deadline,
-            retry_period=settings.retry_period,
-            on_started_leading=lambda: self._set_leader(True),
-            on_stopped_leading=lambda: self._set_leader(False),
-        )
-        self.elector = elector
-        self.health.set_role("follower")
-        threading.Thread(
-            target=elector.run, args=(stop,), name="leader-election", daemon=True
-        ).start()
-
-    def _await_election(self, stop: threading.Event) -> None:
-        """--once with leader election: give the election one lease duration to settle, so the
-        single cycle runs as leader when this replica can lead (a follower still only audits)."""
-        settings = self.provider.config.leader_election
-        if not settings.enabled:
-            return
-        deadline = time.monotonic() + settings.lease_duration + settings.retry_period
-        while not self.is_leader() and time.monotonic() < deadline and not stop.is_set():
-            stop.wait(0.05)
-
-    def _set_leader(self, leading: bool) -> None:
-        elector = self.elector
-        holder = getattr(elector, "leader_identity", None) if elector is not None else None
-        if leading:
-            self._leader.set()
-            self.health.set_role("leader", leader=self._identity)
-        else:
-            self._leader.clear()  # stop applying at once
-            self.health.set_role("follower", leader=holder)
-        self.metrics.leader.set(1 if leading else 0)
-
     def is_leader(self) -> bool:
-        elector = self.elector
-        if elector is not None and not getattr(elector, "is_leader", False):
-            return False
-        return self._leader.is_set()
-
-    def _store_lost(self, now: float) -> CycleResult | None:
-        """The store's file was deleted or replaced while running: writes would go to an
-        unlinked file and vanish at the next start. Recreate it (records are durable again,
-        alerts can be queued), record the loss, and apply nothing for one cooldown (the record
-        of recent changes is gone); when it cannot be recreated, fail every cycle loudly."""
-        problem = self.store.file_problem()
-        if problem is None:
-            return None
-        self.metrics.errors_total.labels(component="store", reason="file_lost").inc()
-        self.log.error("%s: nothing is applied; recreating the store", problem)
-        try:
-            self.store.reopen()
-            self.store.save_checkpoint(
-                STORE_RECREATED_KEY, json.dumps({"at": now, "problem": problem}).encode(), at=now
-            )
-        except StoreError as exc:
-            detail = f"{problem}, and it cannot be recreated ({exc}): nothing is applied"
-            self.log.error(detail)
-            return CycleResult(False, detail=detail)
-        detail = (
-            f"{problem}: recreated empty (earlier history and audit are lost); nothing is "
-            "applied for changePolicy.cooldown"
-        )
-        self._audit_quietly(
-            AuditEvent(now, "error", "system", "store", "store_lost", None, {"error": problem})
-        )
-        self.alerting.emit(
-            Alert("store_lost", Priority.P1, Severity.ERROR, detail, "store", "store_lost", now)
-        )
-        return CycleResult(False, detail=detail)
+        return self.leadership.is_leader()
 
     def cycle(self) -> CycleResult:
         now = self.clock()
         started = time.monotonic()
         self.provider.reload_if_changed()
-        lost = self._store_lost(now)
+        lost = recreate_lost_store(
+            self.store,
+            now=now,
+            metrics=self.metrics,
+            log=self.log,
+            audit=self.audit,
+            alerting=self.alerting,
+        )
         if lost is not None:
             self.metrics.reconcile_total.labels(result="failure").inc()
             self.health.cycle_finished(ok=False, now=now, detail=lost.detail)
@@ -415,9 +262,9 @@ class Service:
                     host, self.servers.metrics_port, host, self.servers.health_port,
                     host, self.servers.api_port,
                 )  # fmt: skip
-            self._start_leader_election(stop)
+            self.leadership.start(self.provider.config, stop)
             if self.options.once:
-                self._await_election(stop)
+                self.leadership.await_election(self.provider.config, stop)
                 self.health.heartbeat(self.clock())
                 result = self._guarded("cycle", self.cycle)  # a failure is an exit status
                 return 0 if result is not None and result.ok else 1

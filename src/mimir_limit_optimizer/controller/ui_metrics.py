@@ -8,17 +8,15 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from mimir_limit_optimizer.controller.ui_parts import ServiceParts
 from mimir_limit_optimizer.controller.ui_views import downsample
 from mimir_limit_optimizer.sources.base import SourceError
 from mimir_limit_optimizer.sources.prom_http import PromHTTP
 from mimir_limit_optimizer.web.ui.model import CyclePoint, Series, UiError
-
-if TYPE_CHECKING:
-    from mimir_limit_optimizer.controller.read_model import ServiceParts
 
 SIGNALS = ("ingestion_rate", "max_global_series_per_user")
 CACHE_SECONDS = 60.0

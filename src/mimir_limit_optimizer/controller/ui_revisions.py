@@ -6,20 +6,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mimir_limit_optimizer.controller.ui_diff import impact, side_by_side
+from mimir_limit_optimizer.controller.ui_parts import ServiceParts
 from mimir_limit_optimizer.controller.ui_pending import PendingPages, scan_layout
 from mimir_limit_optimizer.engine.overrides import parse_overrides
 from mimir_limit_optimizer.engine.plan import Change, Plan, apply_plan
 from mimir_limit_optimizer.engine.results import CHANGE, Recommendations
 from mimir_limit_optimizer.targets.base import TargetError
 from mimir_limit_optimizer.web.ui.model import Impact, RevisionDiff, RevisionView, UiError
-
-if TYPE_CHECKING:
-    from mimir_limit_optimizer.controller.read_model import ServiceParts
 
 DIFF_CACHE = 16  # diffs kept
 ROWS_PER_PAGE = 500  # rows of a side-by-side diff of two texts per page

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.controller.read_model import ServiceParts, ServiceReadModel
+from mimir_limit_optimizer.controller.read_model import ServiceReadModel
 from mimir_limit_optimizer.controller.reconcile import CycleResult
 from mimir_limit_optimizer.controller.ui_actions import ActionParts, ServiceActions
-from mimir_limit_optimizer.controller.ui_parts import SharedParts
+from mimir_limit_optimizer.controller.ui_parts import ServiceParts, SharedParts
 from mimir_limit_optimizer.controller.ui_sessions import StoreSessions
 from mimir_limit_optimizer.controller.ui_tools import ServiceTools
 from mimir_limit_optimizer.controller.wiring import source_factory

@@ -1,5 +1,5 @@
 """Rules read from each tenant's own history (trendAnalysis.adaptive; docs/engine.md,
-"Memory, growth and variability"), called from engine/recommend.py for usage-driven limits:
+"Memory, growth and variability"), called from engine/usage_limit.py for usage-driven limits:
 
 - `keep_recurring`, after spike detection: spikes that recur every day (bursts) stay in the
   demand; only rare ones (incidents) are excluded;
@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.config.models import AdaptiveSettings
+from mimir_limit_optimizer.config.recommendation import AdaptiveSettings
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.hourly import HourStats
 from mimir_limit_optimizer.engine.peak_memory import HELD_LEVEL, RENEW_SHARE

@@ -164,12 +164,10 @@ def means_and_variability(
 def _deviation(blocks: Float32Array, means: Float32Array, out: Float32Array) -> Float32Array:
     """|point / its hour's mean - 1|, capped at 1, into `out`: clip then abs is the same
     value as abs then minimum (NaN stays NaN), and numpy's clip loop is the faster one."""
-    # Each hour's mean repeated over its points first: a divide broadcast over the short
-    # last axis makes one inner loop per hour (12 points) and costs 3x more than the repeat
-    # and a contiguous divide together.
-    spread = np.repeat(means, blocks.shape[2], axis=1).reshape(blocks.shape)
+    # Broadcast over the hour's points: the means repeated first for a contiguous divide
+    # measured 46 against 42 ms a limit at 10,000 tenants.
     with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(blocks, spread, out=out)
+        np.divide(blocks, means[:, :, None], out=out)
     out -= np.float32(1)
     np.clip(out, np.float32(-1), np.float32(1), out=out)
     np.abs(out, out=out)

@@ -37,8 +37,14 @@ from mimir_limit_optimizer.engine.overrides_comments import (
 from mimir_limit_optimizer.engine.overrides_fast import FastOverrides, read_fast
 from mimir_limit_optimizer.engine.overrides_read import current_limits, frame
 from mimir_limit_optimizer.engine.overrides_read import position as key_position
+from mimir_limit_optimizer.engine.overrides_scan import scan
 from mimir_limit_optimizer.engine.overrides_splice import Splice, splice_safe
 from mimir_limit_optimizer.engine.overrides_validate import format_problems, validate_overrides
+from mimir_limit_optimizer.engine.overrides_value_rules import (
+    YAML11_FALSE,
+    YAML11_TRUE,
+    value_problem,
+)
 from mimir_limit_optimizer.engine.overrides_values import (
     OverridesEditError,
     OverridesValueError,
@@ -48,16 +54,12 @@ from mimir_limit_optimizer.engine.overrides_values import (
 )
 from mimir_limit_optimizer.engine.overrides_yaml import (
     OVERRIDES_KEY,
-    YAML11_FALSE,
-    YAML11_TRUE,
     Indent,
     OverridesParseError,
     Problem,
     dump,
     make_yaml,
     own_keys,
-    scan,
-    value_problem,
 )
 from mimir_limit_optimizer.engine.tenants import tenant_id_problem
 

@@ -20,14 +20,9 @@ from ruamel.yaml.comments import CommentedMap
 
 from mimir_limit_optimizer.catalogue.model import Catalogue, ValueKind
 from mimir_limit_optimizer.engine.overrides_fast import read_fast
-from mimir_limit_optimizer.engine.overrides_yaml import (
-    OVERRIDES_KEY,
-    Problem,
-    key_path,
-    own_keys,
-    scan,
-    value_problem,
-)
+from mimir_limit_optimizer.engine.overrides_scan import scan
+from mimir_limit_optimizer.engine.overrides_value_rules import value_problem
+from mimir_limit_optimizer.engine.overrides_yaml import OVERRIDES_KEY, Problem, key_path, own_keys
 from mimir_limit_optimizer.engine.tenants import tenant_id_problem
 
 _REJECTS = "Mimir rejects the whole file"

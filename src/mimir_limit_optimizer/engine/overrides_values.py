@@ -10,7 +10,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 
 from mimir_limit_optimizer.catalogue.model import LimitSpec, LimitType
 from mimir_limit_optimizer.catalogue.units import format_duration, parse_duration
-from mimir_limit_optimizer.engine.overrides_yaml import value_problem, yaml_bool
+from mimir_limit_optimizer.engine.overrides_value_rules import value_problem, yaml_bool
 
 _MAX_INT64 = 2**63 - 1
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.config.models import HistogramSettings, TrendAnalysis
+from mimir_limit_optimizer.config.recommendation import HistogramSettings, TrendAnalysis
 from mimir_limit_optimizer.engine import hourly
 from mimir_limit_optimizer.engine.spikes import Cleaned, as_slice
 from mimir_limit_optimizer.engine.stats import SortedRows, moving_average

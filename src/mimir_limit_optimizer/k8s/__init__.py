@@ -14,7 +14,8 @@ from mimir_limit_optimizer.k8s.errors import (
     KubeNotFoundError,
     KubeUnavailableError,
 )
-from mimir_limit_optimizer.k8s.lease import Decision, LeaderElector, LeaseRecord, decide
+from mimir_limit_optimizer.k8s.lease import LeaderElector
+from mimir_limit_optimizer.k8s.lease_decision import Decision, LeaseRecord, decide
 
 __all__ = [
     "Decision",

@@ -13,9 +13,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from mimir_limit_optimizer.config.models import TenantMetricsSettings
+from mimir_limit_optimizer.config.service import TenantMetricsSettings
 from mimir_limit_optimizer.engine.cost import PERIODS, CostReport
-from mimir_limit_optimizer.observability.metrics import PREFIX
+from mimir_limit_optimizer.observability.metric_prefix import PREFIX
 
 __all__ = ["CostCollector", "CostMetrics"]
 

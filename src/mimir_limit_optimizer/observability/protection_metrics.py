@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
 from mimir_limit_optimizer.engine.protection import KINDS
-from mimir_limit_optimizer.observability.metrics import PREFIX
+from mimir_limit_optimizer.observability.metric_prefix import PREFIX
 
 __all__ = ["BREAKER_STATE_NAMES", "BreakerStateCollector", "ProtectionMetrics"]
 

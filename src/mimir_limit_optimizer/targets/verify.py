@@ -33,8 +33,8 @@ from ruamel.yaml.error import YAMLError
 
 from mimir_limit_optimizer.catalogue.model import Catalogue, LimitSpec, LimitType
 from mimir_limit_optimizer.catalogue.units import DurationError, parse_duration
-from mimir_limit_optimizer.config.models import VerifySettings
 from mimir_limit_optimizer.config.secrets import REDACTED, looks_secret, redact_url
+from mimir_limit_optimizer.config.service import VerifySettings
 from mimir_limit_optimizer.engine.overrides import limit_yaml_value
 
 __all__ = ["RELOAD_METRIC", "MimirVerifier", "VerifyResult", "base_units"]

@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 
-from mimir_limit_optimizer.config.models import ServerSettings
+from mimir_limit_optimizer.config.service import ServerSettings
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.web.app import build_app
 

@@ -9,14 +9,13 @@ from mimir_limit_optimizer.engine.protection.model import (
     RESOURCES,
     SIGNALS,
     BreakerState,
-    Clamp,
     Event,
     FastObservation,
     Kind,
     Level,
-    ProtectionState,
 )
 from mimir_limit_optimizer.engine.protection.policy import TenantPolicy, resolve_policy
+from mimir_limit_optimizer.engine.protection.state import Clamp, ProtectionState
 from mimir_limit_optimizer.engine.protection.step import (
     StepResult,
     breaker_summary,

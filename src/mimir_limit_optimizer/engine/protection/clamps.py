@@ -15,7 +15,7 @@ import math
 
 from mimir_limit_optimizer.catalogue import Catalogue, LimitType
 from mimir_limit_optimizer.config.models import Config
-from mimir_limit_optimizer.engine.protection.model import Clamp
+from mimir_limit_optimizer.engine.protection.state import Clamp
 
 
 def effective(value: float, limit: str, catalogue: Catalogue) -> float:

@@ -19,7 +19,7 @@ from mimir_limit_optimizer.config.protection import PROTECTED_LIMITS
 from mimir_limit_optimizer.engine.overrides import OverridesDocument, OverridesValueError
 from mimir_limit_optimizer.engine.plan import Change, Plan
 from mimir_limit_optimizer.engine.protection.clamps import effective
-from mimir_limit_optimizer.engine.protection.model import Clamp
+from mimir_limit_optimizer.engine.protection.state import Clamp
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 Key = tuple[str, str]  # (tenant, limit)

@@ -20,15 +20,10 @@ from mimir_limit_optimizer.engine.protection.breaker import (
     step_breakers,
     step_global,
 )
-from mimir_limit_optimizer.engine.protection.model import (
-    BreakerState,
-    Event,
-    FastObservation,
-    Kind,
-    ProtectionState,
-)
+from mimir_limit_optimizer.engine.protection.model import BreakerState, Event, FastObservation, Kind
 from mimir_limit_optimizer.engine.protection.policy import TenantPolicy, resolve_policy
 from mimir_limit_optimizer.engine.protection.pressure import step_pressure
+from mimir_limit_optimizer.engine.protection.state import ProtectionState
 from mimir_limit_optimizer.engine.protection.thresholds import (
     KindThresholds,
     adapt_baselines,

@@ -31,7 +31,6 @@ from mimir_limit_optimizer.engine.protection.model import (
     SIG_SERIES_DISCARDED,
     FastObservation,
     Kind,
-    ProtectionState,
 )
 from mimir_limit_optimizer.engine.protection.policy import (
     MODE_AUTO,
@@ -39,6 +38,7 @@ from mimir_limit_optimizer.engine.protection.policy import (
     MODE_MANUAL,
     TenantPolicy,
 )
+from mimir_limit_optimizer.engine.protection.state import ProtectionState
 from mimir_limit_optimizer.engine.usage import FloatArray
 
 # Floors of traffic-based thresholds, per kind (samples/s, series, queries/s).

@@ -10,14 +10,9 @@ from mimir_limit_optimizer.catalogue import Catalogue
 from mimir_limit_optimizer.catalogue.units import format_number
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine.protection.clamps import bounded, effective, tightened
-from mimir_limit_optimizer.engine.protection.model import (
-    Clamp,
-    Event,
-    FastObservation,
-    Kind,
-    ProtectionState,
-)
+from mimir_limit_optimizer.engine.protection.model import Event, FastObservation, Kind
 from mimir_limit_optimizer.engine.protection.policy import TenantPolicy
+from mimir_limit_optimizer.engine.protection.state import Clamp, ProtectionState
 from mimir_limit_optimizer.engine.protection.thresholds import KindThresholds
 from mimir_limit_optimizer.engine.usage import FloatArray
 
