@@ -315,39 +315,58 @@ def test_a_server_that_lost_capacity_is_walked_down_to_what_it_still_takes() -> 
 def test_a_server_that_gained_cores_gets_more_after_the_kept_level_is_confirmed() -> None:
     limit, clock = adaptive(maximum=8, start=2)
     simulate(limit, clock, same_jobs(150), cores=16)
-    # Two pays over one; after REPROBE_AFTER measurements at two, the climb goes on.
+    # Two pays over one; one more measurement at two, then the climb goes on.
     assert limit.levels == [2, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
-def test_a_kept_level_of_one_is_not_tried_higher_at_once() -> None:
+def test_a_kept_level_of_one_is_a_fresh_start() -> None:
     kept = learned_against(cores=1, maximum=4, jobs=42)
     assert kept == 1
     limit, clock = adaptive(start=kept)
-    count = (REPROBE_AFTER - 1) * MIN_WINDOW  # measurements before one more is tried
-    started = simulate(limit, clock, same_jobs(count), cores=1)
-    assert started == [1] * count
-    assert limit.levels == [1]
-    # The control: from no kept level, the first measurement leads to a try of two.
     fresh, fresh_clock = adaptive()
-    assert 2 in simulate(fresh, fresh_clock, same_jobs(count), cores=1)
+    # Two is tried after the first measurement, as from nothing kept: a level of one kept
+    # after a failure or a busy hour is not kept for good.
+    assert simulate(limit, clock, same_jobs(42), cores=1, penalty=0.2) == simulate(
+        fresh, fresh_clock, same_jobs(42), cores=1, penalty=0.2
+    )
+    assert limit.levels == fresh.levels == [1, 2, 1]
 
 
-def test_a_level_only_being_tried_when_the_collection_ends_is_not_kept() -> None:
-    limit, clock = adaptive(maximum=4)
-    simulate(limit, clock, same_jobs(MIN_WINDOW + 1), cores=16)
-    assert limit.limit == 2  # the raise was not measured yet
-    assert limit.learned == 1
+# The service's collection: one chunk of each of 13 queries in turn (a measurement is 13
+# requests), 8 chunks each.
+SERVICE_PERIOD, SERVICE_REQUESTS = 13, 104
 
 
-def test_an_unchecked_kept_level_counts_as_the_one_below() -> None:
+def test_a_confirmed_kept_level_tries_one_more_within_the_same_collection() -> None:
+    limit, clock = adaptive(maximum=4, period=SERVICE_PERIOD, start=2)
+    simulate(limit, clock, same_jobs(SERVICE_REQUESTS), cores=16)
+    # Measured at two, checked at one, confirmed, measured again: then three is tried (it
+    # pays), then four. Waiting REPROBE_AFTER measurements (more than a collection holds)
+    # would have kept two for good.
+    assert SERVICE_REQUESTS // SERVICE_PERIOD < REPROBE_AFTER
+    assert limit.levels == [2, 1, 2, 3, 4]
+    assert limit.learned == 4
+
+
+def test_a_halving_is_recovered_at_the_next_collection() -> None:
+    first, clock = adaptive(maximum=4, period=SERVICE_PERIOD, start=4)
+    first.back_off()  # a failing request early in the collection: four -> two
+    simulate(first, clock, same_jobs(SERVICE_REQUESTS), cores=16)
+    assert first.learned == 2  # no try within the collection after a failure
+    second, clock = adaptive(maximum=4, period=SERVICE_PERIOD, start=first.learned)
+    simulate(second, clock, same_jobs(SERVICE_REQUESTS), cores=16)
+    assert second.learned == 4
+
+
+def test_a_collection_keeps_what_it_measured() -> None:
     limit, clock = adaptive(start=4)
     simulate(limit, clock, same_jobs(2), cores=16)  # too few for a measurement
     assert limit.limit == 4
-    assert limit.learned == 3
+    assert limit.learned == 4  # nothing measured: nothing learned, nothing lost
     checking, clock = adaptive(start=4)
     simulate(checking, clock, same_jobs(2 * 4 + 1), cores=16)  # measured at four only
     assert checking.levels == [4, 3]
-    assert checking.learned == 3
+    assert checking.learned == 4  # the step down was not measured yet
 
 
 def test_a_failure_while_checking_halves_and_ends_the_check() -> None:

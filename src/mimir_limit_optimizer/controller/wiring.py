@@ -97,8 +97,9 @@ def source_factory(env: Mapping[str, str] | None = None) -> Callable[[Config, fl
                 # A new source each cycle (token files re-read), starting at the requests in
                 # flight the last one learned against the same server (re-checked there).
                 settings = (config.source.prometheus, config.mimir.replication_factor)
-                if last and last[0][0] == settings:
-                    source.kept_concurrency = last[0][1].kept_concurrency
+                previous = last[0] if last else None  # read once: the UI's threads call too
+                if previous is not None and previous[0] == settings:
+                    source.kept_concurrency = previous[1].kept_concurrency
                 last[:] = [(settings, source)]
             return source
         # The synthetic cluster depends only on its settings and the step-aligned end: within

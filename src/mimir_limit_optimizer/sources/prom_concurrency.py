@@ -15,10 +15,15 @@ more load) is sent fewer requests within a few measurements. A measurement one l
 counts only requests sent after the step down: one sent before waited behind more requests
 than the lower level keeps, and against a one-core server serving requests in turn that
 alone made one look slow enough for two to pay (tests/test_prom_concurrency.py).
-A level that was only being tried when a collection ended is not kept: the lower of the two
-levels compared is. Once a kept level is checked (one needs no check), one more is tried
-after REPROBE_AFTER measurements, as after a raise that did not pay; only a collection with
-nothing kept tries two after its first measurement.
+A collection keeps what it measured: a level that was only being tried when it ended is not
+kept (the level it was compared with is), nor is a step down whose measurement did not
+finish, and a collection that measured nothing keeps what it started from. When the check
+confirms the kept level, one more is tried at the next measurement: a collection holds only
+a few measurements (13 requests each at the defaults, 104 requests in all), so waiting
+REPROBE_AFTER of them, as after a raise that did not pay within one collection, would never
+come, and a level lowered once (a halving after failures, a server that was busy) could
+never climb back. A kept level of one is a fresh start: two is tried after the first
+measurement, the one try a collection from one always makes.
 
 Throughput over a measurement is Little's law: the mean number of requests in flight (the
 integral of the count over time, divided by the time) times the bytes received per second
@@ -131,7 +136,9 @@ class ConcurrencyLimit:
         self.adaptive = adaptive
         self._clock = clock
         self._log = logger or logging.getLogger(__name__)
-        kept = None if start is None else max(1, min(maximum, start))
+        # One kept is a fresh start (see the module's docstring).
+        kept = None if start is None or start <= 1 else min(maximum, start)
+        self._kept = kept
         self.limit = maximum if not adaptive else kept or 1
         self.levels = [self.limit]
         self.in_flight = 0
@@ -148,14 +155,15 @@ class ConcurrencyLimit:
 
     @property
     def learned(self) -> int:
-        """The level to start the next collection against the same server at: the current
-        one once measured to pay; while a comparison is unfinished, the lower of its two
-        levels (a level only being tried is not kept)."""
+        """The level to start the next collection against the same server at: the last one
+        measured and not beaten. While a comparison is unfinished, the level already measured
+        (the base of a raise, the level above a step down), not the one being tried; a kept
+        level not measured yet stays as it was."""
         if self._probing_from is not None:
             return self._probing_from
-        if self._recheck:
-            return max(1, self.limit - 1)
-        return self.limit  # while checking, the lower level is the current one
+        if self._checking_from is not None:
+            return self._checking_from
+        return self.limit
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
@@ -308,6 +316,10 @@ class ConcurrencyLimit:
         self._settled_windows = 0  # once settled, one more is tried after REPROBE_AFTER
         if above >= needed:
             self._checking_from = None
+            if higher == self._kept:
+                # The kept level confirmed: one more is tried after the next measurement
+                # (see the module's docstring), not REPROBE_AFTER measurements later.
+                self._settled_windows = REPROBE_AFTER
             self._set(higher, f"{higher} in flight still pay: {above:.0f} B/s vs {rate:.0f}")
         elif level > 1:
             self._checking_from = level
