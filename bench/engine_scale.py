@@ -9,7 +9,7 @@ discards in float32) and of the whole input. The baseline, run in the same comma
 source, is the naive way: a Python loop per tenant and limit with numpy's nanpercentile (what a
 per-object recommender does); its ratio to ours is printed.
 
-    .venv/bin/python bench/engine_scale.py                        # 1k, 10k, 100k
+    .venv/bin/python bench/engine_scale.py                        # 1k, 10k, 100k, 3 runs each
     .venv/bin/python bench/engine_scale.py --sizes 300 --naive-max 300   # seconds (CI smoke)
 """
 
@@ -180,6 +180,13 @@ def main() -> None:
     parser.add_argument(
         "--naive-max", type=int, default=10000, help="largest size for the naive baseline"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of ours per size (each in a new process); the row is the median run by CPU "
+        "time and `cpu range` the fastest and slowest (a shared VM swings 15-20%%)",
+    )
     parser.add_argument("--child", type=int)
     parser.add_argument("--naive", action="store_true")
     args = parser.parse_args()
@@ -200,12 +207,22 @@ def main() -> None:
         "of the method, same process, same load); cpu/sort = ours over it"
     )
     print(
+        f"runs: {args.repeat} of ours per size, the median by CPU time shown; "
+        "cpu range = fastest-slowest run"
+    )
+    print(
         f"{'tenants':>8} {'ours s':>8} {'cpu s':>6} {'sort s':>6} {'cpu/sort':>8} "
         f"{'peak MB':>8} {'floor MB':>9} "
-        f"{'peak/floor':>10} {'all-input MB':>12} {'naive s':>8} {'naive/ours':>10}"
+        f"{'peak/floor':>10} {'all-input MB':>12} {'naive s':>8} {'naive/ours':>10} "
+        f"{'cpu range':>11}"
     )
     for size in args.sizes:
-        ours = run_child(size, naive=False)
+        runs = sorted(
+            (run_child(size, naive=False) for _ in range(max(1, args.repeat))),
+            key=lambda run: run["cpu_seconds"],
+        )
+        ours = runs[len(runs) // 2]
+        spread = f"{runs[0]['cpu_seconds']:.2f}-{runs[-1]['cpu_seconds']:.2f}"
         naive_s = ratio = "-"
         if size <= args.naive_max:
             naive = run_child(size, naive=True)
@@ -217,7 +234,7 @@ def main() -> None:
             f"{ours['cpu_seconds'] / ours['sort_floor_cpu_seconds']:>8.1f} "
             f"{ours['peak_rss_mb']:>8.0f} "
             f"{ours['held_input_mb']:>9.0f} {ours['peak_rss_mb'] / ours['held_input_mb']:>10.1f} "
-            f"{ours['total_input_mb']:>12.0f} {naive_s:>8} {ratio:>10}",
+            f"{ours['total_input_mb']:>12.0f} {naive_s:>8} {ratio:>10} {spread:>11}",
             flush=True,
         )
 

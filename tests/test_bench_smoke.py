@@ -42,16 +42,19 @@ def test_quality_smoke_prints_the_tables_and_writes_json(tmp_path: Path) -> None
 
 
 def test_engine_scale_smoke_prints_one_row_per_size() -> None:
-    out = bench("engine_scale.py", "--sizes", "300", "--naive-max", "300")
+    out = bench("engine_scale.py", "--sizes", "300", "--naive-max", "300", "--repeat", "3")
     lines = out.strip().splitlines()
     assert lines[0].startswith("engine: tenants x 10 limits x 2016 points, float32 streamed")
     header = next(line for line in lines if line.split()[:1] == ["tenants"])
     assert header.split() == ["tenants", "ours", "s", "cpu", "s", "sort", "s", "cpu/sort",
                               "peak", "MB", "floor", "MB", "peak/floor", "all-input", "MB",
-                              "naive", "s", "naive/ours"]  # fmt: skip
+                              "naive", "s", "naive/ours", "cpu", "range"]  # fmt: skip
     row = lines[lines.index(header) + 1].split()
-    assert row[0] == "300" and len(row) == 11
+    assert row[0] == "300" and len(row) == 12
     assert all(re.fullmatch(NUMBER, cell) for cell in row[:10]) and row[10].endswith("x")
+    # The row is the median of the three runs: its CPU time lies within their range.
+    fastest, slowest = (float(x) for x in row[11].split("-"))
+    assert fastest <= float(row[2]) <= slowest
 
 
 def test_service_scale_smoke_prints_every_phase() -> None:
