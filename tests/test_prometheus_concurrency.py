@@ -143,9 +143,11 @@ def test_the_level_learned_is_where_the_next_collection_of_the_source_starts() -
     assert source.kept_concurrency == 1
     server.most_in_flight = 0
     source.collect([spec("a", USAGE_A)], start=T0, end=END)
-    # One kept is a fresh start: the one try of two that every collection from one makes.
+    # One kept is a fresh start: the one try of two that every collection from one makes
+    # (whether two requests overlap at the server during the try depends on how this fake
+    # times its answers: never more than two).
     assert source.last_concurrency == [1, 2, 1]
-    assert server.most_in_flight == 2
+    assert 1 <= server.most_in_flight <= 2
     assert source.kept_concurrency == 1
 
 
