@@ -14,8 +14,14 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # --- build: the wheel, installed with its dependencies into a virtualenv --------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# A C compiler for the engine's compiled hour pass (setup.py); it stays in this stage. The
+# Debian release is fixed by the image tag, which pins what apt installs.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/mlo \

@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint system-deps bench soak clean
 
-$(STAMP): pyproject.toml
+# setup.py and the C source: a changed compiled hour pass is built again.
+$(STAMP): pyproject.toml setup.py src/mimir_limit_optimizer/engine/_hour_pass.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -9,8 +9,12 @@ discards in float32) and of the whole input. The baseline, run in the same comma
 source, is the naive way: a Python loop per tenant and limit with numpy's nanpercentile (what a
 per-object recommender does); its ratio to ours is printed.
 
+The engine's compiled hour pass (engine/_hour_pass.c) is used when it was built;
+`--numpy-passes` runs the numpy path it replaces instead (the same results), to show its share.
+
     .venv/bin/python bench/engine_scale.py                        # 1k, 10k, 100k, 3 runs each
     .venv/bin/python bench/engine_scale.py --sizes 300 --naive-max 300   # seconds (CI smoke)
+    .venv/bin/python bench/engine_scale.py --sizes 10000 --numpy-passes
 """
 
 from __future__ import annotations
@@ -111,9 +115,14 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child(tenants: int, naive: bool) -> dict[str, float]:
+def child(tenants: int, naive: bool, numpy_passes: bool) -> dict[str, float]:
     from mimir_limit_optimizer.config.models import Config
+    from mimir_limit_optimizer.engine import hourly, spikes
     from mimir_limit_optimizer.engine.recommend import recommend
+
+    if numpy_passes:  # as if the package had been installed without a C compiler
+        for module in (hourly, spikes):  # both look it up by this name
+            setattr(module, "compiled_pass", lambda: None)  # noqa: B010 (no typed assignment)
 
     catalogue, observation, names, stream = _setup(tenants)
     config = Config()
@@ -164,9 +173,10 @@ def child(tenants: int, naive: bool) -> dict[str, float]:
     }
 
 
-def run_child(tenants: int, naive: bool) -> dict[str, float]:
+def run_child(tenants: int, naive: bool, numpy_passes: bool = False) -> dict[str, float]:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     args = [sys.executable, __file__, "--child", str(tenants)] + (["--naive"] if naive else [])
+    args += ["--numpy-passes"] if numpy_passes else []
     done = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -187,15 +197,33 @@ def main() -> None:
         help="runs of ours per size (each in a new process); the row is the median run by CPU "
         "time and `cpu range` the fastest and slowest (a shared VM swings 15-20%%)",
     )
+    parser.add_argument(
+        "--numpy-passes",
+        action="store_true",
+        help="the numpy hour pass instead of the compiled one (as without a C compiler)",
+    )
     parser.add_argument("--child", type=int)
     parser.add_argument("--naive", action="store_true")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.naive)))
+        print(json.dumps(child(args.child, args.naive, args.numpy_passes)))
         return
     print(
         f"engine: tenants x {LIMITS} limits x {POINTS} points, float32 streamed per limit, "
         "one core (child process per run)"
+    )
+    from mimir_limit_optimizer.engine.hourly import compiled_pass
+
+    built = compiled_pass() is not None
+    print(
+        "hour pass: "
+        + (
+            "numpy (--numpy-passes)"
+            if args.numpy_passes
+            else "compiled (engine/_hour_pass.c)"
+            if built
+            else "numpy (the compiled pass was not built: no C compiler at install)"
+        )
     )
     print("cpu s = process CPU time (less sensitive to other load than wall time; ratios use it)")
     print(
@@ -218,7 +246,10 @@ def main() -> None:
     )
     for size in args.sizes:
         runs = sorted(
-            (run_child(size, naive=False) for _ in range(max(1, args.repeat))),
+            (
+                run_child(size, naive=False, numpy_passes=args.numpy_passes)
+                for _ in range(max(1, args.repeat))
+            ),
             key=lambda run: run["cpu_seconds"],
         )
         ours = runs[len(runs) // 2]

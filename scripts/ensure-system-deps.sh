@@ -8,18 +8,26 @@
 #                                                Debian keeps them in /usr/lib/postgresql/*/bin)
 #   python3 -m venv        package python3-venv (make creates .venv)
 #   chromium               package chromium     (the web UI tests drive it with Playwright)
+#   cc, Python.h           packages gcc, libc6-dev (and python3-dev for Debian's python3):
+#                          the engine's compiled hour pass is built at install
 set -u
 
 have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
 have_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 have_chromium() { command -v chromium >/dev/null 2>&1; }
+have_cc() { command -v cc >/dev/null 2>&1 && [ -e /usr/include/stdio.h ]; }
+have_python_headers() {
+  python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1
+}
 
 packages=()
 have_prometheus || packages+=(prometheus)
 have_postgres || packages+=(postgresql)
 have_venv || packages+=(python3-venv)
 have_chromium || packages+=(chromium)
+have_cc || packages+=(gcc libc6-dev)
+have_python_headers || packages+=(python3-dev)
 [ ${#packages[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -43,6 +51,8 @@ have_prometheus || still+=(prometheus)
 have_postgres || still+=(postgresql)
 have_venv || still+=(python3-venv)
 have_chromium || still+=(chromium)
+have_cc || still+=(gcc libc6-dev)
+have_python_headers || still+=(python3-dev)
 [ ${#still[@]} -eq 0 ] && exit 0
 echo "missing Debian packages: ${still[*]}; install with: sudo apt-get install -y ${still[*]}" >&2
 if [ "${MLO_REQUIRE_REAL_COMPONENTS:-0}" = "1" ]; then

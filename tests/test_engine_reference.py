@@ -129,7 +129,7 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         spikes,
         "_suspects_above",
-        lambda values, bound, block, rows, row_max: ref.rows_above(values, bound, block, rows),
+        lambda values, bound, block, rows, row_max, **_: ref.rows_above(values, bound, block, rows),
     )
     monkeypatch.setattr(spikes.Cleaned, "rows_columns", ref.rows_columns)
     monkeypatch.setattr(throttling, "demand", ref.demand)
@@ -213,9 +213,9 @@ def test_the_spike_scan_by_suspect_blocks_gives_the_reference_results(
     calls: list[int] = []
     suspects = spikes._suspects_above
 
-    def counted(*args: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[3]))
-        return suspects(*args)
+        return suspects(*args, **kwargs)
 
     monkeypatch.setattr(spikes, "_suspects_above", counted)
     fast = recommend.recommend(obs, Config(), CATALOGUE, now=NOW, limits=LIMITS)

@@ -80,6 +80,8 @@ def test_the_image_runs_as_non_root_with_mlo_run() -> None:
     assert entrypoint == ["mlo", "run"]
     assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
     assert text.count("FROM ") >= 2  # multi-stage: build tools stay out of the runtime
+    build_stage, _, final_stage = text.rpartition("\nFROM ")
+    assert "gcc" in build_stage and "gcc" not in final_stage  # the compiler builds, never runs
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert f'VOLUME ["{workdir}"]' in text
 
@@ -182,10 +184,13 @@ def test_image_steps_wheel_clean_venv_once_and_healthz(tmp_path: Path) -> None:
     command = [str(venv / "bin" / entrypoint[0]), *entrypoint[1:]]
     import_check = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import mimir_limit_optimizer as m; print(m.__file__)"],
+         "import mimir_limit_optimizer as m; print(m.__file__); "
+         "from mimir_limit_optimizer.engine import hourly; print(hourly.compiled_pass().__file__)"],
         capture_output=True, text=True, env=env, cwd=state, check=True,
     )  # fmt: skip
-    assert import_check.stdout.startswith(str(venv)), import_check.stdout  # the wheel, not src/
+    package, kernel = import_check.stdout.split()
+    assert package.startswith(str(venv)), import_check.stdout  # the wheel, not src/
+    assert kernel.startswith(str(venv)) and kernel.endswith(".so"), kernel  # built into it
     installed = _files(venv)
 
     once = subprocess.run(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.engine.hourly import means_of, points_per_hour
+from mimir_limit_optimizer.engine.hourly import compiled_pass, means_of, points_per_hour
 from mimir_limit_optimizer.engine.stats import centred_nanmean
 
 BoolArray = npt.NDArray[np.bool_]
@@ -211,17 +211,31 @@ def _rows_above(values: Float32Array, bound: Float32Array, block: int, rows: Int
 _SPARSE_SHARE = 0.25
 
 
+def _fits(values: Float32Array, bound: Float32Array) -> bool:
+    """Arrays the compiled pass reads as they are: float32, the points of a row contiguous."""
+    return (
+        values.dtype == np.float32
+        and bound.dtype == np.float32
+        and values.strides[1] == values.itemsize
+    )
+
+
 def _suspects_above(
     values: Float32Array,
     bound: Float32Array,
     block: int,
     rows: IntArray,
     row_max: npt.NDArray[np.float64],
+    *,
+    compiled: bool = True,
 ) -> BoolArray:
     """_rows_above, reading only the blocks whose bound is under the row's maximum: a point
     above its block's bound is at most the row's maximum, so no other block can hold one.
     A daily cycle puts the lowest bounds at night, when the points are low too: few blocks
-    (about 6% in the scale benchmark) are read instead of every point of the rows."""
+    (about 6% in the scale benchmark) are read instead of every point of the rows.
+
+    `compiled`: those blocks are read by the compiled pass (engine/_hour_pass.c), when it is
+    there and `values` are float32 with contiguous rows; the same answer as the gather here."""
     t = values.shape[1]
     full = t // block
     suspect = bound[rows] < row_max[:, None]  # (rows, blocks); the bound is never NaN
@@ -230,7 +244,14 @@ def _suspects_above(
         return _rows_above(values, bound, block, rows)
     above = np.zeros(len(rows), dtype=bool)
     whole = blocks < full
-    if whole.any():
+    kernel = compiled_pass() if compiled else None
+    if whole.any() and kernel is not None and _fits(values, bound):
+        at, cols = local[whole], blocks[whole]
+        at_rows = rows[at]
+        hit = np.empty(len(at), dtype=np.bool_)
+        kernel.blocks_above(values, block, at_rows, cols, bound[at_rows, cols], hit)
+        above[at[hit]] = True
+    elif whole.any():
         at, cols = local[whole], blocks[whole]
         # Whole blocks as the unit of the gather: 12 points copied at a time, not one by one.
         # (A strided view: a reshape would copy the rows when t is no multiple of block.)
@@ -261,13 +282,15 @@ def detect_spikes(
     max_duration: float,
     row_max: npt.NDArray[np.float64] | None = None,
     hour_means: Float32Array | None = None,
+    compiled: bool = True,
 ) -> SpikeReport:
     """Find spikes in (N, T) `values` (float32, NaN = no data) sampled every `step` seconds.
 
     `row_max` (each row's maximum, e.g. from the shared sort) lets rows whose maximum stays
     under threshold x their lowest baseline skip the point-by-point comparison.
     `hour_means` (the (N, T // block) whole-block means, hourly.means_of, when T is a
-    multiple of the hour) saves computing them again.
+    multiple of the hour) saves computing them again. `compiled`: the suspect blocks are read
+    by the compiled pass when it is there (False: numpy's gather; the same answer).
 
     Every step is row by row, so rows are taken _SCAN_POINTS points at a time: the hourly
     grids, baselines and bounds of a chunk stay a few MB. Whole (N, hours) grids are 67 MB
@@ -290,6 +313,7 @@ def detect_spikes(
                 max_duration=max_duration,
                 row_max=None if row_max is None else row_max[lo:hi],
                 hour_means=None if hour_means is None else hour_means[lo:hi],
+                compiled=compiled,
             )
             if part is not None:
                 local, part_cleaned, part_count, part_ratio = part
@@ -316,6 +340,7 @@ def _detect_rows(
     max_duration: float,
     row_max: npt.NDArray[np.float64] | None,
     hour_means: Float32Array | None,
+    compiled: bool,
 ) -> tuple[IntArray, Float32Array, IntArray, npt.NDArray[np.float64]] | None:
     """detect_spikes on a chunk of rows: (rows with spikes, their cleaned values, spikes per
     row, highest ratio per row), or None when no row has one."""
@@ -333,7 +358,9 @@ def _detect_rows(
         candidates = np.flatnonzero(row_max > bound.min(axis=1, initial=np.inf))
     if not len(candidates):
         return None
-    hit = candidates[_suspects_above(values, bound, block, candidates, row_max[candidates])]
+    hit = candidates[
+        _suspects_above(values, bound, block, candidates, row_max[candidates], compiled=compiled)
+    ]
     if not len(hit):
         return None
     subset = values[hit]
