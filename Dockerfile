@@ -14,7 +14,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # --- build: the wheel, installed with its dependencies into a virtualenv --------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# A C compiler for the engine's compiled hour pass (setup.py); it stays in this stage. The
+# A C compiler for the engine's compiled point passes (setup.py); it stays in this stage. The
 # Debian release is fixed by the image tag, which pins what apt installs.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -23,9 +23,12 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
+# The compiled point passes are optional for pip (a machine without a compiler still gets a
+# working package); the image must have them: the import fails the build if they are missing.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/mlo \
  && /opt/mlo/bin/pip install /wheels/*.whl \
+ && /opt/mlo/bin/python -c "import mimir_limit_optimizer.engine._point_passes" \
  && /opt/mlo/bin/pip uninstall --yes pip setuptools
 
 # --- runtime ---------------------------------------------------------------------------------

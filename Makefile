@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint system-deps bench soak clean
 
-# setup.py and the C source: a changed compiled hour pass is built again.
-$(STAMP): pyproject.toml setup.py src/mimir_limit_optimizer/engine/_hour_pass.c
+# setup.py and the C source: changed compiled point passes are built again.
+$(STAMP): pyproject.toml setup.py src/mimir_limit_optimizer/engine/_point_passes.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -50,4 +50,5 @@ soak: system-deps $(STAMP)
 	MLO_KILL_ITERATIONS=$${MLO_KILL_ITERATIONS:-1000} $(BIN)/pytest -q tests/reliability
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build
+	find src -name '*.so' -delete

@@ -9,8 +9,9 @@ discards in float32) and of the whole input. The baseline, run in the same comma
 source, is the naive way: a Python loop per tenant and limit with numpy's nanpercentile (what a
 per-object recommender does); its ratio to ours is printed.
 
-The engine's compiled hour pass (engine/_hour_pass.c) is used when it was built;
-`--numpy-passes` runs the numpy path it replaces instead (the same results), to show its share.
+The engine's compiled point passes (engine/_point_passes.c) are used when they were built;
+`--numpy-passes` runs the numpy paths they replace instead (the same results), to show their
+share.
 
     .venv/bin/python bench/engine_scale.py                        # 1k, 10k, 100k, 3 runs each
     .venv/bin/python bench/engine_scale.py --sizes 300 --naive-max 300   # seconds (CI smoke)
@@ -117,12 +118,11 @@ def _rss_mb() -> float:
 
 def child(tenants: int, naive: bool, numpy_passes: bool) -> dict[str, float]:
     from mimir_limit_optimizer.config.models import Config
-    from mimir_limit_optimizer.engine import hourly, spikes
+    from mimir_limit_optimizer.engine import compiled
     from mimir_limit_optimizer.engine.recommend import recommend
 
     if numpy_passes:  # as if the package had been installed without a C compiler
-        for module in (hourly, spikes):  # both look it up by this name
-            setattr(module, "compiled_pass", lambda: None)  # noqa: B010 (no typed assignment)
+        setattr(compiled, "point_passes", lambda: None)  # noqa: B010 (no typed assignment)
 
     catalogue, observation, names, stream = _setup(tenants)
     config = Config()
@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument(
         "--numpy-passes",
         action="store_true",
-        help="the numpy hour pass instead of the compiled one (as without a C compiler)",
+        help="the numpy point passes instead of the compiled ones (as without a C compiler)",
     )
     parser.add_argument("--child", type=int)
     parser.add_argument("--naive", action="store_true")
@@ -212,17 +212,17 @@ def main() -> None:
         f"engine: tenants x {LIMITS} limits x {POINTS} points, float32 streamed per limit, "
         "one core (child process per run)"
     )
-    from mimir_limit_optimizer.engine.hourly import compiled_pass
+    from mimir_limit_optimizer.engine.compiled import point_passes
 
-    built = compiled_pass() is not None
+    built = point_passes() is not None
     print(
-        "hour pass: "
+        "point passes: "
         + (
             "numpy (--numpy-passes)"
             if args.numpy_passes
-            else "compiled (engine/_hour_pass.c)"
+            else "compiled (engine/_point_passes.c)"
             if built
-            else "numpy (the compiled pass was not built: no C compiler at install)"
+            else "numpy (the compiled passes were not built: no C compiler at install)"
         )
     )
     print("cpu s = process CPU time (less sensitive to other load than wall time; ratios use it)")

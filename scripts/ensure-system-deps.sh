@@ -8,15 +8,15 @@
 #                                                Debian keeps them in /usr/lib/postgresql/*/bin)
 #   python3 -m venv        package python3-venv (make creates .venv)
 #   chromium               package chromium     (the web UI tests drive it with Playwright)
-#   cc, Python.h           packages gcc, libc6-dev (and python3-dev for Debian's python3):
-#                          the engine's compiled hour pass is built at install
+#   gcc, Python.h          packages gcc, libc6-dev (and python3-dev for Debian's python3):
+#                          the engine's compiled point passes are built at install
 set -u
 
 have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
 have_venv() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 have_chromium() { command -v chromium >/dev/null 2>&1; }
-have_cc() { command -v cc >/dev/null 2>&1 && [ -e /usr/include/stdio.h ]; }
+have_cc() { command -v gcc >/dev/null 2>&1 && [ -e /usr/include/stdio.h ]; }
 have_python_headers() {
   python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1
 }

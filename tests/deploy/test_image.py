@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,11 +107,24 @@ def test_dockerignore_keeps_exactly_what_the_build_copies() -> None:
 
 
 def _install(tmp: Path) -> Path:
-    """Build the wheel and install it into a fresh virtualenv; the venv's directory."""
+    """Build the wheel and install it into a fresh virtualenv; the venv's directory.
+
+    Built from a copy of the image's build context (what .dockerignore lets in), as the image
+    builds it: nothing left in this tree by an earlier build (its build/ folder, an editable
+    install's compiled module) can end up in the wheel."""
+    context = tmp / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, context / name)
+    shutil.copytree(
+        ROOT / "src",
+        context / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.egg-info"),
+    )
     wheels = tmp / "wheels"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-         "--wheel-dir", str(wheels), str(ROOT)],
+         "--wheel-dir", str(wheels), str(context)],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
@@ -185,7 +199,8 @@ def test_image_steps_wheel_clean_venv_once_and_healthz(tmp_path: Path) -> None:
     import_check = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
          "import mimir_limit_optimizer as m; print(m.__file__); "
-         "from mimir_limit_optimizer.engine import hourly; print(hourly.compiled_pass().__file__)"],
+         "from mimir_limit_optimizer.engine import compiled; "
+         "print(compiled.point_passes().__file__)"],
         capture_output=True, text=True, env=env, cwd=state, check=True,
     )  # fmt: skip
     package, kernel = import_check.stdout.split()

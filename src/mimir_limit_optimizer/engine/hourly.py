@@ -12,22 +12,21 @@ Hour sums add the points in numpy's own pairwise order (`np.add.reduce`'s), on s
 of the hour's points: `blocks.sum(axis=2)` makes one short reduction call per hour and costs
 3x more, and a matrix product rounds differently. Same bits, one third of the time.
 
-The compiled hour pass (`_hour_pass.c`, built with the package) does the same steps in one
-sweep over each row, with the same bits, in about a third of the time again (14-19 against
+The compiled hour pass (`_point_passes.c`, engine/compiled.py) does the same steps in one
+sweep over each row, with the same bits, in about a third of the time again (13-17 against
 47-64 ms a limit at 10,000 tenants x 2,016 points); this numpy path is its fallback where no
-compiler built it, and the reference it is tested against (tests/test_hour_pass.py).
+compiler built it, and what it is tested against (tests/test_point_passes.py).
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from mimir_limit_optimizer.engine import compiled as compiled_passes
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
 Float32Array = npt.NDArray[np.float32]
@@ -40,17 +39,6 @@ MAD_TO_SIGMA = 1.2533
 # numpy's pairwise summation: 8 accumulators up to this many terms, halves above it.
 _PAIRWISE_BLOCK = 128
 _UNROLL = 8
-
-
-@functools.cache
-def compiled_pass() -> ModuleType | None:
-    """The compiled hour pass, or None where the package was installed without it (no C
-    compiler at install time: `pip install` builds it when it can, and falls back)."""
-    try:
-        from mimir_limit_optimizer.engine import _hour_pass
-    except ImportError:
-        return None
-    return _hour_pass
 
 
 def points_per_hour(step: float) -> int:
@@ -155,8 +143,8 @@ def means_and_variability(
     count = np.full(n, points, dtype=np.int64)
     rows = max(1, CHUNK_POINTS // max(points, 1))
     deviation = np.empty((min(rows, n), hours, per_hour), dtype=np.float32)
-    kernel = compiled_pass() if compiled else None
-    if kernel is not None and _fits(values, means) and points:
+    kernel = compiled_passes.point_passes() if compiled else None
+    if kernel is not None and points and compiled_passes.fits(values, means):
         kernel.hour_pass(values[:, t - points :], per_hour, means, total)
     else:
         _numpy_pass(values, per_hour, means, total, deviation)
@@ -180,17 +168,6 @@ def means_and_variability(
             count > 0, MAD_TO_SIGMA * total.astype(np.float64) / count, np.nan
         )
     return HourStats(means, variability)
-
-
-def _fits(values: AnyFloatArray, means: Float32Array) -> bool:
-    """Arrays the compiled pass reads as they are: float32 with contiguous rows."""
-    return (
-        isinstance(values, np.ndarray)
-        and values.dtype == np.float32
-        and values.strides[1] == values.itemsize
-        and means.dtype == np.float32
-        and means.strides[1] == means.itemsize
-    )
 
 
 def _numpy_pass(

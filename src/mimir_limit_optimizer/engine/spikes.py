@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mimir_limit_optimizer.engine.hourly import compiled_pass, means_of, points_per_hour
+from mimir_limit_optimizer.engine import compiled as compiled_passes
+from mimir_limit_optimizer.engine.hourly import means_of, points_per_hour
 from mimir_limit_optimizer.engine.stats import centred_nanmean
 
 BoolArray = npt.NDArray[np.bool_]
@@ -211,15 +212,6 @@ def _rows_above(values: Float32Array, bound: Float32Array, block: int, rows: Int
 _SPARSE_SHARE = 0.25
 
 
-def _fits(values: Float32Array, bound: Float32Array) -> bool:
-    """Arrays the compiled pass reads as they are: float32, the points of a row contiguous."""
-    return (
-        values.dtype == np.float32
-        and bound.dtype == np.float32
-        and values.strides[1] == values.itemsize
-    )
-
-
 def _suspects_above(
     values: Float32Array,
     bound: Float32Array,
@@ -234,7 +226,7 @@ def _suspects_above(
     A daily cycle puts the lowest bounds at night, when the points are low too: few blocks
     (about 6% in the scale benchmark) are read instead of every point of the rows.
 
-    `compiled`: those blocks are read by the compiled pass (engine/_hour_pass.c), when it is
+    `compiled`: those blocks are read by the compiled pass (engine/compiled.py), when it is
     there and `values` are float32 with contiguous rows; the same answer as the gather here."""
     t = values.shape[1]
     full = t // block
@@ -244,8 +236,8 @@ def _suspects_above(
         return _rows_above(values, bound, block, rows)
     above = np.zeros(len(rows), dtype=bool)
     whole = blocks < full
-    kernel = compiled_pass() if compiled else None
-    if whole.any() and kernel is not None and _fits(values, bound):
+    kernel = compiled_passes.point_passes() if compiled else None
+    if whole.any() and kernel is not None and compiled_passes.fits(values, bound):
         at, cols = local[whole], blocks[whole]
         at_rows = rows[at]
         hit = np.empty(len(at), dtype=np.bool_)

@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 from mimir_limit_optimizer.catalogue import LimitSpec, LimitType
 from mimir_limit_optimizer.engine import adaptive, hourly
+from mimir_limit_optimizer.engine import compiled as compiled_passes
 from mimir_limit_optimizer.engine import postprocess as pp
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.recommend_pass import Pass, extra_references, undefined
@@ -35,7 +36,12 @@ NO_ROWS: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
 
 def demand(
-    state: Pass, spec: LimitSpec, result: LimitResult, usage: npt.NDArray[np.float32]
+    state: Pass,
+    spec: LimitSpec,
+    result: LimitResult,
+    usage: npt.NDArray[np.float32],
+    *,
+    compiled: bool = True,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Demand = accepted + discarded, and the rows where discards were seen (where demand
     differs from usage). Without a discard signal, demand is `usage` itself (no copy).
@@ -48,7 +54,10 @@ def demand(
     Demand is written in place of the discards when they are the engine's own: a streamed
     array nobody else holds (`LazyArrays` hands each load to the engine alone), or the copy
     that scoping to some tenants made. Otherwise into the pass's demand buffer. At 100,000
-    tenants that is 800 MB less memory, and no new memory to touch."""
+    tenants that is 800 MB less memory, and no new memory to touch.
+
+    `compiled`: in one sweep per row by the compiled demand pass (engine/compiled.py) when it
+    is there and the arrays are float32 with contiguous rows (the same bits)."""
     discards_full = state.obs.discards.get(spec.name)
     if discards_full is None:
         return usage, NO_ROWS
@@ -72,6 +81,79 @@ def demand(
     recent = as_slice(state.timestamps > state.now - DISCARD_LOOKBACK_SECONDS)
     last_day = as_slice(state.timestamps > state.now - RECENT_LEVEL_SECONDS)
     retried = _RETRIED_REASON in spec.discard_reasons
+    kernel = compiled_passes.point_passes() if compiled else None
+    spans = _spans(recent, t), _spans(last_day, t)
+    if (
+        kernel is not None
+        and spans[0] is not None
+        and spans[1] is not None
+        and compiled_passes.fits(usage, discards, demand)
+    ):
+        kernel.demand_pass(
+            usage,
+            discards,
+            demand,
+            RETRY_DEMAND_BOUND if retried else 0.0,
+            *spans[0],
+            *spans[1],
+            total_d,
+            total,
+            throttled_now,
+            throttled_recently,
+            bounded,
+        )
+        gappy = np.flatnonzero(np.isnan(total))  # the discard sums are done without gaps
+        if len(gappy):
+            total[gappy] = demand[gappy].sum(axis=1, where=~np.isnan(usage[gappy]))
+    else:
+        _numpy_demand(
+            usage,
+            discards,
+            demand,
+            retried=retried,
+            columns=(recent, last_day),
+            out=(total_d, total, throttled_now, throttled_recently, bounded),
+        )
+    if retried:
+        result.flags |= np.where(bounded, int(Reason.RETRIES_BOUNDED), 0)
+    result.extra["throttled_now"] = throttled_now
+    result.extra["throttled_recently"] = throttled_recently
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, total_d.astype(np.float64) / total, 0.0)
+    result.discard_share = share
+    result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
+    return demand, np.flatnonzero(total_d > 0)
+
+
+def _spans(columns: slice | npt.NDArray[np.bool_], t: int) -> tuple[int, int] | None:
+    """A run of columns as (start, stop) for the compiled pass; None: not one run."""
+    if isinstance(columns, slice):
+        start, stop, step = columns.indices(t)
+        return (start, stop) if step == 1 else None
+    return (0, 0) if not columns.any() else None
+
+
+def _numpy_demand(
+    usage: npt.NDArray[np.float32],
+    discards: AnyFloatArray,
+    demand: npt.NDArray[np.float32],
+    *,
+    retried: bool,
+    columns: tuple[slice | npt.NDArray[np.bool_], slice | npt.NDArray[np.bool_]],
+    out: tuple[
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.bool_],
+    ],
+) -> None:
+    """demand's numpy path: a chunk of rows at a time, the rows with usage gaps again at the
+    end. `columns`: the last hour's and the last day's; `out`: the discards' and demand's
+    row sums, throttled now, throttled recently, and where the retry bound cut."""
+    recent, last_day = columns
+    total_d, total, throttled_now, throttled_recently, bounded = out
+    n, t = usage.shape
     rows = max(1, hourly.CHUNK_POINTS // max(t, 1))
     chunk = np.empty((min(rows, n), t), dtype=np.float32)
     gappy_rows: list[npt.NDArray[np.int64]] = []
@@ -100,15 +182,6 @@ def demand(
         throttled_now[gappy] = d[:, recent].sum(axis=1) > 0
         throttled_recently[gappy] = d[:, last_day].sum(axis=1) > 0
         total[gappy] = demand[gappy].sum(axis=1, where=~gaps)
-    if retried:
-        result.flags |= np.where(bounded, int(Reason.RETRIES_BOUNDED), 0)
-    result.extra["throttled_now"] = throttled_now
-    result.extra["throttled_recently"] = throttled_recently
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, total_d.astype(np.float64) / total, 0.0)
-    result.discard_share = share
-    result.flags |= np.where(share > 0, int(Reason.DISCARDS_ADDED), 0)
-    return demand, np.flatnonzero(total_d > 0)
 
 
 def _bounded_discards(

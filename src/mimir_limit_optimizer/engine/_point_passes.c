@@ -1,21 +1,22 @@
-/* The engine's hour pass in one sweep over each row: every hour's mean, and the sum of the
- * points' relative deviations from their hour's mean, capped at 1 (engine/hourly.py,
- * `means_and_variability`).
+/* The engine's point passes in C: one sweep over each row where numpy makes several passes
+ * over every point, each streaming the points through memory with a temporary. A row of a
+ * week at 5 minutes (2,016 points, 8 kB) is read once and what is made of it stays in L1.
  *
- * Why compiled: in numpy this is six passes over every point (hour sums, a broadcast divide,
- * subtract, clip, abs, row sums), each streaming the points through memory with a temporary;
- * here a row's 2,016 points (8 kB) are read once and its deviations stay in L1 cache.
+ * - `hour_pass` (engine/hourly.py, `means_and_variability`): every hour's mean, and the sum
+ *   of the points' relative deviations from their hour's mean, capped at 1.
+ * - `blocks_above` (engine/spikes.py, `_suspects_above`): whether any point of each block
+ *   the spike filter suspects exceeds its bound.
+ * - `demand_pass` (engine/throttling.py, `demand`): demand = accepted + bounded discards,
+ *   and the sums read from it.
  *
- * Same bits as the numpy path, which stays as the fallback (tests/test_hour_pass.py compares
- * them on every kind of row): additions in numpy's pairwise order
+ * The same bits as the numpy paths, which stay as the fallback where no compiler built this
+ * (tests/test_point_passes.py compares them): additions in numpy's pairwise order
  * (numpy/_core/src/umath/loops_utils.h.src), one IEEE float32 operation per numpy step, no
  * fast-math and no contraction into fused multiply-adds (setup.py: -ffp-contract=off).
  *
- * Also the spike filter's question for the blocks it suspects (engine/spikes.py): does any
- * point of the block exceed its bound? A gather of those blocks in numpy costs five times more.
- *
- * Inputs are checked in Python; this checks the buffers' layout and every index again and
- * raises ValueError rather than read out of bounds.
+ * Callers check their arrays in Python (engine/compiled.py, `fits`); this checks every
+ * buffer's layout and every index again, and raises ValueError rather than read out of
+ * bounds.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -229,26 +230,36 @@ blocks_above(PyObject *Py_UNUSED(module), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "out: a contiguous array of one byte per block is needed");
         goto done;
     }
-    const long long *row_at = rows->buf, *block_at = blocks->buf;
+    /* volatile: one read each, never read again from the caller's memory after the check */
+    const volatile long long *row_at = rows->buf, *block_at = blocks->buf;
     Py_ssize_t n = values->shape[0], whole = per_hour > 0 ? values->shape[1] / per_hour : 0;
-    for (Py_ssize_t i = 0; i < pairs; i++) {
-        if (row_at[i] < 0 || row_at[i] >= n || block_at[i] < 0 || block_at[i] >= whole) {
-            PyErr_Format(PyExc_ValueError, "block %zd: row %lld, block %lld out of range", i,
-                         row_at[i], block_at[i]);
-            goto done;
-        }
-    }
     const float *limit = bounds->buf;
     unsigned char *hit = out->buf;
+    Py_ssize_t bad = -1;
+    long long bad_row = 0, bad_block = 0;
+    /* Each index is read once, into a local, and checked there: the caller's arrays are not
+     * locked while the GIL is released (another thread, or `out` overlapping them, may
+     * change them under this loop). */
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < pairs; i++) {
-        if (i + PREFETCH_AHEAD < pairs) { /* the blocks are far apart: ask for them early */
-            Py_ssize_t k = i + PREFETCH_AHEAD;
-            PREFETCH((const char *)values->buf + row_at[k] * values->strides[0] +
-                               block_at[k] * per_hour * (Py_ssize_t)sizeof(float));
+        long long row = row_at[i], block = block_at[i];
+        if (row < 0 || row >= n || block < 0 || block >= whole) {
+            bad = i;
+            bad_row = row;
+            bad_block = block;
+            break;
         }
-        const float *x = (const float *)((const char *)values->buf + row_at[i] * values->strides[0]) +
-                         block_at[i] * per_hour;
+        if (i + PREFETCH_AHEAD < pairs) { /* the blocks are far apart: ask for them early */
+            long long ahead_row = row_at[i + PREFETCH_AHEAD];
+            long long ahead_block = block_at[i + PREFETCH_AHEAD];
+            if (ahead_row >= 0 && ahead_row < n && ahead_block >= 0 && ahead_block < whole) {
+                PREFETCH((const char *)values->buf + ahead_row * values->strides[0] +
+                         ahead_block * per_hour * (Py_ssize_t)sizeof(float));
+            }
+        }
+        const float *x =
+            (const float *)((const char *)values->buf + row * values->strides[0]) +
+            block * per_hour;
         unsigned char above = 0;
         for (Py_ssize_t j = 0; j < per_hour; j++) {
             above |= x[j] > limit[i]; /* NaN: never above */
@@ -256,8 +267,149 @@ blocks_above(PyObject *Py_UNUSED(module), PyObject *args)
         hit[i] = above;
     }
     Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError, "block %zd: row %lld, block %lld out of range", bad,
+                     bad_row, bad_block);
+        goto done;
+    }
     result = Py_NewRef(Py_None);
 done:
+    for (int k = 0; k < got; k++) {
+        PyBuffer_Release(&views[k]);
+    }
+    return result;
+}
+
+/* A row's discards as numpy's fmax(d, 0) gives them (NaN and negatives: 0) and, with a
+ * factor above 0 (retried 429s), at most factor x the accepted rate (a NaN rate bounds
+ * nothing), into `out`; 1 when the bound cut a point. */
+static unsigned char
+bounded_row(const float *restrict u, const float *restrict d, float *restrict out,
+            Py_ssize_t t, float factor)
+{
+    unsigned char cut = 0;
+    if (factor > 0.0f) {
+        for (Py_ssize_t i = 0; i < t; i++) {
+            float x = d[i] >= 0.0f ? d[i] : 0.0f;
+            float bound = u[i] * factor;
+            unsigned char over = x > bound;
+            out[i] = over ? bound : x;
+            cut |= over;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < t; i++) {
+            out[i] = d[i] >= 0.0f ? d[i] : 0.0f;
+        }
+    }
+    return cut;
+}
+
+/* Demand = usage + discards for every row, and the sums the engine reads from it, in one
+ * sweep per row (engine/throttling.py, `demand`): the discards bounded (`bounded_row`);
+ * their row sum, and their sums over the last hour and the last day (throttled now, and
+ * recently); whether the bound cut; demand's row sum. A row whose demand sum is NaN (a usage
+ * gap) has its discard sums taken again without the gaps' points, as the numpy path does;
+ * its demand sum stays NaN for the caller to take over the points that are there.
+ * `demand` may be the discards' own buffer: a row's discards are all read before its demand
+ * is written. */
+static int
+check_flags(const Py_buffer *b, Py_ssize_t n, const char *name)
+{
+    if (b->itemsize != 1 || b->ndim != 1 || b->shape[0] != n || b->strides[0] != 1) {
+        PyErr_Format(PyExc_ValueError, "%s: a contiguous array of one byte per row is needed",
+                     name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+demand_pass(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    enum { USAGE, DISCARDS, DEMAND, TOTAL_D, TOTAL, NOW, RECENTLY, BOUNDED, COUNT };
+    PyObject *objects[COUNT];
+    float factor;
+    Py_ssize_t recent_lo, recent_hi, day_lo, day_hi;
+    if (!PyArg_ParseTuple(args, "OOOfnnnnOOOOO", &objects[USAGE], &objects[DISCARDS],
+                          &objects[DEMAND], &factor, &recent_lo, &recent_hi, &day_lo, &day_hi,
+                          &objects[TOTAL_D], &objects[TOTAL], &objects[NOW],
+                          &objects[RECENTLY], &objects[BOUNDED])) {
+        return NULL;
+    }
+    Py_buffer views[COUNT];
+    int got = 0;
+    PyObject *result = NULL;
+    float *scratch = NULL;
+    for (; got < COUNT; got++) {
+        int flags = got == USAGE || got == DISCARDS ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
+        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
+            goto done;
+        }
+    }
+    const Py_buffer *usage = &views[USAGE], *discards = &views[DISCARDS];
+    Py_buffer *demand = &views[DEMAND];
+    if (check_floats(usage, 2, "usage") < 0 || check_floats(discards, 2, "discards") < 0 ||
+        check_floats(demand, 2, "demand") < 0) {
+        goto done;
+    }
+    Py_ssize_t n = usage->shape[0], t = usage->shape[1];
+    if (discards->shape[0] != n || discards->shape[1] != t || demand->shape[0] != n ||
+        demand->shape[1] != t) {
+        PyErr_SetString(PyExc_ValueError, "usage, discards and demand: one shape is needed");
+        goto done;
+    }
+    if (check_floats(&views[TOTAL_D], 1, "total_d") < 0 ||
+        check_floats(&views[TOTAL], 1, "total") < 0 || views[TOTAL_D].shape[0] != n ||
+        views[TOTAL].shape[0] != n) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "total_d and total: one value per row is needed");
+        }
+        goto done;
+    }
+    if (check_flags(&views[NOW], n, "now") < 0 || check_flags(&views[RECENTLY], n, "recently") < 0 ||
+        check_flags(&views[BOUNDED], n, "bounded") < 0) {
+        goto done;
+    }
+    if (recent_lo < 0 || recent_lo > recent_hi || recent_hi > t || day_lo < 0 ||
+        day_lo > day_hi || day_hi > t) {
+        PyErr_SetString(PyExc_ValueError, "the last hour's and day's columns must lie in the window");
+        goto done;
+    }
+    scratch = PyMem_RawMalloc((size_t)(t > 0 ? t : 1) * sizeof(float));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *total_d = views[TOTAL_D].buf, *total = views[TOTAL].buf;
+    unsigned char *now = views[NOW].buf, *recently = views[RECENTLY].buf;
+    unsigned char *bounded = views[BOUNDED].buf;
+    Py_ssize_t total_d_step = views[TOTAL_D].strides[0] / (Py_ssize_t)sizeof(float);
+    Py_ssize_t total_step = views[TOTAL].strides[0] / (Py_ssize_t)sizeof(float);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const float *u = (const float *)((const char *)usage->buf + r * usage->strides[0]);
+        const float *d = (const float *)((const char *)discards->buf + r * discards->strides[0]);
+        float *out = (float *)((char *)demand->buf + r * demand->strides[0]);
+        unsigned char cut = bounded_row(u, d, scratch, t, factor);
+        for (Py_ssize_t i = 0; i < t; i++) { /* after the row's discards are all read */
+            out[i] = u[i] + scratch[i];
+        }
+        float sum = 0.0f + pairwise_sum(out, t);
+        if (isnan(sum)) { /* a usage gap: its discard point counts for nothing */
+            for (Py_ssize_t i = 0; i < t; i++) {
+                scratch[i] = isnan(u[i]) ? 0.0f : scratch[i];
+            }
+        }
+        total_d[r * total_d_step] = 0.0f + pairwise_sum(scratch, t);
+        now[r] = 0.0f + pairwise_sum(scratch + recent_lo, recent_hi - recent_lo) > 0.0f;
+        recently[r] = 0.0f + pairwise_sum(scratch + day_lo, day_hi - day_lo) > 0.0f;
+        total[r * total_step] = sum;
+        bounded[r] = cut;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_RawFree(scratch);
     for (int k = 0; k < got; k++) {
         PyBuffer_Release(&views[k]);
     }
@@ -273,16 +425,30 @@ static PyMethodDef methods[] = {
      "blocks_above(values, per_hour, rows, blocks, bounds, out): out[i] = 1 when a point of "
      "block blocks[i] (per_hour points from its start) of row rows[i] exceeds bounds[i]; "
      "values float32 with contiguous rows, rows and blocks int64, bounds float32, out bool."},
+    {"demand_pass", demand_pass, METH_VARARGS,
+     "demand_pass(usage, discards, demand, bound_factor, recent_lo, recent_hi, day_lo, "
+     "day_hi, total_d, total, now, recently, bounded): demand = usage + discards (NaN and "
+     "negative discards 0; with bound_factor > 0, at most bound_factor x usage) into demand; "
+     "per row the discards' sum, demand's sum (NaN for a row with a usage gap), whether the "
+     "discards in columns recent_lo:recent_hi and day_lo:day_hi sum above 0, and whether the "
+     "bound cut. float32 with contiguous rows; the flags one byte per row."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_hour_pass", "The engine's compiled hour pass.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_point_passes", "The engine's compiled point passes.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
-PyInit__hour_pass(void)
+PyInit__point_passes(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+#ifdef SOURCE_SHA256 /* setup.py: which source this was built from (engine/compiled.py) */
+    if (m != NULL && PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
+    return m;
 }

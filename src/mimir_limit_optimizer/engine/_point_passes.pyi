@@ -1,0 +1,25 @@
+# The compiled point passes (_point_passes.c), loaded by engine/compiled.py.
+from typing import Any
+
+SOURCE_SHA256: str
+
+def hour_pass(values: Any, per_hour: int, means: Any, totals: Any, /) -> None: ...
+def blocks_above(
+    values: Any, per_hour: int, rows: Any, blocks: Any, bounds: Any, out: Any, /
+) -> None: ...
+def demand_pass(
+    usage: Any,
+    discards: Any,
+    demand: Any,
+    bound_factor: float,
+    recent_lo: int,
+    recent_hi: int,
+    day_lo: int,
+    day_hi: int,
+    total_d: Any,
+    total: Any,
+    now: Any,
+    recently: Any,
+    bounded: Any,
+    /,
+) -> None: ...
