@@ -28,7 +28,7 @@ COPY src ./src
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/mlo \
  && /opt/mlo/bin/pip install /wheels/*.whl \
- && /opt/mlo/bin/python -c "import mimir_limit_optimizer.engine._point_passes" \
+ && /opt/mlo/bin/python -c "import sys; from mimir_limit_optimizer.engine import compiled; sys.exit(compiled.point_passes() is None)" \
  && /opt/mlo/bin/pip uninstall --yes pip setuptools
 
 # --- runtime ---------------------------------------------------------------------------------

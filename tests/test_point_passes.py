@@ -25,9 +25,21 @@ import pytest
 from mimir_limit_optimizer.catalogue import load_catalogue
 from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine import compiled, hourly, recommend_pass, spikes, throttling
+from mimir_limit_optimizer.engine.results import Reason
 from mimir_limit_optimizer.engine.usage import LazyArrays, Observation
 
 PER_HOUR = [1, 2, 7, 8, 9, 12, 13, 16, 60, 127, 128, 129, 240, 257]
+
+
+def same_bits(got: Any, want: Any) -> None:
+    """Equal bit for bit: assert_array_equal takes -0.0 for 0.0 and any NaN for any NaN."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if got.dtype.kind == "f":
+        bits = np.dtype(f"u{got.dtype.itemsize}")
+        np.testing.assert_array_equal(got.view(bits), want.view(bits))
+    else:
+        np.testing.assert_array_equal(got, want)
 
 
 def _kernel() -> Any:
@@ -99,8 +111,8 @@ def test_same_bits_as_the_numpy_path(per_hour: int, calls: collections.Counter[s
         got = hourly.means_and_variability(values, per_hour)
         want = hourly.means_and_variability(values, per_hour, compiled=False)
         assert got.means.shape == want.means.shape == (40, hours)
-        np.testing.assert_array_equal(got.means, want.means)
-        np.testing.assert_array_equal(got.variability, want.variability)
+        same_bits(got.means, want.means)
+        same_bits(got.variability, want.variability)
         assert np.isfinite(got.variability).sum() >= 20  # most rows have a value to compare
     assert calls["hour_pass"] == len({hours * per_hour, hours * per_hour + (per_hour > 1)})
 
@@ -114,10 +126,10 @@ def test_same_bits_on_a_strided_view_and_into_a_given_grid(
     got = hourly.means_and_variability(view, 12, out=grid)
     want = hourly.means_and_variability(np.ascontiguousarray(view), 12, compiled=False)
     assert got.means is grid
-    np.testing.assert_array_equal(grid, want.means)
-    np.testing.assert_array_equal(got.variability, want.variability)
+    same_bits(grid, want.means)
+    same_bits(got.variability, want.variability)
     reversed_rows = hourly.means_and_variability(view[::-1], 12)
-    np.testing.assert_array_equal(reversed_rows.variability, want.variability[::-1])
+    same_bits(reversed_rows.variability, want.variability[::-1])
     assert calls["hour_pass"] == 2
 
 
@@ -128,7 +140,7 @@ def test_a_deviation_sum_with_rounding_to_tell_apart(calls: collections.Counter[
     values = (1 + rng.uniform(-0.9, 0.9, size=(1, 2016))).astype(np.float32)
     got = hourly.means_and_variability(values, 12)
     want = hourly.means_and_variability(values, 12, compiled=False)
-    np.testing.assert_array_equal(got.variability, want.variability)
+    same_bits(got.variability, want.variability)
     blocks = values.reshape(1, 168, 12)
     deviation = np.abs(np.clip(blocks / got.means[:, :, None] - np.float32(1), -1, 1))
     running = np.float32(0)
@@ -258,7 +270,7 @@ def test_suspect_blocks_read_by_the_kernel_give_the_gathers_answer(
     row_max = np.fmax.reduce(values[rows], axis=1).astype(np.float64)
     got = spikes._suspects_above(values, bound, per_hour, rows, row_max)
     want = spikes._suspects_above(values, bound, per_hour, rows, row_max, compiled=False)
-    np.testing.assert_array_equal(got, want)
+    same_bits(got, want)
     assert calls["blocks_above"] == 1  # the kernel read the blocks
     assert 0 < got.sum() < len(rows)  # some rows are above, some not
 
@@ -295,34 +307,41 @@ NOW = 1_800_000_000.0
 STEP = 300.0
 
 
-def _demand_case(seed: int, t: int = 2016) -> tuple[Observation, np.ndarray, np.ndarray]:
+def _demand_case(
+    seed: int, t: int = 2016, limit: str = "ingestion_rate", end: float = NOW
+) -> tuple[Observation, np.ndarray, np.ndarray]:
     """Usage and discards for 90 tenants: throttled rows, discards above the accepted rate
-    (retried 429s), negative and missing discards, usage gaps, and an infinite point."""
+    (retried 429s), negative, -0 and missing discards, usage gaps, -0 usage, infinite and
+    -inf points. `end`: the last point's time (before NOW: an empty last hour)."""
     rng = np.random.default_rng(seed)
     n = 90
     usage = _rows(n, t, seed=seed)
     usage[6::9, -1] = 5.0  # _rows puts inf there; one row keeps it below
-    usage[8::9, 10] = np.inf
-    discards = (rng.uniform(-0.2, 1.5, size=(n, t)) * np.nan_to_num(usage, posinf=1)).astype(
-        np.float32
-    )
+    usage[8::9, t // 3] = np.inf
+    usage[7::18, t // 4] = -np.inf
+    usage[0::10, :2] = -0.0
+    finite = np.nan_to_num(usage, posinf=1, neginf=-1)
+    discards = (rng.uniform(-0.2, 1.5, size=(n, t)) * finite).astype(np.float32)
     discards[::4] = 0  # not throttled
+    discards[0::10, :3] = -0.0
     discards[1::7, : t // 2] = np.nan  # discards missing
-    discards[2::5, -3:] = 10 * np.nan_to_num(usage[2::5, -3:], posinf=1) + 1  # above, now
-    timestamps = NOW - STEP * np.arange(t)[::-1]
+    discards[2::5, -3:] = 10 * finite[2::5, -3:] + 1  # above the accepted rate, now
+    timestamps = end - STEP * np.arange(t)[::-1]
     obs = Observation(
         tenants=tuple(f"t{i}" for i in range(n)),
         timestamps=timestamps,
         step=STEP,
-        usage={"ingestion_rate": usage},
-        discards={"ingestion_rate": discards},
-        current={"ingestion_rate": np.ones(n)},
+        usage={limit: usage},
+        discards={limit: discards},
+        current={limit: np.ones(n)},
     )
     return obs, usage, discards
 
 
-def _demand(obs: Observation, usage: np.ndarray, *, compiled_pass: bool) -> tuple[Any, ...]:
-    spec = load_catalogue().limits["ingestion_rate"]
+def _demand(
+    obs: Observation, usage: np.ndarray, *, compiled_pass: bool, limit: str = "ingestion_rate"
+) -> tuple[Any, ...]:
+    spec = load_catalogue().limits[limit]
     state = recommend_pass.Pass(obs, Config(), NOW)
     result = types.SimpleNamespace(flags=np.zeros(len(usage), np.int64), extra={})
     demand, rows = throttling.demand(
@@ -342,20 +361,43 @@ def _demand(obs: Observation, usage: np.ndarray, *, compiled_pass: bool) -> tupl
     )
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_demand_same_bits_as_the_numpy_path(seed: int, calls: collections.Counter[str]) -> None:
-    obs, usage, discards = _demand_case(seed)
+@pytest.mark.parametrize(
+    ("seed", "limit"),
+    [(1, "ingestion_rate"), (2, "ingestion_rate"), (3, "max_global_series_per_user")],
+)
+def test_demand_same_bits_as_the_numpy_path(
+    seed: int, limit: str, calls: collections.Counter[str]
+) -> None:
+    """A retried limit (rate_limited discards, bounded) and one whose discards are not."""
+    obs, usage, discards = _demand_case(seed, limit=limit)
     kept = discards.copy()
-    got = _demand(obs, usage, compiled_pass=True)
+    got = _demand(obs, usage, compiled_pass=True, limit=limit)
     assert calls["demand_pass"] == 1
+    want = _demand(obs, usage, compiled_pass=False, limit=limit)
+    for a, b in zip(got, want, strict=True):
+        same_bits(a, b)
+    same_bits(discards, kept)  # the observation's array is only read
+    demand, rows, share, flags, now, recently = got
+    assert 0 < len(rows) < len(usage) and now.any() and recently.any() and not now.all()
+    cut = (flags & int(Reason.RETRIES_BOUNDED)) != 0
+    assert cut.any() == (limit == "ingestion_rate")  # the retry bound cut, where it applies
+    assert np.isnan(share).sum() == 0 and (share > 0).any()
+    # -0 usage and -0 discards: the discards count as +0 (numpy's fmax), so demand is +0.
+    assert np.signbit(usage[::10, 0]).all() and not np.signbit(demand[::10, 0]).any()
+
+
+@pytest.mark.parametrize(("t", "end"), [(1, NOW), (2, NOW), (30, NOW - 7200.0)])
+def test_demand_short_windows_and_an_empty_last_hour(
+    t: int, end: float, calls: collections.Counter[str]
+) -> None:
+    obs, usage, _discards = _demand_case(5, t=t, end=end)
+    got = _demand(obs, usage, compiled_pass=True)
     want = _demand(obs, usage, compiled_pass=False)
     for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(discards, kept)  # the observation's array is only read
-    _demand_values, rows, share, flags, now, recently = got
-    assert 0 < len(rows) < len(usage) and now.any() and recently.any() and not now.all()
-    assert (flags != 0).any()  # the retry bound cut somewhere (and discards were added)
-    assert np.isnan(share).sum() == 0 and (share > 0).any()
+        same_bits(a, b)
+    assert calls["demand_pass"] == 1
+    if end < NOW - 3600:
+        assert not got[4].any()  # nothing in the last hour: not throttled now
 
 
 def test_demand_in_place_of_the_discards(
@@ -381,7 +423,7 @@ def test_demand_in_place_of_the_discards(
     assert buffers == []  # in place of the discards
     assert calls["demand_pass"] == 1
     for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(a, b)
+        same_bits(a, b)
 
 
 @pytest.mark.parametrize(
@@ -397,9 +439,9 @@ def test_the_demand_kernel_refuses_columns_outside_the_window(
     totals = [np.zeros(n, np.float32) for _ in range(2)]
     with pytest.raises(ValueError, match=message):
         _kernel().demand_pass(
-            usage, usage.copy(), np.empty_like(usage), 1.0, *spans, *totals, *flags
+            usage, usage.copy(), np.empty_like(usage), True, 1.0, *spans, *totals, *flags
         )
     with pytest.raises(ValueError, match="one shape"):
         _kernel().demand_pass(
-            usage, usage[:, :10], np.empty_like(usage), 1.0, 0, 1, 0, 1, *totals, *flags
+            usage, usage[:, :10], np.empty_like(usage), True, 1.0, 0, 1, 0, 1, *totals, *flags
         )

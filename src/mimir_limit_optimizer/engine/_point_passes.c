@@ -13,6 +13,8 @@
  * (tests/test_point_passes.py compares them): additions in numpy's pairwise order
  * (numpy/_core/src/umath/loops_utils.h.src), one IEEE float32 operation per numpy step, no
  * fast-math and no contraction into fused multiply-adds (setup.py: -ffp-contract=off).
+ * (Signaling NaNs are outside this: numpy itself treats them differently from one position
+ * of a row to the next; no source hands them over, JSON cannot carry one.)
  *
  * Callers check their arrays in Python (engine/compiled.py, `fits`); this checks every
  * buffer's layout and every index again, and raises ValueError rather than read out of
@@ -21,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* numpy's pairwise summation of a contiguous run: 8 accumulators up to 128 terms, halves
@@ -103,10 +106,12 @@ check_floats(const Py_buffer *b, int ndim, const char *name)
     int is_float = f != NULL && (strcmp(f, "f") == 0 || strcmp(f, "=f") == 0 ||
                                  strcmp(f, "@f") == 0 || (PY_LITTLE_ENDIAN && strcmp(f, "<f") == 0));
     if (!is_float || b->itemsize != 4 || b->ndim != ndim ||
+        (uintptr_t)b->buf % sizeof(float) != 0 ||
         b->strides[ndim - 1] != (Py_ssize_t)sizeof(float) ||
         (ndim == 2 && b->strides[0] % (Py_ssize_t)sizeof(float) != 0)) {
         PyErr_Format(PyExc_ValueError,
-                     "%s: a float32 array of %d dimensions with contiguous rows is needed",
+                     "%s: an aligned float32 array of %d dimensions with contiguous rows is "
+                     "needed",
                      name, ndim);
         return -1;
     }
@@ -280,17 +285,17 @@ done:
     return result;
 }
 
-/* A row's discards as numpy's fmax(d, 0) gives them (NaN and negatives: 0) and, with a
- * factor above 0 (retried 429s), at most factor x the accepted rate (a NaN rate bounds
+/* A row's discards as numpy's fmax(d, 0) gives them (NaN, negatives and -0: +0) and, when
+ * retried (429s counted at each try), at most factor x the accepted rate (a NaN rate bounds
  * nothing), into `out`; 1 when the bound cut a point. */
 static unsigned char
 bounded_row(const float *restrict u, const float *restrict d, float *restrict out,
-            Py_ssize_t t, float factor)
+            Py_ssize_t t, int retried, float factor)
 {
     unsigned char cut = 0;
-    if (factor > 0.0f) {
+    if (retried) {
         for (Py_ssize_t i = 0; i < t; i++) {
-            float x = d[i] >= 0.0f ? d[i] : 0.0f;
+            float x = d[i] > 0.0f ? d[i] : 0.0f;
             float bound = u[i] * factor;
             unsigned char over = x > bound;
             out[i] = over ? bound : x;
@@ -298,7 +303,7 @@ bounded_row(const float *restrict u, const float *restrict d, float *restrict ou
         }
     } else {
         for (Py_ssize_t i = 0; i < t; i++) {
-            out[i] = d[i] >= 0.0f ? d[i] : 0.0f;
+            out[i] = d[i] > 0.0f ? d[i] : 0.0f;
         }
     }
     return cut;
@@ -310,8 +315,9 @@ bounded_row(const float *restrict u, const float *restrict d, float *restrict ou
  * recently); whether the bound cut; demand's row sum. A row whose demand sum is NaN (a usage
  * gap) has its discard sums taken again without the gaps' points, as the numpy path does;
  * its demand sum stays NaN for the caller to take over the points that are there.
- * `demand` may be the discards' own buffer: a row's discards are all read before its demand
- * is written. */
+ * `demand` may be the discards' own buffer (in place): a row's discards are all read before
+ * its demand is written. It must not overlap them otherwise (rows shifted against each
+ * other), nor overlap the usage. */
 static int
 check_flags(const Py_buffer *b, Py_ssize_t n, const char *name)
 {
@@ -328,10 +334,12 @@ demand_pass(PyObject *Py_UNUSED(module), PyObject *args)
 {
     enum { USAGE, DISCARDS, DEMAND, TOTAL_D, TOTAL, NOW, RECENTLY, BOUNDED, COUNT };
     PyObject *objects[COUNT];
+    int retried;
     float factor;
     Py_ssize_t recent_lo, recent_hi, day_lo, day_hi;
-    if (!PyArg_ParseTuple(args, "OOOfnnnnOOOOO", &objects[USAGE], &objects[DISCARDS],
-                          &objects[DEMAND], &factor, &recent_lo, &recent_hi, &day_lo, &day_hi,
+    if (!PyArg_ParseTuple(args, "OOOpfnnnnOOOOO", &objects[USAGE], &objects[DISCARDS],
+                          &objects[DEMAND], &retried, &factor, &recent_lo, &recent_hi, &day_lo,
+                          &day_hi,
                           &objects[TOTAL_D], &objects[TOTAL], &objects[NOW],
                           &objects[RECENTLY], &objects[BOUNDED])) {
         return NULL;
@@ -390,7 +398,7 @@ demand_pass(PyObject *Py_UNUSED(module), PyObject *args)
         const float *u = (const float *)((const char *)usage->buf + r * usage->strides[0]);
         const float *d = (const float *)((const char *)discards->buf + r * discards->strides[0]);
         float *out = (float *)((char *)demand->buf + r * demand->strides[0]);
-        unsigned char cut = bounded_row(u, d, scratch, t, factor);
+        unsigned char cut = bounded_row(u, d, scratch, t, retried, factor);
         for (Py_ssize_t i = 0; i < t; i++) { /* after the row's discards are all read */
             out[i] = u[i] + scratch[i];
         }
@@ -426,9 +434,9 @@ static PyMethodDef methods[] = {
      "block blocks[i] (per_hour points from its start) of row rows[i] exceeds bounds[i]; "
      "values float32 with contiguous rows, rows and blocks int64, bounds float32, out bool."},
     {"demand_pass", demand_pass, METH_VARARGS,
-     "demand_pass(usage, discards, demand, bound_factor, recent_lo, recent_hi, day_lo, "
-     "day_hi, total_d, total, now, recently, bounded): demand = usage + discards (NaN and "
-     "negative discards 0; with bound_factor > 0, at most bound_factor x usage) into demand; "
+     "demand_pass(usage, discards, demand, retried, bound_factor, recent_lo, recent_hi, "
+     "day_lo, day_hi, total_d, total, now, recently, bounded): demand = usage + discards (NaN "
+     "and negative discards 0; when retried, at most bound_factor x usage) into demand; "
      "per row the discards' sum, demand's sum (NaN for a row with a usage gap), whether the "
      "discards in columns recent_lo:recent_hi and day_lo:day_hi sum above 0, and whether the "
      "bound cut. float32 with contiguous rows; the flags one byte per row."},

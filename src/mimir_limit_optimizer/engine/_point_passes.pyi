@@ -11,6 +11,7 @@ def demand_pass(
     usage: Any,
     discards: Any,
     demand: Any,
+    retried: bool,
     bound_factor: float,
     recent_lo: int,
     recent_hi: int,

@@ -32,15 +32,14 @@ def point_passes() -> ModuleType | None:
 
 
 def fits(*arrays: object) -> bool:
-    """float32 arrays of one or two dimensions whose rows the passes read in place: the
-    points of a row adjacent, every point aligned (rows may be any whole number of points
-    apart, reversed included)."""
+    """(rows, points) float32 arrays the passes read in place: the points of a row adjacent,
+    every point aligned (rows may be any whole number of points apart, reversed included)."""
     for array in arrays:
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or array.ndim > 2:
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or array.ndim != 2:
             return False
-        if not array.flags.aligned or array.strides[-1] != array.itemsize:
+        if not array.flags.aligned or array.strides[1] != array.itemsize:
             return False
-        if array.ndim == 2 and array.strides[0] % array.itemsize:
+        if array.strides[0] % array.itemsize:
             return False
     return True
 

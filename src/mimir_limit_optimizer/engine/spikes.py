@@ -239,9 +239,11 @@ def _suspects_above(
     kernel = compiled_passes.point_passes() if compiled else None
     if whole.any() and kernel is not None and compiled_passes.fits(values, bound):
         at, cols = local[whole], blocks[whole]
-        at_rows = rows[at]
+        at_rows = rows[at].astype(np.int64, copy=False)  # (indices are int32 on 32-bit builds)
         hit = np.empty(len(at), dtype=np.bool_)
-        kernel.blocks_above(values, block, at_rows, cols, bound[at_rows, cols], hit)
+        kernel.blocks_above(
+            values, block, at_rows, cols.astype(np.int64, copy=False), bound[at_rows, cols], hit
+        )
         above[at[hit]] = True
     elif whole.any():
         at, cols = local[whole], blocks[whole]
