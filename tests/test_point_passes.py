@@ -198,47 +198,35 @@ def test_arrays_it_cannot_read_take_the_numpy_path(
 
 
 @pytest.mark.parametrize(
-    ("values", "means", "totals", "message"),
+    ("changed", "message"),
     [
-        (np.ones((4, 24)), np.empty((4, 2), np.float32), np.empty(4, np.float32), "values"),
-        (
-            np.ones((24, 4), np.float32).T,
-            np.empty((4, 2), np.float32),
-            np.empty(4, np.float32),
-            "values",
-        ),
-        (
-            np.ones((4, 24), np.float32),
-            np.empty((4, 3), np.float32),
-            np.empty(4, np.float32),
-            "rows, hours",
-        ),
-        (
-            np.ones((4, 24), np.float32),
-            np.empty((4, 2), np.float32),
-            np.empty(3, np.float32),
-            "totals",
-        ),
-        (
-            np.ones((4, 25), np.float32),
-            np.empty((4, 2), np.float32),
-            np.empty(4, np.float32),
-            "whole hours",
-        ),
-        (
-            np.ones((4, 24), np.float32),
-            np.empty((4, 2), np.float64),
-            np.empty(4, np.float32),
-            "means",
-        ),
+        ({"values": np.ones((4, 24))}, "values"),
+        ({"values": np.ones((24, 4), np.float32).T}, "values"),
+        ({"values": _misaligned()}, "values"),
+        ({"means": np.empty((4, 3), np.float32)}, "rows, hours"),
+        ({"totals": np.empty(3, np.float32)}, "totals"),
+        ({"values": np.ones((4, 25), np.float32)}, "whole hours"),
+        ({"means": np.empty((4, 2), np.float64)}, "means"),
     ],
-    ids=["float64", "transposed", "means-shape", "totals-shape", "partial-hour", "means-f64"],
+    ids=[
+        "float64",
+        "transposed",
+        "misaligned",
+        "means-shape",
+        "totals-shape",
+        "partial-hour",
+        "means-f64",
+    ],
 )
-def test_the_kernel_refuses_what_it_cannot_read(
-    values: np.ndarray, means: np.ndarray, totals: np.ndarray, message: str
-) -> None:
+def test_the_kernel_refuses_what_it_cannot_read(changed: dict[str, Any], message: str) -> None:
+    arrays = {
+        "values": np.ones((4, 24), np.float32),
+        "means": np.empty((4, 2), np.float32),
+        "totals": np.empty(4, np.float32),
+    }
+    arrays.update(changed)
     with pytest.raises(ValueError, match=message):
-        _kernel().hour_pass(values, 12, means, totals)
+        _kernel().hour_pass(arrays["values"], 12, arrays["means"], arrays["totals"])
 
 
 def test_the_kernel_refuses_a_read_only_output() -> None:
