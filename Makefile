@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: run test lint system-deps bench soak clean
 
 # setup.py and the C source: changed compiled point passes are built again.
-$(STAMP): pyproject.toml setup.py src/mimir_limit_optimizer/engine/_point_passes.c
+$(STAMP): pyproject.toml setup.py $(wildcard src/mimir_limit_optimizer/engine/_*.[ch])
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -1,4 +1,5 @@
-"""The engine's compiled point passes (`_point_passes.c`, built at install by setup.py), or
+"""The engine's compiled point passes (`_point_passes.c`, `_demand_pass.c`, built at install
+by setup.py), or
 None where the package was installed without them (no C compiler then: the install goes on
 without the extension, and every caller takes its numpy path, with the same results).
 
@@ -17,7 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
-SOURCE = Path(__file__).with_name("_point_passes.c")
+HERE = Path(__file__).parent
 
 
 @functools.cache
@@ -44,10 +45,22 @@ def fits(*arrays: object) -> bool:
     return True
 
 
+def sources_digest() -> str | None:
+    """SHA-256 of the C sources and header beside this file (`_*.c`, `_*.h` by name, each
+    name then its bytes), as setup.py computes it; None when they are not installed."""
+    sources = sorted(HERE.glob("_*.[ch]"))
+    if not sources:
+        return None
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def built_from_this_source(module: ModuleType) -> bool:
-    """Whether `module` was compiled from the source next to it (setup.py writes the
-    source's SHA-256 into it): an extension left from an earlier build is not this one."""
-    if not SOURCE.exists():  # installed from a wheel without its source: nothing to compare
+    """Whether `module` was compiled from the sources beside it (setup.py writes their
+    SHA-256 into it): an extension left from an earlier build is not this one."""
+    digest = sources_digest()
+    if digest is None:  # installed from a wheel without its sources: nothing to compare
         return True
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
     return bool(getattr(module, "SOURCE_SHA256", None) == digest)
