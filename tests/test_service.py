@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mimir_limit_optimizer.catalogue import load_catalogue
 from mimir_limit_optimizer.controller.config_provider import ConfigProvider
 from mimir_limit_optimizer.controller.service import Service
+from mimir_limit_optimizer.engine import compiled
 from mimir_limit_optimizer.engine.overrides import validate_overrides
 
 CATALOGUE = load_catalogue()
@@ -163,3 +165,16 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path) -> None:
     assert process.wait(timeout=30) == 0
     rest = process.stderr.read()
     assert "received SIGTERM" in rest
+
+
+def test_the_startup_line_says_which_engine_passes_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install without a C compiler runs the numpy paths: the log's first line says so."""
+    file = tmp_path / "mlo.yaml"
+    file.write_text(f"dataDir: {tmp_path}\nsynthetic:\n  tenantCount: 3\n")
+    provider = ConfigProvider(file, env={}, cli={}, catalogue=CATALOGUE)
+    service = Service(provider, CATALOGUE, logger=logging.getLogger("test-service"))
+    assert json.loads(service.startup_line())["enginePasses"] == "compiled"
+    monkeypatch.setattr(compiled, "point_passes", lambda: None)
+    assert json.loads(service.startup_line())["enginePasses"] == "numpy"

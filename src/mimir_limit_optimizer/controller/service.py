@@ -43,6 +43,7 @@ from mimir_limit_optimizer.controller.wiring import (
     open_store,
     source_factory,
 )
+from mimir_limit_optimizer.engine import compiled
 from mimir_limit_optimizer.observability.health import HealthState
 from mimir_limit_optimizer.observability.metrics import ControllerMetrics
 from mimir_limit_optimizer.store import AuditEvent, AuditLog, StoreError
@@ -177,6 +178,9 @@ class Service:
                 "mode": config.mode.value,
                 "source": source,
                 "target": self.target.describe(),
+                # Without a C compiler at install the engine runs its numpy paths: the same
+                # results, about 30% more engine time (docs/benchmarks.md).
+                "enginePasses": "compiled" if compiled.point_passes() else "numpy",
                 "config": redacted_dump(config),
             },
             default=str,

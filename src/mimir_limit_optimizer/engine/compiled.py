@@ -1,7 +1,8 @@
 """The engine's compiled point passes (`_point_passes.c`, `_demand_pass.c`, built at install
-by setup.py), or
-None where the package was installed without them (no C compiler then: the install goes on
-without the extension, and every caller takes its numpy path, with the same results).
+by setup.py), or None where the package was installed without them (no C compiler then: the
+install goes on without the extension, and every caller takes its numpy path, with the same
+results). Loading reads the package's own C sources once, to check the module was built
+from them (`built_from_this_source`).
 
 Callers look the module up here at each use (`compiled.point_passes()`), so that one switch
 (`--numpy-passes` in bench/engine_scale.py) turns every pass back to numpy.
