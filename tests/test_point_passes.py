@@ -66,7 +66,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
         return call
 
     module = types.SimpleNamespace(
-        **{name: spy(name) for name in ("hour_pass", "blocks_above", "demand_pass")}
+        **{name: spy(name) for name in ("hour_pass", "rows_above", "demand_pass")}
     )
     monkeypatch.setattr(compiled, "point_passes", lambda: module)
     return counted
@@ -237,12 +237,18 @@ def test_the_kernel_refuses_a_read_only_output() -> None:
 
 
 @pytest.mark.parametrize("per_hour", [1, 5, 12, 60])
-def test_suspect_blocks_read_by_the_kernel_give_the_gathers_answer(
-    per_hour: int, monkeypatch: pytest.MonkeyPatch, calls: collections.Counter[str]
+@pytest.mark.parametrize("numpy_reads", ["blocks", "rows"])
+def test_suspect_blocks_read_by_the_kernel_give_numpys_answer(
+    per_hour: int,
+    numpy_reads: str,
+    monkeypatch: pytest.MonkeyPatch,
+    calls: collections.Counter[str],
 ) -> None:
-    """The spike filter's suspect blocks: the compiled read and numpy's gather find the same
-    rows, with bounds just under and over the points, NaN points and infinite ones."""
-    monkeypatch.setattr(spikes, "_SPARSE_SHARE", 1.0)  # block by block, however many
+    """The spike filter's suspect rows: the compiled read and numpy's (a gather of the
+    suspect blocks, or whole rows when many are suspect) find the same rows, with bounds
+    just under and over the points, NaN points and infinite ones, a partial last block."""
+    # numpy reads block by block however many are suspect, or whole rows at once
+    monkeypatch.setattr(spikes, "_SPARSE_SHARE", 1.0 if numpy_reads == "blocks" else 0.0)
     rng = np.random.default_rng(per_hour)
     t = 48 * per_hour + per_hour // 2  # a partial block at the end (but for one point)
     values = _rows(300, t, seed=per_hour)
@@ -254,41 +260,63 @@ def test_suspect_blocks_read_by_the_kernel_give_the_gathers_answer(
     bound = (means * rng.uniform(0.5, 3.0, size=(300, blocks))).astype(np.float32)
     bound[::5] = np.float32(np.inf)
     bound[7::11, 3] = np.nextafter(values[7::11, 3 * per_hour], np.float32(np.inf))  # just over
+    bound[8::11, -1] = np.float32(-1)  # the partial block: every point above
     rows = np.arange(0, 300, 2, dtype=np.int64)
     row_max = np.fmax.reduce(values[rows], axis=1).astype(np.float64)
     got = spikes._suspects_above(values, bound, per_hour, rows, row_max)
     want = spikes._suspects_above(values, bound, per_hour, rows, row_max, compiled=False)
     same_bits(got, want)
-    assert calls["blocks_above"] == 1  # the kernel read the blocks
+    assert calls["rows_above"] == 1  # the kernel read the blocks
     assert 0 < got.sum() < len(rows)  # some rows are above, some not
+    # A row above only in the last block (no point above anywhere else) is found.
+    only_tail = bound.copy()
+    only_tail[:, :-1] = np.float32(np.inf)
+    tail = spikes._suspects_above(values, only_tail, per_hour, rows, row_max)
+    same_bits(
+        tail, spikes._suspects_above(values, only_tail, per_hour, rows, row_max, compiled=False)
+    )
+    assert tail.any()  # (at one point an hour the last block is a whole one: the same rows)
 
 
-def test_the_kernel_refuses_a_block_out_of_range() -> None:
-    values = np.ones((4, 24), np.float32)
-    bounds = np.zeros(2, np.float32)
-    out = np.empty(2, np.bool_)
-    for rows, blocks in (([0, 4], [0, 1]), ([0, 1], [0, 2]), ([-1, 0], [0, 0])):
-        with pytest.raises(ValueError, match="out of range"):
-            _kernel().blocks_above(
-                values, 12, np.array(rows), np.array(blocks, dtype=np.int64), bounds, out
-            )
-    with pytest.raises(ValueError, match="int64"):
-        _kernel().blocks_above(
-            values, 12, np.array([0, 1], np.int32), np.array([0, 1]), bounds, out
-        )
+def _rows_above_args(**changed: Any) -> list[Any]:
+    args = {
+        "values": np.ones((4, 24), np.float32),
+        "bound": np.zeros((4, 2), np.float32),
+        "rows": np.array([0, 3]),
+        "row_max": np.ones(2),
+        "out": np.empty(2, np.bool_),
+    }
+    args.update(changed)
+    return [args["values"], 12, args["bound"], args["rows"], args["row_max"], args["out"]]
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"rows": np.array([0, 4])}, "out of range"),
+        ({"rows": np.array([-1, 0])}, "out of range"),
+        ({"rows": np.array([0, 1], np.int32)}, "int64"),
+        ({"row_max": np.ones(2, np.float32)}, "float64"),
+        ({"row_max": np.ones(3)}, "float64"),
+        ({"bound": np.zeros((4, 1), np.float32)}, "every whole block"),
+        ({"bound": np.zeros((3, 2), np.float32)}, "every whole block"),
+        ({"out": np.empty(3, np.bool_)}, "out"),
+    ],
+)
+def test_the_kernel_refuses_rows_it_cannot_read(changed: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _kernel().rows_above(*_rows_above_args(**changed))
 
 
 def test_an_output_over_the_indices_is_refused_not_read_out_of_bounds() -> None:
-    """`out` overlapping `rows`: the hits written change an index after it was checked; each
-    index is read once, so the changed one is caught, not followed."""
-    values = np.ones((4, 24), np.float32)
-    pairs = 16
-    rows = np.zeros(pairs, np.int64)
-    out = rows.view(np.uint8)[64 : 64 + pairs]  # hits 0-7 are the bytes of rows[8]
+    """`out` overlapping `rows`: the answers written change an index after it was checked;
+    each index is read once, so the changed one is caught, not followed."""
+    count = 16
+    rows = np.zeros(count, np.int64)
+    out = rows.view(np.uint8)[64 : 64 + count]  # answers 0-7 are the bytes of rows[8]
+    args = _rows_above_args(rows=rows, row_max=np.full(count, 2.0), out=out)
     with pytest.raises(ValueError, match="out of range"):
-        _kernel().blocks_above(
-            values, 12, rows, np.zeros(pairs, np.int64), np.zeros(pairs, np.float32), out
-        )
+        _kernel().rows_above(*args)
 
 
 NOW = 1_800_000_000.0

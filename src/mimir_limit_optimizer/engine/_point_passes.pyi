@@ -4,8 +4,8 @@ from typing import Any
 SOURCE_SHA256: str
 
 def hour_pass(values: Any, per_hour: int, means: Any, totals: Any, /) -> None: ...
-def blocks_above(
-    values: Any, per_hour: int, rows: Any, blocks: Any, bounds: Any, out: Any, /
+def rows_above(
+    values: Any, per_hour: int, bound: Any, rows: Any, row_max: Any, out: Any, /
 ) -> None: ...
 def demand_pass(
     usage: Any,

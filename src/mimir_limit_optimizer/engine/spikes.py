@@ -226,26 +226,35 @@ def _suspects_above(
     A daily cycle puts the lowest bounds at night, when the points are low too: few blocks
     (about 6% in the scale benchmark) are read instead of every point of the rows.
 
-    `compiled`: those blocks are read by the compiled pass (engine/compiled.py), when it is
-    there and `values` are float32 with contiguous rows; the same answer as the gather here."""
+    `compiled`: the whole blocks are read by the compiled pass (engine/compiled.py), when it
+    is there and the arrays are float32 with contiguous rows: the same answer, without the
+    (rows x blocks) grids and gathers that cost numpy about twice the reading itself."""
     t = values.shape[1]
     full = t // block
+    kernel = compiled_passes.point_passes() if compiled else None
+    if kernel is not None and full and compiled_passes.fits(values, bound):
+        above = np.empty(len(rows), dtype=np.bool_)
+        kernel.rows_above(
+            values,
+            block,
+            bound,
+            rows.astype(np.int64, copy=False),  # (indices are int32 on 32-bit builds)
+            np.ascontiguousarray(row_max, dtype=np.float64),
+            above,
+        )
+        if full * block < t:  # the trailing partial block, where it is suspect
+            at = np.flatnonzero(bound[rows, full] < row_max)
+            with np.errstate(invalid="ignore"):
+                tail = values[rows[at], full * block :] > bound[rows[at], full:]
+            above[at[tail.any(axis=1)]] = True
+        return above
     suspect = bound[rows] < row_max[:, None]  # (rows, blocks); the bound is never NaN
     local, blocks = np.nonzero(suspect)
     if len(local) > _SPARSE_SHARE * suspect.size:
         return _rows_above(values, bound, block, rows)
     above = np.zeros(len(rows), dtype=bool)
     whole = blocks < full
-    kernel = compiled_passes.point_passes() if compiled else None
-    if whole.any() and kernel is not None and compiled_passes.fits(values, bound):
-        at, cols = local[whole], blocks[whole]
-        at_rows = rows[at].astype(np.int64, copy=False)  # (indices are int32 on 32-bit builds)
-        hit = np.empty(len(at), dtype=np.bool_)
-        kernel.blocks_above(
-            values, block, at_rows, cols.astype(np.int64, copy=False), bound[at_rows, cols], hit
-        )
-        above[at[hit]] = True
-    elif whole.any():
+    if whole.any():
         at, cols = local[whole], blocks[whole]
         # Whole blocks as the unit of the gather: 12 points copied at a time, not one by one.
         # (A strided view: a reshape would copy the rows when t is no multiple of block.)
