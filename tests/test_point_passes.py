@@ -461,3 +461,41 @@ def test_the_demand_kernel_refuses_columns_outside_the_window(
         _kernel().demand_pass(
             usage, usage[:, :10], np.empty_like(usage), True, 1.0, 0, 1, 0, 1, *totals, *flags
         )
+
+
+def _misaligned_copy(array: np.ndarray) -> np.ndarray:
+    """The same values one byte off their alignment."""
+    raw = np.zeros(array.nbytes + 1, dtype=np.uint8)
+    moved = np.ndarray(array.shape, array.dtype, buffer=raw, offset=1)
+    moved[...] = array
+    return moved
+
+
+def test_suspect_rows_the_kernel_cannot_read_as_handed_over_take_numpys_answer() -> None:
+    """Strided or misaligned indices and maxima are copied for the kernel; a bound for more
+    rows than the values have, or empty values at an odd address, go to numpy."""
+    values = _rows(12, 24, seed=3)
+    bound = np.full((12, 2), 0.5, np.float32)
+    every = np.arange(12, dtype=np.int64)
+    rows = np.repeat(every, 2)[::2]  # strided view of 0..11
+    row_max = np.fmax.reduce(values, axis=1).astype(np.float64)
+    want = spikes._suspects_above(values, bound, 12, every, row_max, compiled=False)
+    assert 0 < want.sum() < 12
+    for got in (
+        spikes._suspects_above(values, bound, 12, rows, row_max),
+        spikes._suspects_above(values, bound, 12, every, _misaligned_copy(row_max)),
+        spikes._suspects_above(values, bound, 12, _misaligned_copy(every), row_max),
+    ):
+        same_bits(got, want)
+    wide = np.vstack([bound, bound])  # more rows than the values
+    same_bits(spikes._suspects_above(values, wide, 12, every, row_max), want)
+    empty = _misaligned_copy(np.zeros((0, 24), np.float32))
+    assert not compiled.fits(empty)
+    none = np.zeros(0, np.int64)
+    assert spikes._suspects_above(empty, bound[:0], 12, none, np.zeros(0)).shape == (0,)
+
+
+def test_the_kernel_refuses_misaligned_indices() -> None:
+    rows = _misaligned_copy(np.array([0, 3]))
+    with pytest.raises(ValueError, match="aligned"):
+        _kernel().rows_above(*_rows_above_args(rows=rows))

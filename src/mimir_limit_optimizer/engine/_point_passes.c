@@ -130,8 +130,9 @@ check_indices(const Py_buffer *b, Py_ssize_t n, const char *name)
     int native = len == 1 || (len == 2 && (f[0] == '=' || f[0] == '@' ||
                                            (PY_LITTLE_ENDIAN && f[0] == '<')));
     if (!native || (code != 'l' && code != 'q') || b->itemsize != 8 || b->ndim != 1 ||
-        b->shape[0] != n || b->strides[0] != 8) {
-        PyErr_Format(PyExc_ValueError, "%s: a contiguous int64 array of %zd is needed", name, n);
+        b->shape[0] != n || b->strides[0] != 8 || (uintptr_t)b->buf % 8 != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: an aligned, contiguous int64 array of %zd is needed",
+                     name, n);
         return -1;
     }
     return 0;

@@ -226,20 +226,32 @@ def _suspects_above(
     A daily cycle puts the lowest bounds at night, when the points are low too: few blocks
     (about 6% in the scale benchmark) are read instead of every point of the rows.
 
+    `rows`: ascending, each once. `row_max`: each of those rows' maximum, at least every
+    point of the row (the sort's; the caller leaves out rows whose maximum is NaN): both the
+    block-by-block and the whole-row reads give the same answer only then.
+
     `compiled`: the whole blocks are read by the compiled pass (engine/compiled.py), when it
     is there and the arrays are float32 with contiguous rows: the same answer, without the
     (rows x blocks) grids and gathers that cost numpy about twice the reading itself."""
     t = values.shape[1]
     full = t // block
     kernel = compiled_passes.point_passes() if compiled else None
-    if kernel is not None and full and compiled_passes.fits(values, bound):
+    if (
+        kernel is not None
+        and full
+        and len(rows)
+        and bound.shape[0] == values.shape[0]
+        and bound.shape[1] >= full
+        and compiled_passes.fits(values, bound)
+    ):
         above = np.empty(len(rows), dtype=np.bool_)
         kernel.rows_above(
             values,
             block,
             bound,
-            rows.astype(np.int64, copy=False),  # (indices are int32 on 32-bit builds)
-            np.ascontiguousarray(row_max, dtype=np.float64),
+            # contiguous and aligned copies where they are not (int32 on 32-bit builds)
+            np.require(rows, np.int64, ["C", "A"]),
+            np.require(row_max, np.float64, ["C", "A"]),
             above,
         )
         if full * block < t:  # the trailing partial block, where it is suspect
