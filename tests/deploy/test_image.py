@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -106,14 +107,12 @@ def test_dockerignore_keeps_exactly_what_the_build_copies() -> None:
         assert (ROOT / path).exists(), path
 
 
-def _install(tmp: Path) -> Path:
-    """Build the wheel and install it into a fresh virtualenv; the venv's directory.
-
-    Built from a copy of the image's build context (what .dockerignore lets in), as the image
-    builds it: nothing left in this tree by an earlier build (its build/ folder, an editable
-    install's compiled module) can end up in the wheel."""
+def _wheel(tmp: Path, env: dict[str, str] | None = None) -> Path:
+    """The wheel, built from a copy of the image's build context (what .dockerignore lets
+    in), as the image builds it: nothing left in this tree by an earlier build (its build/
+    folder, an editable install's compiled module) can end up in the wheel."""
     context = tmp / "context"
-    context.mkdir()
+    context.mkdir(parents=True)
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, context / name)
     shutil.copytree(
@@ -125,10 +124,27 @@ def _install(tmp: Path) -> Path:
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
          "--wheel-dir", str(wheels), str(context)],
-        capture_output=True, text=True, check=False, timeout=300,
+        capture_output=True, text=True, check=False, timeout=300, env=env,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = wheels.glob("mimir_limit_optimizer-*.whl")
+    return wheel
+
+
+def test_the_wheel_builds_without_a_c_compiler(tmp_path: Path) -> None:
+    """No compiler: the install goes on without the compiled passes (the engine then takes
+    its numpy paths); with one, they are in the wheel."""
+    without = _wheel(tmp_path / "no-cc", env={**os.environ, "CC": str(tmp_path / "no-cc-here")})
+    names = zipfile.ZipFile(without).namelist()
+    assert "mimir_limit_optimizer/engine/compiled.py" in names
+    assert not [name for name in names if name.endswith(".so")]
+    with_cc = zipfile.ZipFile(_wheel(tmp_path / "cc")).namelist()
+    assert [name for name in with_cc if "_point_passes" in name and name.endswith(".so")]
+
+
+def _install(tmp: Path) -> Path:
+    """Build the wheel and install it into a fresh virtualenv; the venv's directory."""
+    wheel = _wheel(tmp)
     venv = tmp / "opt-mlo"
     full = os.environ.get("MLO_IMAGE_TEST_FULL_INSTALL") == "1"
     subprocess.run(
