@@ -204,6 +204,16 @@ def percentiles(self: SortedRows, qs: Any) -> list[Any]:
     return out
 
 
+def sorted_with_hours(values: Any, qs: Any, per_hour: int, out: Any, **_: Any) -> Any:
+    """hourly.sorted_with_hours as its two parts: the reference SortedRows (whole, patched in
+    as `__init__`) and no hour stats worth trusting (the reference shape and spike filter
+    compute theirs again): NaN means, NaN variability."""
+    from mimir_limit_optimizer.engine.hourly import HourStats
+
+    out[...] = np.nan
+    return SortedRows(values), HourStats(out, np.full(len(values), np.nan))
+
+
 def sorted_rows_init(
     self: SortedRows, values: Any, buffer: Any = None, *, only: Any = None
 ) -> None:

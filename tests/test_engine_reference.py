@@ -136,6 +136,7 @@ def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spikes, "_SCAN_POINTS", 1 << 62)  # the whole array at once
     monkeypatch.setattr(stats.SortedRows, "percentiles", ref.percentiles)
     monkeypatch.setattr(stats.SortedRows, "__init__", ref.sorted_rows_init)
+    monkeypatch.setattr(hourly, "sorted_with_hours", ref.sorted_with_hours)
     monkeypatch.setattr(recommend_pass.Pass, "buffer", ref.new_buffer)
 
 

@@ -6,6 +6,7 @@ and give the same bits as the numpy paths they replace:
 - the spike filter's suspect blocks;
 - demand (accepted + bounded discards) and its sums, with gaps, negative and missing
   discards, retried 429s above the accepted rate, in place of the discards.
+The sort pass is in tests/test_sort_pass.py.
 A spy checks that each comparison ran the kernel. Arrays it cannot read as they are (float64,
 transposed, misaligned, rows a fraction of a point apart) go to the numpy path; the kernel
 itself refuses them and never reads out of bounds, even when its output overlaps its index
@@ -27,49 +28,15 @@ from mimir_limit_optimizer.config.models import Config
 from mimir_limit_optimizer.engine import compiled, hourly, recommend_pass, spikes, throttling
 from mimir_limit_optimizer.engine.results import Reason
 from mimir_limit_optimizer.engine.usage import LazyArrays, Observation
+from tests.compiled_passes import kernel as _kernel
+from tests.compiled_passes import same_bits, spy_on_passes
 
 PER_HOUR = [1, 2, 7, 8, 9, 12, 13, 16, 60, 127, 128, 129, 240, 257]
 
 
-def same_bits(got: Any, want: Any) -> None:
-    """Equal bit for bit: assert_array_equal takes -0.0 for 0.0 and any NaN for any NaN."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape
-    if got.dtype.kind == "f":
-        bits = np.dtype(f"u{got.dtype.itemsize}")
-        np.testing.assert_array_equal(got.view(bits), want.view(bits))
-    else:
-        np.testing.assert_array_equal(got, want)
-
-
-def _kernel() -> Any:
-    kernel = compiled.point_passes()
-    if kernel is None:
-        pytest.fail(
-            "the compiled point passes were not built from engine/_point_passes.c: install a "
-            "C compiler (Debian: gcc) and reinstall the package (make clean test)"
-        )
-    return kernel
-
-
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
-    """Calls to each compiled pass, counted (the passes themselves still run)."""
-    kernel = _kernel()
-    counted: collections.Counter[str] = collections.Counter()
-
-    def spy(name: str) -> Any:
-        def call(*args: Any) -> Any:
-            counted[name] += 1
-            return getattr(kernel, name)(*args)
-
-        return call
-
-    module = types.SimpleNamespace(
-        **{name: spy(name) for name in ("hour_pass", "rows_above", "demand_pass")}
-    )
-    monkeypatch.setattr(compiled, "point_passes", lambda: module)
-    return counted
+    return spy_on_passes(monkeypatch)
 
 
 def _rows(n: int, t: int, seed: int) -> np.ndarray:
@@ -90,9 +57,9 @@ def _rows(n: int, t: int, seed: int) -> np.ndarray:
 
 
 def test_the_compiled_passes_are_built_from_this_source() -> None:
-    kernel = _kernel()
-    assert compiled.built_from_this_source(kernel)
-    assert len(kernel.SOURCE_SHA256) == 64
+    module = _kernel()
+    assert compiled.built_from_this_source(module)
+    assert len(module.SOURCE_SHA256) == 64
 
 
 def test_a_module_from_another_source_is_not_used() -> None:

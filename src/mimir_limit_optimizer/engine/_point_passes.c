@@ -8,6 +8,8 @@
  *   its block's bound, reading only the blocks the spike filter suspects.
  * - `demand_pass` (engine/throttling.py, `demand`; in _demand_pass.c): demand = accepted +
  *   bounded discards, and the sums read from it.
+ * - `sorted_percentiles` (engine/stats.py, `_sorted_chunks`; in _sort_pass.c): each row
+ *   sorted on its own in L1, its finite points counted and its percentiles read.
  *
  * The same bits as the numpy paths, which stay as the fallback where no compiler built this
  * (tests/test_point_passes.py compares them): additions in numpy's pairwise order
@@ -60,96 +62,79 @@ row_pass(const float *restrict row, float *restrict row_means, float *restrict d
     }
 }
 
+float
+hour_row(const float *row, float *row_means, float *dev, Py_ssize_t hours, Py_ssize_t per_hour)
+{
+    row_pass(row, row_means, dev, hours, per_hour, (float)per_hour);
+    return 0.0f + pairwise_sum(dev, hours * per_hour);
+}
+
+int
+check_hour_outputs(const Py_buffer *values, Py_ssize_t per_hour, const Py_buffer *means,
+                   const Py_buffer *totals)
+{
+    if (check_floats(means, 2, "means") < 0 || check_floats(totals, 1, "totals") < 0) {
+        return -1;
+    }
+    Py_ssize_t rows = values->shape[0], points = values->shape[1];
+    if (per_hour < 1 || points % per_hour != 0) {
+        PyErr_SetString(PyExc_ValueError, "values: whole hours of per_hour points are needed");
+        return -1;
+    }
+    if (means->shape[0] != rows || means->shape[1] != points / per_hour ||
+        totals->shape[0] != rows) {
+        PyErr_SetString(PyExc_ValueError, "means (rows, hours) and totals (rows,) are needed");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 hour_pass(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *values_obj, *means_obj, *totals_obj;
+    enum { VALUES, MEANS, TOTALS, COUNT };
+    PyObject *objects[COUNT];
     Py_ssize_t per_hour;
-    if (!PyArg_ParseTuple(args, "OnOO", &values_obj, &per_hour, &means_obj, &totals_obj)) {
+    if (!PyArg_ParseTuple(args, "OnOO", &objects[VALUES], &per_hour, &objects[MEANS],
+                          &objects[TOTALS])) {
         return NULL;
     }
-    Py_buffer values, means, totals;
-    if (PyObject_GetBuffer(values_obj, &values, PyBUF_RECORDS_RO) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(means_obj, &means, PyBUF_RECORDS) < 0) {
-        PyBuffer_Release(&values);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(totals_obj, &totals, PyBUF_RECORDS) < 0) {
-        PyBuffer_Release(&values);
-        PyBuffer_Release(&means);
-        return NULL;
-    }
+    Py_buffer views[COUNT];
+    int got = 0;
     PyObject *result = NULL;
     float *scratch = NULL;
-    if (check_floats(&values, 2, "values") < 0 || check_floats(&means, 2, "means") < 0 ||
-        check_floats(&totals, 1, "totals") < 0) {
+    for (; got < COUNT; got++) {
+        int flags = got == VALUES ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
+        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
+            goto done;
+        }
+    }
+    const Py_buffer *values = &views[VALUES], *means = &views[MEANS], *totals = &views[TOTALS];
+    if (check_floats(values, 2, "values") < 0 ||
+        check_hour_outputs(values, per_hour, means, totals) < 0) {
         goto done;
     }
-    Py_ssize_t rows = values.shape[0], points = values.shape[1];
-    if (per_hour < 1 || points % per_hour != 0) {
-        PyErr_SetString(PyExc_ValueError, "values: whole hours of per_hour points are needed");
-        goto done;
-    }
-    Py_ssize_t hours = points / per_hour;
-    if (means.shape[0] != rows || means.shape[1] != hours || totals.shape[0] != rows) {
-        PyErr_SetString(PyExc_ValueError, "means (rows, hours) and totals (rows,) are needed");
-        goto done;
-    }
+    Py_ssize_t rows = values->shape[0], points = values->shape[1];
     scratch = PyMem_RawMalloc((size_t)(points > 0 ? points : 1) * sizeof(float));
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    const float divisor = (float)per_hour;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < rows; r++) {
-        const float *row = (const float *)((const char *)values.buf + r * values.strides[0]);
-        float *row_means = (float *)((char *)means.buf + r * means.strides[0]);
-        row_pass(row, row_means, scratch, hours, per_hour, divisor);
-        *(float *)((char *)totals.buf + r * totals.strides[0]) =
-            0.0f + pairwise_sum(scratch, points);
+        const float *row = (const float *)((const char *)values->buf + r * values->strides[0]);
+        float *row_means = (float *)((char *)means->buf + r * means->strides[0]);
+        *(float *)((char *)totals->buf + r * totals->strides[0]) =
+            hour_row(row, row_means, scratch, points / per_hour, per_hour);
     }
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(scratch);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&means);
-    PyBuffer_Release(&totals);
+    for (int k = 0; k < got; k++) {
+        PyBuffer_Release(&views[k]);
+    }
     return result;
-}
-
-static int
-check_indices(const Py_buffer *b, Py_ssize_t n, const char *name)
-{
-    const char *f = b->format;
-    size_t len = f == NULL ? 0 : strlen(f);
-    char code = len ? f[len - 1] : 0;
-    int native = len == 1 || (len == 2 && (f[0] == '=' || f[0] == '@' ||
-                                           (PY_LITTLE_ENDIAN && f[0] == '<')));
-    if (!native || (code != 'l' && code != 'q') || b->itemsize != 8 || b->ndim != 1 ||
-        b->shape[0] != n || b->strides[0] != 8 || (uintptr_t)b->buf % 8 != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: an aligned, contiguous int64 array of %zd is needed",
-                     name, n);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-check_doubles(const Py_buffer *b, Py_ssize_t n, const char *name)
-{
-    const char *f = b->format;
-    int is_double = f != NULL && (strcmp(f, "d") == 0 || strcmp(f, "=d") == 0 ||
-                                  strcmp(f, "@d") == 0 || (PY_LITTLE_ENDIAN && strcmp(f, "<d") == 0));
-    if (!is_double || b->itemsize != 8 || b->ndim != 1 || b->shape[0] != n ||
-        b->strides[0] != 8 || (uintptr_t)b->buf % sizeof(double) != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: a contiguous float64 array of %zd is needed", name, n);
-        return -1;
-    }
-    return 0;
 }
 
 #if defined(__GNUC__)
@@ -282,6 +267,11 @@ static PyMethodDef methods[] = {
      "per row the discards' sum, demand's sum (NaN for a row with a usage gap), whether the "
      "discards in columns recent_lo:recent_hi and day_lo:day_hi sum above 0, and whether the "
      "bound cut. float32 with contiguous rows; the flags one byte per row."},
+    {"sorted_percentiles", sorted_percentiles, METH_VARARGS,
+     "sorted_percentiles(values, qs, counts, found): each row's count of finite points into "
+     "counts (int64) and its percentiles qs (float64, 0-100) into found (float64, flat: "
+     "found[k * rows + row] for qs[k]; NaN for an empty row), each row sorted on its own "
+     "with numpy's float32 sort; values float32 with contiguous rows."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -293,6 +283,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__point_passes(void)
 {
+    if (sort_pass_init() < 0) { /* numpy's C API, for its sort (_sort_pass.c) */
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
 #ifdef SOURCE_SHA256 /* setup.py: which sources this was built from (engine/compiled.py) */
     if (m != NULL && PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {

@@ -1,4 +1,4 @@
-/* What the engine's point passes share (_point_passes.c, _demand_pass.c): numpy's pairwise
+/* What the engine's point passes share (_point_passes.c, _demand_pass.c, _sort_pass.c): numpy's pairwise
  * summation and the checks of the buffers handed over. */
 #ifndef MLO_POINT_PASSES_H
 #define MLO_POINT_PASSES_H
@@ -74,7 +74,81 @@ check_flags(const Py_buffer *b, Py_ssize_t n, const char *name)
     return 0;
 }
 
+/* The bytes a buffer spans, [*lo, *hi), whatever the signs of its strides. */
+static inline void
+buffer_span(const Py_buffer *b, uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t start = (uintptr_t)b->buf, end = start + (uintptr_t)b->itemsize;
+    for (int d = 0; d < b->ndim; d++) {
+        if (b->shape[d] == 0) {
+            *lo = *hi = start;
+            return;
+        }
+        Py_ssize_t reach = (b->shape[d] - 1) * b->strides[d];
+        if (reach < 0) {
+            start -= (uintptr_t)(-reach);
+        } else {
+            end += (uintptr_t)reach;
+        }
+    }
+    *lo = start;
+    *hi = end;
+}
+
+/* Whether two buffers' spans share a byte (an empty buffer shares none). */
+static inline int
+overlap(const Py_buffer *a, const Py_buffer *b)
+{
+    uintptr_t a_lo, a_hi, b_lo, b_hi;
+    buffer_span(a, &a_lo, &a_hi);
+    buffer_span(b, &b_lo, &b_hi);
+    return a_lo < a_hi && b_lo < b_hi && a_lo < b_hi && b_lo < a_hi;
+}
+
+static inline int
+check_indices(const Py_buffer *b, Py_ssize_t n, const char *name)
+{
+    const char *f = b->format;
+    size_t len = f == NULL ? 0 : strlen(f);
+    char code = len ? f[len - 1] : 0;
+    int native = len == 1 || (len == 2 && (f[0] == '=' || f[0] == '@' ||
+                                           (PY_LITTLE_ENDIAN && f[0] == '<')));
+    if (!native || (code != 'l' && code != 'q') || b->itemsize != 8 || b->ndim != 1 ||
+        b->shape[0] != n || b->strides[0] != 8 || (uintptr_t)b->buf % 8 != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: an aligned, contiguous int64 array of %zd is needed",
+                     name, n);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int
+check_doubles(const Py_buffer *b, Py_ssize_t n, const char *name)
+{
+    const char *f = b->format;
+    int is_double = f != NULL && (strcmp(f, "d") == 0 || strcmp(f, "=d") == 0 ||
+                                  strcmp(f, "@d") == 0 || (PY_LITTLE_ENDIAN && strcmp(f, "<d") == 0));
+    if (!is_double || b->itemsize != 8 || b->ndim != 1 || b->shape[0] != n ||
+        b->strides[0] != 8 || (uintptr_t)b->buf % sizeof(double) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: a contiguous float64 array of %zd is needed", name, n);
+        return -1;
+    }
+    return 0;
+}
+
+/* _point_passes.c: one row's hour means into row_means and the sum of its points'
+ * deviations from them, returned (`dev`: scratch for the row's points); and the checks of
+ * the hour outputs (means (rows, hours), totals (rows,), float32) for `values`. */
+float hour_row(const float *row, float *row_means, float *dev, Py_ssize_t hours,
+               Py_ssize_t per_hour);
+int check_hour_outputs(const Py_buffer *values, Py_ssize_t per_hour, const Py_buffer *means,
+                       const Py_buffer *totals);
+
 /* _demand_pass.c */
 PyObject *demand_pass(PyObject *module, PyObject *args);
+
+/* _sort_pass.c (the one source that includes numpy's C API) */
+int sort_pass_init(void);
+PyObject *sorted_percentiles(PyObject *module, PyObject *args);
 
 #endif

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mimir_limit_optimizer.engine import compiled as compiled_passes
+from mimir_limit_optimizer.engine.stats import SortedRows
 from mimir_limit_optimizer.engine.usage import AnyFloatArray, FloatArray
 
 Float32Array = npt.NDArray[np.float32]
@@ -140,16 +141,66 @@ def means_and_variability(
     points = hours * per_hour
     means = out if out is not None else np.empty((n, hours), dtype=np.float32)
     total = np.empty(n, dtype=np.float32)
-    count = np.full(n, points, dtype=np.int64)
-    rows = max(1, CHUNK_POINTS // max(points, 1))
-    deviation = np.empty((min(rows, n), hours, per_hour), dtype=np.float32)
     kernel = compiled_passes.point_passes() if compiled else None
     if kernel is not None and points and compiled_passes.fits(values, means):
         kernel.hour_pass(values[:, t - points :], per_hour, means, total)
     else:
+        rows = max(1, CHUNK_POINTS // max(points, 1))
+        deviation = np.empty((min(rows, n), hours, per_hour), dtype=np.float32)
         _numpy_pass(values, per_hour, means, total, deviation)
-    # A NaN sum: gaps, or hours whose mean is 0 (0/0). Those rows count what is there.
+    return with_gaps_counted(values, per_hour, means, total)
+
+
+def sorted_with_hours(
+    values: AnyFloatArray,
+    qs: list[float],
+    per_hour: int,
+    out: Float32Array,
+    *,
+    compiled: bool = True,
+) -> tuple[SortedRows, HourStats]:
+    """`SortedRows(values, only=qs)` and `means_and_variability(values, per_hour, out)`, for
+    values of whole hours, in one sweep where the compiled passes are there: each row is read
+    from memory once for its sort and its hour pass (6 ms a limit less at 10,000 tenants).
+    The same results as the two calls, which are the fallback."""
+    n, t = values.shape
+    wanted = list(dict.fromkeys(qs))
+    kernel = compiled_passes.point_passes() if compiled else None
+    if (
+        kernel is None
+        or not n
+        or not t
+        or t % per_hour
+        or out.shape != (n, t // per_hour)
+        or not compiled_passes.fits(values, out)
+        or not all(0 <= q <= 100 for q in wanted)
+    ):
+        rows = SortedRows(values, only=wanted, compiled=compiled)
+        return rows, means_and_variability(values, per_hour, out, compiled=compiled)
+    counts: IntArray = np.empty(n, dtype=np.int64)
+    flat = np.empty(len(wanted) * n)
+    total = np.empty(n, dtype=np.float32)
+    qs_array = np.asarray(wanted, dtype=np.float64)
+    kernel.sorted_percentiles(values, qs_array, counts, flat, per_hour, out, total)
+    found = [flat[k * n : (k + 1) * n] for k in range(len(wanted))]
+    rows = SortedRows.from_percentiles(values, counts, dict(zip(wanted, found, strict=True)))
+    return rows, with_gaps_counted(values, per_hour, out, total)
+
+
+def with_gaps_counted(
+    values: AnyFloatArray, per_hour: int, means: Float32Array, total: Float32Array
+) -> HourStats:
+    """The hour stats from the hour pass's means and sums of deviations, done as if no row
+    had a gap: rows whose sum is NaN (a gap, or an hour whose mean is 0: 0/0) are done again
+    counting only what is there."""
+    n, t = values.shape
+    hours = t // per_hour
+    points = hours * per_hour
+    count = np.full(n, points, dtype=np.int64)
     redo = np.flatnonzero(np.isnan(total))
+    rows = max(1, CHUNK_POINTS // max(points, 1))
+    if len(redo):
+        deviation = np.empty((min(rows, len(redo)), hours, per_hour), dtype=np.float32)
     for lo in range(0, len(redo), rows):
         chosen = redo[lo : lo + rows]
         blocks = np.asarray(values[chosen, t - points :], dtype=np.float32).reshape(

@@ -14,6 +14,7 @@ import numpy as np
 from mimir_limit_optimizer.catalogue import LimitSpec
 from mimir_limit_optimizer.engine import adaptive, hourly, peak_memory, throttling
 from mimir_limit_optimizer.engine import postprocess as pp
+from mimir_limit_optimizer.engine.hourly import Float32Array, HourStats
 from mimir_limit_optimizer.engine.peak_memory import PeakMemory
 from mimir_limit_optimizer.engine.policy import LimitPolicy
 from mimir_limit_optimizer.engine.recommend_pass import Pass, undefined
@@ -61,16 +62,17 @@ def usage_value(
     # rows had discards, usage gets its own sort (released before demand's, so two sorted
     # copies never coexist).
     # The percentiles read from the sort are known now (statistics, the strategy's, the
-    # tail's): it is done a chunk of rows at a time and no sorted copy is kept.
+    # tail's): they are read a row (compiled) or a chunk of rows (numpy) at a time, and no
+    # sorted copy is kept.
     usage_qs = [50.0, 95.0, 99.0, 100.0]
     read = [*usage_qs, trend.percentile, trend.adaptive.tail_percentile]
     if len(throttled_rows) > state.n // 4:
         observed = SortedRows(usage, only=usage_qs)
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles(usage_qs)
         observed.release()  # keep the counts, not the usage
-        ordered = SortedRows(demand, only=read)
+        ordered, raw_stats = _sort_demand(state, demand, read)
     else:
-        ordered = SortedRows(demand, only=read)
+        ordered, raw_stats = _sort_demand(state, demand, read)
         observed = ordered.patched(throttled_rows, usage[throttled_rows])
         result.p50, result.p95, result.p99, result.maximum = observed.percentiles(usage_qs)
     if spec.name not in obs.discards:
@@ -89,18 +91,6 @@ def usage_value(
         + (" (nor from its fallback measure)" if spec.usage_fallback_query else ""),
     )
     del usage
-
-    # Demand's hour means and variability, once: the spike filter's hourly baseline and the
-    # tenant's shape both start from the hour means (one pass over the points less). Only
-    # when the window is whole hours: the spike filter's blocks start at the first point,
-    # the shape's hours end at the last one.
-    per_hour = hourly.points_per_hour(obs.step)
-    hours = demand.shape[1] // per_hour
-    raw_stats = None
-    if hours and demand.shape[1] == hours * per_hour:
-        grid = state.buffer("hour_means", (demand.shape[0], hours))
-        raw_stats = hourly.means_and_variability(demand, per_hour, out=grid)
-        del grid
 
     spike_cfg = config.event_spike
     cleaned = Cleaned(demand, throttling.NO_ROWS, np.zeros((0, demand.shape[1]), dtype=np.float32))
@@ -253,3 +243,18 @@ def _time_of_day(state: Pass, cleaned: Cleaned, percentile: float) -> FloatArray
     if rest.any():
         value = np.fmax(value, SortedRows(cleaned.columns(rest)).percentile(percentile))
     return value
+
+
+def _sort_demand(
+    state: Pass, demand: Float32Array, read: list[float]
+) -> tuple[SortedRows, HourStats | None]:
+    """Demand's sort (the percentiles `read`) and, in the same sweep, its hour means and
+    variability: the spike filter's hourly baseline and the tenant's shape both start from
+    the hour means. None for these when the window is not whole hours (the spike filter's
+    blocks start at the first point, the shape's hours end at the last one)."""
+    per_hour = hourly.points_per_hour(state.obs.step)
+    hours = demand.shape[1] // per_hour
+    if not hours or demand.shape[1] != hours * per_hour:
+        return SortedRows(demand, only=read), None
+    grid = state.buffer("hour_means", (demand.shape[0], hours))
+    return hourly.sorted_with_hours(demand, read, per_hour, grid)
