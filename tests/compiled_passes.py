@@ -12,7 +12,7 @@ import pytest
 
 from mimir_limit_optimizer.engine import compiled
 
-PASSES = ("hour_pass", "rows_above", "demand_pass", "sorted_percentiles")
+PASSES = ("hour_pass", "rows_above", "demand_pass", "sorted_percentiles", "centred_means")
 
 
 def same_bits(got: Any, want: Any) -> None:

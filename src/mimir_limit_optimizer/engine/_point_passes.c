@@ -8,6 +8,8 @@
  *   its block's bound, reading only the blocks the spike filter suspects.
  * - `demand_pass` (engine/throttling.py, `demand`; in _demand_pass.c): demand = accepted +
  *   bounded discards, and the sums read from it.
+ * - `centred_means` (engine/stats.py, `centred_nanmean`; in _centred_pass.c): the spike
+ *   filter's centred baseline over the hour means.
  * - `sorted_percentiles` (engine/stats.py, `_sorted_chunks`; in _sort_pass.c): each row
  *   sorted on its own in L1, its finite points counted and its percentiles read.
  *
@@ -267,6 +269,10 @@ static PyMethodDef methods[] = {
      "per row the discards' sum, demand's sum (NaN for a row with a usage gap), whether the "
      "discards in columns recent_lo:recent_hi and day_lo:day_hi sum above 0, and whether the "
      "bound cut. float32 with contiguous rows; the flags one byte per row."},
+    {"centred_means", centred_means, METH_VARARGS,
+     "centred_means(values, window, out): each row's centred rolling mean over window points "
+     "ignoring NaN into out (NaN where the window holds no point); float32 with contiguous "
+     "rows."},
     {"sorted_percentiles", sorted_percentiles, METH_VARARGS,
      "sorted_percentiles(values, qs, counts, found): each row's count of finite points into "
      "counts (int64) and its percentiles qs (float64, 0-100) into found (float64, flat: "

@@ -1,5 +1,5 @@
-/* What the engine's point passes share (_point_passes.c, _demand_pass.c, _sort_pass.c): numpy's pairwise
- * summation and the checks of the buffers handed over. */
+/* What the engine's point passes share (_point_passes.c and the other _*_pass.c): numpy's
+ * pairwise summation and the checks of the buffers handed over. */
 #ifndef MLO_POINT_PASSES_H
 #define MLO_POINT_PASSES_H
 
@@ -146,6 +146,9 @@ int check_hour_outputs(const Py_buffer *values, Py_ssize_t per_hour, const Py_bu
 
 /* _demand_pass.c */
 PyObject *demand_pass(PyObject *module, PyObject *args);
+
+/* _centred_pass.c */
+PyObject *centred_means(PyObject *module, PyObject *args);
 
 /* _sort_pass.c (the one source that includes numpy's C API) */
 int sort_pass_init(void);

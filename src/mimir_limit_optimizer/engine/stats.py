@@ -278,12 +278,23 @@ def history_seconds(
     return result
 
 
-def centred_nanmean(values: npt.NDArray[F], window: int) -> npt.NDArray[F]:
+def centred_nanmean(
+    values: npt.NDArray[F], window: int, *, compiled: bool = True
+) -> npt.NDArray[F]:
     """Centred rolling mean over `window` (odd) columns ignoring NaN; NaN where the window
     holds no value. Keeps the float dtype. Sums `window` shifted slices: for the small
     windows used here (hours of a baseline) that beats cumulative sums and needs no gathers.
     Rows without NaN (nearly all) divide by a count that depends only on the distance to
-    the edges; only rows with gaps count their points."""
+    the edges; only rows with gaps count their points.
+
+    `compiled`: the compiled pass when it is there and the values are float32 with
+    contiguous rows (each row in L1 throughout); False: this numpy path, which gives the
+    same bits."""
+    kernel = compiled_passes.point_passes() if compiled else None
+    if kernel is not None and window >= 1 and compiled_passes.fits(values):
+        means = np.empty(values.shape, dtype=values.dtype)
+        kernel.centred_means(values, window, means)
+        return means
     n, t = values.shape
     half = window // 2
     finite = ~np.isnan(values)
