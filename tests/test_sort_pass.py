@@ -9,11 +9,13 @@ to numpy, and the kernel refuses what it cannot read or would overwrite while re
 from __future__ import annotations
 
 import collections
+import types
 from typing import Any
 
 import numpy as np
 import pytest
 
+from mimir_limit_optimizer.engine import compiled as compiled_passes
 from mimir_limit_optimizer.engine import hourly, stats
 from tests.compiled_passes import kernel, same_bits, spy_on_passes
 
@@ -173,6 +175,71 @@ def test_an_output_over_the_values_is_refused() -> None:
     with pytest.raises(ValueError, match="shares memory"):
         kernel().sorted_percentiles(values, np.array([50.0]), np.empty(4, np.int64), found)
     np.testing.assert_array_equal(values, 1.0)  # nothing was written
+
+
+def test_outputs_over_qs_reversed_values_or_each_other_are_refused() -> None:
+    """qs are read again for every row; values read backwards span their bytes below the
+    first row; two outputs over each other would overwrite one another."""
+    values = np.ones((4, 24), np.float32)
+    qs = np.array([50.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="shares memory"):
+        kernel().sorted_percentiles(values, qs[:2], np.empty(4, np.int64), qs)
+    raw = np.ones(8 * 24, np.float32)
+    backwards = raw.reshape(8, 24)[::-1][:4]  # rows 7, 6, 5, 4: bytes from row 4 to row 7
+    inside = raw.reshape(8, 24)[5, :8].view(np.int64)
+    with pytest.raises(ValueError, match="shares memory"):
+        kernel().sorted_percentiles(backwards, qs[:1], inside, np.empty(4))
+    below = raw.reshape(8, 24)[1, :8].view(np.int64)  # under the reversed rows: accepted
+    kernel().sorted_percentiles(backwards, qs[:1], below, np.empty(4))
+    np.testing.assert_array_equal(below, [24] * 4)
+    shared = np.empty(8)
+    with pytest.raises(ValueError, match="another output"):
+        kernel().sorted_percentiles(values, qs[:2], shared[:4].view(np.int64), shared)
+    grid, totals = np.empty((4, 2), np.float32), np.empty(4, np.float32)
+    with pytest.raises(ValueError, match="another output"):
+        kernel().sorted_percentiles(
+            values, qs[:1], np.empty(4, np.int64), np.empty(4), 12, grid, grid.ravel()[:4]
+        )
+    kernel().sorted_percentiles(
+        values, qs[:1], np.empty(4, np.int64), np.empty(4), 12, grid, totals
+    )
+    np.testing.assert_array_equal(grid, 1.0)
+
+
+def test_a_percentile_of_minus_zero_is_that_of_zero(calls: collections.Counter[str]) -> None:
+    """q = -0.0 (a YAML `-0`) would make frac -0.0, and the result the sign of whichever zero
+    the sort put first: both paths take it as 0.0."""
+    rng = np.random.default_rng(0)
+    values = rng.choice(np.array([-0.0, 0.0, 1.0], np.float32), size=(400, 6))
+    for compiled in (True, False):
+        _, (low,) = stats._sorted_chunks(values, [-0.0], compiled=compiled)
+        _, (zero,) = stats._sorted_chunks(values, [0.0], compiled=compiled)
+        same_bits(low, zero)
+        assert not np.signbit(low).any()
+    assert calls["sorted_percentiles"] == 2
+
+
+def test_a_module_without_the_sort_pass_sorts_with_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built without numpy 2's headers, the module has every pass but the sort pass: the sort
+    takes numpy's path, the hour pass stays compiled."""
+    module = kernel()
+    used: list[str] = []
+
+    def hour_pass(*args: Any) -> None:
+        used.append("hour_pass")
+        module.hour_pass(*args)
+
+    monkeypatch.setattr(
+        compiled_passes, "point_passes", lambda: types.SimpleNamespace(hour_pass=hour_pass)
+    )
+    values = _rows(22, 24 * 12, seed=6)
+    grid = np.empty((22, 24), np.float32)
+    rows, got = hourly.sorted_with_hours(values, QS, 12, grid)
+    want = stats.SortedRows(values, only=QS, compiled=False)
+    for mine, numpys in zip(rows.percentiles(QS), want.percentiles(QS), strict=True):
+        same_bits(mine, numpys)
+    same_bits(got.variability, hourly.means_and_variability(values, 12, compiled=False).variability)
+    assert used == ["hour_pass"]
 
 
 def test_no_rows_no_points_no_percentiles() -> None:

@@ -107,10 +107,9 @@ def test_dockerignore_keeps_exactly_what_the_build_copies() -> None:
         assert (ROOT / path).exists(), path
 
 
-def _wheel(tmp: Path, env: dict[str, str] | None = None) -> Path:
-    """The wheel, built from a copy of the image's build context (what .dockerignore lets
-    in), as the image builds it: nothing left in this tree by an earlier build (its build/
-    folder, an editable install's compiled module) can end up in the wheel."""
+def _context(tmp: Path) -> Path:
+    """A copy of the image's build context (what .dockerignore lets in): nothing left in this
+    tree by an earlier build (its build/ folder, an editable install's compiled module)."""
     context = tmp / "context"
     context.mkdir(parents=True)
     for name in ("pyproject.toml", "setup.py", "README.md"):
@@ -120,6 +119,12 @@ def _wheel(tmp: Path, env: dict[str, str] | None = None) -> Path:
         context / "src",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.egg-info"),
     )
+    return context
+
+
+def _wheel(tmp: Path, env: dict[str, str] | None = None) -> Path:
+    """The wheel, built from a copy of the image's build context, as the image builds it."""
+    context = _context(tmp)
     wheels = tmp / "wheels"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
@@ -140,6 +145,47 @@ def test_the_wheel_builds_without_a_c_compiler(tmp_path: Path) -> None:
     assert not [name for name in names if name.endswith(".so")]
     with_cc = zipfile.ZipFile(_wheel(tmp_path / "cc")).namelist()
     assert [name for name in with_cc if "_point_passes" in name and name.endswith(".so")]
+
+
+# setup.py run where numpy cannot be imported (a build without pip's isolation), then the
+# module it built loaded on its own: which passes it has.
+_BUILD_WITHOUT_NUMPY = """
+import sys
+sys.modules["numpy"] = None  # `import numpy` raises ImportError
+sys.argv = ["setup.py", "build_ext", "--build-lib", sys.argv[1], "--build-temp", sys.argv[2]]
+exec(compile(open("setup.py").read(), "setup.py", "exec"), {"__file__": "setup.py"})
+"""
+_PASSES_OF = """
+import importlib.util, sys
+name = "mimir_limit_optimizer.engine._point_passes"
+spec = importlib.util.spec_from_file_location(name, sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(" ".join(sorted(name for name in dir(module) if not name.startswith("_"))))
+"""
+
+
+def test_without_numpy_at_build_time_every_pass_but_the_sort_is_built(tmp_path: Path) -> None:
+    """The sort pass needs numpy 2's headers; without them (a build without pip's isolation,
+    numpy 1.x or none) the module is built without it and keeps the other passes: the
+    engine then sorts with numpy only."""
+    context = _context(tmp_path)
+    lib, temp = tmp_path / "lib", tmp_path / "temp"
+    build = subprocess.run(
+        [sys.executable, "-c", _BUILD_WITHOUT_NUMPY, str(lib), str(temp)],
+        cwd=context, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert "the compiled sort pass is left out" in build.stderr
+    (built,) = lib.rglob("_point_passes*.so")
+    probe = subprocess.run(
+        [sys.executable, "-c", _PASSES_OF, str(built)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    passes = set(probe.stdout.split())
+    assert {"hour_pass", "rows_above", "demand_pass", "centred_means"} <= passes
+    assert "sorted_percentiles" not in passes
+    assert "SOURCE_SHA256" in passes
 
 
 def _install(tmp: Path) -> Path:

@@ -273,11 +273,15 @@ static PyMethodDef methods[] = {
      "centred_means(values, window, out): each row's centred rolling mean over window points "
      "ignoring NaN into out (NaN where the window holds no point); float32 with contiguous "
      "rows."},
+#ifdef MLO_SORT_PASS
     {"sorted_percentiles", sorted_percentiles, METH_VARARGS,
-     "sorted_percentiles(values, qs, counts, found): each row's count of finite points into "
-     "counts (int64) and its percentiles qs (float64, 0-100) into found (float64, flat: "
-     "found[k * rows + row] for qs[k]; NaN for an empty row), each row sorted on its own "
-     "with numpy's float32 sort; values float32 with contiguous rows."},
+     "sorted_percentiles(values, qs, counts, found[, per_hour, means, totals]): each row's "
+     "count of finite points into counts (int64) and its percentiles qs (float64, 0-100) "
+     "into found (float64, flat: found[k * rows + row] for qs[k]; NaN for an empty row), each "
+     "row sorted on its own with numpy's float32 sort; with means and totals, the hour pass "
+     "(hour_pass) over the same rows too. values float32 with contiguous rows; no output "
+     "may share memory with values, qs or another output."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
@@ -289,10 +293,15 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__point_passes(void)
 {
-    if (sort_pass_init() < 0) { /* numpy's C API, for its sort (_sort_pass.c) */
+    PyObject *m = PyModule_Create(&module);
+#ifdef MLO_SORT_PASS
+    /* numpy's C API, for its sort (_sort_pass.c): without it, no sort pass (the engine takes
+     * numpy's path for it) and the other passes all the same. */
+    if (m != NULL && !sort_pass_init() && PyObject_DelAttrString(m, "sorted_percentiles") < 0) {
+        Py_DECREF(m);
         return NULL;
     }
-    PyObject *m = PyModule_Create(&module);
+#endif
 #ifdef SOURCE_SHA256 /* setup.py: which sources this was built from (engine/compiled.py) */
     if (m != NULL && PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {
         Py_DECREF(m);

@@ -150,7 +150,8 @@ PyObject *demand_pass(PyObject *module, PyObject *args);
 /* _centred_pass.c */
 PyObject *centred_means(PyObject *module, PyObject *args);
 
-/* _sort_pass.c (the one source that includes numpy's C API) */
+/* _sort_pass.c (the one source that includes numpy's C API; built where setup.py defines
+ * MLO_SORT_PASS): 1 when numpy's float32 sort is there to call, else 0 (no exception). */
 int sort_pass_init(void);
 PyObject *sorted_percentiles(PyObject *module, PyObject *args);
 

@@ -1,4 +1,6 @@
-# The compiled point passes (_point_passes.c), loaded by engine/compiled.py.
+# The compiled point passes (_point_passes.c and the other _*_pass.c), loaded by
+# engine/compiled.py. sorted_percentiles is missing where the module was built without
+# numpy 2's headers (setup.py).
 from typing import Any
 
 SOURCE_SHA256: str
@@ -24,5 +26,14 @@ def demand_pass(
     bounded: Any,
     /,
 ) -> None: ...
-def sorted_percentiles(values: Any, qs: Any, counts: Any, found: Any, /) -> None: ...
+def sorted_percentiles(
+    values: Any,
+    qs: Any,
+    counts: Any,
+    found: Any,
+    per_hour: int = ...,
+    means: Any = ...,
+    totals: Any = ...,
+    /,
+) -> None: ...
 def centred_means(values: Any, window: int, out: Any, /) -> None: ...

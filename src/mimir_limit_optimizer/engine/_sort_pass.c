@@ -8,37 +8,40 @@
  * With `means` and `totals`, the hour pass (`hour_pass`) reads each row's copy too, before it
  * is sorted: the row comes from memory once for both (6 ms a limit less at 10,000 tenants).
  *
- * The same bits as the numpy path (tests/test_point_passes.py): the same sort, NaN counted
+ * The same bits as the numpy path (tests/test_sort_pass.py): the same sort, NaN counted
  * from the end where numpy sorts it, and the interpolation in float64 step for step as
  * `_percentiles` does it. Which of two equal values comes first (-0.0 and 0.0) cannot change
- * a percentile: `lo + (hi - lo) * frac` of two zeros is +0.0 either way.
+ * a percentile: `lo + (hi - lo) * frac` of two zeros is +0.0 either way, frac being +0.0 or
+ * more (both paths take a percentile of -0.0 as 0.0, whose frac would be -0.0).
+ *
+ * The one source that needs numpy's headers (numpy 2's: `PyDataType_GetArrFuncs`); setup.py
+ * leaves it out (MLO_SORT_PASS undefined) where they are not there, and the other passes are
+ * built all the same.
  */
 #include "_point_passes.h"
 
 #define NPY_NO_DEPRECATED_API NPY_1_23_API_VERSION
 #include <numpy/arrayobject.h>
 
+/* numpy's quicksort for float32, looked up once when the module loads (it is numpy's, the
+ * same for the whole process); NULL where numpy has none to hand over. */
+static PyArray_SortFunc *float32_sort;
+
 int
 sort_pass_init(void)
 {
-    import_array1(-1);
-    return 0;
-}
-
-/* numpy's quicksort for float32, or NULL (with an exception) where numpy has none. */
-static PyArray_SortFunc *
-float32_sort(void)
-{
+    if (_import_array() < 0) {
+        PyErr_Clear();
+        return 0;
+    }
     PyArray_Descr *descr = PyArray_DescrFromType(NPY_FLOAT32);
     if (descr == NULL) {
-        return NULL;
+        PyErr_Clear();
+        return 0;
     }
-    PyArray_SortFunc *sort = PyDataType_GetArrFuncs(descr)->sort[NPY_QUICKSORT];
+    float32_sort = PyDataType_GetArrFuncs(descr)->sort[NPY_QUICKSORT];
     Py_DECREF(descr);
-    if (sort == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "numpy has no float32 sort function to call");
-    }
-    return sort;
+    return float32_sort != NULL;
 }
 
 /* The percentiles `qs` (0-100) of the `count` finite values at the start of `sorted`, into
@@ -54,7 +57,8 @@ percentiles(const float *sorted, Py_ssize_t count, const double *qs, Py_ssize_t 
             out[k * stride] = NAN;
             continue;
         }
-        const double pos = (qs[k] / 100.0) * (double)below;
+        const double q = qs[k] + 0.0; /* -0.0 as 0.0, as `_percentiles` takes it */
+        const double pos = (q / 100.0) * (double)below;
         const Py_ssize_t lo = (Py_ssize_t)floor(pos);
         const Py_ssize_t hi = lo + 1 < below ? lo + 1 : below;
         const double frac = pos - (double)lo;
@@ -78,8 +82,9 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
         PyErr_SetString(PyExc_TypeError, "means and totals go together");
         return NULL;
     }
-    PyArray_SortFunc *sort = float32_sort();
-    if (sort == NULL) {
+    PyArray_SortFunc *sort = float32_sort;
+    if (sort == NULL) { /* the module then has no sorted_percentiles: not reached */
+        PyErr_SetString(PyExc_RuntimeError, "numpy has no float32 sort function to call");
         return NULL;
     }
     const int needed = hours_too ? COUNT : MEANS;
@@ -104,11 +109,15 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
         (hours_too && check_hour_outputs(values, per_hour, &views[MEANS], &views[TOTALS]) < 0)) {
         goto done;
     }
-    /* Outputs are written while later rows are still to be read: none may share their bytes. */
+    /* Outputs are written while later rows (and every row's qs) are still to be read: none
+     * may share bytes with the inputs or with another output. */
     for (int k = COUNTS; k < needed; k++) {
-        if (overlap(values, &views[k]) || overlap(&views[QS], &views[k])) {
-            PyErr_SetString(PyExc_ValueError, "an output shares memory with values or qs");
-            goto done;
+        for (int other = VALUES; other < k; other++) {
+            if (overlap(&views[other], &views[k])) {
+                PyErr_SetString(PyExc_ValueError,
+                                "an output shares memory with values, qs or another output");
+                goto done;
+            }
         }
     }
     const double *qs = views[QS].buf;
@@ -119,8 +128,8 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
         }
     }
     /* the row, then (for the hour pass) its deviations */
-    row = PyMem_RawMalloc((size_t)(t > 0 ? 2 * t : 1) * sizeof(float));
-    if (row == NULL) {
+    row = n > 0 ? PyMem_RawMalloc((size_t)(t > 0 ? 2 * t : 1) * sizeof(float)) : NULL;
+    if (n > 0 && row == NULL) {
         PyErr_NoMemory();
         goto done;
     }

@@ -1,8 +1,9 @@
-"""The engine's compiled point passes (`_point_passes.c`, `_demand_pass.c`, built at install
-by setup.py), or None where the package was installed without them (no C compiler then: the
-install goes on without the extension, and every caller takes its numpy path, with the same
-results). Loading reads the package's own C sources once, to check the module was built
-from them (`built_from_this_source`).
+"""The engine's compiled point passes (`_point_passes.c` and the other `_*_pass.c`, built at
+install by setup.py), or None where the package was installed without them (no C compiler
+then: the install goes on without the extension, and every caller takes its numpy path, with
+the same results; built without numpy 2's headers, the module has no `sorted_percentiles`).
+Loading reads the package's own C sources once, to check the module was built from them
+(`built_from_this_source`).
 
 Callers look the module up here at each use (`compiled.point_passes()`), so that one switch
 (`--numpy-passes` in bench/engine_scale.py) turns every pass back to numpy.

@@ -166,8 +166,9 @@ def sorted_with_hours(
     n, t = values.shape
     wanted = list(dict.fromkeys(qs))
     kernel = compiled_passes.point_passes() if compiled else None
+    sort_pass = getattr(kernel, "sorted_percentiles", None)  # see stats._sorted_chunks
     if (
-        kernel is None
+        sort_pass is None
         or not n
         or not t
         or t % per_hour
@@ -181,7 +182,7 @@ def sorted_with_hours(
     flat = np.empty(len(wanted) * n)
     total = np.empty(n, dtype=np.float32)
     qs_array = np.asarray(wanted, dtype=np.float64)
-    kernel.sorted_percentiles(values, qs_array, counts, flat, per_hour, out, total)
+    sort_pass(values, qs_array, counts, flat, per_hour, out, total)
     found = [flat[k * n : (k + 1) * n] for k in range(len(wanted))]
     rows = SortedRows.from_percentiles(values, counts, dict(zip(wanted, found, strict=True)))
     return rows, with_gaps_counted(values, per_hour, out, total)

@@ -165,10 +165,12 @@ def _sorted_chunks(
     bits."""
     n, t = values.shape
     kernel = compiled_passes.point_passes() if compiled else None
-    if kernel is not None and compiled_passes.fits(values) and all(0 <= q <= 100 for q in qs):
+    # Absent from a module built without numpy 2's headers (setup.py).
+    sort_pass = getattr(kernel, "sorted_percentiles", None)
+    if sort_pass is not None and compiled_passes.fits(values) and all(0 <= q <= 100 for q in qs):
         counts: IntArray = np.empty(n, dtype=np.int64)
         flat = np.empty(len(qs) * n)
-        kernel.sorted_percentiles(values, np.asarray(qs, dtype=np.float64), counts, flat)
+        sort_pass(values, np.asarray(qs, dtype=np.float64), counts, flat)
         return counts, [flat[k * n : (k + 1) * n] for k in range(len(qs))]
     rows = max(1, _SORT_POINTS // t)
     scratch = np.empty((min(rows, n), t), dtype=np.float32)
@@ -197,7 +199,9 @@ def _percentiles(
     last = np.maximum(n - 1, 0)
     columns, fractions = [], []
     for q in qs:
-        pos = (q / 100.0) * below
+        # -0.0 as 0.0: its frac would be -0.0, and `lo + (hi - lo) x -0.0` of two zeros would
+        # keep the sign of whichever zero the sort put first.
+        pos = ((q + 0.0) / 100.0) * below
         lo = np.floor(pos).astype(np.int64)
         columns += [lo, np.minimum(lo + 1, last)]
         fractions.append(pos - lo)
