@@ -179,7 +179,7 @@ class Service:
                 "source": source,
                 "target": self.target.describe(),
                 # Without a C compiler at install the engine runs its numpy paths: the same
-                # results, about 30% more engine time (docs/benchmarks.md).
+                # results, about 50% more engine time (docs/benchmarks.md).
                 "enginePasses": "compiled" if compiled.point_passes() else "numpy",
                 "config": redacted_dump(config),
             },
