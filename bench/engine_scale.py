@@ -9,7 +9,7 @@ discards in float32) and of the whole input. The baseline, run in the same comma
 source, is the naive way: a Python loop per tenant and limit with numpy's nanpercentile (what a
 per-object recommender does); its ratio to ours is printed.
 
-The engine's compiled point passes (engine/_point_passes.c) are used when they were built;
+The engine's compiled point passes (engine/_*_pass.c) are used when they were built;
 `--numpy-passes` runs the numpy paths they replace instead (the same results), to show their
 share.
 
@@ -212,17 +212,17 @@ def main() -> None:
         f"engine: tenants x {LIMITS} limits x {POINTS} points, float32 streamed per limit, "
         "one core (child process per run)"
     )
-    from mimir_limit_optimizer.engine.compiled import point_passes
+    from mimir_limit_optimizer.engine.compiled import which_passes
 
-    built = point_passes() is not None
+    built = which_passes()
     print(
         "point passes: "
         + (
             "numpy (--numpy-passes)"
             if args.numpy_passes
-            else "compiled (engine/_point_passes.c)"
-            if built
             else "numpy (the compiled passes were not built: no C compiler at install)"
+            if built == "numpy"
+            else f"{built} (engine/_*_pass.c)"
         )
     )
     print("cpu s = process CPU time (less sensitive to other load than wall time; ratios use it)")

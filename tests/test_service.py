@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -176,5 +177,9 @@ def test_the_startup_line_says_which_engine_passes_run(
     provider = ConfigProvider(file, env={}, cli={}, catalogue=CATALOGUE)
     service = Service(provider, CATALOGUE, logger=logging.getLogger("test-service"))
     assert json.loads(service.startup_line())["enginePasses"] == "compiled"
+    # Built without numpy 2's headers: every pass but the sort.
+    without_sort = types.SimpleNamespace(hour_pass=compiled.point_passes().hour_pass)
+    monkeypatch.setattr(compiled, "point_passes", lambda: without_sort)
+    assert json.loads(service.startup_line())["enginePasses"] == "compiled, numpy sort"
     monkeypatch.setattr(compiled, "point_passes", lambda: None)
     assert json.loads(service.startup_line())["enginePasses"] == "numpy"

@@ -180,7 +180,7 @@ class Service:
                 "target": self.target.describe(),
                 # Without a C compiler at install the engine runs its numpy paths: the same
                 # results, about 50% more engine time (docs/benchmarks.md).
-                "enginePasses": "compiled" if compiled.point_passes() else "numpy",
+                "enginePasses": compiled.which_passes(),
                 "config": redacted_dump(config),
             },
             default=str,

@@ -34,6 +34,15 @@ def point_passes() -> ModuleType | None:
     return _point_passes if built_from_this_source(_point_passes) else None
 
 
+def which_passes() -> str:
+    """What the engine runs, for the service's first log line: "compiled", "compiled, numpy
+    sort" (a module built without numpy 2's headers) or "numpy" (no module)."""
+    module = point_passes()
+    if module is None:
+        return "numpy"
+    return "compiled" if hasattr(module, "sorted_percentiles") else "compiled, numpy sort"
+
+
 def fits(*arrays: object) -> bool:
     """(rows, points) float32 arrays the passes read in place: the points of a row adjacent,
     every point aligned (rows may be any whole number of points apart, reversed included)."""
