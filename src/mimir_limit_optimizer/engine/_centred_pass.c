@@ -77,14 +77,11 @@ centred_means(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_buffer views[COUNT];
-    int got = 0;
     PyObject *result = NULL;
     float *scratch = NULL;
-    for (; got < COUNT; got++) {
-        int flags = got == VALUES ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
-        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
-            goto done;
-        }
+    int got = get_buffers(objects, views, COUNT, 1);
+    if (got < COUNT) {
+        goto done;
     }
     const Py_buffer *values = &views[VALUES], *out = &views[OUT];
     if (check_floats(values, 2, "values") < 0 || check_floats(out, 2, "out") < 0) {
@@ -128,8 +125,6 @@ centred_means(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(scratch);
-    for (int k = 0; k < got; k++) {
-        PyBuffer_Release(&views[k]);
-    }
+    release_buffers(views, got);
     return result;
 }

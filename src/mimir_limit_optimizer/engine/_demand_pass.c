@@ -51,14 +51,11 @@ demand_pass(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_buffer views[COUNT];
-    int got = 0;
     PyObject *result = NULL;
     float *scratch = NULL;
-    for (; got < COUNT; got++) {
-        int flags = got == USAGE || got == DISCARDS ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
-        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
-            goto done;
-        }
+    int got = get_buffers(objects, views, COUNT, 2);
+    if (got < COUNT) {
+        goto done;
     }
     const Py_buffer *usage = &views[USAGE], *discards = &views[DISCARDS];
     Py_buffer *demand = &views[DEMAND];
@@ -124,9 +121,7 @@ demand_pass(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(scratch);
-    for (int k = 0; k < got; k++) {
-        PyBuffer_Release(&views[k]);
-    }
+    release_buffers(views, got);
     return result;
 }
 

@@ -102,14 +102,11 @@ hour_pass(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_buffer views[COUNT];
-    int got = 0;
     PyObject *result = NULL;
     float *scratch = NULL;
-    for (; got < COUNT; got++) {
-        int flags = got == VALUES ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
-        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
-            goto done;
-        }
+    int got = get_buffers(objects, views, COUNT, 1);
+    if (got < COUNT) {
+        goto done;
     }
     const Py_buffer *values = &views[VALUES], *means = &views[MEANS], *totals = &views[TOTALS];
     if (check_floats(values, 2, "values") < 0 ||
@@ -133,9 +130,7 @@ hour_pass(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(scratch);
-    for (int k = 0; k < got; k++) {
-        PyBuffer_Release(&views[k]);
-    }
+    release_buffers(views, got);
     return result;
 }
 
@@ -176,13 +171,10 @@ rows_above(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_buffer views[COUNT];
-    int got = 0;
     PyObject *result = NULL;
-    for (; got < COUNT; got++) {
-        int flags = got == OUT ? PyBUF_RECORDS : PyBUF_RECORDS_RO;
-        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
-            goto done;
-        }
+    int got = get_buffers(objects, views, COUNT, OUT);
+    if (got < COUNT) {
+        goto done;
     }
     const Py_buffer *values = &views[VALUES], *bound = &views[BOUND];
     Py_ssize_t count = views[ROWS].ndim == 1 ? views[ROWS].shape[0] : -1;
@@ -246,9 +238,7 @@ rows_above(PyObject *Py_UNUSED(module), PyObject *args)
     }
     result = Py_NewRef(Py_None);
 done:
-    for (int k = 0; k < got; k++) {
-        PyBuffer_Release(&views[k]);
-    }
+    release_buffers(views, got);
     return result;
 }
 

@@ -74,6 +74,28 @@ check_flags(const Py_buffer *b, Py_ssize_t n, const char *name)
     return 0;
 }
 
+/* Each object's buffer into views: the first `inputs` read-only, the rest writable. Returns
+ * how many were got: `count`, or fewer with an exception set; release_buffers that many. */
+static inline int
+get_buffers(PyObject *const *objects, Py_buffer *views, int count, int inputs)
+{
+    for (int k = 0; k < count; k++) {
+        int flags = k < inputs ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
+        if (PyObject_GetBuffer(objects[k], &views[k], flags) < 0) {
+            return k;
+        }
+    }
+    return count;
+}
+
+static inline void
+release_buffers(Py_buffer *views, int got)
+{
+    for (int k = 0; k < got; k++) {
+        PyBuffer_Release(&views[k]);
+    }
+}
+
 /* The bytes a buffer spans, [*lo, *hi), whatever the signs of its strides. */
 static inline void
 buffer_span(const Py_buffer *b, uintptr_t *lo, uintptr_t *hi)

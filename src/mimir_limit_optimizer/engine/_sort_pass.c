@@ -89,14 +89,11 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
     }
     const int needed = hours_too ? COUNT : MEANS;
     Py_buffer views[COUNT];
-    int got = 0;
     PyObject *result = NULL;
     float *row = NULL;
-    for (; got < needed; got++) {
-        int flags = got == VALUES || got == QS ? PyBUF_RECORDS_RO : PyBUF_RECORDS;
-        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
-            goto done;
-        }
+    int got = get_buffers(objects, views, needed, QS + 1);
+    if (got < needed) {
+        goto done;
     }
     const Py_buffer *values = &views[VALUES];
     Py_ssize_t nq = views[QS].ndim == 1 ? views[QS].shape[0] : -1;
@@ -162,8 +159,6 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(row);
-    for (int k = 0; k < got; k++) {
-        PyBuffer_Release(&views[k]);
-    }
+    release_buffers(views, got);
     return result;
 }
