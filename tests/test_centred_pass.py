@@ -32,6 +32,7 @@ def _grid(n: int, t: int, seed: int) -> np.ndarray:
     values[3::9] = np.nan  # no data
     values[4::9, ::3] = np.nan  # every third hour
     values[5::9, -2:] = np.inf
+    values[4::9, min(1, t - 1)] = np.inf  # an infinity in a row with gaps: a value, not a gap
     values[6::9, ::2] = -0.0
     values[7::9, 1::2] = 0.0
     values[8::9, t // 3] = -np.inf
@@ -40,7 +41,7 @@ def _grid(n: int, t: int, seed: int) -> np.ndarray:
     return values
 
 
-@pytest.mark.parametrize("window", [1, 2, 3, 7, 25])
+@pytest.mark.parametrize("window", [1, 3, 7, 25])
 @pytest.mark.parametrize("t", [1, 5, 168])
 def test_same_bits_as_the_numpy_path(window: int, t: int, calls: collections.Counter[str]) -> None:
     values = _grid(45, t, seed=window * 1000 + t)
@@ -68,6 +69,36 @@ def test_a_gap_is_counted_out_not_read_as_zero(calls: collections.Counter[str]) 
     assert calls["centred_means"] == 1
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_window_wider_than_the_row_is_the_whole_row(
+    compiled: bool, calls: collections.Counter[str]
+) -> None:
+    """A baseline window of years on a week of hours (a setting gone wrong): the window that
+    covers the whole row from every column, 2 x T + 1, gives the same bits; nothing is
+    allocated for the rest of it."""
+    values = _grid(27, 40, seed=8)
+    whole = stats.centred_nanmean(values, 81, compiled=False)
+    for window in (83, 2**61 + 1):
+        same_bits(stats.centred_nanmean(values, window, compiled=compiled), whole)
+    assert calls["centred_means"] == (2 if compiled else 0)
+    if compiled:  # the kernel itself, handed a huge window
+        out = np.empty_like(values)
+        kernel().centred_means(values, 2**61 + 1, out)
+        same_bits(out, whole)
+
+
+@pytest.mark.parametrize("window", [0, -1, 2, 8])
+def test_an_even_or_empty_window_is_refused(window: int) -> None:
+    """An even window is not centred (its sums would cover one point less than its edge
+    counts): refused by both paths, as by the kernel."""
+    values = np.ones((2, 10), np.float32)
+    for compiled in (True, False):
+        with pytest.raises(ValueError, match="odd window"):
+            stats.centred_nanmean(values, window, compiled=compiled)
+    with pytest.raises(ValueError, match="odd number"):
+        kernel().centred_means(values, window, np.empty_like(values))
+
+
 def test_float64_takes_the_numpy_path(calls: collections.Counter[str]) -> None:
     values = _grid(18, 30, seed=1).astype(np.float64)
     got = stats.centred_nanmean(values, 7)
@@ -84,8 +115,9 @@ def test_float64_takes_the_numpy_path(calls: collections.Counter[str]) -> None:
         ({"out": np.empty((4, 23), np.float32)}, 7, "shape of values"),
         ({"out": np.empty((4, 24))}, 7, "out"),
         ({}, 0, "window"),
+        ({}, 4, "window"),
     ],
-    ids=["values-f64", "transposed", "out-shape", "out-f64", "window-0"],
+    ids=["values-f64", "transposed", "out-shape", "out-f64", "window-0", "window-even"],
 )
 def test_the_kernel_refuses_what_it_cannot_read(
     changed: dict[str, Any], window: int, message: str

@@ -430,6 +430,38 @@ def test_the_demand_kernel_refuses_columns_outside_the_window(
         )
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def test_inputs_are_read_read_only_and_outputs_refused_read_only() -> None:
+    """Each pass asks for its inputs read-only (a caller's frozen array is read) and for its
+    outputs writable (a frozen one is refused, never written)."""
+    kernel = _kernel()
+    above = np.zeros(2, np.bool_)
+    args = _rows_above_args(values=_read_only(np.ones((4, 24), np.float32)), out=above)
+    args[2:5] = [_read_only(np.asarray(a)) for a in args[2:5]]
+    kernel.rows_above(*args)
+    np.testing.assert_array_equal(above, [True, True])
+    with pytest.raises((ValueError, BufferError)):
+        kernel.rows_above(*_rows_above_args(out=_read_only(np.zeros(2, np.bool_))))
+    n, t = 3, 24
+    usage = _read_only(np.ones((n, t), np.float32))
+    discards = _read_only(np.full((n, t), 2, np.float32))
+    demand = np.empty((n, t), np.float32)
+    outputs = [np.zeros(n, np.float32) for _ in range(2)] + [
+        np.zeros(n, np.bool_) for _ in range(3)
+    ]
+    kernel.demand_pass(usage, discards, demand, False, 1.0, 0, t, 0, t, *outputs)
+    np.testing.assert_array_equal(demand, 3.0)
+    for k in range(len(outputs) + 1):
+        frozen = [demand.copy(), *(o.copy() for o in outputs)]
+        _read_only(frozen[k])
+        with pytest.raises((ValueError, BufferError)):
+            kernel.demand_pass(usage, discards, frozen[0], False, 1.0, 0, t, 0, t, *frozen[1:])
+
+
 def _misaligned_copy(array: np.ndarray) -> np.ndarray:
     """The same values one byte off their alignment."""
     raw = np.zeros(array.nbytes + 1, dtype=np.uint8)

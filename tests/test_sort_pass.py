@@ -242,6 +242,20 @@ def test_a_module_without_the_sort_pass_sorts_with_numpy(monkeypatch: pytest.Mon
     assert used == ["hour_pass"]
 
 
+def test_read_only_inputs_are_read_and_read_only_outputs_refused() -> None:
+    values = np.arange(4 * 24, dtype=np.float32).reshape(4, 24)
+    qs = np.array([50.0, 100.0])
+    values.flags.writeable = qs.flags.writeable = False
+    counts, found = np.empty(4, np.int64), np.empty(8)
+    kernel().sorted_percentiles(values, qs, counts, found)
+    np.testing.assert_array_equal(found[4:], values[:, -1])
+    for output in (counts, found):
+        output.flags.writeable = False
+        with pytest.raises((ValueError, BufferError)):
+            kernel().sorted_percentiles(values, qs, counts, found)
+        output.flags.writeable = True
+
+
 def test_no_rows_no_points_no_percentiles() -> None:
     empty = np.empty(0)
     kernel().sorted_percentiles(

@@ -60,9 +60,11 @@ centred_row(const float *restrict row, float *restrict padded, float *restrict c
     }
     window_sums(counted, counts, t, window);
     for (Py_ssize_t j = 0; j < t; j++) {
-        /* numpy divides by max(count, 1): the same where count > 0 */
+        /* numpy multiplies by the exact (int64) edge here, and divides by max(count, 1): the
+         * same where count > 0 */
+        const Py_ssize_t hi = j + half < t - 1 ? j + half : t - 1, lo = j - half > 0 ? j - half : 0;
         out[j] = counts[j] > 0.0f
-                     ? (float)(((double)out[j] * (double)edges[j]) / (double)counts[j])
+                     ? (float)(((double)out[j] * (double)(hi - lo + 1)) / (double)counts[j])
                      : NAN;
     }
 }
@@ -92,9 +94,14 @@ centred_means(PyObject *Py_UNUSED(module), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "out: the shape of values is needed");
         goto done;
     }
-    if (window < 1) {
-        PyErr_SetString(PyExc_ValueError, "window: at least 1 point is needed");
+    if (window < 1 || window % 2 == 0) {
+        PyErr_SetString(PyExc_ValueError, "window: an odd number of points is needed");
         goto done;
+    }
+    /* Wider than 2 x t + 1 adds only the padding's zeros and covers the whole row from every
+     * column: the same sums and edges, and scratch that cannot overflow its size. */
+    if (window > 2 * t + 1) {
+        window = 2 * t + 1;
     }
     /* Rows are written while later rows are still to be read. */
     if (overlap(values, out)) {

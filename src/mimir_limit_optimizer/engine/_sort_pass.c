@@ -91,6 +91,7 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
     Py_buffer views[COUNT];
     PyObject *result = NULL;
     float *row = NULL;
+    double *qs = NULL;
     int got = get_buffers(objects, views, needed, QS + 1);
     if (got < needed) {
         goto done;
@@ -117,18 +118,21 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
             }
         }
     }
-    const double *qs = views[QS].buf;
+    /* the percentiles, copied and checked once (the caller's array is not locked while the
+     * GIL is released: read again for every row, a change there would move the ranks read);
+     * then the row and (for the hour pass) its deviations */
+    qs = PyMem_RawMalloc((size_t)(nq > 0 ? nq : 1) * sizeof(double));
+    row = n > 0 ? PyMem_RawMalloc((size_t)(t > 0 ? 2 * t : 1) * sizeof(float)) : NULL;
+    if (qs == NULL || (n > 0 && row == NULL)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(qs, views[QS].buf, (size_t)nq * sizeof(double));
     for (Py_ssize_t k = 0; k < nq; k++) {
         if (!(qs[k] >= 0.0 && qs[k] <= 100.0)) {
             PyErr_Format(PyExc_ValueError, "qs[%zd]: a percentile from 0 to 100 is needed", k);
             goto done;
         }
-    }
-    /* the row, then (for the hour pass) its deviations */
-    row = n > 0 ? PyMem_RawMalloc((size_t)(t > 0 ? 2 * t : 1) * sizeof(float)) : NULL;
-    if (n > 0 && row == NULL) {
-        PyErr_NoMemory();
-        goto done;
     }
     float *dev = row + t;
     long long *counts = views[COUNTS].buf;
@@ -159,6 +163,7 @@ sorted_percentiles(PyObject *Py_UNUSED(module), PyObject *args)
     result = Py_NewRef(Py_None);
 done:
     PyMem_RawFree(row);
+    PyMem_RawFree(qs);
     release_buffers(views, got);
     return result;
 }

@@ -121,13 +121,16 @@ def _runs_longer_than(mask: BoolArray, max_len: int) -> BoolArray:
     return inside > 0
 
 
-def _robust_level(hourly: Float32Array, window: int, threshold: float) -> Float32Array:
+def _robust_level(
+    hourly: Float32Array, window: int, threshold: float, *, compiled: bool = True
+) -> Float32Array:
     """Centred rolling mean of hourly means, made robust: blocks above threshold x the
     current level are replaced by the level and the mean recomputed. Three rounds pull a
     spike's influence on its own baseline down to a few percent, at the cost of a few
     cumulative sums on the (tenants, hours) grid (a rolling median costs 10x more here).
-    Only the rows that still have an outlier are recomputed in each round."""
-    level = centred_nanmean(hourly, window)
+    Only the rows that still have an outlier are recomputed in each round. `compiled`: as
+    `centred_nanmean`'s."""
+    level = centred_nanmean(hourly, window, compiled=compiled)
     rows = np.arange(hourly.shape[0])
     for round_ in range(3):
         with np.errstate(invalid="ignore"):  # every row in the first round: no gathers
@@ -140,7 +143,9 @@ def _robust_level(hourly: Float32Array, window: int, threshold: float) -> Float3
         if not len(flagged):  # the common case: nothing (more) to pull down
             break
         rows, outlier = rows[flagged], outlier[flagged]
-        level[rows] = centred_nanmean(np.where(outlier, level[rows], hourly[rows]), window)
+        level[rows] = centred_nanmean(
+            np.where(outlier, level[rows], hourly[rows]), window, compiled=compiled
+        )
     return level
 
 
@@ -304,8 +309,9 @@ def detect_spikes(
     `row_max` (each row's maximum, e.g. from the shared sort) lets rows whose maximum stays
     under threshold x their lowest baseline skip the point-by-point comparison.
     `hour_means` (the (N, T // block) whole-block means, hourly.means_of, when T is a
-    multiple of the hour) saves computing them again. `compiled`: the suspect blocks are read
-    by the compiled pass when it is there (False: numpy's gather; the same answer).
+    multiple of the hour) saves computing them again. `compiled`: the centred baseline and the
+    suspect blocks by the compiled passes when they are there (False: numpy's paths; the same
+    answer).
 
     Every step is row by row, so rows are taken _SCAN_POINTS points at a time: the hourly
     grids, baselines and bounds of a chunk stay a few MB. Whole (N, hours) grids are 67 MB
@@ -363,7 +369,7 @@ def _detect_rows(
     block = points_per_hour(step)  # baseline resolution: hourly means
     hourly = _hourly(values, block, hour_means)
     window_blocks = max(3, round(baseline_window / (block * step)) | 1)  # odd, centred
-    baseline = _robust_level(hourly, window_blocks, threshold)
+    baseline = _robust_level(hourly, window_blocks, threshold, compiled=compiled)
     bound = baseline * np.float32(threshold)
     with np.errstate(invalid="ignore"):
         np.copyto(bound, np.float32(np.inf), where=~(baseline > 0))

@@ -294,8 +294,13 @@ def centred_nanmean(
     `compiled`: the compiled pass when it is there and the values are float32 with
     contiguous rows (each row in L1 throughout); False: this numpy path, which gives the
     same bits."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"centred_nanmean: an odd window of at least 1 is needed, not {window}")
+    # Wider than 2 x T + 1 adds only zeros of the padding and covers the whole row from every
+    # column: the same sums and counts (a window from a huge setting would pad without end).
+    window = min(window, 2 * values.shape[1] + 1)
     kernel = compiled_passes.point_passes() if compiled else None
-    if kernel is not None and window >= 1 and compiled_passes.fits(values):
+    if kernel is not None and compiled_passes.fits(values):
         means = np.empty(values.shape, dtype=values.dtype)
         kernel.centred_means(values, window, means)
         return means
